@@ -1,0 +1,99 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance.clients.permissions import ScopeRequired, actor_of
+from compliance.core.fields import StrictBooleanField, StrictCharField
+
+from .models import Profile, RetentionChoice
+from .selectors import profile_for_caller
+from .services import account_create, profile_create, profile_retention_set
+
+
+class AccountOutput(serializers.Serializer):
+    external_id = serializers.CharField()
+    jurisdiction = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class AccountCreateApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"POST": "accounts:write"}
+
+    class Input(serializers.Serializer):
+        external_id = StrictCharField(max_length=128)
+        jurisdiction = StrictCharField(max_length=2, min_length=2)
+
+    @extend_schema(request=Input, responses={201: AccountOutput}, operation_id="accounts_create")
+    def post(self, request: Request) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = account_create(**data.validated_data, actor=actor_of(request.user))
+        return Response(AccountOutput(account).data, status=status.HTTP_201_CREATED)
+
+
+class ProfileOutput(serializers.Serializer):
+    external_id = serializers.CharField()
+    account = serializers.CharField(source="account.external_id")
+    is_child = serializers.BooleanField()
+    retention_choice = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ProfileCreateApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"POST": "accounts:write"}
+
+    class Input(serializers.Serializer):
+        external_id = StrictCharField(max_length=128)
+        account = StrictCharField(max_length=128)
+        is_child = StrictBooleanField(required=False, default=False)
+
+    @extend_schema(request=Input, responses={201: ProfileOutput}, operation_id="profiles_create")
+    def post(self, request: Request) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        profile = profile_create(
+            external_id=data.validated_data["external_id"],
+            account_external_id=data.validated_data["account"],
+            is_child=data.validated_data["is_child"],
+            actor=actor_of(request.user),
+        )
+        return Response(ProfileOutput(profile).data, status=status.HTTP_201_CREATED)
+
+
+class RetentionOutput(serializers.Serializer):
+    profile = serializers.CharField(source="external_id")
+    choice = serializers.CharField(source="retention_choice", allow_null=True)
+
+
+class ProfileRetentionApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"PUT": "consents:write", "GET": "consents:read"}
+    owner_allowed = True
+    officer_allowed = True
+
+    class Input(serializers.Serializer):
+        choice = serializers.ChoiceField(choices=RetentionChoice.values)
+
+    def _profile(self, request: Request, profile_id: str, scope: str) -> Profile:
+        return profile_for_caller(caller=request.user, external_id=profile_id, scope=scope)
+
+    @extend_schema(responses={200: RetentionOutput}, operation_id="profiles_retention_read")
+    def get(self, request: Request, profile_id: str) -> Response:
+        profile = self._profile(request, profile_id, "consents:read")
+        return Response(RetentionOutput(profile).data)
+
+    @extend_schema(
+        request=Input, responses={200: RetentionOutput}, operation_id="profiles_retention_set"
+    )
+    def put(self, request: Request, profile_id: str) -> Response:
+        profile = self._profile(request, profile_id, "consents:write")
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        profile = profile_retention_set(
+            profile=profile, choice=data.validated_data["choice"], actor=actor_of(request.user)
+        )
+        return Response(RetentionOutput(profile).data)

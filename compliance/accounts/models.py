@@ -1,0 +1,44 @@
+from django.conf import settings
+from django.db import models
+
+
+class Account(models.Model):
+    """A person who owns voice profiles, as the platform knows them."""
+
+    external_id = models.CharField(max_length=128, unique=True)
+    jurisdiction = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="account",
+        help_text="The login that may use the privacy page for this account.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class RetentionChoice(models.TextChoices):
+    THREE_MONTHS = "3_months", "3 months"
+    EIGHTEEN_MONTHS = "18_months", "18 months"
+    UNTIL_DELETED = "until_deleted", "until I delete them"
+    DONT_SAVE = "dont_save", "don't save"
+
+
+class Profile(models.Model):
+    """A voice profile: the data subject."""
+
+    external_id = models.CharField(max_length=128, unique=True)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="profiles")
+    is_child = models.BooleanField(default=False)
+    # NULL: the user has not chosen (policy alone applies); "" would read as a choice.
+    retention_choice = models.CharField(  # noqa: DJ001
+        max_length=16, choices=RetentionChoice.choices, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.external_id

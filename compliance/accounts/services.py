@@ -1,0 +1,94 @@
+from django.db import IntegrityError, transaction
+
+from compliance.consent.services import consent_states_initialise
+from compliance.core.countries import is_country
+from compliance.core.errors import ApplicationError, Conflict
+from compliance.ledger.services import ledger_append
+
+from .models import Account, Profile, RetentionChoice
+
+
+def _validate_external_id(value: str, field: str) -> str:
+    value = value.strip() if isinstance(value, str) else value
+    if not isinstance(value, str) or not value or len(value) > 128:
+        raise ApplicationError(
+            "validation_error",
+            f"{field} must be a non-empty string of at most 128 characters.",
+            fields={field: ["invalid"]},
+        )
+    return value
+
+
+@transaction.atomic
+def account_create(*, external_id: str, jurisdiction: str, actor: str) -> Account:
+    external_id = _validate_external_id(external_id, "external_id")
+    if not is_country(jurisdiction):
+        raise ApplicationError(
+            "unknown_jurisdiction",
+            f"{jurisdiction!r} is not an ISO 3166-1 alpha-2 country code.",
+            fields={"jurisdiction": ["unknown"]},
+        )
+    try:
+        with transaction.atomic():
+            account = Account.objects.create(external_id=external_id, jurisdiction=jurisdiction)
+    except IntegrityError:
+        raise Conflict("duplicate", f"An account {external_id!r} exists already.") from None
+    ledger_append(
+        kind="account.created",
+        subject=f"account:{external_id}",
+        actor=actor,
+        payload={"jurisdiction": jurisdiction},
+    )
+    return account
+
+
+@transaction.atomic
+def profile_create(
+    *, external_id: str, account_external_id: str, is_child: bool, actor: str
+) -> Profile:
+    external_id = _validate_external_id(external_id, "external_id")
+    account = Account.objects.filter(external_id=account_external_id).first()
+    if account is None:
+        raise ApplicationError(
+            "unknown_account",
+            f"No account {account_external_id!r}.",
+            fields={"account": ["unknown"]},
+        )
+    try:
+        with transaction.atomic():
+            profile = Profile.objects.create(
+                external_id=external_id, account=account, is_child=is_child
+            )
+    except IntegrityError:
+        raise Conflict("duplicate", f"A profile {external_id!r} exists already.") from None
+    consent_states_initialise(profile=profile)
+    ledger_append(
+        kind="profile.created",
+        subject=f"profile:{external_id}",
+        actor=actor,
+        payload={"account": account.external_id, "is_child": is_child},
+    )
+    return profile
+
+
+@transaction.atomic
+def profile_retention_set(*, profile: Profile, choice: str, actor: str) -> Profile:
+    if choice not in RetentionChoice.values:
+        raise ApplicationError(
+            "validation_error",
+            f"choice must be one of {', '.join(RetentionChoice.values)}.",
+            fields={"choice": ["invalid"]},
+        )
+    locked = Profile.objects.select_for_update().get(pk=profile.pk)
+    if locked.retention_choice == choice:
+        return locked
+    previous = locked.retention_choice
+    locked.retention_choice = choice
+    locked.save(update_fields=["retention_choice"])
+    ledger_append(
+        kind="retention_choice.changed",
+        subject=f"profile:{locked.external_id}",
+        actor=actor,
+        payload={"from": previous, "to": choice},
+    )
+    return locked

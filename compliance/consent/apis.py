@@ -1,0 +1,175 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance.accounts.models import Profile
+from compliance.accounts.selectors import profile_for_caller
+from compliance.clients.permissions import ScopeRequired, actor_of, is_client, is_officer
+from compliance.core.errors import NotFound
+from compliance.core.fields import StrictBooleanField, StrictCharField
+
+from .models import Channel, Purpose
+from .selectors import (
+    consent_current,
+    consent_current_for,
+    consent_default_get,
+    consent_defaults_list,
+    consent_history,
+)
+from .services import consent_default_create, consent_default_delete, consent_set
+
+
+class CurrentConsentOutput(serializers.Serializer):
+    purpose = serializers.CharField()
+    granted = serializers.BooleanField()
+    source = serializers.ChoiceField(choices=["explicit", "default", "none"])
+    channel = serializers.CharField(allow_null=True)
+    notice_version = serializers.CharField(allow_null=True)
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class ConsentStateOutput(CurrentConsentOutput):
+    profile = serializers.CharField()
+
+
+class ConsentListOutput(serializers.Serializer):
+    profile = serializers.CharField()
+    consents = CurrentConsentOutput(many=True)
+
+
+class ConsentEventOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    purpose = serializers.CharField()
+    granted = serializers.BooleanField()
+    channel = serializers.CharField()
+    notice_version = serializers.CharField()
+    actor = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ConsentHistoryOutput(serializers.Serializer):
+    profile = serializers.CharField()
+    purpose = serializers.CharField()
+    events = ConsentEventOutput(many=True)
+
+
+def _purpose(purpose: str) -> str:
+    if purpose not in Purpose.values:
+        raise NotFound("Purpose")
+    return purpose
+
+
+class _ProfileConsentApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"GET": "consents:read", "PUT": "consents:write"}
+    owner_allowed = True
+    officer_allowed = True
+
+    def profile(self, request: Request, profile_id: str) -> Profile:
+        scope = "consents:read" if request.method == "GET" else "consents:write"
+        return profile_for_caller(caller=request.user, external_id=profile_id, scope=scope)
+
+
+class ConsentListApi(_ProfileConsentApi):
+    @extend_schema(responses={200: ConsentListOutput}, operation_id="consents_list")
+    def get(self, request: Request, profile_id: str) -> Response:
+        profile = self.profile(request, profile_id)
+        consents = consent_current(profile=profile)
+        return Response(
+            ConsentListOutput({"profile": profile.external_id, "consents": consents}).data
+        )
+
+
+class ConsentDetailApi(_ProfileConsentApi):
+    class Input(serializers.Serializer):
+        granted = StrictBooleanField()
+        channel = serializers.ChoiceField(choices=Channel.values, required=False)
+        notice_version = StrictCharField(max_length=64)
+
+    def _output(self, profile: Profile, purpose: str) -> dict:
+        current = consent_current_for(profile=profile, purpose=purpose)
+        return ConsentStateOutput({"profile": profile.external_id, **current.__dict__}).data
+
+    @extend_schema(responses={200: ConsentStateOutput}, operation_id="consents_read")
+    def get(self, request: Request, profile_id: str, purpose: str) -> Response:
+        profile = self.profile(request, profile_id)
+        return Response(self._output(profile, _purpose(purpose)))
+
+    @extend_schema(request=Input, responses={200: ConsentStateOutput}, operation_id="consents_set")
+    def put(self, request: Request, profile_id: str, purpose: str) -> Response:
+        profile = self.profile(request, profile_id)
+        _purpose(purpose)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = request.user
+        default_channel = (
+            Channel.API if is_client(user) else Channel.OFFICER if is_officer(user) else Channel.WEB
+        )
+        consent_set(
+            profile=profile,
+            purpose=purpose,
+            granted=data.validated_data["granted"],
+            channel=data.validated_data.get("channel", default_channel),
+            notice_version=data.validated_data["notice_version"],
+            actor=actor_of(user),
+        )
+        return Response(self._output(profile, purpose))
+
+
+class ConsentHistoryApi(_ProfileConsentApi):
+    @extend_schema(responses={200: ConsentHistoryOutput}, operation_id="consents_history")
+    def get(self, request: Request, profile_id: str, purpose: str) -> Response:
+        profile = self.profile(request, profile_id)
+        events = consent_history(profile=profile, purpose=_purpose(purpose))
+        return Response(
+            ConsentHistoryOutput(
+                {"profile": profile.external_id, "purpose": purpose, "events": events}
+            ).data
+        )
+
+
+class ConsentDefaultOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    jurisdiction = serializers.CharField()
+    purpose = serializers.CharField()
+    granted = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class ConsentDefaultListCreateApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"*": "policies:write"}
+    officer_allowed = True
+
+    class Input(serializers.Serializer):
+        jurisdiction = StrictCharField(max_length=2, min_length=2)
+        purpose = StrictCharField(max_length=32)
+        granted = StrictBooleanField()
+
+    @extend_schema(
+        responses={200: ConsentDefaultOutput(many=True)}, operation_id="consent_defaults_list"
+    )
+    def get(self, request: Request) -> Response:
+        return Response(ConsentDefaultOutput(consent_defaults_list(), many=True).data)
+
+    @extend_schema(
+        request=Input, responses={201: ConsentDefaultOutput}, operation_id="consent_defaults_create"
+    )
+    def post(self, request: Request) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        default = consent_default_create(**data.validated_data, actor=actor_of(request.user))
+        return Response(ConsentDefaultOutput(default).data, status=status.HTTP_201_CREATED)
+
+
+class ConsentDefaultDeleteApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"*": "policies:write"}
+    officer_allowed = True
+
+    @extend_schema(responses={204: None}, operation_id="consent_defaults_delete")
+    def delete(self, request: Request, pk: int) -> Response:
+        consent_default_delete(default=consent_default_get(pk=pk), actor=actor_of(request.user))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,88 @@
+from django.db import models
+
+from compliance.accounts.models import Profile
+
+
+class Purpose(models.TextChoices):
+    """What a recording may be used for. Closed in code; add a member to extend it."""
+
+    HUMAN_REVIEW = "human_review", "human review (people listen and annotate)"
+    MODEL_TRAINING = "model_training", "model training (automated use)"
+
+
+class Channel(models.TextChoices):
+    APP = "app"
+    WEB = "web"
+    VOICE = "voice"
+    API = "api"
+    OFFICER = "officer"
+
+
+class ConsentEvent(models.Model):
+    """Append-only: every grant and withdrawal as it happened."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="consent_events")
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    granted = models.BooleanField()
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    notice_version = models.CharField(max_length=64)
+    actor = models.CharField(max_length=200)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # history: one profile and purpose, newest first
+            models.Index(fields=["profile", "purpose", "-created_at"], name="consentevent_history"),
+        ]
+
+    def __str__(self) -> str:
+        verb = "granted" if self.granted else "withdrew"
+        return f"{self.profile_id} {verb} {self.purpose} ({self.channel})"
+
+
+class ConsentState(models.Model):
+    """The current state per (profile, purpose), written in the event's transaction.
+
+    One row exists per profile and purpose from the profile's creation on, so the
+    hand-off to a reviewer always has a row to lock against a concurrent withdrawal
+    (RELIABILITY.md). `granted` is NULL until the first event: the jurisdiction's
+    default applies then.
+    """
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="consent_states")
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    granted = models.BooleanField(null=True)
+    last_event = models.ForeignKey(
+        ConsentEvent, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["profile", "purpose"], name="consentstate_one_per_purpose"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id}/{self.purpose}={self.granted}"
+
+
+class ConsentDefault(models.Model):
+    """What applies to a profile that has no event for a purpose, per jurisdiction."""
+
+    jurisdiction = models.CharField(max_length=2)
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    granted = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["jurisdiction", "purpose"], name="consentdefault_one_per_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.jurisdiction}/{self.purpose}={self.granted}"

@@ -1,0 +1,144 @@
+"""Consent changes: the event, the current state and the ledger entry in one transaction.
+
+A withdrawal commits together with everything it must stop, so it is in force before
+its response is sent.
+"""
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from compliance.core.countries import is_country
+from compliance.core.errors import ApplicationError, Conflict
+from compliance.ledger.services import ledger_append
+
+from .models import Channel, ConsentDefault, ConsentEvent, ConsentState, Purpose
+
+
+def validate_purpose(purpose: Any, field: str = "purpose") -> str:
+    if purpose not in Purpose.values:
+        raise ApplicationError(
+            "unknown_purpose",
+            f"Unknown purpose; one of: {', '.join(Purpose.values)}.",
+            fields={field: ["unknown"]},
+        )
+    return purpose
+
+
+def consent_states_initialise(*, profile: Any) -> None:
+    ConsentState.objects.bulk_create(
+        [ConsentState(profile=profile, purpose=purpose) for purpose in Purpose.values],
+        ignore_conflicts=True,
+    )
+
+
+@transaction.atomic
+def consent_set(
+    *,
+    profile: Any,
+    purpose: str,
+    granted: bool,
+    channel: str,
+    notice_version: str,
+    actor: str,
+) -> ConsentState:
+    validate_purpose(purpose)
+    if channel not in Channel.values:
+        raise ApplicationError(
+            "validation_error",
+            f"channel must be one of {', '.join(Channel.values)}.",
+            fields={"channel": ["invalid"]},
+        )
+    if granted and purpose == Purpose.HUMAN_REVIEW and profile.is_child:
+        raise ApplicationError(
+            "child_profile",
+            "A child's profile can never be granted human review.",
+            fields={"granted": ["not allowed for a child's profile"]},
+            status_code=422,
+        )
+    # The row lock orders this change against concurrent changes and against a
+    # hand-off that holds the row FOR SHARE (RELIABILITY.md, opt-out vs. hand-off).
+    state, _ = ConsentState.objects.select_for_update().get_or_create(
+        profile=profile, purpose=purpose
+    )
+    last = state.last_event
+    if state.granted is granted and last is not None and last.notice_version == notice_version:
+        return state
+
+    now = timezone.now()
+    event = ConsentEvent.objects.create(
+        profile=profile,
+        purpose=purpose,
+        granted=granted,
+        channel=channel,
+        notice_version=notice_version,
+        actor=actor,
+        created_at=now,
+    )
+    state.granted = granted
+    state.last_event = event
+    state.updated_at = now
+    state.save(update_fields=["granted", "last_event", "updated_at"])
+    ledger_append(
+        kind="consent.granted" if granted else "consent.withdrawn",
+        subject=f"profile:{profile.external_id}",
+        actor=actor,
+        payload={
+            "purpose": purpose,
+            "channel": channel,
+            "notice_version": notice_version,
+            "event": event.pk,
+        },
+    )
+    return state
+
+
+def _validate_jurisdiction(jurisdiction: Any) -> str:
+    if not isinstance(jurisdiction, str) or not is_country(jurisdiction):
+        raise ApplicationError(
+            "unknown_jurisdiction",
+            f"{jurisdiction!r} is not an ISO 3166-1 alpha-2 country code.",
+            fields={"jurisdiction": ["unknown"]},
+        )
+    return jurisdiction
+
+
+@transaction.atomic
+def consent_default_create(
+    *, jurisdiction: str, purpose: str, granted: bool, actor: str
+) -> ConsentDefault:
+    _validate_jurisdiction(jurisdiction)
+    validate_purpose(purpose)
+    try:
+        with transaction.atomic():
+            default = ConsentDefault.objects.create(
+                jurisdiction=jurisdiction, purpose=purpose, granted=granted, created_by=actor
+            )
+    except IntegrityError:
+        raise Conflict(
+            "duplicate",
+            f"A default for {jurisdiction}/{purpose} exists; delete it first to change it.",
+        ) from None
+    ledger_append(
+        kind="consent_default.created",
+        subject=f"consent_default:{default.pk}",
+        actor=actor,
+        payload={"jurisdiction": jurisdiction, "purpose": purpose, "granted": granted},
+    )
+    return default
+
+
+@transaction.atomic
+def consent_default_delete(*, default: ConsentDefault, actor: str) -> None:
+    ledger_append(
+        kind="consent_default.deleted",
+        subject=f"consent_default:{default.pk}",
+        actor=actor,
+        payload={
+            "jurisdiction": default.jurisdiction,
+            "purpose": default.purpose,
+            "granted": default.granted,
+        },
+    )
+    default.delete()

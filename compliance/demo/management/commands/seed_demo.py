@@ -1,0 +1,15 @@
+from django.core.management.base import BaseCommand
+
+from compliance.demo.services import DEMO_CLIENT, demo_seed
+
+
+class Command(BaseCommand):
+    help = "Load demo people, profiles, consents and voice clips; print demo logins and an API key."
+
+    def handle(self, *args: object, **options: object) -> None:
+        credentials = demo_seed()
+        self.stdout.write("Demo data loaded. Logins (passwords are new on every seed):")
+        for username, password in credentials.users.items():
+            self.stdout.write(f"  {username:<8} {password}")
+        self.stdout.write(f"API key of service client {DEMO_CLIENT!r} (all scopes):")
+        self.stdout.write(credentials.api_key)

@@ -1,0 +1,82 @@
+from django.db import models
+
+from compliance.accounts.models import Profile
+
+
+class RecordingState(models.TextChoices):
+    ACTIVE = "active"
+    PURGED = "purged"
+
+
+class Flag(models.TextChoices):
+    SENSITIVE = "sensitive"
+    FALSE_WAKE = "false_wake"
+
+
+class Category(models.TextChoices):
+    AUDIO = "audio"
+    TRANSCRIPT = "transcript"
+    ANNOTATION = "annotation"
+
+
+class Recording(models.Model):
+    """A voice request. When purged it stays as a tombstone that holds no personal data."""
+
+    external_id = models.CharField(max_length=128, unique=True)
+    profile = models.ForeignKey(
+        Profile, null=True, on_delete=models.SET_NULL, related_name="recordings"
+    )
+    recorded_at = models.DateTimeField()
+    sensitive = models.BooleanField(default=False)
+    false_wake = models.BooleanField(default=False)
+    state = models.CharField(
+        max_length=8, choices=RecordingState.choices, default=RecordingState.ACTIVE
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+    purge_reason = models.CharField(max_length=32, blank=True)
+    purge_policy = models.CharField(max_length=64, blank=True, help_text="The policy that applied.")
+
+    class Meta:
+        indexes = [
+            # the owner's list of recordings, newest first
+            models.Index(fields=["profile", "-recorded_at"], name="recording_profile_time"),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+    @property
+    def flags(self) -> list[str]:
+        return [
+            f
+            for f, on in ((Flag.SENSITIVE, self.sensitive), (Flag.FALSE_WAKE, self.false_wake))
+            if on
+        ]
+
+
+class Artefact(models.Model):
+    """What a recording is made of, by category: an audio file in storage, or text.
+
+    The storage key is stored, never recomputed, so a purge deletes exactly the file
+    that was written.
+    """
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="artefacts")
+    category = models.CharField(max_length=16, choices=Category.choices)
+    storage_key = models.CharField(max_length=255, blank=True)
+    text = models.TextField(blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recording", "category"],
+                condition=models.Q(category__in=["audio", "transcript"]),
+                name="artefact_one_audio_one_transcript",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} of recording {self.recording_id}"

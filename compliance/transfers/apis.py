@@ -1,0 +1,54 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance.clients.permissions import ScopeRequired, actor_of
+from compliance.core.fields import StrictCharField
+
+from .selectors import transfer_rule_get, transfer_rules_list
+from .services import transfer_rule_create, transfer_rule_delete
+
+
+class TransferRuleOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    jurisdiction = serializers.CharField()
+    reviewer_location = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class TransferRuleListCreateApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"*": "policies:write"}
+    officer_allowed = True
+
+    class Input(serializers.Serializer):
+        jurisdiction = StrictCharField(max_length=2, min_length=2)
+        reviewer_location = StrictCharField(max_length=2, min_length=2)
+
+    @extend_schema(
+        responses={200: TransferRuleOutput(many=True)}, operation_id="transfer_rules_list"
+    )
+    def get(self, request: Request) -> Response:
+        return Response(TransferRuleOutput(transfer_rules_list(), many=True).data)
+
+    @extend_schema(
+        request=Input, responses={201: TransferRuleOutput}, operation_id="transfer_rules_create"
+    )
+    def post(self, request: Request) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        rule = transfer_rule_create(**data.validated_data, actor=actor_of(request.user))
+        return Response(TransferRuleOutput(rule).data, status=status.HTTP_201_CREATED)
+
+
+class TransferRuleDeleteApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"*": "policies:write"}
+    officer_allowed = True
+
+    @extend_schema(responses={204: None}, operation_id="transfer_rules_delete")
+    def delete(self, request: Request, pk: int) -> Response:
+        transfer_rule_delete(rule=transfer_rule_get(pk=pk), actor=actor_of(request.user))
+        return Response(status=status.HTTP_204_NO_CONTENT)

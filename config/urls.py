@@ -1,0 +1,48 @@
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from compliance.accounts.apis import AccountCreateApi, ProfileCreateApi, ProfileRetentionApi
+from compliance.consent.apis import (
+    ConsentDefaultDeleteApi,
+    ConsentDefaultListCreateApi,
+    ConsentDetailApi,
+    ConsentHistoryApi,
+    ConsentListApi,
+)
+from compliance.core import views as core_views
+from compliance.core.metrics import metrics_view
+from compliance.eligibility.apis import EligibilityApi, EligibilityBatchApi
+from compliance.recordings.apis import RecordingCreateApi, RecordingDetailApi
+from compliance.transfers.apis import TransferRuleDeleteApi, TransferRuleListCreateApi
+
+api_v1 = [
+    path("accounts", AccountCreateApi.as_view()),
+    path("profiles", ProfileCreateApi.as_view()),
+    path("profiles/<str:profile_id>/retention", ProfileRetentionApi.as_view()),
+    path("profiles/<str:profile_id>/consents", ConsentListApi.as_view()),
+    path("profiles/<str:profile_id>/consents/<str:purpose>", ConsentDetailApi.as_view()),
+    path("profiles/<str:profile_id>/consents/<str:purpose>/history", ConsentHistoryApi.as_view()),
+    path("consent-defaults", ConsentDefaultListCreateApi.as_view()),
+    path("consent-defaults/<int:pk>", ConsentDefaultDeleteApi.as_view()),
+    path("transfer-rules", TransferRuleListCreateApi.as_view()),
+    path("transfer-rules/<int:pk>", TransferRuleDeleteApi.as_view()),
+    path("recordings", RecordingCreateApi.as_view()),
+    path("recordings/<str:recording_id>", RecordingDetailApi.as_view()),
+    path("eligibility/batch", EligibilityBatchApi.as_view()),
+    path("eligibility/<str:recording_id>", EligibilityApi.as_view()),
+]
+
+urlpatterns = [
+    path("healthz", core_views.healthz),
+    path("readyz", core_views.readyz),
+    path("metrics", metrics_view),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/", admin.site.urls),
+    *[path(f"api/v1/{p.pattern}", p.callback) for p in api_v1],
+]
+
+handler400 = core_views.bad_request
+handler404 = core_views.api_not_found
+handler500 = core_views.server_error

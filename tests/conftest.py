@@ -1,0 +1,62 @@
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from compliance.clients.authentication import forget_cached_keys
+from compliance.clients.scopes import SCOPES
+from compliance.clients.services import service_client_create
+
+VOICE_DIR = Path(__file__).resolve().parent.parent / "compliance" / "demo" / "voice"
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache() -> None:
+    forget_cached_keys()
+
+
+@pytest.fixture
+def output_dir() -> Path:
+    path = Path(os.environ.get("TEST_OUTPUT_DIR", "test-output"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def api_client_with_scopes(db) -> Callable[..., APIClient]:
+    """An APIClient authenticated as a new service client holding `scopes`."""
+    counter = iter(range(1_000_000))
+
+    def make(*scopes: str) -> APIClient:
+        _, key = service_client_create(name=f"test-client-{next(counter)}", scopes=list(scopes))
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def platform(api_client_with_scopes) -> APIClient:
+    """A service client with every scope."""
+    return api_client_with_scopes(*SCOPES)
+
+
+@pytest.fixture
+def voice_clip() -> Path:
+    return VOICE_DIR / "turn-on-lights.wav"
+
+
+def postgres_only() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="needs PostgreSQL (set DATABASE_URL or run it locally)",
+    )
