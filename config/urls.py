@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -12,7 +13,7 @@ from compliance.consent.apis import (
 )
 from compliance.core import views as core_views
 from compliance.core.metrics import metrics_view
-from compliance.eligibility.apis import EligibilityApi, EligibilityBatchApi
+from compliance.eligibility.apis import BenchmarkFloorApi, EligibilityApi, EligibilityBatchApi
 from compliance.recordings.apis import RecordingCreateApi, RecordingDetailApi
 from compliance.transfers.apis import TransferRuleDeleteApi, TransferRuleListCreateApi
 
@@ -42,6 +43,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     *[path(f"api/v1/{p.pattern}", p.callback) for p in api_v1],
 ]
+
+if settings.BENCHMARK_ENDPOINTS:
+    urlpatterns.append(path("api/v1/_bench/floor", BenchmarkFloorApi.as_view()))
 
 handler400 = core_views.bad_request
 handler404 = core_views.api_not_found

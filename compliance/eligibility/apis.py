@@ -152,3 +152,19 @@ class EligibilityBatchApi(APIView):
                 ],
             }
         )
+
+
+class BenchmarkFloorApi(APIView):
+    """The floor that bench/eligibility.py compares against: DRF, the same
+    authentication and permission as EligibilityApi, a constant answer, no query.
+    Mounted only when BENCHMARK_ENDPOINTS is set."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [ScopeRequired]
+    required_scopes = {"GET": "eligibility:read"}
+    schema = None
+
+    def get(self, request: Request) -> Response:
+        return Response(
+            {"recording": "floor", "purpose": "human_review", "eligible": True, "reasons": []}
+        )

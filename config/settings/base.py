@@ -190,6 +190,8 @@ CELERY_BEAT_SCHEDULE: dict = {}
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 
 ELIGIBILITY_BATCH_LIMIT = 10_000
+# Adds /api/v1/_bench/floor, the constant-answer view bench/eligibility.py measures against.
+BENCHMARK_ENDPOINTS = env.bool("BENCHMARK_ENDPOINTS", default=False)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
