@@ -22,13 +22,15 @@ class AccountCreateApi(APIView):
     permission_classes = [ScopeRequired]
     required_scopes = {"POST": "accounts:write"}
 
-    class Input(serializers.Serializer):
+    class AccountCreateInput(serializers.Serializer):
         external_id = StrictCharField(max_length=128)
         jurisdiction = StrictCharField(max_length=2, min_length=2)
 
-    @extend_schema(request=Input, responses={201: AccountOutput}, operation_id="accounts_create")
+    @extend_schema(
+        request=AccountCreateInput, responses={201: AccountOutput}, operation_id="accounts_create"
+    )
     def post(self, request: Request) -> Response:
-        data = self.Input(data=request.data)
+        data = self.AccountCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         account = account_create(**data.validated_data, actor=actor_of(request.user))
         return Response(AccountOutput(account).data, status=status.HTTP_201_CREATED)
@@ -46,14 +48,16 @@ class ProfileCreateApi(APIView):
     permission_classes = [ScopeRequired]
     required_scopes = {"POST": "accounts:write"}
 
-    class Input(serializers.Serializer):
+    class ProfileCreateInput(serializers.Serializer):
         external_id = StrictCharField(max_length=128)
         account = StrictCharField(max_length=128)
         is_child = StrictBooleanField(required=False, default=False)
 
-    @extend_schema(request=Input, responses={201: ProfileOutput}, operation_id="profiles_create")
+    @extend_schema(
+        request=ProfileCreateInput, responses={201: ProfileOutput}, operation_id="profiles_create"
+    )
     def post(self, request: Request) -> Response:
-        data = self.Input(data=request.data)
+        data = self.ProfileCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         profile = profile_create(
             external_id=data.validated_data["external_id"],
@@ -75,7 +79,7 @@ class ProfileRetentionApi(APIView):
     owner_allowed = True
     officer_allowed = True
 
-    class Input(serializers.Serializer):
+    class ProfileRetentionInput(serializers.Serializer):
         choice = serializers.ChoiceField(choices=RetentionChoice.values)
 
     def _profile(self, request: Request, profile_id: str, scope: str) -> Profile:
@@ -87,11 +91,13 @@ class ProfileRetentionApi(APIView):
         return Response(RetentionOutput(profile).data)
 
     @extend_schema(
-        request=Input, responses={200: RetentionOutput}, operation_id="profiles_retention_set"
+        request=ProfileRetentionInput,
+        responses={200: RetentionOutput},
+        operation_id="profiles_retention_set",
     )
     def put(self, request: Request, profile_id: str) -> Response:
         profile = self._profile(request, profile_id, "consents:write")
-        data = self.Input(data=request.data)
+        data = self.ProfileRetentionInput(data=request.data)
         data.is_valid(raise_exception=True)
         profile = profile_retention_set(
             profile=profile, choice=data.validated_data["choice"], actor=actor_of(request.user)

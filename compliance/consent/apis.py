@@ -83,7 +83,7 @@ class ConsentListApi(_ProfileConsentApi):
 
 
 class ConsentDetailApi(_ProfileConsentApi):
-    class Input(serializers.Serializer):
+    class ConsentDetailInput(serializers.Serializer):
         granted = StrictBooleanField()
         channel = serializers.ChoiceField(choices=Channel.values, required=False)
         notice_version = StrictCharField(max_length=64)
@@ -97,11 +97,13 @@ class ConsentDetailApi(_ProfileConsentApi):
         profile = self.profile(request, profile_id)
         return Response(self._output(profile, _purpose(purpose)))
 
-    @extend_schema(request=Input, responses={200: ConsentStateOutput}, operation_id="consents_set")
+    @extend_schema(
+        request=ConsentDetailInput, responses={200: ConsentStateOutput}, operation_id="consents_set"
+    )
     def put(self, request: Request, profile_id: str, purpose: str) -> Response:
         profile = self.profile(request, profile_id)
         _purpose(purpose)
-        data = self.Input(data=request.data)
+        data = self.ConsentDetailInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = request.user
         default_channel = (
@@ -143,7 +145,7 @@ class ConsentDefaultListCreateApi(APIView):
     required_scopes = {"*": "policies:write"}
     officer_allowed = True
 
-    class Input(serializers.Serializer):
+    class ConsentDefaultListCreateInput(serializers.Serializer):
         jurisdiction = StrictCharField(max_length=2, min_length=2)
         purpose = StrictCharField(max_length=32)
         granted = StrictBooleanField()
@@ -155,10 +157,12 @@ class ConsentDefaultListCreateApi(APIView):
         return Response(ConsentDefaultOutput(consent_defaults_list(), many=True).data)
 
     @extend_schema(
-        request=Input, responses={201: ConsentDefaultOutput}, operation_id="consent_defaults_create"
+        request=ConsentDefaultListCreateInput,
+        responses={201: ConsentDefaultOutput},
+        operation_id="consent_defaults_create",
     )
     def post(self, request: Request) -> Response:
-        data = self.Input(data=request.data)
+        data = self.ConsentDefaultListCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         default = consent_default_create(**data.validated_data, actor=actor_of(request.user))
         return Response(ConsentDefaultOutput(default).data, status=status.HTTP_201_CREATED)

@@ -71,7 +71,7 @@ class RecordingCreateApi(APIView):
     permission_classes = [ScopeRequired]
     required_scopes = {"POST": "recordings:write"}
 
-    class Input(serializers.Serializer):
+    class RecordingCreateInput(serializers.Serializer):
         external_id = StrictCharField(max_length=128)
         profile = StrictCharField(max_length=128)
         recorded_at = AwareDateTimeField()
@@ -80,7 +80,10 @@ class RecordingCreateApi(APIView):
         audio = serializers.FileField(required=False, allow_empty_file=True)
 
     @extend_schema(
-        request={"application/json": Input, "multipart/form-data": Input},
+        request={
+            "application/json": RecordingCreateInput,
+            "multipart/form-data": RecordingCreateInput,
+        },
         responses={201: RecordingOutput},
         operation_id="recordings_create",
     )
@@ -95,7 +98,7 @@ class RecordingCreateApi(APIView):
             )
         else:
             payload = request.data
-        data = self.Input(data=payload)
+        data = self.RecordingCreateInput(data=payload)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         recording = recording_create(

@@ -23,7 +23,7 @@ class TransferRuleListCreateApi(APIView):
     required_scopes = {"*": "policies:write"}
     officer_allowed = True
 
-    class Input(serializers.Serializer):
+    class TransferRuleListCreateInput(serializers.Serializer):
         jurisdiction = StrictCharField(max_length=2, min_length=2)
         reviewer_location = StrictCharField(max_length=2, min_length=2)
 
@@ -34,10 +34,12 @@ class TransferRuleListCreateApi(APIView):
         return Response(TransferRuleOutput(transfer_rules_list(), many=True).data)
 
     @extend_schema(
-        request=Input, responses={201: TransferRuleOutput}, operation_id="transfer_rules_create"
+        request=TransferRuleListCreateInput,
+        responses={201: TransferRuleOutput},
+        operation_id="transfer_rules_create",
     )
     def post(self, request: Request) -> Response:
-        data = self.Input(data=request.data)
+        data = self.TransferRuleListCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         rule = transfer_rule_create(**data.validated_data, actor=actor_of(request.user))
         return Response(TransferRuleOutput(rule).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,221 @@
+"""The eligibility rule: the decision for one, the filter for many, and proof that
+they agree with each other and with a plain-Python statement of DESIGN.md's rule."""
+
+from dataclasses import dataclass
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compliance.accounts.models import Account, Profile
+from compliance.consent.models import ConsentDefault, ConsentState, Purpose
+from compliance.eligibility.rules import Facts, Reason, decide, eligible_recordings, facts_for
+from compliance.recordings.models import Recording, RecordingState
+from compliance.transfers.models import TransferRule
+
+HUMAN = Purpose.HUMAN_REVIEW
+TRAINING = Purpose.MODEL_TRAINING
+
+
+def facts(**overrides: object) -> Facts:
+    base = {
+        "external_id": "r",
+        "active": True,
+        "sensitive": False,
+        "false_wake": False,
+        "is_child": False,
+        "jurisdiction": "DE",
+        "consent": True,
+        "consent_default": None,
+        "transfer_rule": False,
+    }
+    return Facts(**{**base, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "purpose", "location", "reasons"),
+    [
+        ({}, HUMAN, None, []),
+        ({}, HUMAN, "DE", []),
+        ({"active": False}, HUMAN, None, [Reason.PURGED]),
+        ({"active": False, "consent": False}, TRAINING, None, [Reason.PURGED]),
+        ({"retention_expired": True}, TRAINING, None, [Reason.RETENTION_EXPIRED]),
+        ({"is_child": True}, HUMAN, None, [Reason.CHILD_PROFILE]),
+        ({"is_child": True}, TRAINING, None, []),
+        ({"sensitive": True}, HUMAN, None, [Reason.SENSITIVE]),
+        ({"sensitive": True}, TRAINING, None, []),
+        ({"false_wake": True}, HUMAN, None, [Reason.FALSE_WAKE]),
+        ({"false_wake": True}, TRAINING, None, []),
+        ({"consent": None}, HUMAN, None, [Reason.NO_CONSENT]),
+        ({"consent": None, "consent_default": False}, HUMAN, None, [Reason.NO_CONSENT]),
+        ({"consent": None, "consent_default": True}, HUMAN, None, []),
+        ({"consent": False}, HUMAN, None, [Reason.CONSENT_WITHDRAWN]),
+        ({"consent": False, "consent_default": True}, HUMAN, None, [Reason.CONSENT_WITHDRAWN]),
+        ({}, HUMAN, "US", [Reason.TRANSFER_NOT_ALLOWED]),
+        ({"transfer_rule": True}, HUMAN, "US", []),
+        ({}, TRAINING, "US", []),
+        (
+            {"is_child": True, "sensitive": True, "false_wake": True, "consent": False},
+            HUMAN,
+            "US",
+            [
+                Reason.CHILD_PROFILE,
+                Reason.SENSITIVE,
+                Reason.FALSE_WAKE,
+                Reason.CONSENT_WITHDRAWN,
+                Reason.TRANSFER_NOT_ALLOWED,
+            ],
+        ),
+    ],
+)
+def test_decision_names_every_failed_condition(overrides, purpose, location, reasons):
+    assert decide(facts(**overrides), purpose=purpose, reviewer_location=location) == reasons
+
+
+# --- the decision and the filter agree, on generated data -------------------------
+
+JURISDICTIONS = ["DE", "US", "GB"]
+TRISTATE = st.sampled_from([None, True, False])
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    jurisdiction: str
+    is_child: bool
+    consent: dict[str, bool | None]
+
+
+@dataclass(frozen=True)
+class RecordingSpec:
+    profile: int
+    purged: bool
+    sensitive: bool
+    false_wake: bool
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple:
+    profiles = draw(
+        st.lists(
+            st.builds(
+                ProfileSpec,
+                jurisdiction=st.sampled_from(JURISDICTIONS),
+                is_child=st.booleans(),
+                consent=st.fixed_dictionaries({HUMAN: TRISTATE, TRAINING: TRISTATE}),
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    recordings = draw(
+        st.lists(
+            st.builds(
+                RecordingSpec,
+                profile=st.integers(0, len(profiles) - 1),
+                purged=st.booleans(),
+                sensitive=st.booleans(),
+                false_wake=st.booleans(),
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    defaults = draw(
+        st.dictionaries(
+            st.tuples(st.sampled_from(JURISDICTIONS), st.sampled_from([HUMAN, TRAINING])),
+            st.booleans(),
+        )
+    )
+    transfers = draw(
+        st.sets(st.tuples(st.sampled_from(JURISDICTIONS), st.sampled_from([*JURISDICTIONS, "FR"])))
+    )
+    return profiles, recordings, defaults, transfers
+
+
+def _store(profiles, recordings, defaults, transfers) -> list[str]:
+    stored = []
+    for i, spec in enumerate(profiles):
+        account = Account.objects.create(external_id=f"a{i}", jurisdiction=spec.jurisdiction)
+        profile = Profile.objects.create(external_id=f"p{i}", account=account, is_child=spec.is_child)
+        for purpose, granted in spec.consent.items():
+            ConsentState.objects.create(profile=profile, purpose=purpose, granted=granted)
+        stored.append(profile)
+    ids = []
+    for i, spec in enumerate(recordings):
+        Recording.objects.create(
+            external_id=f"r{i}",
+            profile=stored[spec.profile],
+            recorded_at="2026-01-01T00:00:00Z",
+            state=RecordingState.PURGED if spec.purged else RecordingState.ACTIVE,
+            sensitive=spec.sensitive,
+            false_wake=spec.false_wake,
+        )
+        ids.append(f"r{i}")
+    for (jurisdiction, purpose), granted in defaults.items():
+        ConsentDefault.objects.create(jurisdiction=jurisdiction, purpose=purpose, granted=granted)
+    for jurisdiction, location in transfers:
+        TransferRule.objects.create(jurisdiction=jurisdiction, reviewer_location=location)
+    return ids
+
+
+def _by_the_book(profile, recording, defaults, transfers, purpose, location) -> bool:
+    """DESIGN.md's rule, stated directly over the generated world."""
+    human = purpose == HUMAN
+    consent = profile.consent[purpose]
+    granted = consent if consent is not None else defaults.get((profile.jurisdiction, purpose), False)
+    return (
+        not recording.purged
+        and not (human and (profile.is_child or recording.sensitive or recording.false_wake))
+        and granted
+        and not (
+            human
+            and location is not None
+            and location != profile.jurisdiction
+            and (profile.jurisdiction, location) not in transfers
+        )
+    )
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(world=worlds())
+def test_the_decision_and_the_filter_agree_with_the_rule(world):
+    profiles, recordings, defaults, transfers = world
+    with transaction.atomic():
+        ids = _store(profiles, recordings, defaults, transfers)
+        for purpose in (HUMAN, TRAINING):
+            for location in (None, "DE", "US", "FR"):
+                expected = {
+                    ids[i]
+                    for i, rec in enumerate(recordings)
+                    if _by_the_book(profiles[rec.profile], rec, defaults, transfers, purpose, location)
+                }
+                known = facts_for(ids, purpose=purpose, reviewer_location=location)
+                decided = {
+                    rid
+                    for rid in ids
+                    if not decide(known[rid], purpose=purpose, reviewer_location=location)
+                }
+                filtered = set(
+                    eligible_recordings(purpose=purpose, reviewer_location=location).values_list(
+                        "external_id", flat=True
+                    )
+                )
+                assert decided == expected, (purpose, location)
+                assert filtered == expected, (purpose, location)
+        transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+def test_facts_are_read_in_one_query(django_assert_num_queries):
+    from tests.factories import RecordingFactory
+
+    ids = [RecordingFactory().external_id for _ in range(5)]
+    with django_assert_num_queries(1):
+        facts_for(ids, purpose=HUMAN, reviewer_location="US")
