@@ -35,6 +35,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", core_views.home, name="home"),
     path("healthz", core_views.healthz),
     path("readyz", core_views.readyz),
     path("metrics", metrics_view),

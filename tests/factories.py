@@ -19,6 +19,7 @@ class AccountFactory(factory.django.DjangoModelFactory):
 class ProfileFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Profile
+        skip_postgeneration_save = True
 
     external_id = factory.Sequence(lambda n: f"prof-{n}")
     account = factory.SubFactory(AccountFactory)
@@ -37,3 +38,27 @@ class RecordingFactory(factory.django.DjangoModelFactory):
     external_id = factory.Sequence(lambda n: f"rec-{n}")
     profile = factory.SubFactory(ProfileFactory)
     recorded_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=1))
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "auth.User"
+
+    username = factory.Sequence(lambda n: f"user-{n}")
+
+
+class ConsentDefaultFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "consent.ConsentDefault"
+
+    jurisdiction = "US"
+    purpose = "human_review"
+    granted = True
+
+
+class TransferRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "transfers.TransferRule"
+
+    jurisdiction = "DE"
+    reviewer_location = "IE"

@@ -2,8 +2,13 @@
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 
 from .errors import error_body
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "home.html")
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -1,0 +1,148 @@
+import pytest
+from django.utils import timezone
+
+from compliance.consent.services import consent_set
+from tests.factories import ProfileFactory, RecordingFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def asker(api_client_with_scopes):
+    return api_client_with_scopes("eligibility:read")
+
+
+def _grant(profile, purpose="human_review", granted=True):
+    consent_set(
+        profile=profile, purpose=purpose, granted=granted, channel="api", notice_version="v1", actor="test"
+    )
+
+
+def test_a_consenting_adults_recording_is_eligible(asker):
+    recording = RecordingFactory(profile__account__jurisdiction="DE")
+    _grant(recording.profile)
+    response = asker.get(f"/api/v1/eligibility/{recording.external_id}?purpose=human_review")
+    assert response.status_code == 200
+    assert response.json() == {
+        "recording": recording.external_id,
+        "purpose": "human_review",
+        "eligible": True,
+        "reasons": [],
+    }
+
+
+def test_a_withdrawal_makes_the_recording_ineligible_at_once(asker):
+    recording = RecordingFactory()
+    _grant(recording.profile)
+    _grant(recording.profile, granted=False)
+    body = asker.get(f"/api/v1/eligibility/{recording.external_id}?purpose=human_review").json()
+    assert body["eligible"] is False
+    assert body["reasons"] == ["consent_withdrawn"]
+
+
+def test_without_any_consent_the_reason_is_no_consent(asker):
+    recording = RecordingFactory()
+    body = asker.get(f"/api/v1/eligibility/{recording.external_id}?purpose=model_training").json()
+    assert body["reasons"] == ["no_consent"]
+
+
+def test_a_reviewer_abroad_needs_a_transfer_rule(asker, platform):
+    recording = RecordingFactory(profile__account__jurisdiction="DE")
+    _grant(recording.profile)
+    url = f"/api/v1/eligibility/{recording.external_id}?purpose=human_review&reviewer_location=IE"
+    assert asker.get(url).json()["reasons"] == ["transfer_not_allowed"]
+    platform.post("/api/v1/transfer-rules", {"jurisdiction": "DE", "reviewer_location": "IE"}, format="json")
+    assert asker.get(url).json()["eligible"] is True
+
+
+def test_a_purged_recording_is_ineligible_as_purged(asker):
+    recording = RecordingFactory(state="purged", purged_at=timezone.now(), purge_reason="retention")
+    body = asker.get(f"/api/v1/eligibility/{recording.external_id}?purpose=model_training").json()
+    assert body["reasons"] == ["purged"]
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "field"),
+    [
+        ("", "unknown_purpose", "purpose"),
+        ("?purpose=listening", "unknown_purpose", "purpose"),
+        ("?purpose=human_review&reviewer_location=ZZ", "unknown_location", "reviewer_location"),
+        ("?purpose=human_review&reviewer_location=de", "unknown_location", "reviewer_location"),
+    ],
+)
+def test_bad_eligibility_questions_are_400(asker, query, code, field):
+    recording = RecordingFactory()
+    response = asker.get(f"/api/v1/eligibility/{recording.external_id}{query}")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+    assert field in response.json()["error"]["fields"]
+
+
+def test_an_unknown_recording_is_404(asker):
+    response = asker.get("/api/v1/eligibility/nope?purpose=human_review")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_eligibility_needs_its_scope(api_client_with_scopes, client):
+    recording = RecordingFactory()
+    other = api_client_with_scopes("recordings:read")
+    response = other.get(f"/api/v1/eligibility/{recording.external_id}?purpose=human_review")
+    assert response.status_code == 403
+    assert client.get(f"/api/v1/eligibility/{recording.external_id}?purpose=human_review").status_code == 401
+
+
+def test_a_batch_answers_every_id_in_order(asker):
+    eligible, withdrawn = RecordingFactory(), RecordingFactory()
+    _grant(eligible.profile)
+    _grant(withdrawn.profile, granted=False)
+    ids = [withdrawn.external_id, "missing", eligible.external_id, withdrawn.external_id]
+    response = asker.post(
+        "/api/v1/eligibility/batch", {"purpose": "human_review", "recordings": ids}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["results"] == [
+        {"recording": withdrawn.external_id, "eligible": False, "reasons": ["consent_withdrawn"]},
+        {"recording": "missing", "eligible": False, "reasons": ["not_found"]},
+        {"recording": eligible.external_id, "eligible": True, "reasons": []},
+        {"recording": withdrawn.external_id, "eligible": False, "reasons": ["consent_withdrawn"]},
+    ]
+
+
+def test_a_batch_of_ten_thousand_is_answered_in_one_query(asker, django_assert_max_num_queries):
+    ids = [f"r-{i}" for i in range(10_000)]
+    with django_assert_max_num_queries(2):  # the key lookup, the facts
+        response = asker.post(
+            "/api/v1/eligibility/batch", {"purpose": "human_review", "recordings": ids}, format="json"
+        )
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 10_000
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"purpose": "human_review", "recordings": [f"r{i}" for i in range(10_001)]}, "batch_too_large"),
+        ({"purpose": "human_review", "recordings": []}, "validation_error"),
+        ({"purpose": "human_review"}, "validation_error"),
+        ({"purpose": "human_review", "recordings": "r1"}, "validation_error"),
+        ({"purpose": "human_review", "recordings": [1, 2]}, "validation_error"),
+        ({"purpose": "human_review", "recordings": [None]}, "validation_error"),
+        ({"purpose": "human_review", "recordings": [""]}, "validation_error"),
+        ({"purpose": "human_review", "recordings": ["x" * 129]}, "validation_error"),
+        ({"purpose": "snooping", "recordings": ["r1"]}, "unknown_purpose"),
+        ({"purpose": ["human_review"], "recordings": ["r1"]}, "unknown_purpose"),
+        ({"purpose": "human_review", "recordings": ["r1"], "reviewer_location": 7}, "unknown_location"),
+        (["r1"], "validation_error"),
+    ],
+)
+def test_bad_batches_are_400(asker, body, code):
+    response = asker.post("/api/v1/eligibility/batch", body, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == code
+
+
+def test_a_batch_refuses_malformed_json(asker):
+    response = asker.post("/api/v1/eligibility/batch", "{", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_request"
