@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from compliance.accounts.apis import AccountCreateApi, ProfileCreateApi, ProfileRetentionApi
@@ -43,6 +43,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
     *[path(f"api/v1/{p.pattern}", p.callback) for p in api_v1],
+    path("api/v1/", include("compliance.retention.urls")),
+    path("api/v1/", include("compliance.sampling.urls")),
 ]
 
 if settings.BENCHMARK_ENDPOINTS:

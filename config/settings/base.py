@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "compliance.recordings",
     "compliance.transfers",
     "compliance.eligibility",
+    "compliance.retention",
+    "compliance.sampling",
     "compliance.demo",
 ]
 
