@@ -1,5 +1,7 @@
 from django.db import models
 
+NAME_MAX_LENGTH = 100
+
 
 class ServiceClient(models.Model):
     """A machine caller. Only the SHA-256 of its key is kept; the key is shown once.
@@ -8,7 +10,7 @@ class ServiceClient(models.Model):
     nothing to brute-force, and the check stays cheap on the hot path.
     """
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=NAME_MAX_LENGTH, unique=True)
     key_prefix = models.CharField(max_length=16, help_text="First characters, to tell keys apart.")
     key_hash = models.CharField(max_length=64, unique=True)
     scopes = models.JSONField(default=list)

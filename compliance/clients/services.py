@@ -7,7 +7,7 @@ from compliance.core.errors import ApplicationError
 from compliance.ledger.services import ledger_append
 
 from .keys import api_key_hash
-from .models import ServiceClient
+from .models import NAME_MAX_LENGTH, ServiceClient
 from .scopes import SCOPES
 
 KEY_PREFIX = "esk_"
@@ -26,6 +26,12 @@ def service_client_create(
     if not name.strip():
         raise ApplicationError(
             "validation_error", "A client needs a name.", fields={"name": ["required"]}
+        )
+    if len(name) > NAME_MAX_LENGTH:
+        raise ApplicationError(
+            "validation_error",
+            f"A client name has at most {NAME_MAX_LENGTH} characters.",
+            fields={"name": ["too long"]},
         )
     if ServiceClient.objects.filter(name=name).exists():
         raise ApplicationError("duplicate", f"A client named {name!r} exists.", status_code=409)

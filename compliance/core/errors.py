@@ -1,11 +1,13 @@
 """One application error type with a stable code, and the handler that renders every
 API error as DESIGN.md's `{"error": {"code", "message", "fields"}}`."""
 
+import traceback
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
 
@@ -67,10 +69,21 @@ def _flatten(detail: Any) -> Any:
     return str(detail)
 
 
+def _raised_while_parsing(exc: BaseException) -> bool:
+    return any(
+        isinstance(frame.f_locals.get("self"), BaseParser)
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
-    if isinstance(exc, Http404):
+    if isinstance(exc, RecursionError) and _raised_while_parsing(exc):
+        # json raises RecursionError, not ValueError, for a body nested thousands deep,
+        # and DRF's JSONParser turns only ValueError into a ParseError.
+        exc = exceptions.ParseError("The request body is nested too deeply.")
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()

@@ -1,7 +1,7 @@
 """Serializer fields that refuse what DRF would silently coerce ("yes" for true, 12 for
 "12", a naive time for UTC): in a compliance record, a guessed value is a wrong value."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
@@ -47,4 +47,9 @@ class AwareDateTimeField(serializers.DateTimeField):
         if parsed is None or parsed.tzinfo is None:
             self.fail("invalid")
         assert parsed is not None
+        try:
+            # Stored in UTC: 0001-01-01T00:00+01:00 has no UTC time to store.
+            parsed.astimezone(UTC)
+        except OverflowError:
+            self.fail("invalid")
         return parsed

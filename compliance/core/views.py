@@ -1,5 +1,6 @@
 """Health, readiness, metrics, and JSON answers for API paths that match nothing."""
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -59,6 +60,11 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith("/api/"):
+        if isinstance(exception, RequestDataTooBig):
+            return JsonResponse(
+                error_body("payload_too_large", "The request body exceeds the size limit."),
+                status=413,
+            )
         return JsonResponse(
             error_body("bad_request", "The request could not be understood."), status=400
         )

@@ -47,9 +47,16 @@ def ledger_verify(*, chunk: int = 5000) -> LedgerVerification:
     checked = 0
     for entry in _entries(chunk):
         if entry.seq != expected_seq:
-            missing = expected_seq if entry.seq > expected_seq else entry.seq
-            what = "missing (removed)" if entry.seq > expected_seq else "out of order"
-            return LedgerVerification(checked, LedgerProblem(missing, what))
+            if (
+                entry.seq > expected_seq
+                and not LedgerEntry.objects.filter(seq=expected_seq).exists()
+            ):
+                return LedgerVerification(checked, LedgerProblem(expected_seq, "missing (removed)"))
+            # The expected entry exists but later in insertion order: rows were reordered.
+            return LedgerVerification(
+                checked,
+                LedgerProblem(entry.seq, f"out of order (found where #{expected_seq} belongs)"),
+            )
         recomputed = entry_hash(
             seq=entry.seq,
             created_at=entry.created_at,

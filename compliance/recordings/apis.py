@@ -58,7 +58,7 @@ def _form_payload(form: QueryDict) -> dict:
     if len(flags) == 1 and flags[0].lstrip().startswith(("[", "{")):
         try:
             payload["flags"] = json.loads(flags[0])
-        except ValueError:
+        except (ValueError, RecursionError):  # json raises RecursionError when nested deeply
             raise ApplicationError(
                 "validation_error", "flags is not valid JSON.", fields={"flags": ["invalid"]}
             ) from None
@@ -90,7 +90,7 @@ class RecordingCreateApi(APIView):
     def post(self, request: Request) -> Response:
         if hasattr(request.data, "getlist"):
             payload = _form_payload(request.data)
-        elif "audio" in request.data:
+        elif isinstance(request.data, dict) and "audio" in request.data:
             raise ApplicationError(
                 "validation_error",
                 "Send audio as a multipart/form-data file field named audio.",
