@@ -60,3 +60,27 @@ def postgres_only() -> pytest.MarkDecorator:
         connection.vendor != "postgresql",
         reason="needs PostgreSQL (set DATABASE_URL or run it locally)",
     )
+
+
+@pytest.fixture(autouse=True)
+def _ledger_flushable(request: pytest.FixtureRequest):  # noqa: ANN202
+    """Let a transactional test's teardown flush the append-only ledger.
+
+    The ledger's trigger refuses TRUNCATE, which is how Django empties the database
+    after a `transaction=True` test. Just before that flush (this fixture is set up
+    after the database one, so it is torn down before it) the session stops firing
+    triggers; Django closes the connection right after the flush, so no other test
+    ever runs without them.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or (
+        "transactional_db" in request.fixturenames
+    )
+    if not transactional:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    yield
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET session_replication_role = replica")

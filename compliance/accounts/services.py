@@ -85,6 +85,9 @@ def profile_retention_set(*, profile: Profile, choice: str, actor: str) -> Profi
     previous = locked.retention_choice
     locked.retention_choice = choice
     locked.save(update_fields=["retention_choice"])
+    from compliance.retention.services import profile_reschedule  # retention imports accounts
+
+    profile_reschedule(profile=locked)
     ledger_append(
         kind="retention_choice.changed",
         subject=f"profile:{locked.external_id}",

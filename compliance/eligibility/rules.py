@@ -23,11 +23,25 @@ from enum import StrEnum
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentDefault, ConsentState, Purpose
-from compliance.recordings.models import Recording, RecordingState
+from compliance.recordings.models import (
+    Artefact,
+    ArtefactState,
+    Category,
+    Recording,
+    RecordingState,
+)
 from compliance.transfers.models import TransferRule
+
+# The artefacts each purpose uses: people listen to the audio; training pairs the
+# audio with its transcript. If one of them is past its retention, the purpose fails.
+PURPOSE_NEEDS: dict[str, tuple[str, ...]] = {
+    Purpose.HUMAN_REVIEW: (Category.AUDIO,),
+    Purpose.MODEL_TRAINING: (Category.AUDIO, Category.TRANSCRIPT),
+}
 
 
 class Reason(StrEnum):
@@ -88,7 +102,7 @@ def decide(facts: Facts, *, purpose: str, reviewer_location: str | None = None) 
     return reasons
 
 
-def _facts_sql(count: int, with_location: bool) -> str:
+def _facts_sql(count: int, with_location: bool, needs: int) -> str:
     """One query for the facts of many recordings.
 
     Hand-written SQL because this is the hot path: the ORM's query compilation and
@@ -101,6 +115,7 @@ def _facts_sql(count: int, with_location: bool) -> str:
     state = ConsentState._meta.db_table
     default = ConsentDefault._meta.db_table
     rule = TransferRule._meta.db_table
+    artefact = Artefact._meta.db_table
     if connection.vendor == "postgresql":
         ids = "= ANY(%s)"
     else:
@@ -112,9 +127,14 @@ def _facts_sql(count: int, with_location: bool) -> str:
         if with_location
         else "FALSE"
     )
+    expired = (
+        f"EXISTS (SELECT 1 FROM {artefact} x WHERE x.recording_id = r.id"  # noqa: S608
+        f" AND x.category IN ({','.join(['%s'] * needs)})"
+        " AND (x.state <> %s OR x.expires_at <= %s))"
+    )
     return (
         f"SELECT r.external_id, r.state, r.sensitive, r.false_wake, p.is_child,"  # noqa: S608
-        f" a.jurisdiction, cs.granted, cd.granted, {transfer}"
+        f" a.jurisdiction, cs.granted, cd.granted, {transfer}, {expired}"
         f" FROM {recording} r"
         f" LEFT JOIN {profile} p ON p.id = r.profile_id"
         f" LEFT JOIN {account} a ON a.id = p.account_id"
@@ -125,20 +145,26 @@ def _facts_sql(count: int, with_location: bool) -> str:
 
 
 def facts_for(
-    external_ids: Sequence[str], *, purpose: str, reviewer_location: str | None = None
+    external_ids: Sequence[str],
+    *,
+    purpose: str,
+    reviewer_location: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Facts]:
     """The facts of every listed recording that exists, by external id, in one query."""
     if not external_ids:
         return {}
+    needs = PURPOSE_NEEDS[purpose]
+    at = connection.ops.adapt_datetimefield_value(now or timezone.now())
     params: list[object] = []
     if reviewer_location is not None:
         params.append(reviewer_location)
-    params += [purpose, purpose]
+    params += [*needs, ArtefactState.ACTIVE, at, purpose, purpose]
     if connection.vendor == "postgresql":
         params.append(list(external_ids))
     else:
         params += list(external_ids)
-    sql = _facts_sql(len(external_ids), reviewer_location is not None)
+    sql = _facts_sql(len(external_ids), reviewer_location is not None, len(needs))
     active = RecordingState.ACTIVE
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -154,6 +180,7 @@ def facts_for(
             consent=None if row[6] is None else bool(row[6]),
             consent_default=None if row[7] is None else bool(row[7]),
             transfer_rule=bool(row[8]),
+            retention_expired=bool(row[9]),
         )
         for row in rows
     }
@@ -167,7 +194,11 @@ def eligible_recordings(
     `now` is passed in, never read from the database's clock, so that tests can move
     time (the retention condition compares against it).
     """
-    del now  # the retention condition arrives with retention policies
+    now = now or timezone.now()
+    expired = Artefact.objects.filter(
+        Q(recording=OuterRef("pk"), category__in=PURPOSE_NEEDS[purpose])
+        & (~Q(state=ArtefactState.ACTIVE) | Q(expires_at__lte=now))
+    )
     jurisdiction = OuterRef("profile__account__jurisdiction")
     states = ConsentState.objects.filter(profile=OuterRef("profile"), purpose=purpose)
     defaults = ConsentDefault.objects.filter(
@@ -177,7 +208,7 @@ def eligible_recordings(
         ~Q(Exists(states.filter(granted__isnull=False))) & Q(Exists(defaults))
     )
     recordings = Recording.objects.filter(
-        consented, state=RecordingState.ACTIVE, profile__isnull=False
+        consented, ~Exists(expired), state=RecordingState.ACTIVE, profile__isnull=False
     )
     if purpose == Purpose.HUMAN_REVIEW:
         recordings = recordings.filter(profile__is_child=False, sensitive=False, false_wake=False)

@@ -55,6 +55,12 @@ class Recording(models.Model):
         ]
 
 
+class ArtefactState(models.TextChoices):
+    ACTIVE = "active"
+    PURGING = "purging"  # claimed by a purge; its file may already be gone
+    PURGED = "purged"  # a tombstone: no content, no file
+
+
 class Artefact(models.Model):
     """What a recording is made of, by category: an audio file in storage, or text.
 
@@ -68,6 +74,21 @@ class Artefact(models.Model):
     text = models.TextField(blank=True)
     size_bytes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(
+        max_length=8, choices=ArtefactState.choices, default=ArtefactState.ACTIVE
+    )
+    # When the effective retention (the shorter of policy and user choice) ends;
+    # NULL: nothing limits it. Maintained by compliance.retention, read by the purge.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    expiry_basis = models.CharField(
+        max_length=64, blank=True, help_text="policy:<id> or choice:<name>"
+    )
+    # The purge found it held and skipped it; cleared when a hold is released.
+    purge_blocked = models.BooleanField(default=False)
+    purge_attempt = models.PositiveIntegerField(default=0)
+    purge_started_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+    purge_reason = models.CharField(max_length=32, blank=True)
 
     class Meta:
         constraints = [
@@ -75,6 +96,20 @@ class Artefact(models.Model):
                 fields=["recording", "category"],
                 condition=models.Q(category__in=["audio", "transcript"]),
                 name="artefact_one_audio_one_transcript",
+            ),
+        ]
+        indexes = [
+            # the purge: active artefacts past their expiry, oldest first
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(state="active", purge_blocked=False, expires_at__isnull=False),
+                name="artefact_due",
+            ),
+            # the sweep: purges that a dead worker left half done
+            models.Index(
+                fields=["purge_started_at"],
+                condition=models.Q(state="purging"),
+                name="artefact_purging",
             ),
         ]
 

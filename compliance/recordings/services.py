@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from compliance.accounts.models import Profile
 from compliance.core.errors import ApplicationError, Conflict
+from compliance.retention.services import artefacts_schedule_new
 
 from .models import Artefact, Category, Flag, Recording
 
@@ -60,7 +61,11 @@ def _validate(data: RecordingInput) -> Profile:
                 fields={"audio": ["too large"]},
                 status_code=413,
             )
-    profile = Profile.objects.filter(external_id=data.profile_external_id).first()
+    profile = (
+        Profile.objects.select_related("account")
+        .filter(external_id=data.profile_external_id)
+        .first()
+    )
     if profile is None:
         raise _invalid(
             "profile", f"No profile {data.profile_external_id!r}.", code="unknown_profile"
@@ -121,6 +126,9 @@ def recording_create(*, data: RecordingInput, actor: str) -> Recording:
                         size_bytes=len(data.transcript.encode()),
                     )
                 )
+            artefacts_schedule_new(
+                artefacts=artefacts, profile=profile, recorded_at=data.recorded_at
+            )
             Artefact.objects.bulk_create(artefacts)
     except IntegrityError:
         _discard(stored_key)

@@ -178,7 +178,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "purge-expired": {"task": "retention.purge_expired", "schedule": 60.0},
+    "retention-sweep": {"task": "retention.sweep", "schedule": 60.0},
+}
+# Tests kill a purge at this step (claimed, unlinked, finished) to prove crash safety.
+PURGE_FAULT_AT = env.str("EARSHOT_PURGE_FAULT", default="")
 
 # How long a verified API key is trusted in-process before it is looked up again:
 # a revoked key stops working within this many seconds.

@@ -14,7 +14,12 @@ def asker(api_client_with_scopes):
 
 def _grant(profile, purpose="human_review", granted=True):
     consent_set(
-        profile=profile, purpose=purpose, granted=granted, channel="api", notice_version="v1", actor="test"
+        profile=profile,
+        purpose=purpose,
+        granted=granted,
+        channel="api",
+        notice_version="v1",
+        actor="test",
     )
 
 
@@ -51,7 +56,9 @@ def test_a_reviewer_abroad_needs_a_transfer_rule(asker, platform):
     _grant(recording.profile)
     url = f"/api/v1/eligibility/{recording.external_id}?purpose=human_review&reviewer_location=IE"
     assert asker.get(url).json()["reasons"] == ["transfer_not_allowed"]
-    platform.post("/api/v1/transfer-rules", {"jurisdiction": "DE", "reviewer_location": "IE"}, format="json")
+    platform.post(
+        "/api/v1/transfer-rules", {"jurisdiction": "DE", "reviewer_location": "IE"}, format="json"
+    )
     assert asker.get(url).json()["eligible"] is True
 
 
@@ -89,7 +96,10 @@ def test_eligibility_needs_its_scope(api_client_with_scopes, client):
     other = api_client_with_scopes("recordings:read")
     response = other.get(f"/api/v1/eligibility/{recording.external_id}?purpose=human_review")
     assert response.status_code == 403
-    assert client.get(f"/api/v1/eligibility/{recording.external_id}?purpose=human_review").status_code == 401
+    assert (
+        client.get(f"/api/v1/eligibility/{recording.external_id}?purpose=human_review").status_code
+        == 401
+    )
 
 
 def test_a_batch_answers_every_id_in_order(asker):
@@ -113,7 +123,9 @@ def test_a_batch_of_ten_thousand_is_answered_in_one_query(asker, django_assert_m
     ids = [f"r-{i}" for i in range(10_000)]
     with django_assert_max_num_queries(2):  # the key lookup, the facts
         response = asker.post(
-            "/api/v1/eligibility/batch", {"purpose": "human_review", "recordings": ids}, format="json"
+            "/api/v1/eligibility/batch",
+            {"purpose": "human_review", "recordings": ids},
+            format="json",
         )
     assert response.status_code == 200
     assert len(response.json()["results"]) == 10_000
@@ -122,7 +134,10 @@ def test_a_batch_of_ten_thousand_is_answered_in_one_query(asker, django_assert_m
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        ({"purpose": "human_review", "recordings": [f"r{i}" for i in range(10_001)]}, "batch_too_large"),
+        (
+            {"purpose": "human_review", "recordings": [f"r{i}" for i in range(10_001)]},
+            "batch_too_large",
+        ),
         ({"purpose": "human_review", "recordings": []}, "validation_error"),
         ({"purpose": "human_review"}, "validation_error"),
         ({"purpose": "human_review", "recordings": "r1"}, "validation_error"),
@@ -132,7 +147,10 @@ def test_a_batch_of_ten_thousand_is_answered_in_one_query(asker, django_assert_m
         ({"purpose": "human_review", "recordings": ["x" * 129]}, "validation_error"),
         ({"purpose": "snooping", "recordings": ["r1"]}, "unknown_purpose"),
         ({"purpose": ["human_review"], "recordings": ["r1"]}, "unknown_purpose"),
-        ({"purpose": "human_review", "recordings": ["r1"], "reviewer_location": 7}, "unknown_location"),
+        (
+            {"purpose": "human_review", "recordings": ["r1"], "reviewer_location": 7},
+            "unknown_location",
+        ),
         (["r1"], "validation_error"),
     ],
 )

@@ -2,6 +2,7 @@
 they agree with each other and with a plain-Python statement of DESIGN.md's rule."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import transaction
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentDefault, ConsentState, Purpose
 from compliance.eligibility.rules import Facts, Reason, decide, eligible_recordings, facts_for
-from compliance.recordings.models import Recording, RecordingState
+from compliance.recordings.models import Artefact, Recording, RecordingState
 from compliance.transfers.models import TransferRule
 
 HUMAN = Purpose.HUMAN_REVIEW
@@ -86,12 +87,21 @@ class ProfileSpec:
     consent: dict[str, bool | None]
 
 
+# an artefact: absent, or (state, expiry relative to now: None, past, exactly now, future)
+ARTEFACT = st.one_of(
+    st.none(),
+    st.tuples(st.sampled_from(["active", "purged"]), st.sampled_from([None, -1, 0, 1])),
+)
+
+
 @dataclass(frozen=True)
 class RecordingSpec:
     profile: int
     purged: bool
     sensitive: bool
     false_wake: bool
+    audio: tuple | None
+    transcript: tuple | None
 
 
 @st.composite
@@ -116,6 +126,8 @@ def worlds(draw: st.DrawFn) -> tuple:
                 purged=st.booleans(),
                 sensitive=st.booleans(),
                 false_wake=st.booleans(),
+                audio=ARTEFACT,
+                transcript=ARTEFACT,
             ),
             min_size=1,
             max_size=12,
@@ -133,17 +145,26 @@ def worlds(draw: st.DrawFn) -> tuple:
     return profiles, recordings, defaults, transfers
 
 
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _expiry(offset: int | None) -> datetime | None:
+    return None if offset is None else NOW + timedelta(hours=offset)
+
+
 def _store(profiles, recordings, defaults, transfers) -> list[str]:
     stored = []
     for i, spec in enumerate(profiles):
         account = Account.objects.create(external_id=f"a{i}", jurisdiction=spec.jurisdiction)
-        profile = Profile.objects.create(external_id=f"p{i}", account=account, is_child=spec.is_child)
+        profile = Profile.objects.create(
+            external_id=f"p{i}", account=account, is_child=spec.is_child
+        )
         for purpose, granted in spec.consent.items():
             ConsentState.objects.create(profile=profile, purpose=purpose, granted=granted)
         stored.append(profile)
     ids = []
     for i, spec in enumerate(recordings):
-        Recording.objects.create(
+        recording = Recording.objects.create(
             external_id=f"r{i}",
             profile=stored[spec.profile],
             recorded_at="2026-01-01T00:00:00Z",
@@ -151,6 +172,14 @@ def _store(profiles, recordings, defaults, transfers) -> list[str]:
             sensitive=spec.sensitive,
             false_wake=spec.false_wake,
         )
+        for category, artefact in (("audio", spec.audio), ("transcript", spec.transcript)):
+            if artefact is not None:
+                Artefact.objects.create(
+                    recording=recording,
+                    category=category,
+                    state=artefact[0],
+                    expires_at=_expiry(artefact[1]),
+                )
         ids.append(f"r{i}")
     for (jurisdiction, purpose), granted in defaults.items():
         ConsentDefault.objects.create(jurisdiction=jurisdiction, purpose=purpose, granted=granted)
@@ -162,10 +191,17 @@ def _store(profiles, recordings, defaults, transfers) -> list[str]:
 def _by_the_book(profile, recording, defaults, transfers, purpose, location) -> bool:
     """DESIGN.md's rule, stated directly over the generated world."""
     human = purpose == HUMAN
+    needed = [recording.audio] if human else [recording.audio, recording.transcript]
+    expired = any(
+        a is not None and (a[0] != "active" or (a[1] is not None and a[1] <= 0)) for a in needed
+    )
     consent = profile.consent[purpose]
-    granted = consent if consent is not None else defaults.get((profile.jurisdiction, purpose), False)
+    granted = (
+        consent if consent is not None else defaults.get((profile.jurisdiction, purpose), False)
+    )
     return (
         not recording.purged
+        and not expired
         and not (human and (profile.is_child or recording.sensitive or recording.false_wake))
         and granted
         and not (
@@ -194,18 +230,20 @@ def test_the_decision_and_the_filter_agree_with_the_rule(world):
                 expected = {
                     ids[i]
                     for i, rec in enumerate(recordings)
-                    if _by_the_book(profiles[rec.profile], rec, defaults, transfers, purpose, location)
+                    if _by_the_book(
+                        profiles[rec.profile], rec, defaults, transfers, purpose, location
+                    )
                 }
-                known = facts_for(ids, purpose=purpose, reviewer_location=location)
+                known = facts_for(ids, purpose=purpose, reviewer_location=location, now=NOW)
                 decided = {
                     rid
                     for rid in ids
                     if not decide(known[rid], purpose=purpose, reviewer_location=location)
                 }
                 filtered = set(
-                    eligible_recordings(purpose=purpose, reviewer_location=location).values_list(
-                        "external_id", flat=True
-                    )
+                    eligible_recordings(
+                        purpose=purpose, reviewer_location=location, now=NOW
+                    ).values_list("external_id", flat=True)
                 )
                 assert decided == expected, (purpose, location)
                 assert filtered == expected, (purpose, location)

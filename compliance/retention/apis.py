@@ -1,0 +1,333 @@
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance.accounts.models import Account, Profile
+from compliance.accounts.selectors import profile_for_caller
+from compliance.clients.permissions import (
+    ScopeRequired,
+    actor_of,
+    is_client,
+    is_officer,
+    require_scope,
+)
+from compliance.core.errors import ApplicationError, NotFound
+from compliance.core.fields import AwareDateTimeField, StrictCharField
+from compliance.recordings.models import Category
+
+from .models import AppliesTo, DeletionRequest
+from .reports import retention_report
+from .selectors import (
+    deletion_request_get,
+    legal_hold_get,
+    legal_holds_list,
+    retention_policies_list,
+    retention_policy_get,
+    retention_policy_preview,
+)
+from .services import (
+    MAX_RETENTION_DAYS,
+    deletion_request_create,
+    legal_hold_place,
+    legal_hold_release,
+    retention_policy_create,
+    retention_policy_retire,
+)
+
+
+class RetentionPolicyOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    jurisdiction = serializers.CharField()
+    category = serializers.CharField()
+    applies_to = serializers.CharField()
+    retention_days = serializers.IntegerField()
+    version = serializers.IntegerField()
+    effective_from = serializers.DateTimeField()
+    retired_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class RetentionPolicyInput(serializers.Serializer):
+    jurisdiction = StrictCharField(max_length=8)
+    category = StrictCharField(max_length=16)
+    retention_days = serializers.IntegerField()
+    applies_to = StrictCharField(max_length=8, required=False, default=AppliesTo.ALL)
+    effective_from = AwareDateTimeField(required=False)
+
+    def validate_retention_days(self, value: Any) -> int:
+        if isinstance(self.initial_data.get("retention_days"), bool | float | str):
+            raise serializers.ValidationError("A whole number of days.")
+        if not 0 <= value <= MAX_RETENTION_DAYS:
+            raise serializers.ValidationError(f"From 0 to {MAX_RETENTION_DAYS} days.")
+        return value
+
+
+class _PolicyApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"*": "policies:write"}
+    officer_allowed = True
+
+
+class RetentionPolicyListCreateApi(_PolicyApi):
+    @extend_schema(
+        responses={200: RetentionPolicyOutput(many=True)}, operation_id="retention_policies_list"
+    )
+    def get(self, request: Request) -> Response:
+        include_retired = request.query_params.get("include_retired") == "true"
+        policies = retention_policies_list(include_retired=include_retired)
+        return Response(RetentionPolicyOutput(policies, many=True).data)
+
+    @extend_schema(
+        request=RetentionPolicyInput,
+        responses={201: RetentionPolicyOutput},
+        operation_id="retention_policies_create",
+    )
+    def post(self, request: Request) -> Response:
+        data = RetentionPolicyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        policy = retention_policy_create(**data.validated_data, actor=actor_of(request.user))
+        return Response(RetentionPolicyOutput(policy).data, status=status.HTTP_201_CREATED)
+
+
+class RetentionPolicyRetireApi(_PolicyApi):
+    @extend_schema(responses={200: RetentionPolicyOutput}, operation_id="retention_policies_retire")
+    def delete(self, request: Request, pk: int) -> Response:
+        policy = retention_policy_retire(
+            policy=retention_policy_get(pk=pk), actor=actor_of(request.user)
+        )
+        return Response(RetentionPolicyOutput(policy).data)
+
+
+class RetentionPolicyPreviewApi(_PolicyApi):
+    @extend_schema(
+        request=RetentionPolicyInput,
+        responses={
+            200: inline_serializer(
+                "RetentionPolicyPreview", {"purged_when_effective": serializers.IntegerField()}
+            )
+        },
+        operation_id="retention_policies_preview",
+    )
+    def post(self, request: Request) -> Response:
+        data = RetentionPolicyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if values["category"] not in Category.values:
+            raise ApplicationError(
+                "unknown_category",
+                "Unknown category.",
+                fields={"category": [f"one of {', '.join(Category.values)}"]},
+            )
+        now = timezone.now()
+        preview = retention_policy_preview(
+            jurisdiction=values["jurisdiction"],
+            category=values["category"],
+            applies_to=values["applies_to"],
+            retention_days=values["retention_days"],
+            effective_from=values.get("effective_from") or now,
+            now=now,
+        )
+        return Response(preview)
+
+
+class LegalHoldOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    account = serializers.CharField(source="account.external_id", allow_null=True, default=None)
+    profile = serializers.CharField(source="profile.external_id", allow_null=True, default=None)
+    recorded_from = serializers.DateTimeField(allow_null=True)
+    recorded_to = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField()
+    case_reference = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    released_at = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, instance: Any) -> dict:
+        data = super().to_representation(instance)
+        # the contract's names, beside the explicit ones
+        data["from"], data["to"] = data["recorded_from"], data["recorded_to"]
+        return data
+
+
+class LegalHoldInput(serializers.Serializer):
+    account = StrictCharField(max_length=128, required=False)
+    profile = StrictCharField(max_length=128, required=False)
+    reason = StrictCharField(max_length=2000)
+    case_reference = StrictCharField(max_length=200)
+
+    def to_internal_value(self, data: Any) -> dict:
+        values = super().to_internal_value(data)
+        dates = AwareDateTimeField()
+        errors: dict[str, list[str]] = {}
+        for name in ("from", "to"):
+            raw = data.get(name) if hasattr(data, "get") else None
+            if raw is None:
+                values[name] = None
+                continue
+            try:
+                values[name] = dates.to_internal_value(raw)
+            except serializers.ValidationError as error:
+                errors[name] = list(error.detail)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return values
+
+
+class _HoldApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"*": "holds:write"}
+    officer_allowed = True
+
+
+class LegalHoldListCreateApi(_HoldApi):
+    @extend_schema(responses={200: LegalHoldOutput(many=True)}, operation_id="legal_holds_list")
+    def get(self, request: Request) -> Response:
+        include_released = request.query_params.get("include_released") == "true"
+        return Response(
+            LegalHoldOutput(legal_holds_list(include_released=include_released), many=True).data
+        )
+
+    @extend_schema(
+        request=LegalHoldInput, responses={201: LegalHoldOutput}, operation_id="legal_holds_create"
+    )
+    def post(self, request: Request) -> Response:
+        data = LegalHoldInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        account = profile = None
+        if values.get("account") is not None:
+            account = Account.objects.filter(external_id=values["account"]).first()
+            if account is None:
+                raise ApplicationError(
+                    "unknown_account", "No such account.", fields={"account": ["unknown"]}
+                )
+        if values.get("profile") is not None:
+            profile = Profile.objects.filter(external_id=values["profile"]).first()
+            if profile is None:
+                raise ApplicationError(
+                    "unknown_profile", "No such profile.", fields={"profile": ["unknown"]}
+                )
+        hold = legal_hold_place(
+            account=account,
+            profile=profile,
+            recorded_from=values["from"],
+            recorded_to=values["to"],
+            reason=values["reason"],
+            case_reference=values["case_reference"],
+            actor=actor_of(request.user),
+        )
+        return Response(LegalHoldOutput(hold).data, status=status.HTTP_201_CREATED)
+
+
+class LegalHoldReleaseApi(_HoldApi):
+    @extend_schema(responses={200: LegalHoldOutput}, operation_id="legal_holds_release")
+    def delete(self, request: Request, pk: int) -> Response:
+        hold = legal_hold_release(hold=legal_hold_get(pk=pk), actor=actor_of(request.user))
+        return Response(LegalHoldOutput(hold).data)
+
+
+class DeletionRequestOutput(serializers.Serializer):
+    id = serializers.CharField(source="public_id")
+    profile = serializers.CharField(source="profile.external_id")
+    status = serializers.CharField()
+    recorded_from = serializers.DateTimeField(allow_null=True)
+    recorded_to = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    recordings_deleted = serializers.IntegerField()
+    recordings_held = serializers.IntegerField()
+    blocked_by_hold = serializers.SerializerMethodField()
+    receipt = serializers.CharField()
+
+    def get_blocked_by_hold(self, request: DeletionRequest) -> bool:
+        return request.recordings_held > 0
+
+    def to_representation(self, instance: Any) -> dict:
+        data = super().to_representation(instance)
+        data["from"], data["to"] = data["recorded_from"], data["recorded_to"]
+        return data
+
+
+class DeletionRequestCreateApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"POST": "deletions:write"}
+    owner_allowed = True
+    officer_allowed = True
+
+    @extend_schema(
+        request=inline_serializer(
+            "DeletionRequestInput",
+            {"from": AwareDateTimeField(required=False), "to": AwareDateTimeField(required=False)},
+        ),
+        responses={202: DeletionRequestOutput},
+        operation_id="deletion_requests_create",
+    )
+    def post(self, request: Request, profile_id: str) -> Response:
+        profile = profile_for_caller(
+            caller=request.user, external_id=profile_id, scope="deletions:write"
+        )
+        body = request.data if hasattr(request.data, "get") else None
+        if body is None:
+            raise ApplicationError("validation_error", "The body must be a JSON object.")
+        dates = AwareDateTimeField()
+        values: dict[str, Any] = {}
+        errors: dict[str, list[str]] = {}
+        for name in ("from", "to"):
+            raw = body.get(name)
+            try:
+                values[name] = None if raw is None else dates.to_internal_value(raw)
+            except serializers.ValidationError as error:
+                errors[name] = list(error.detail)
+        if errors:
+            raise ApplicationError(
+                "validation_error", "The request has invalid fields.", fields=errors
+            )
+        deletion = deletion_request_create(
+            profile=profile,
+            recorded_from=values["from"],
+            recorded_to=values["to"],
+            actor=actor_of(request.user),
+        )
+        return Response(DeletionRequestOutput(deletion).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DeletionRequestDetailApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"GET": "deletions:write"}
+    owner_allowed = True
+    officer_allowed = True
+
+    @extend_schema(responses={200: DeletionRequestOutput}, operation_id="deletion_requests_read")
+    def get(self, request: Request, request_id: str) -> Response:
+        user = request.user
+        if is_client(user):
+            require_scope(user, "deletions:write")
+        deletion = deletion_request_get(public_id=request_id)
+        if (
+            not (is_client(user) or is_officer(user))
+            and deletion.profile.account.user_id != user.pk
+        ):
+            raise NotFound("Deletion request")
+        return Response(DeletionRequestOutput(deletion).data)
+
+
+class RetentionReportApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"GET": "reports:read"}
+    officer_allowed = True
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "RetentionReport", {"overdue_artefacts": serializers.IntegerField()}
+            )
+        },
+        operation_id="reports_retention",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(retention_report())

@@ -1,0 +1,591 @@
+"""The purge: deleting artefacts whose retention has ended, and what people asked to delete.
+
+WHAT CANNOT BE UNDONE: the files unlinked from storage and the content cleared from
+artefact rows. Nothing else is removed: a purged artefact and its recording stay as
+tombstones (no content, no file, the purge time, reason and policy).
+
+THE STEPS, for one batch (every step is a short transaction of its own):
+1. claim: lock due artefacts with SKIP LOCKED (two purges never take the same row),
+   lock their profiles FOR SHARE (the lock a hold takes FOR UPDATE, so a hold and a
+   purge are ordered), re-check the holds, mark what is held `purge_blocked`, and move
+   the rest to `purging` with a new attempt number; one ledger entry for what was
+   skipped and why.
+2. unlink the stored files (after the claim has committed; a missing file is success).
+3. finish: tombstone the artefacts still `purging` under *our* attempt number (a stale
+   worker whose claim was taken over updates zero rows), tombstone recordings left
+   with nothing, revoke their review items, and write one ledger entry for the batch.
+
+WHY A RERUN IS SAFE: a worker killed after 1 leaves rows `purging`; the sweep takes
+them over after a lease (new attempt number), unlinks again (missing is success) and
+finishes. Killed after 2, the same. Killed after 3, nothing is left to do. Nothing is
+ever deleted that was not claimed while due and unheld.
+"""
+
+import logging
+import os
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from compliance.accounts.models import Profile
+from compliance.ledger.services import ledger_append
+from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
+
+from .models import DeletionRequest, DeletionStatus, LegalHold
+from .selectors import hold_covers
+
+logger = logging.getLogger(__name__)
+
+PURGE_BATCH = 5_000
+# A claim older than this is taken over by the sweep: far above a batch's runtime.
+PURGE_LEASE = timedelta(minutes=5)
+DELETION_LEASE = timedelta(minutes=5)
+
+
+def _fault_point(step: str) -> None:
+    """Tests kill the process here (EARSHOT_PURGE_FAULT=<step>) to prove a crash at
+    any step boundary loses nothing."""
+    if getattr(settings, "PURGE_FAULT_AT", "") == step:
+        logger.warning("purge.fault_injected step=%s pid=%s", step, os.getpid())
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _reason_of(basis: str) -> str:
+    if basis.startswith("choice:dont_save"):
+        return "dont_save"
+    if basis.startswith("choice:"):
+        return "user_choice"
+    return "retention_policy"
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    purged: int = 0
+    held: int = 0
+    recordings_purged: int = 0
+    max_lag_seconds: float = 0.0
+    last_id: int = 0  # the highest artefact id looked at (claimed or held)
+    held_by: Counter = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    recording_id: int
+    storage_key: str
+    attempt: int
+    reason: str
+    basis: str
+    expires_at: datetime | None
+
+
+def _lock_profiles_shared(profile_ids: list[int]) -> None:
+    if not profile_ids:
+        return
+    if connection.vendor == "postgresql":
+        table = Profile._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608
+                [profile_ids],
+            )
+    # SQLite: the IMMEDIATE transaction already excludes every other writer.
+
+
+def _claim(
+    candidates: Q, *, now: datetime, reason: str | None, limit: int, order: tuple[str, ...]
+) -> tuple[list[_Claimed], BatchResult]:
+    """Step 1. `reason` None: the reason follows from each artefact's expiry basis."""
+    result = BatchResult()
+    with transaction.atomic():
+        rows = list(
+            Artefact.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(candidates)
+            .order_by(*order)
+            .values_list(
+                "id", "recording_id", "storage_key", "purge_attempt", "expiry_basis", "expires_at"
+            )[:limit]
+        )
+        if not rows:
+            return [], result
+        result.last_id = max(r[0] for r in rows)
+        recording_ids = sorted({r[1] for r in rows})
+        recordings = {
+            rid: (profile_id, account_id, recorded_at)
+            for rid, profile_id, account_id, recorded_at in Recording.objects.filter(
+                pk__in=recording_ids
+            ).values_list("id", "profile_id", "profile__account_id", "recorded_at")
+        }
+        profile_ids = sorted({p for p, _, _ in recordings.values() if p is not None})
+        _lock_profiles_shared(profile_ids)
+        account_ids = {a for _, a, _ in recordings.values() if a is not None}
+        holds = list(
+            LegalHold.objects.filter(released_at__isnull=True).filter(
+                Q(profile_id__in=profile_ids) | Q(account_id__in=account_ids)
+            )
+        )
+        claimed: list[_Claimed] = []
+        held_ids: list[int] = []
+        for pk, recording_id, key, attempt, basis, expires_at in rows:
+            profile_id, account_id, recorded_at = recordings[recording_id]
+            covering = [
+                h.pk
+                for h in holds
+                if profile_id is not None
+                and hold_covers(
+                    h, profile_id=profile_id, account_id=account_id, recorded_at=recorded_at
+                )
+            ]
+            if covering:
+                held_ids.append(pk)
+                result.held_by.update(covering)
+                continue
+            claimed.append(
+                _Claimed(
+                    pk,
+                    recording_id,
+                    key,
+                    attempt + 1,
+                    reason or _reason_of(basis),
+                    basis,
+                    expires_at,
+                )
+            )
+        if held_ids:
+            Artefact.objects.filter(pk__in=held_ids).update(purge_blocked=True)
+            ledger_append(
+                kind="purge.skipped_held",
+                subject="purge",
+                actor="purge",
+                payload={
+                    "artefacts": len(held_ids),
+                    "holds": {str(k): v for k, v in sorted(result.held_by.items())},
+                    "first_artefact": min(held_ids),
+                },
+            )
+        if claimed:
+            Artefact.objects.filter(pk__in=[c.id for c in claimed]).update(
+                state=ArtefactState.PURGING,
+                purge_attempt=F("purge_attempt") + 1,
+                purge_started_at=now,
+            )
+    result.claimed = len(claimed)
+    result.held = len(held_ids)
+    return claimed, result
+
+
+def _unlink(claimed: list[_Claimed]) -> None:
+    """Step 2. Django's storages treat a missing file as deleted; so do we."""
+    for item in claimed:
+        if item.storage_key:
+            default_storage.delete(item.storage_key)
+
+
+def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> None:
+    """Step 3, fenced by attempt number."""
+    by_attempt: dict[tuple[int, str], list[int]] = {}
+    for item in claimed:
+        by_attempt.setdefault((item.attempt, item.reason), []).append(item.id)
+    with transaction.atomic():
+        purged = 0
+        for (attempt, reason), ids in by_attempt.items():
+            purged += Artefact.objects.filter(
+                pk__in=ids, state=ArtefactState.PURGING, purge_attempt=attempt
+            ).update(
+                state=ArtefactState.PURGED,
+                text="",
+                storage_key="",
+                size_bytes=0,
+                purged_at=now,
+                purge_reason=reason,
+                purge_blocked=False,
+            )
+        if not purged:
+            return  # another worker took these over and finishes them
+        recording_ids = sorted({c.recording_id for c in claimed})
+        reason_of = {c.recording_id: (c.reason, c.basis) for c in claimed}
+        # Two batches may hold a recording's audio and its transcript; whichever
+        # finishes second must see the other's work, so both lock the recordings
+        # (in id order) before they look for what is left of them.
+        list(
+            Recording.objects.select_for_update()
+            .filter(pk__in=recording_ids)
+            .order_by("pk")
+            .values_list("pk")
+        )
+        remaining = Artefact.objects.filter(recording=OuterRef("pk")).exclude(
+            state=ArtefactState.PURGED
+        )
+        emptied = list(
+            Recording.objects.filter(pk__in=recording_ids, state=RecordingState.ACTIVE)
+            .exclude(Exists(remaining))
+            .values_list("pk", flat=True)
+        )
+        by_reason: dict[tuple[str, str], list[int]] = {}
+        for rid in emptied:
+            by_reason.setdefault(reason_of[rid], []).append(rid)
+        for (reason, basis), ids in by_reason.items():
+            Recording.objects.filter(pk__in=ids, state=RecordingState.ACTIVE).update(
+                state=RecordingState.PURGED,
+                purged_at=now,
+                purge_reason=reason,
+                purge_policy=basis,
+                sensitive=False,
+                false_wake=False,
+            )
+        _revoke_review_items(emptied)
+        lags = [
+            (now - c.expires_at).total_seconds()
+            for c in claimed
+            if c.expires_at and c.reason != "deletion_request"
+        ]
+        result.purged = purged
+        result.recordings_purged = len(emptied)
+        result.max_lag_seconds = max(lags, default=0.0)
+        reasons = Counter(c.reason for c in claimed)
+        ledger_append(
+            kind="purge.batch",
+            subject="purge",
+            actor="purge",
+            payload={
+                "artefacts": purged,
+                "recordings": len(emptied),
+                "reasons": dict(sorted(reasons.items())),
+                "policies": sorted({c.basis for c in claimed if c.basis}),
+                "first_artefact": min(c.id for c in claimed),
+                "last_artefact": max(c.id for c in claimed),
+                "max_lag_seconds": round(result.max_lag_seconds, 3),
+            },
+        )
+
+
+def _revoke_review_items(recording_ids: list[int]) -> None:
+    if not recording_ids:
+        return
+    try:
+        from compliance.sampling.services import review_items_revoke_for_recordings
+    except ImportError:  # sampling not installed yet
+        return
+    review_items_revoke_for_recordings(recording_ids=recording_ids, reason="purged")
+
+
+def purge_batch(
+    candidates: Q,
+    *,
+    now: datetime,
+    reason: str | None = None,
+    limit: int = PURGE_BATCH,
+    order: tuple[str, ...] = ("expires_at", "id"),
+) -> BatchResult:
+    claimed, result = _claim(candidates, now=now, reason=reason, limit=limit, order=order)
+    _fault_point("claimed")
+    if not claimed:
+        return result
+    _unlink(claimed)
+    _fault_point("unlinked")
+    _finish(claimed, now=now, result=result)
+    _fault_point("finished")
+    return result
+
+
+def due_artefacts(now: datetime) -> Q:
+    """What the index `artefact_due` serves."""
+    return Q(
+        state=ArtefactState.ACTIVE,
+        purge_blocked=False,
+        expires_at__isnull=False,
+        expires_at__lte=now,
+    )
+
+
+def stuck_artefacts(now: datetime) -> Q:
+    return Q(state=ArtefactState.PURGING, purge_started_at__lt=now - PURGE_LEASE)
+
+
+@dataclass
+class PurgeRun:
+    batches: int = 0
+    purged: int = 0
+    held: int = 0
+    recordings_purged: int = 0
+    taken_over: int = 0
+    max_lag_seconds: float = 0.0
+    more: bool = False
+
+
+def purge_expired(
+    *, now: datetime | None = None, budget_seconds: float = 50.0, limit: int = PURGE_BATCH
+) -> PurgeRun:
+    """Take over stuck claims, then purge what is due, batch by batch, until nothing
+    is due or the time budget is spent (`more` then says so)."""
+    run = PurgeRun()
+    started = time.monotonic()
+    for takeover in (True, False):
+        while True:
+            at = now or timezone.now()
+            if takeover:
+                result = _take_over(at, limit)
+            else:
+                result = purge_batch(due_artefacts(at), now=at, limit=limit)
+            if not result.claimed and not result.held:
+                break
+            run.batches += 1
+            run.purged += result.purged
+            run.held += result.held
+            run.recordings_purged += result.recordings_purged
+            run.taken_over += result.claimed if takeover else 0
+            run.max_lag_seconds = max(run.max_lag_seconds, result.max_lag_seconds)
+            if time.monotonic() - started > budget_seconds:
+                run.more = True
+                return run
+    if run.purged or run.held:
+        logger.info(
+            "purge.run batches=%d purged=%d held=%d recordings=%d max_lag_s=%.1f",
+            run.batches,
+            run.purged,
+            run.held,
+            run.recordings_purged,
+            run.max_lag_seconds,
+        )
+    return run
+
+
+def _take_over(now: datetime, limit: int) -> BatchResult:
+    """A dead worker's claims: claim again under a new attempt number and finish."""
+    with transaction.atomic():
+        rows = list(
+            Artefact.objects.select_for_update(skip_locked=True)
+            .filter(stuck_artefacts(now))
+            .order_by("purge_started_at", "id")
+            .values_list(
+                "id",
+                "recording_id",
+                "storage_key",
+                "purge_attempt",
+                "expiry_basis",
+                "expires_at",
+                "purge_reason",
+            )[:limit]
+        )
+        if not rows:
+            return BatchResult()
+        Artefact.objects.filter(pk__in=[r[0] for r in rows]).update(
+            purge_attempt=F("purge_attempt") + 1, purge_started_at=now
+        )
+    claimed = [
+        _Claimed(pk, rid, key, attempt + 1, reason or _reason_of(basis), basis, expires_at)
+        for pk, rid, key, attempt, basis, expires_at, reason in rows
+    ]
+    logger.warning("purge.take_over artefacts=%d", len(claimed))
+    result = BatchResult(claimed=len(claimed))
+    _unlink(claimed)
+    _finish(claimed, now=now, result=result)
+    return result
+
+
+def purge_preview(*, now: datetime | None = None) -> dict[str, int]:
+    """What `purge_expired` would do now, without doing it (for --dry-run)."""
+    now = now or timezone.now()
+    due = Artefact.objects.filter(due_artefacts(now))
+    counts = {"due": due.count()}
+    held = 0
+    holds = list(LegalHold.objects.filter(released_at__isnull=True))
+    if holds:
+        from .selectors import hold_filter
+
+        covered = Q()
+        for hold in holds:
+            covered |= hold_filter(hold, prefix="recording__")
+        held = due.filter(covered).count()
+    counts["held"] = held
+    counts["would_purge"] = counts["due"] - held
+    counts["stuck"] = Artefact.objects.filter(stuck_artefacts(now)).count()
+    counts["blocked_by_hold"] = Artefact.objects.filter(
+        state=ArtefactState.ACTIVE, purge_blocked=True
+    ).count()
+    return counts
+
+
+# --- deletion requests -------------------------------------------------------------
+
+
+def _deletion_scope(request: DeletionRequest) -> Q:
+    q = Q(recording__profile_id=request.profile_id)
+    if request.recorded_from is not None:
+        q &= Q(recording__recorded_at__gte=request.recorded_from)
+    if request.recorded_to is not None:
+        q &= Q(recording__recorded_at__lte=request.recorded_to)
+    return q
+
+
+def _claim_request(public_id: str, now: datetime) -> DeletionRequest | None:
+    """A conditional UPDATE: only one worker gets a request, or a lapsed lease."""
+    open_or_lapsed = Q(status=DeletionStatus.RECEIVED) | Q(
+        status=DeletionStatus.RUNNING, lease_until__lt=now
+    )
+    updated = DeletionRequest.objects.filter(open_or_lapsed, public_id=public_id).update(
+        status=DeletionStatus.RUNNING,
+        lease_until=now + DELETION_LEASE,
+        attempts=F("attempts") + 1,
+    )
+    if not updated:
+        return None
+    request = DeletionRequest.objects.get(public_id=public_id)
+    if request.started_at is None:
+        DeletionRequest.objects.filter(pk=request.pk, started_at__isnull=True).update(
+            started_at=now
+        )
+        request.started_at = now
+    return request
+
+
+def deletion_request_run(*, public_id: str) -> DeletionRequest | None:
+    """Carry out a deletion request; None if another worker holds it or it is done."""
+    now = timezone.now()
+    request = _claim_request(public_id, now)
+    if request is None:
+        return None
+    attempt = request.attempts
+    scope = _deletion_scope(request)
+    mine = DeletionRequest.objects.filter(
+        pk=request.pk, attempts=attempt, status=DeletionStatus.RUNNING
+    )
+    last_id = 0
+    while True:
+        at = timezone.now()
+        batch = scope & Q(state=ArtefactState.ACTIVE, id__gt=last_id)
+        result = purge_batch(batch, now=at, reason="deletion_request", order=("id",))
+        if not result.claimed and not result.held:
+            break
+        last_id = result.last_id
+        if not mine.update(lease_until=timezone.now() + DELETION_LEASE):
+            return None  # the lease lapsed and another worker took over
+    # stuck 'purging' artefacts of this scope (a dead predecessor's claim) finish now
+    _take_over_scope(scope)
+    return _deletion_request_finish(request, attempt)
+
+
+def _take_over_scope(scope: Q) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Artefact.objects.select_for_update(skip_locked=True)
+            .filter(scope, state=ArtefactState.PURGING)
+            .values_list(
+                "id", "recording_id", "storage_key", "purge_attempt", "expiry_basis", "expires_at"
+            )
+        )
+        if not rows:
+            return
+        Artefact.objects.filter(pk__in=[r[0] for r in rows]).update(
+            purge_attempt=F("purge_attempt") + 1, purge_started_at=now
+        )
+    claimed = [
+        _Claimed(pk, rid, key, attempt + 1, "deletion_request", basis, exp)
+        for pk, rid, key, attempt, basis, exp in rows
+    ]
+    _unlink(claimed)
+    _finish(claimed, now=now, result=BatchResult())
+
+
+def _deletion_request_finish(request: DeletionRequest, attempt: int) -> DeletionRequest | None:
+    now = timezone.now()
+    recordings = Recording.objects.filter(profile_id=request.profile_id)
+    if request.recorded_from is not None:
+        recordings = recordings.filter(recorded_at__gte=request.recorded_from)
+    if request.recorded_to is not None:
+        recordings = recordings.filter(recorded_at__lte=request.recorded_to)
+    with transaction.atomic():
+        locked = (
+            DeletionRequest.objects.select_for_update()
+            .filter(pk=request.pk, attempts=attempt, status=DeletionStatus.RUNNING)
+            .first()
+        )
+        if locked is None:
+            return None
+        # recordings that never had an artefact go too, unless held
+        holds = list(
+            LegalHold.objects.filter(released_at__isnull=True).filter(
+                Q(profile_id=request.profile_id) | Q(account_id=request.profile.account_id)
+            )
+        )
+        bare = recordings.filter(state=RecordingState.ACTIVE).exclude(
+            Exists(
+                Artefact.objects.filter(recording=OuterRef("pk")).exclude(
+                    state=ArtefactState.PURGED
+                )
+            )
+        )
+        held_recordings: set[int] = set()
+        blocking: set[int] = set()
+        for rid, recorded_at in recordings.filter(state=RecordingState.ACTIVE).values_list(
+            "pk", "recorded_at"
+        ):
+            covering = [
+                h.pk
+                for h in holds
+                if hold_covers(
+                    h,
+                    profile_id=request.profile_id,
+                    account_id=request.profile.account_id,
+                    recorded_at=recorded_at,
+                )
+            ]
+            if covering:
+                held_recordings.add(rid)
+                blocking.update(covering)
+        bare_ids = [rid for rid in bare.values_list("pk", flat=True) if rid not in held_recordings]
+        if bare_ids:
+            Recording.objects.filter(pk__in=bare_ids).update(
+                state=RecordingState.PURGED, purged_at=now, purge_reason="deletion_request"
+            )
+            _revoke_review_items(bare_ids)
+        locked.recordings_deleted = recordings.filter(
+            state=RecordingState.PURGED,
+            purge_reason="deletion_request",
+            purged_at__gte=locked.created_at,
+        ).count()
+        locked.recordings_held = len(held_recordings)
+        locked.holds = sorted(blocking)
+        locked.recordings_matched = locked.recordings_deleted + locked.recordings_held
+        locked.status = DeletionStatus.DONE
+        locked.finished_at = now
+        locked.lease_until = None
+        entry = ledger_append(
+            kind="deletion_request.done",
+            subject=f"profile:{request.profile.external_id}",
+            actor="deletion",
+            payload={
+                "request": locked.public_id,
+                "deleted": locked.recordings_deleted,
+                "held": locked.recordings_held,
+                "holds": locked.holds,
+            },
+        )
+        locked.receipt = entry.hash
+        locked.save()
+    logger.info(
+        "deletion_request.done id=%s deleted=%d held=%d",
+        locked.public_id,
+        locked.recordings_deleted,
+        locked.recordings_held,
+    )
+    return locked
+
+
+def deletion_requests_sweep(*, now: datetime | None = None) -> list[str]:
+    """Requests whose task was lost or whose worker died: their ids, to run again."""
+    now = now or timezone.now()
+    lapsed = Q(status=DeletionStatus.RECEIVED, created_at__lt=now - timedelta(seconds=30)) | Q(
+        status=DeletionStatus.RUNNING, lease_until__lt=now
+    )
+    return list(DeletionRequest.objects.filter(lapsed).values_list("public_id", flat=True)[:100])

@@ -1,0 +1,258 @@
+"""Reading retention: which policy is in force, what an artefact's effective retention
+is, which holds cover what, and the reports built on them."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
+
+from compliance.accounts.models import RetentionChoice
+from compliance.core.countries import JURISDICTION_GROUPS, is_country
+from compliance.core.errors import NotFound
+
+from .models import AppliesTo, DeletionRequest, LegalHold, RetentionPolicy
+
+WILDCARD = "*"
+
+# The user's own choice, in days. Months are counted short (30 days), so that a
+# choice of "3 months" never keeps anything longer than three calendar months.
+CHOICE_DAYS: dict[str, int | None] = {
+    RetentionChoice.THREE_MONTHS: 90,
+    RetentionChoice.EIGHTEEN_MONTHS: 540,
+    RetentionChoice.UNTIL_DELETED: None,
+    RetentionChoice.DONT_SAVE: 0,
+}
+
+
+def jurisdiction_rank(jurisdiction: str, country: str) -> int:
+    """How specifically `jurisdiction` names `country`: 3 itself, 2 a group, 1 `*`, 0 not."""
+    if jurisdiction == country:
+        return 3
+    if country in JURISDICTION_GROUPS.get(jurisdiction, ()):
+        return 2
+    return 1 if jurisdiction == WILDCARD else 0
+
+
+def audience_rank(applies_to: str, is_child: bool) -> int:
+    if applies_to == AppliesTo.ALL:
+        return 1
+    return 2 if (applies_to == AppliesTo.CHILDREN) == is_child else 0
+
+
+def is_valid_jurisdiction(value: str) -> bool:
+    return value == WILDCARD or value in JURISDICTION_GROUPS or is_country(value)
+
+
+def policies_in_force(*, at: datetime) -> list[RetentionPolicy]:
+    """The version in force of every key at `at` (see RetentionPolicy)."""
+    current: dict[tuple[str, str, str], RetentionPolicy] = {}
+    versions = RetentionPolicy.objects.filter(effective_from__lte=at).order_by("version")
+    for policy in versions:
+        key = (policy.jurisdiction, policy.category, policy.applies_to)
+        if policy.retired_at is not None and policy.retired_at <= at:
+            current.pop(key, None)
+            continue
+        current[key] = policy
+    return list(current.values())
+
+
+@dataclass(frozen=True)
+class PolicyTable:
+    """The policies in force, resolved per (country, category, is_child) on demand.
+
+    Most specific wins: the jurisdiction first (country over group over `*`), then
+    the audience (adults or children over all).
+    """
+
+    policies: tuple[RetentionPolicy, ...]
+
+    def resolve(self, *, country: str, category: str, is_child: bool) -> RetentionPolicy | None:
+        best: tuple[int, int] = (0, 0)
+        chosen = None
+        for policy in self.policies:
+            if policy.category != category:
+                continue
+            rank = (
+                jurisdiction_rank(policy.jurisdiction, country),
+                audience_rank(policy.applies_to, is_child),
+            )
+            if rank[0] and rank[1] and rank > best:
+                best, chosen = rank, policy
+        return chosen
+
+
+def policy_table(*, at: datetime, extra: Iterable[RetentionPolicy] = ()) -> PolicyTable:
+    policies = {(p.jurisdiction, p.category, p.applies_to): p for p in policies_in_force(at=at)}
+    for policy in extra:
+        policies[(policy.jurisdiction, policy.category, policy.applies_to)] = policy
+    return PolicyTable(tuple(policies.values()))
+
+
+@dataclass(frozen=True)
+class Expiry:
+    expires_at: datetime | None
+    basis: str  # "policy:<id>", "choice:<name>", or "" when nothing limits it
+
+
+def effective_expiry(
+    *,
+    table: PolicyTable,
+    category: str,
+    country: str,
+    is_child: bool,
+    choice: str | None,
+    recorded_at: datetime,
+    created_at: datetime,
+) -> Expiry:
+    """The shorter of the policy and the user's choice; `dont_save` ends at ingest."""
+    candidates: list[tuple[datetime, str]] = []
+    policy = table.resolve(country=country, category=category, is_child=is_child)
+    if policy is not None:
+        candidates.append(
+            (recorded_at + timedelta(days=policy.retention_days), f"policy:{policy.pk}")
+        )
+    if choice is not None:
+        days = CHOICE_DAYS[choice]
+        if days == 0:
+            candidates.append((created_at, f"choice:{choice}"))
+        elif days is not None:
+            candidates.append((recorded_at + timedelta(days=days), f"choice:{choice}"))
+    if not candidates:
+        return Expiry(None, "")
+    expires_at, basis = min(candidates)
+    return Expiry(expires_at, basis)
+
+
+def holds_active() -> QuerySet[LegalHold]:
+    return LegalHold.objects.filter(released_at__isnull=True)
+
+
+def hold_filter(hold: LegalHold, *, prefix: str = "") -> Q:
+    """The recordings (as a Q on Recording, or on a model reaching it via `prefix`)
+    that `hold` covers."""
+    q = (
+        Q(**{f"{prefix}profile_id": hold.profile_id})
+        if hold.profile_id
+        else Q(**{f"{prefix}profile__account_id": hold.account_id})
+    )
+    if hold.recorded_from is not None:
+        q &= Q(**{f"{prefix}recorded_at__gte": hold.recorded_from})
+    if hold.recorded_to is not None:
+        q &= Q(**{f"{prefix}recorded_at__lte": hold.recorded_to})
+    return q
+
+
+def hold_covers(
+    hold: LegalHold, *, profile_id: int, account_id: int, recorded_at: datetime
+) -> bool:
+    if hold.profile_id is not None and hold.profile_id != profile_id:
+        return False
+    if hold.account_id is not None and hold.account_id != account_id:
+        return False
+    if hold.recorded_from is not None and recorded_at < hold.recorded_from:
+        return False
+    return not (hold.recorded_to is not None and recorded_at > hold.recorded_to)
+
+
+def retention_policies_list(*, include_retired: bool = False) -> QuerySet[RetentionPolicy]:
+    policies = RetentionPolicy.objects.order_by(
+        "jurisdiction", "category", "applies_to", "-version"
+    )
+    return policies if include_retired else policies.filter(retired_at__isnull=True)
+
+
+def retention_policy_get(*, pk: int) -> RetentionPolicy:
+    policy = RetentionPolicy.objects.filter(pk=pk).first()
+    if policy is None:
+        raise NotFound("Retention policy")
+    return policy
+
+
+def legal_holds_list(*, include_released: bool = False) -> QuerySet[LegalHold]:
+    holds = LegalHold.objects.select_related("account", "profile").order_by("-created_at")
+    return holds if include_released else holds.filter(released_at__isnull=True)
+
+
+def legal_hold_get(*, pk: int) -> LegalHold:
+    hold = LegalHold.objects.select_related("account", "profile").filter(pk=pk).first()
+    if hold is None:
+        raise NotFound("Legal hold")
+    return hold
+
+
+def deletion_request_get(*, public_id: str) -> DeletionRequest:
+    request = (
+        DeletionRequest.objects.select_related("profile__account")
+        .filter(public_id=public_id)
+        .first()
+    )
+    if request is None:
+        raise NotFound("Deletion request")
+    return request
+
+
+def retention_policy_preview(
+    *,
+    jurisdiction: str,
+    category: str,
+    applies_to: str,
+    retention_days: int,
+    effective_from: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """What a proposed version would purge: at once when it takes effect, and month by
+    month after, among artefacts that exist now (more specific policies and shorter
+    user choices keep their say)."""
+    from compliance.accounts.models import Account
+    from compliance.recordings.models import Artefact, ArtefactState
+
+    proposed = RetentionPolicy(
+        jurisdiction=jurisdiction,
+        category=category,
+        applies_to=applies_to,
+        retention_days=retention_days,
+        effective_from=effective_from,
+        version=0,
+    )
+    table = policy_table(at=effective_from, extra=[proposed])
+    winning = Q(pk__in=[])
+    for country in Account.objects.order_by().values_list("jurisdiction", flat=True).distinct():
+        for is_child in (False, True):
+            if table.resolve(country=country, category=category, is_child=is_child) is proposed:
+                winning |= Q(
+                    recording__profile__account__jurisdiction=country,
+                    recording__profile__is_child=is_child,
+                )
+    scope = Artefact.objects.filter(winning, category=category, state=ArtefactState.ACTIVE)
+    cutoff = effective_from - timedelta(days=retention_days)
+    not_sooner = Q(expires_at__isnull=True) | Q(expires_at__gt=effective_from)
+    by_month: dict[str, int] = {}
+    horizon = effective_from + timedelta(days=366)
+    for day, count in (
+        scope.filter(
+            not_sooner,
+            recording__recorded_at__gt=cutoff,
+            recording__recorded_at__lte=horizon - timedelta(days=retention_days),
+        )
+        .annotate(day=TruncDate("recording__recorded_at"))
+        .values_list("day")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        month = (day + timedelta(days=retention_days)).strftime("%Y-%m")
+        by_month[month] = by_month.get(month, 0) + count
+    return {
+        "effective_from": effective_from,
+        "in_scope": scope.count(),
+        "purged_when_effective": scope.filter(
+            not_sooner, recording__recorded_at__lte=cutoff
+        ).count(),
+        "already_due_sooner": scope.filter(expires_at__lte=effective_from).count(),
+        "purged_later_by_month": [
+            {"month": m, "artefacts": n} for m, n in sorted(by_month.items())
+        ],
+        "generated_at": now,
+    }

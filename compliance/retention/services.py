@@ -1,0 +1,400 @@
+"""Retention writes: policies, legal holds, user choices, deletion requests, and the
+expiry of every artefact that follows from them.
+
+An artefact's `expires_at` is the shorter of the policy in force and the user's
+choice, stored so the purge can find what is due through an index. It is set at
+ingest, recomputed for one profile when its user changes their choice, and for a
+policy's scope when a version comes into force or is retired (a Celery task, in
+batches, since a scope can hold millions of artefacts).
+"""
+
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from compliance.accounts.models import Account, Profile
+from compliance.core.errors import ApplicationError
+from compliance.ledger.services import ledger_append
+from compliance.recordings.models import Artefact, ArtefactState, Category
+
+from .models import AppliesTo, DeletionRequest, LegalHold, RetentionPolicy
+from .selectors import (
+    JURISDICTION_GROUPS,
+    WILDCARD,
+    PolicyTable,
+    effective_expiry,
+    hold_filter,
+    is_valid_jurisdiction,
+    policy_table,
+)
+
+MAX_RETENTION_DAYS = 36_500
+RESCHEDULE_BATCH = 5_000
+
+
+# --- expiry ---------------------------------------------------------------------
+
+
+def _expiry_rows(artefacts: Q, after_id: int, limit: int) -> list[tuple]:
+    return list(
+        Artefact.objects.filter(artefacts, state=ArtefactState.ACTIVE, id__gt=after_id)
+        .order_by("id")
+        .values_list(
+            "id",
+            "category",
+            "created_at",
+            "recording__recorded_at",
+            "recording__profile__is_child",
+            "recording__profile__account__jurisdiction",
+            "recording__profile__retention_choice",
+            "expires_at",
+            "expiry_basis",
+        )[:limit]
+    )
+
+
+def artefacts_reschedule(*, artefacts: Q, now: datetime, table: PolicyTable | None = None) -> int:
+    """Recompute `expires_at` for the active artefacts matching `artefacts`; returns how
+    many changed. Idempotent, in id-ordered batches of one transaction each."""
+    table = table or policy_table(at=now)
+    changed_total = 0
+    last_id = 0
+    while True:
+        rows = _expiry_rows(artefacts, last_id, RESCHEDULE_BATCH)
+        if not rows:
+            return changed_total
+        changed = []
+        for (
+            pk,
+            category,
+            created_at,
+            recorded_at,
+            is_child,
+            country,
+            choice,
+            old_at,
+            old_basis,
+        ) in rows:
+            expiry = effective_expiry(
+                table=table,
+                category=category,
+                country=country,
+                is_child=is_child,
+                choice=choice,
+                recorded_at=recorded_at,
+                created_at=created_at,
+            )
+            if (expiry.expires_at, expiry.basis) != (old_at, old_basis):
+                changed.append(
+                    Artefact(id=pk, expires_at=expiry.expires_at, expiry_basis=expiry.basis)
+                )
+        if changed:
+            with transaction.atomic():
+                Artefact.objects.bulk_update(
+                    changed, ["expires_at", "expiry_basis"], batch_size=1000
+                )
+        changed_total += len(changed)
+        last_id = rows[-1][0]
+
+
+def artefacts_schedule_new(
+    *, artefacts: Iterable[Artefact], profile: Profile, recorded_at: datetime
+) -> None:
+    """Set the expiry of artefacts being created (before they are saved)."""
+    table = policy_table(at=timezone.now())
+    for artefact in artefacts:
+        expiry = effective_expiry(
+            table=table,
+            category=artefact.category,
+            country=profile.account.jurisdiction,
+            is_child=profile.is_child,
+            choice=profile.retention_choice,
+            recorded_at=recorded_at,
+            created_at=artefact.created_at or timezone.now(),
+        )
+        artefact.expires_at, artefact.expiry_basis = expiry.expires_at, expiry.basis
+
+
+def profile_reschedule(*, profile: Profile) -> int:
+    return artefacts_reschedule(artefacts=Q(recording__profile=profile), now=timezone.now())
+
+
+def _policy_scope(policy: RetentionPolicy) -> Q:
+    q = Q(category=policy.category)
+    if policy.jurisdiction in JURISDICTION_GROUPS:
+        q &= Q(
+            recording__profile__account__jurisdiction__in=JURISDICTION_GROUPS[policy.jurisdiction]
+        )
+    elif policy.jurisdiction != WILDCARD:
+        q &= Q(recording__profile__account__jurisdiction=policy.jurisdiction)
+    if policy.applies_to != AppliesTo.ALL:
+        q &= Q(recording__profile__is_child=policy.applies_to == AppliesTo.CHILDREN)
+    return q
+
+
+def retention_policies_apply(*, now: datetime | None = None) -> int:
+    """Reschedule the scope of every version that has come into force (or been
+    retired) and is not applied yet. Run by beat every minute and after each policy
+    change. Rescheduling is idempotent, so two runs at once only repeat work; a run
+    that dies leaves the version unapplied for the next one."""
+    now = now or timezone.now()
+    table = policy_table(at=now)
+    pending = list(
+        RetentionPolicy.objects.filter(applied_at__isnull=True, effective_from__lte=now).order_by(
+            "effective_from"
+        )
+    )
+    for policy in pending:
+        artefacts_reschedule(artefacts=_policy_scope(policy), now=now, table=table)
+        RetentionPolicy.objects.filter(pk=policy.pk, applied_at__isnull=True).update(applied_at=now)
+    return len(pending)
+
+
+# --- policies -------------------------------------------------------------------
+
+
+def _validate_policy(
+    jurisdiction: Any, category: Any, applies_to: Any, retention_days: Any
+) -> None:
+    fields: dict[str, list[str]] = {}
+    codes = []
+    if not isinstance(jurisdiction, str) or not is_valid_jurisdiction(jurisdiction):
+        fields["jurisdiction"] = ["a country code, a group (EU, EEA) or *"]
+        codes.append("unknown_jurisdiction")
+    if category not in Category.values:
+        fields["category"] = [f"one of {', '.join(Category.values)}"]
+        codes.append("unknown_category")
+    if applies_to not in AppliesTo.values:
+        fields["applies_to"] = [f"one of {', '.join(AppliesTo.values)}"]
+        codes.append("validation_error")
+    if (
+        not isinstance(retention_days, int)
+        or isinstance(retention_days, bool)
+        or not 0 <= retention_days <= MAX_RETENTION_DAYS
+    ):
+        fields["retention_days"] = [f"a whole number of days from 0 to {MAX_RETENTION_DAYS}"]
+        codes.append("validation_error")
+    if fields:
+        code = codes[0] if len(codes) == 1 else "validation_error"
+        raise ApplicationError(code, "The policy is not valid.", fields=fields)
+
+
+@transaction.atomic
+def retention_policy_create(
+    *,
+    jurisdiction: str,
+    category: str,
+    retention_days: int,
+    applies_to: str = AppliesTo.ALL,
+    effective_from: datetime | None = None,
+    actor: str,
+) -> RetentionPolicy:
+    """A new version for its key, in force from `effective_from` (default now).
+
+    Its scope is rescheduled after commit by a task, and by the beat's sweep if that
+    task is lost.
+    """
+    _validate_policy(jurisdiction, category, applies_to, retention_days)
+    now = timezone.now()
+    effective_from = effective_from or now
+    key = {"jurisdiction": jurisdiction, "category": category, "applies_to": applies_to}
+    if connection.vendor == "postgresql":
+        # serialise version numbering per key (two creates at once would clash)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                [f"policy:{jurisdiction}:{category}:{applies_to}"],
+            )
+    latest = RetentionPolicy.objects.filter(**key).aggregate(v=Max("version"))["v"] or 0
+    policy = RetentionPolicy.objects.create(
+        **key,
+        retention_days=retention_days,
+        version=latest + 1,
+        effective_from=effective_from,
+        created_by=actor,
+    )
+    ledger_append(
+        kind="retention_policy.created",
+        subject=f"retention_policy:{policy.pk}",
+        actor=actor,
+        payload={
+            **key,
+            "retention_days": retention_days,
+            "version": policy.version,
+            "effective_from": effective_from,
+        },
+    )
+    _apply_after_commit()
+    return policy
+
+
+@transaction.atomic
+def retention_policy_retire(*, policy: RetentionPolicy, actor: str) -> RetentionPolicy:
+    """Retire this version and the ones before it; the key has no policy from now on
+    (a later version scheduled for the future still starts when due)."""
+    now = timezone.now()
+    locked = RetentionPolicy.objects.select_for_update().get(pk=policy.pk)
+    if locked.retired_at is not None:
+        return locked
+    RetentionPolicy.objects.filter(
+        jurisdiction=locked.jurisdiction,
+        category=locked.category,
+        applies_to=locked.applies_to,
+        version__lte=locked.version,
+        retired_at__isnull=True,
+    ).update(retired_at=now, applied_at=None)
+    ledger_append(
+        kind="retention_policy.retired",
+        subject=f"retention_policy:{locked.pk}",
+        actor=actor,
+        payload={
+            "jurisdiction": locked.jurisdiction,
+            "category": locked.category,
+            "version": locked.version,
+        },
+    )
+    _apply_after_commit()
+    locked.refresh_from_db()
+    return locked
+
+
+def _apply_after_commit() -> None:
+    from .tasks import retention_policies_apply_task
+
+    retention_policies_apply_task.delay_on_commit()
+
+
+# --- holds ----------------------------------------------------------------------
+
+
+def _lock_profiles(profile_ids: list[int]) -> None:
+    """The lock a hold and a purge share: the profiles' rows (RELIABILITY.md, hold vs.
+    purge). A hold takes them FOR UPDATE; the purge FOR SHARE, then re-checks holds."""
+    list(
+        Profile.objects.select_for_update()
+        .filter(pk__in=profile_ids)
+        .order_by("pk")
+        .values_list("pk")
+    )
+
+
+@transaction.atomic
+def legal_hold_place(
+    *,
+    account: Account | None = None,
+    profile: Profile | None = None,
+    recorded_from: datetime | None = None,
+    recorded_to: datetime | None = None,
+    reason: str,
+    case_reference: str,
+    actor: str,
+) -> LegalHold:
+    if (account is None) == (profile is None):
+        raise ApplicationError(
+            "validation_error",
+            "A hold covers exactly one account or one profile.",
+            fields={"account": ["give account or profile"], "profile": ["give account or profile"]},
+        )
+    if recorded_from and recorded_to and recorded_from > recorded_to:
+        raise ApplicationError(
+            "invalid_range",
+            "`from` lies after `to`.",
+            fields={"from": ["after to"], "to": ["before from"]},
+        )
+    if not reason.strip() or not case_reference.strip():
+        raise ApplicationError(
+            "validation_error",
+            "A hold needs a reason and a case reference.",
+            fields={
+                k: ["required"]
+                for k, v in (("reason", reason), ("case_reference", case_reference))
+                if not v.strip()
+            },
+        )
+    profile_ids = (
+        [profile.pk]
+        if profile
+        else list(Profile.objects.filter(account=account).values_list("pk", flat=True))
+    )
+    _lock_profiles(profile_ids)
+    hold = LegalHold.objects.create(
+        account=account,
+        profile=profile,
+        recorded_from=recorded_from,
+        recorded_to=recorded_to,
+        reason=reason,
+        case_reference=case_reference,
+        created_by=actor,
+    )
+    ledger_append(
+        kind="legal_hold.placed",
+        subject=f"legal_hold:{hold.pk}",
+        actor=actor,
+        payload={
+            "account": account.external_id if account else None,
+            "profile": profile.external_id if profile else None,
+            "from": recorded_from,
+            "to": recorded_to,
+            "case_reference": case_reference,
+        },
+    )
+    return hold
+
+
+@transaction.atomic
+def legal_hold_release(*, hold: LegalHold, actor: str) -> LegalHold:
+    """Release the hold; what it kept becomes purgeable again (the next purge takes
+    what is past its expiry, unless another hold still covers it)."""
+    locked = LegalHold.objects.select_for_update().get(pk=hold.pk)
+    if locked.released_at is not None:
+        return locked
+    locked.released_at = timezone.now()
+    locked.released_by = actor
+    locked.save(update_fields=["released_at", "released_by"])
+    Artefact.objects.filter(hold_filter(locked, prefix="recording__"), purge_blocked=True).update(
+        purge_blocked=False
+    )
+    ledger_append(
+        kind="legal_hold.released",
+        subject=f"legal_hold:{locked.pk}",
+        actor=actor,
+        payload={"case_reference": locked.case_reference},
+    )
+    return locked
+
+
+# --- deletion requests -----------------------------------------------------------
+
+
+@transaction.atomic
+def deletion_request_create(
+    *, profile: Profile, recorded_from: datetime | None, recorded_to: datetime | None, actor: str
+) -> DeletionRequest:
+    if recorded_from and recorded_to and recorded_from > recorded_to:
+        raise ApplicationError(
+            "invalid_range",
+            "`from` lies after `to`.",
+            fields={"from": ["after to"], "to": ["before from"]},
+        )
+    request = DeletionRequest.objects.create(
+        public_id="del_" + secrets.token_urlsafe(12),
+        profile=profile,
+        recorded_from=recorded_from,
+        recorded_to=recorded_to,
+        requested_by=actor,
+    )
+    ledger_append(
+        kind="deletion_request.received",
+        subject=f"profile:{profile.external_id}",
+        actor=actor,
+        payload={"request": request.public_id, "from": recorded_from, "to": recorded_to},
+    )
+    from .tasks import deletion_request_run_task
+
+    deletion_request_run_task.delay_on_commit(request.public_id)
+    return request

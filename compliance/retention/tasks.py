@@ -1,0 +1,31 @@
+"""Celery is the doorbell; the rows are the work (RELIABILITY.md). Every task here
+is safe to run twice, at once, or never (the beat's sweep then does it)."""
+
+from celery import shared_task
+
+from . import purge, services
+
+
+@shared_task(name="retention.purge_expired", acks_late=True, ignore_result=True)
+def purge_expired_task() -> None:
+    run = purge.purge_expired(budget_seconds=50.0)
+    if run.more:
+        purge_expired_task.delay()
+
+
+@shared_task(name="retention.apply_policies", acks_late=True, ignore_result=True)
+def retention_policies_apply_task() -> None:
+    services.retention_policies_apply()
+
+
+@shared_task(name="retention.run_deletion_request", acks_late=True, ignore_result=True)
+def deletion_request_run_task(public_id: str) -> None:
+    purge.deletion_request_run(public_id=public_id)
+
+
+@shared_task(name="retention.sweep", acks_late=True, ignore_result=True)
+def retention_sweep_task() -> None:
+    """Every minute: policies that came into force, lost or stalled deletion requests."""
+    services.retention_policies_apply()
+    for public_id in purge.deletion_requests_sweep():
+        deletion_request_run_task.delay(public_id)

@@ -1,0 +1,146 @@
+"""Races on PostgreSQL: two purges at once, and a hold placed while a purge runs."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections, transaction
+from django.utils import timezone
+
+from compliance.ledger.models import LedgerEntry
+from compliance.ledger.selectors import ledger_verify
+from compliance.recordings.models import Artefact, Recording
+from compliance.retention import purge
+from compliance.retention.services import (
+    legal_hold_place,
+    retention_policies_apply,
+    retention_policy_create,
+)
+from tests.conftest import postgres_only
+from tests.factories import ProfileFactory
+
+pytestmark = [postgres_only(), pytest.mark.django_db(transaction=True)]
+
+
+def _in_thread(target, *args):  # noqa: ANN001, ANN202
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target(*args)
+        except BaseException as error:  # noqa: BLE001 - reported to the test below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
+def _expired_recordings(ingest, count: int, profile=None) -> list[Recording]:  # noqa: ANN001
+    retention_policy_create(jurisdiction="*", category="audio", retention_days=10, actor="t")
+    retention_policy_create(jurisdiction="*", category="transcript", retention_days=10, actor="t")
+    retention_policies_apply()
+    return [ingest(profile, days_ago=11) for _ in range(count)]
+
+
+def test_two_purges_at_once_never_do_the_same_work(ingest):
+    _expired_recordings(ingest, 60)
+    barrier = threading.Barrier(2)
+
+    def purge_in_small_batches() -> None:
+        barrier.wait()
+        purge.purge_expired(limit=7)
+
+    threads = [_in_thread(purge_in_small_batches) for _ in range(2)]
+    for thread, errors in threads:
+        thread.join(60)
+        assert not errors, errors
+
+    assert Artefact.objects.filter(state="purged").count() == 120
+    assert Recording.objects.filter(state="purged").count() == 60
+    batches = LedgerEntry.objects.filter(kind="purge.batch")
+    assert sum(b.payload["artefacts"] for b in batches) == 120  # each artefact counted once
+    ranges = sorted(
+        (b.payload["first_artefact"], b.payload["last_artefact"], b.payload["artefacts"])
+        for b in batches
+    )
+    assert len(ranges) >= 2
+    assert ledger_verify().ok
+
+
+@pytest.mark.parametrize("hold_first", [True, False])
+def test_a_hold_and_a_purge_at_the_same_instant_are_ordered(ingest, hold_first):
+    """Whichever takes the profile's lock first wins; the other sees its result.
+    Either the purge ran first (and the hold came after it), or the hold stands and
+    nothing it covers is deleted. Never a deletion after the hold committed."""
+    profile = ProfileFactory()
+    recordings = _expired_recordings(ingest, 5, profile)
+    first_has_lock = threading.Event()
+    second_may_go = threading.Event()
+
+    def place_hold() -> None:
+        with transaction.atomic():
+            legal_hold_place(profile=profile, reason="r", case_reference="c", actor="t")
+            if hold_first:
+                first_has_lock.set()
+                second_may_go.wait(10)
+                # hold the lock a little while the purge waits on it
+                threading.Event().wait(0.3)
+
+    def run_purge() -> None:
+        if hold_first:
+            first_has_lock.wait(10)
+            second_may_go.set()
+        purge.purge_expired()
+
+    if hold_first:
+        threads = [_in_thread(place_hold), _in_thread(run_purge)]
+    else:
+        purge_thread = _in_thread(run_purge)
+        purge_thread[0].join(30)
+        threads = [purge_thread, _in_thread(place_hold)]
+    for thread, errors in threads:
+        thread.join(30)
+        assert not errors, errors
+
+    states = set(Artefact.objects.filter(recording__in=recordings).values_list("state", flat=True))
+    if hold_first:
+        assert states == {"active"}
+        assert LedgerEntry.objects.filter(kind="purge.skipped_held").exists()
+    else:
+        assert states == {"purged"}
+
+
+def test_a_purge_waits_for_a_hold_that_is_being_placed(ingest):
+    """The interleaving that a NOT EXISTS check alone gets wrong: the hold's
+    transaction has locked the profile but not committed when the purge claims."""
+    profile = ProfileFactory()
+    recordings = _expired_recordings(ingest, 3, profile)
+    hold_locked, release_hold = threading.Event(), threading.Event()
+    purge_done = threading.Event()
+
+    def place_hold_slowly() -> None:
+        with transaction.atomic():
+            legal_hold_place(profile=profile, reason="r", case_reference="c", actor="t")
+            hold_locked.set()
+            release_hold.wait(10)
+
+    def run_purge() -> None:
+        hold_locked.wait(10)
+        purge.purge_expired()
+        purge_done.set()
+
+    hold_thread = _in_thread(place_hold_slowly)
+    purge_thread = _in_thread(run_purge)
+    assert not purge_done.wait(1.0), "the purge must wait for the hold's lock"
+    release_hold.set()
+    for thread, errors in (hold_thread, purge_thread):
+        thread.join(30)
+        assert not errors, errors
+    assert set(
+        Artefact.objects.filter(recording__in=recordings).values_list("state", flat=True)
+    ) == {"active"}
+    assert connection.vendor == "postgresql"
+    assert timezone.now() - timedelta(days=11) > recordings[0].recorded_at - timedelta(hours=1)

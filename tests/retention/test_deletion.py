@@ -1,0 +1,176 @@
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from compliance.ledger.models import LedgerEntry
+from compliance.recordings.models import Recording
+from compliance.retention import purge
+from compliance.retention.models import DeletionRequest
+from compliance.retention.services import deletion_request_create, legal_hold_place
+from tests.factories import ProfileFactory
+from tests.retention.conftest import stored_files
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(request: DeletionRequest) -> DeletionRequest:
+    purge.deletion_request_run(public_id=request.public_id)
+    request.refresh_from_db()
+    return request
+
+
+def test_a_deletion_request_for_a_date_range_deletes_that_range_only(ingest):
+    profile = ProfileFactory()
+    inside = [ingest(profile, days_ago=d) for d in (3, 4, 5)]
+    outside = [ingest(profile, days_ago=d) for d in (1, 10)]
+    other_profile = ingest(days_ago=4)
+    now = timezone.now()
+
+    request = deletion_request_create(
+        profile=profile,
+        recorded_from=now - timedelta(days=6),
+        recorded_to=now - timedelta(days=2),
+        actor="test",
+    )
+    request = _run(request)
+
+    assert request.status == "done"
+    assert (request.recordings_deleted, request.recordings_held) == (3, 0)
+    assert {r.state for r in Recording.objects.filter(pk__in=[r.pk for r in inside])} == {"purged"}
+    assert Recording.objects.filter(pk__in=[r.pk for r in outside], state="active").count() == 2
+    assert Recording.objects.get(pk=other_profile.pk).state == "active"
+    assert {r.purge_reason for r in Recording.objects.filter(state="purged")} == {
+        "deletion_request"
+    }
+    done = LedgerEntry.objects.get(kind="deletion_request.done")
+    assert request.receipt == done.hash
+
+
+def test_deleting_everything_removes_files_and_recordings_without_artefacts(ingest):
+    profile = ProfileFactory()
+    with_audio = ingest(profile)
+    bare = ingest(profile, audio=False)
+    bare.artefacts.all().delete()  # a recording registered with nothing stored
+    key = with_audio.artefacts.get(category="audio").storage_key
+
+    request = _run(
+        deletion_request_create(profile=profile, recorded_from=None, recorded_to=None, actor="t")
+    )
+
+    assert request.recordings_deleted == 2
+    assert key not in stored_files(settings.MEDIA_ROOT)
+    assert not Recording.objects.filter(profile=profile, state="active").exists()
+
+
+def test_a_held_profiles_request_is_reported_as_blocked_not_dropped(ingest):
+    profile = ProfileFactory()
+    ingest(profile, days_ago=3)
+    ingest(profile, days_ago=30)
+    hold = legal_hold_place(
+        profile=profile,
+        recorded_from=timezone.now() - timedelta(days=10),
+        reason="litigation",
+        case_reference="C-7",
+        actor="test",
+    )
+    request = _run(
+        deletion_request_create(profile=profile, recorded_from=None, recorded_to=None, actor="t")
+    )
+
+    assert request.status == "done"
+    assert (request.recordings_deleted, request.recordings_held) == (1, 1)
+    assert request.holds == [hold.pk]
+    assert Recording.objects.filter(profile=profile, state="active").count() == 1
+
+
+def test_running_a_request_twice_does_nothing_the_second_time(ingest):
+    profile = ProfileFactory()
+    ingest(profile)
+    request = _run(
+        deletion_request_create(profile=profile, recorded_from=None, recorded_to=None, actor="t")
+    )
+    assert purge.deletion_request_run(public_id=request.public_id) is None
+    assert LedgerEntry.objects.filter(kind="deletion_request.done").count() == 1
+
+
+def test_a_lapsed_request_is_found_by_the_sweep(ingest):
+    profile = ProfileFactory()
+    ingest(profile)
+    request = deletion_request_create(
+        profile=profile, recorded_from=None, recorded_to=None, actor="t"
+    )
+    DeletionRequest.objects.filter(pk=request.pk).update(
+        status="running", lease_until=timezone.now() - timedelta(seconds=1), attempts=1
+    )
+    assert purge.deletion_requests_sweep() == [request.public_id]
+    assert _run(request).recordings_deleted == 1
+
+
+# --- over the API -------------------------------------------------------------
+
+
+def test_a_client_requests_a_deletion_and_polls_its_status(platform, ingest):
+    profile = ProfileFactory()
+    ingest(profile, days_ago=2)
+    response = platform.post(
+        f"/api/v1/profiles/{profile.external_id}/deletion-requests", {}, format="json"
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "received"
+    purge.deletion_request_run(public_id=body["id"])  # what the worker does
+    status = platform.get(f"/api/v1/deletion-requests/{body['id']}").json()
+    assert status["status"] == "done"
+    assert status["recordings_deleted"] == 1
+    assert status["blocked_by_hold"] is False
+    assert len(status["receipt"]) == 64
+
+
+def test_the_owner_may_request_deletion_but_nobody_else(ingest):
+    owner, stranger = (
+        get_user_model().objects.create(username="o"),
+        get_user_model().objects.create(username="s"),
+    )
+    profile = ProfileFactory(account__user=owner)
+    as_owner, as_stranger = APIClient(), APIClient()
+    as_owner.force_authenticate(owner)
+    as_stranger.force_authenticate(stranger)
+    url = f"/api/v1/profiles/{profile.external_id}/deletion-requests"
+
+    refused = as_stranger.post(url, {}, format="json")
+    assert refused.status_code == 404
+    assert not DeletionRequest.objects.exists()
+
+    accepted = as_owner.post(url, {}, format="json")
+    assert accepted.status_code == 202
+    request_id = accepted.json()["id"]
+    assert as_stranger.get(f"/api/v1/deletion-requests/{request_id}").status_code == 404
+    assert as_owner.get(f"/api/v1/deletion-requests/{request_id}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "from"),
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2026-01-01T00:00:00"}, "to"),  # naive
+        ({"from": 12}, "from"),
+    ],
+)
+def test_bad_deletion_requests_are_refused_and_write_nothing(platform, body, field):
+    profile = ProfileFactory()
+    response = platform.post(
+        f"/api/v1/profiles/{profile.external_id}/deletion-requests", body, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["fields"]
+    assert not DeletionRequest.objects.exists()
+
+
+def test_a_deletion_request_for_an_unknown_profile_is_404(platform):
+    response = platform.post("/api/v1/profiles/nobody/deletion-requests", {}, format="json")
+    assert response.status_code == 404

@@ -1,0 +1,255 @@
+"""The purge: what is due goes, what is held stays, and a crash at any step loses nothing."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.utils import timezone
+
+from compliance.accounts.services import profile_retention_set
+from compliance.ledger.models import LedgerEntry
+from compliance.ledger.selectors import ledger_verify
+from compliance.recordings.models import Artefact, Recording
+from compliance.retention import purge
+from compliance.retention.services import (
+    legal_hold_place,
+    legal_hold_release,
+    retention_policies_apply,
+    retention_policy_create,
+)
+from tests.factories import ProfileFactory
+from tests.retention.conftest import stored_files
+
+pytestmark = pytest.mark.django_db
+
+
+def _policy(
+    days: int, *, jurisdiction: str = "*", category: str = "audio", applies_to: str = "all"
+):
+    policy = retention_policy_create(
+        jurisdiction=jurisdiction,
+        category=category,
+        retention_days=days,
+        applies_to=applies_to,
+        actor="test",
+    )
+    retention_policies_apply()
+    return policy
+
+
+def test_an_artefact_goes_exactly_at_its_expiry_and_not_a_moment_before(ingest):
+    _policy(30)
+    recording = ingest(days_ago=0)
+    audio = recording.artefacts.get(category="audio")
+    assert audio.expires_at == recording.recorded_at + timedelta(days=30)
+
+    with time_machine.travel(audio.expires_at - timedelta(microseconds=1), tick=False):
+        assert purge.purge_expired().purged == 0
+    audio.refresh_from_db()
+    assert audio.state == "active"
+
+    with time_machine.travel(audio.expires_at, tick=False):
+        assert purge.purge_expired().purged == 1
+    audio.refresh_from_db()
+    assert (audio.state, audio.storage_key, audio.purge_reason) == (
+        "purged",
+        "",
+        "retention_policy",
+    )
+
+
+def test_a_purge_unlinks_the_file_and_leaves_a_tombstone_without_content(ingest):
+    _policy(10)
+    _policy(10, category="transcript")
+    recording = ingest(days_ago=11)
+    key = recording.artefacts.get(category="audio").storage_key
+    assert key in stored_files(settings.MEDIA_ROOT)
+
+    run = purge.purge_expired()
+
+    assert (run.purged, run.recordings_purged) == (2, 1)
+    assert key not in stored_files(settings.MEDIA_ROOT)
+    recording.refresh_from_db()
+    assert recording.state == "purged"
+    assert recording.purge_reason == "retention_policy"
+    assert recording.purge_policy.startswith("policy:")
+    assert recording.purged_at is not None
+    assert all(a.text == "" and a.storage_key == "" for a in recording.artefacts.all())
+    batch = LedgerEntry.objects.get(kind="purge.batch")
+    assert batch.payload["artefacts"] == 2
+    assert batch.payload["recordings"] == 1
+    assert ledger_verify().ok
+
+
+def test_an_artefact_the_policy_does_not_cover_stays(ingest):
+    _policy(10)  # audio only
+    recording = ingest(days_ago=11)
+    purge.purge_expired()
+    recording.refresh_from_db()
+    assert recording.state == "active"
+    assert recording.artefacts.get(category="transcript").state == "active"
+    assert recording.artefacts.get(category="audio").state == "purged"
+
+
+def test_without_policy_or_choice_nothing_is_deleted(ingest):
+    recording = ingest(days_ago=5000)
+    assert purge.purge_expired().purged == 0
+    assert recording.artefacts.filter(state="active").count() == 2
+
+
+def test_a_users_shorter_choice_wins_over_the_policy(ingest):
+    _policy(540)
+    profile = ProfileFactory()
+    recording = ingest(profile, days_ago=100)
+    assert purge.purge_expired().purged == 0
+    profile_retention_set(profile=profile, choice="3_months", actor="test")
+    assert purge.purge_expired().purged == 2  # 100 days > 90: audio and transcript
+    assert {a.purge_reason for a in recording.artefacts.all()} == {"user_choice"}
+
+
+def test_a_shorter_policy_wins_over_the_users_longer_choice(ingest):
+    _policy(30)
+    profile = ProfileFactory(retention_choice="18_months")
+    ingest(profile, days_ago=31)
+    assert purge.purge_expired().purged == 1
+
+
+def test_a_childrens_policy_applies_to_children_only(ingest):
+    _policy(365)
+    _policy(7, applies_to="children")
+    child, adult = ProfileFactory(is_child=True), ProfileFactory()
+    childs, adults = ingest(child, days_ago=8), ingest(adult, days_ago=8)
+    purge.purge_expired()
+    assert childs.artefacts.get(category="audio").state == "purged"
+    assert adults.artefacts.get(category="audio").state == "active"
+
+
+def test_dont_save_recordings_go_at_the_next_purge(ingest):
+    profile = ProfileFactory(retention_choice="dont_save")
+    recording = ingest(profile, days_ago=0)
+    purge.purge_expired()
+    recording.refresh_from_db()
+    assert recording.state == "purged"
+    assert recording.purge_reason == "dont_save"
+
+
+def test_a_hold_beats_retention_and_the_purge_says_what_it_skipped(ingest):
+    _policy(10)
+    profile = ProfileFactory()
+    held = ingest(profile, days_ago=20)
+    hold = legal_hold_place(
+        profile=profile, reason="litigation", case_reference="C-1", actor="test"
+    )
+
+    run = purge.purge_expired()
+
+    assert (run.purged, run.held) == (0, 1)
+    audio = held.artefacts.get(category="audio")
+    assert audio.state == "active" and audio.purge_blocked
+    skipped = LedgerEntry.objects.get(kind="purge.skipped_held")
+    assert skipped.payload["holds"] == {str(hold.pk): 1}
+    assert purge.purge_expired().held == 0  # not looked at again while blocked
+
+    legal_hold_release(hold=hold, actor="test")
+    assert purge.purge_expired().purged == 1
+
+
+def test_an_account_hold_with_a_range_covers_only_that_range(ingest):
+    _policy(10)
+    profile = ProfileFactory()
+    old, recent = ingest(profile, days_ago=40), ingest(profile, days_ago=15)
+    legal_hold_place(
+        account=profile.account,
+        recorded_from=timezone.now() - timedelta(days=20),
+        reason="audit",
+        case_reference="C-2",
+        actor="test",
+    )
+    purge.purge_expired()
+    assert old.artefacts.get(category="audio").state == "purged"
+    assert recent.artefacts.get(category="audio").state == "active"
+
+
+def test_a_new_policy_reschedules_existing_artefacts(ingest):
+    recording = ingest(days_ago=50)
+    assert recording.artefacts.get(category="audio").expires_at is None
+    _policy(40)
+    assert recording.artefacts.get(
+        category="audio"
+    ).expires_at == recording.recorded_at + timedelta(days=40)
+    assert purge.purge_expired().purged == 1
+
+
+def test_a_future_policy_applies_only_from_its_effective_time(ingest):
+    recording = ingest(days_ago=50)
+    starts = timezone.now() + timedelta(days=1)
+    retention_policy_create(
+        jurisdiction="*", category="audio", retention_days=10, effective_from=starts, actor="test"
+    )
+    retention_policies_apply()
+    assert recording.artefacts.get(category="audio").expires_at is None
+    with time_machine.travel(starts + timedelta(seconds=1), tick=False):
+        retention_policies_apply()
+        assert purge.purge_expired().purged == 1
+
+
+@pytest.mark.parametrize("step", ["claimed", "unlinked"])
+def test_a_purge_killed_between_steps_is_finished_by_the_next_run(ingest, monkeypatch, step):
+    _policy(10)
+    _policy(10, category="transcript")
+    recordings = [ingest(days_ago=11) for _ in range(3)]
+    keys = {r.artefacts.get(category="audio").storage_key for r in recordings}
+
+    class Killed(BaseException):
+        pass
+
+    def die(at: str) -> None:
+        if at == step:
+            raise Killed
+
+    monkeypatch.setattr(purge, "_fault_point", die)
+    with pytest.raises(Killed):
+        purge.purge_expired()
+    monkeypatch.undo()
+
+    assert Artefact.objects.filter(state="purging").count() == 6
+    assert purge.purge_expired().purged == 0  # a live claim is not taken over early
+    with time_machine.travel(timezone.now() + purge.PURGE_LEASE + timedelta(seconds=1), tick=False):
+        run = purge.purge_expired()
+    assert run.taken_over == 6
+    assert Artefact.objects.filter(state="purged").count() == 6
+    assert Recording.objects.filter(state="purged").count() == 3
+    assert not keys & stored_files(settings.MEDIA_ROOT)
+    assert LedgerEntry.objects.filter(kind="purge.batch").count() == 1
+    assert ledger_verify().ok
+
+
+def test_a_stale_worker_cannot_finish_a_claim_that_was_taken_over(ingest):
+    _policy(10)
+    ingest(days_ago=11)
+    now = timezone.now()
+    claimed, result = purge._claim(
+        purge.due_artefacts(now), now=now, reason=None, limit=10, order=("id",)
+    )
+    with time_machine.travel(now + purge.PURGE_LEASE + timedelta(seconds=1), tick=False):
+        purge.purge_expired()  # the takeover finishes it under attempt 2
+    entries = LedgerEntry.objects.filter(kind="purge.batch").count()
+    purge._finish(claimed, now=now, result=result)  # the stale worker wakes up
+    assert LedgerEntry.objects.filter(kind="purge.batch").count() == entries
+    assert result.purged == 0
+
+
+def test_dry_run_counts_without_changing_anything(ingest, capsys):
+    from django.core.management import call_command
+
+    _policy(10)
+    profile = ProfileFactory()
+    ingest(days_ago=11)
+    ingest(profile, days_ago=11)
+    legal_hold_place(profile=profile, reason="r", case_reference="c", actor="test")
+    call_command("purge_expired", "--dry-run")
+    assert "due: 2  would purge: 1  held: 1" in capsys.readouterr().out
+    assert Artefact.objects.filter(state="active").count() == 4
+    call_command("purge_expired")
+    assert Artefact.objects.filter(state="purged").count() == 1

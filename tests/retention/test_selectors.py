@@ -1,0 +1,82 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from compliance.retention.models import RetentionPolicy
+from compliance.retention.selectors import PolicyTable, effective_expiry
+
+RECORDED = datetime(2026, 1, 1, tzinfo=UTC)
+CREATED = RECORDED + timedelta(minutes=1)
+
+
+def policy(
+    jurisdiction: str, days: int, applies_to: str = "all", category: str = "audio", pk: int = 0
+):
+    return RetentionPolicy(
+        pk=pk or days,
+        jurisdiction=jurisdiction,
+        category=category,
+        applies_to=applies_to,
+        retention_days=days,
+        version=1,
+        effective_from=RECORDED,
+    )
+
+
+TABLE = PolicyTable(
+    (
+        policy("*", 1000),
+        policy("EU", 500),
+        policy("DE", 200),
+        policy("*", 30, applies_to="children"),
+        policy("EU", 20, applies_to="adults", category="transcript"),
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("country", "is_child", "category", "days"),
+    [
+        ("DE", False, "audio", 200),  # the country itself beats its group and *
+        ("FR", False, "audio", 500),  # a group beats *
+        ("US", False, "audio", 1000),
+        ("US", True, "audio", 30),  # children over all, at the same jurisdiction rank
+        ("DE", True, "audio", 200),  # the jurisdiction ranks first
+        ("FR", False, "transcript", 20),
+        ("FR", True, "transcript", None),  # an adults' policy says nothing of children
+        ("US", False, "annotation", None),
+    ],
+)
+def test_the_most_specific_policy_wins(country, is_child, category, days):
+    chosen = TABLE.resolve(country=country, category=category, is_child=is_child)
+    assert (chosen.retention_days if chosen else None) == days
+
+
+@pytest.mark.parametrize(
+    ("choice", "policy_days", "expected", "basis"),
+    [
+        (None, 200, RECORDED + timedelta(days=200), "policy"),
+        ("3_months", 200, RECORDED + timedelta(days=90), "choice"),  # the user's is shorter
+        ("18_months", 200, RECORDED + timedelta(days=200), "policy"),  # the policy's is shorter
+        ("until_deleted", 200, RECORDED + timedelta(days=200), "policy"),
+        ("dont_save", 200, CREATED, "choice"),
+        ("until_deleted", None, None, ""),
+        (None, None, None, ""),
+        ("3_months", None, RECORDED + timedelta(days=90), "choice"),
+    ],
+)
+def test_effective_retention_is_the_shorter_of_policy_and_choice(
+    choice, policy_days, expected, basis
+):
+    table = PolicyTable((policy("DE", policy_days),) if policy_days else ())
+    expiry = effective_expiry(
+        table=table,
+        category="audio",
+        country="DE",
+        is_child=False,
+        choice=choice,
+        recorded_at=RECORDED,
+        created_at=CREATED,
+    )
+    assert expiry.expires_at == expected
+    assert expiry.basis.split(":")[0] == basis
