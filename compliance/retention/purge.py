@@ -45,9 +45,12 @@ from .selectors import hold_covers
 logger = logging.getLogger(__name__)
 
 PURGE_BATCH = 5_000
-# A claim older than this is taken over by the sweep: far above a batch's runtime.
-PURGE_LEASE = timedelta(minutes=5)
 DELETION_LEASE = timedelta(minutes=5)
+
+
+def purge_lease() -> timedelta:
+    """A claim older than this is taken over by the sweep: far above a batch's runtime."""
+    return timedelta(seconds=settings.PURGE_LEASE_SECONDS)
 
 
 def _fault_point(step: str) -> None:
@@ -308,7 +311,7 @@ def due_artefacts(now: datetime) -> Q:
 
 
 def stuck_artefacts(now: datetime) -> Q:
-    return Q(state=ArtefactState.PURGING, purge_started_at__lt=now - PURGE_LEASE)
+    return Q(state=ArtefactState.PURGING, purge_started_at__lt=now - purge_lease())
 
 
 @dataclass

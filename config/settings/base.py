@@ -184,6 +184,8 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 # Tests kill a purge at this step (claimed, unlinked, finished) to prove crash safety.
 PURGE_FAULT_AT = env.str("EARSHOT_PURGE_FAULT", default="")
+# After this long a purge claim counts as abandoned and the sweep takes it over.
+PURGE_LEASE_SECONDS = env.int("EARSHOT_PURGE_LEASE_SECONDS", default=300)
 
 # How long a verified API key is trusted in-process before it is looked up again:
 # a revoked key stops working within this many seconds.

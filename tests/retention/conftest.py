@@ -10,12 +10,12 @@ from tests.factories import ProfileFactory
 
 
 @pytest.fixture
-def ingest(db):  # noqa: ANN001
+def ingest(db):
     """Ingest a recording through the real service (audio file + transcript)."""
 
     def make(
         profile=None, *, days_ago: float = 1, external_id: str | None = None, audio: bool = True
-    ):  # noqa: ANN001, ANN202
+    ):
         profile = profile or ProfileFactory()
         make.counter += 1
         return recording_create(

@@ -253,3 +253,22 @@ def test_a_recording_past_retention_is_not_eligible(api_client_with_scopes, inge
         "retention_expired"
     ]  # the audio is gone, the rest stays
     assert timezone.now() - timedelta(days=20) < recording.recorded_at + timedelta(minutes=1)
+
+
+def test_metrics_expose_overdue_artefacts_and_purge_lag(client, ingest, platform):
+    platform.post(
+        "/api/v1/retention-policies",
+        {"jurisdiction": "*", "category": "audio", "retention_days": 10},
+        format="json",
+    )
+    retention_policies_apply()
+    ingest(days_ago=12)
+    body = client.get("/metrics").content.decode()
+    assert "earshot_overdue_artefacts 1.0" in body
+    purge.purge_expired()
+    body = client.get("/metrics").content.decode()
+    assert "earshot_overdue_artefacts 0.0" in body
+    lag = next(
+        line for line in body.splitlines() if line.startswith("earshot_purge_lag_max_seconds")
+    )
+    assert float(lag.split()[1]) >= 2 * 86_400

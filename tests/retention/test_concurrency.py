@@ -22,13 +22,13 @@ from tests.factories import ProfileFactory
 pytestmark = [postgres_only(), pytest.mark.django_db(transaction=True)]
 
 
-def _in_thread(target, *args):  # noqa: ANN001, ANN202
+def _in_thread(target, *args):
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
             target(*args)
-        except BaseException as error:  # noqa: BLE001 - reported to the test below
+        except BaseException as error:
             errors.append(error)
         finally:
             connections.close_all()
@@ -38,7 +38,7 @@ def _in_thread(target, *args):  # noqa: ANN001, ANN202
     return thread, errors
 
 
-def _expired_recordings(ingest, count: int, profile=None) -> list[Recording]:  # noqa: ANN001
+def _expired_recordings(ingest, count: int, profile=None) -> list[Recording]:
     retention_policy_create(jurisdiction="*", category="audio", retention_days=10, actor="t")
     retention_policy_create(jurisdiction="*", category="transcript", retention_days=10, actor="t")
     retention_policies_apply()

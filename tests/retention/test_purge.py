@@ -215,7 +215,9 @@ def test_a_purge_killed_between_steps_is_finished_by_the_next_run(ingest, monkey
 
     assert Artefact.objects.filter(state="purging").count() == 6
     assert purge.purge_expired().purged == 0  # a live claim is not taken over early
-    with time_machine.travel(timezone.now() + purge.PURGE_LEASE + timedelta(seconds=1), tick=False):
+    with time_machine.travel(
+        timezone.now() + purge.purge_lease() + timedelta(seconds=1), tick=False
+    ):
         run = purge.purge_expired()
     assert run.taken_over == 6
     assert Artefact.objects.filter(state="purged").count() == 6
@@ -232,7 +234,7 @@ def test_a_stale_worker_cannot_finish_a_claim_that_was_taken_over(ingest):
     claimed, result = purge._claim(
         purge.due_artefacts(now), now=now, reason=None, limit=10, order=("id",)
     )
-    with time_machine.travel(now + purge.PURGE_LEASE + timedelta(seconds=1), tick=False):
+    with time_machine.travel(now + purge.purge_lease() + timedelta(seconds=1), tick=False):
         purge.purge_expired()  # the takeover finishes it under attempt 2
     entries = LedgerEntry.objects.filter(kind="purge.batch").count()
     purge._finish(claimed, now=now, result=result)  # the stale worker wakes up

@@ -1,0 +1,36 @@
+from collections.abc import Iterator
+
+from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class RetentionCollector(Collector):
+    """Purge lag as the officers' goal reads it: how overdue the oldest waiting
+    artefact is now, and how late the last day's purges ran."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from compliance.recordings.models import Artefact
+
+        from .purge import due_artefacts
+        from .reports import purge_lag
+
+        now = timezone.now()
+        lag = purge_lag(now=now)
+        yield GaugeMetricFamily(
+            "earshot_overdue_artefacts",
+            "Artefacts past their effective retention, not held, not yet purged",
+            value=Artefact.objects.filter(due_artefacts(now)).count(),
+        )
+        yield GaugeMetricFamily(
+            "earshot_oldest_overdue_seconds",
+            "How long past its expiry the oldest waiting artefact is",
+            value=lag["oldest_overdue_seconds"],
+        )
+        for name in ("p50", "p95", "max"):
+            value = lag[f"{name}_seconds"]
+            yield GaugeMetricFamily(
+                f"earshot_purge_lag_{name}_seconds",
+                f"Purge lag ({name}) of artefacts purged in the last 24 hours",
+                value=value if value is not None else 0.0,
+            )

@@ -1,0 +1,143 @@
+"""Crash safety with real Celery workers on Redis: a worker killed (SIGKILL) at each
+step boundary of a purge batch, then a fresh worker; nothing lost, nothing wrongly
+deleted, exactly one ledger count per artefact."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from compliance.ledger.models import LedgerEntry
+from compliance.ledger.selectors import ledger_verify
+from compliance.recordings.models import Artefact, Recording
+from compliance.retention.services import (
+    legal_hold_place,
+    retention_policies_apply,
+    retention_policy_create,
+)
+from compliance.retention.tasks import purge_expired_task
+from tests.conftest import postgres_only
+from tests.factories import ProfileFactory
+from tests.retention.conftest import stored_files
+
+REPO = Path(__file__).resolve().parents[2]
+REDIS = settings.CELERY_BROKER_URL.startswith("redis://")
+
+pytestmark = [
+    postgres_only(),
+    pytest.mark.skipif(not REDIS, reason="needs a Redis broker (set CELERY_BROKER_URL)"),
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.worker,
+]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., tuple[subprocess.Popen, str]]]:
+    started: list[subprocess.Popen] = []
+
+    def start(queue: str, **env: str) -> subprocess.Popen:
+        environment = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": _database_url(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "TEST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "EARSHOT_PURGE_LEASE_SECONDS": "2",
+            **env,
+        }
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool=solo",
+                "-Q",
+                queue,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "warning",
+            ],
+            cwd=REPO,
+            env=environment,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+@pytest.mark.parametrize("step", ["claimed", "unlinked", "finished"])
+def test_a_worker_killed_at_any_step_loses_nothing_and_the_next_one_finishes(
+    ingest, start_worker, step
+):
+    retention_policy_create(jurisdiction="*", category="audio", retention_days=10, actor="t")
+    retention_policy_create(jurisdiction="*", category="transcript", retention_days=10, actor="t")
+    retention_policies_apply()
+    expired = [ingest(days_ago=11) for _ in range(12)]
+    fresh = [ingest(days_ago=1) for _ in range(3)]
+    held_profile = ProfileFactory()
+    held = [ingest(held_profile, days_ago=11) for _ in range(2)]
+    legal_hold_place(profile=held_profile, reason="case", case_reference="C", actor="t")
+    doomed_keys = {r.artefacts.get(category="audio").storage_key for r in expired}
+    kept_keys = {r.artefacts.get(category="audio").storage_key for r in fresh + held}
+    queue = f"test-{uuid.uuid4().hex}"
+
+    victim = start_worker(queue, EARSHOT_PURGE_FAULT=step)
+    purge_expired_task.apply_async(queue=queue)
+    victim.wait(60)
+    assert victim.returncode == -9, "the fault hook should have killed the worker"
+
+    survivor = start_worker(queue)
+    time.sleep(2.5)  # let the dead worker's claim lapse (lease of 2 s)
+    purge_expired_task.apply_async(queue=queue)
+    expired_ids = [r.pk for r in expired]
+    assert _wait_until(
+        lambda: (
+            Recording.objects.filter(pk__in=expired_ids, state="purged").count() == len(expired)
+        ),
+        60,
+    ), "the fresh worker did not finish the purge"
+    survivor.terminate()
+
+    assert not Artefact.objects.filter(
+        recording__in=expired, state__in=["active", "purging"]
+    ).exists()
+    assert not doomed_keys & stored_files(settings.MEDIA_ROOT)
+    assert kept_keys <= stored_files(settings.MEDIA_ROOT)
+    assert not Artefact.objects.filter(recording__in=fresh + held).exclude(state="active").exists()
+    counted = sum(e.payload["artefacts"] for e in LedgerEntry.objects.filter(kind="purge.batch"))
+    assert counted == 2 * len(expired)
+    assert ledger_verify().ok
