@@ -29,3 +29,8 @@ def retention_sweep_task() -> None:
     services.retention_policies_apply()
     for public_id in purge.deletion_requests_sweep():
         deletion_request_run_task.delay(public_id)
+
+
+@shared_task(name="retention.storage_sweep", acks_late=True, ignore_result=True)
+def storage_sweep_task() -> None:
+    purge.storage_sweep()

@@ -181,6 +181,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     "purge-expired": {"task": "retention.purge_expired", "schedule": 60.0},
     "retention-sweep": {"task": "retention.sweep", "schedule": 60.0},
+    "storage-sweep": {"task": "retention.storage_sweep", "schedule": 6 * 3600.0},
 }
 # Tests kill a purge at this step (claimed, unlinked, finished) to prove crash safety.
 PURGE_FAULT_AT = env.str("EARSHOT_PURGE_FAULT", default="")

@@ -1,5 +1,6 @@
 """The purge: what is due goes, what is held stays, and a crash at any step loses nothing."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -255,3 +256,32 @@ def test_dry_run_counts_without_changing_anything(ingest, capsys):
     assert Artefact.objects.filter(state="active").count() == 4
     call_command("purge_expired")
     assert Artefact.objects.filter(state="purged").count() == 1
+
+
+def test_the_storage_sweep_settles_orphan_files_and_rows_without_files(ingest):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    kept = ingest()
+    lost = ingest()
+    lost_key = lost.artefacts.get(category="audio").storage_key
+    default_storage.delete(lost_key)  # a row whose file is gone
+    orphan = default_storage.save(
+        "audio/2026/01/orphan.wav", ContentFile(b"x")
+    )  # a file without a row
+    young_orphan = default_storage.save("audio/2026/01/in-flight.wav", ContentFile(b"x"))
+
+    first = purge.storage_sweep()
+    assert (first.orphan_files_deleted, first.rows_without_file) == (0, 1)  # files within grace stay
+    old = timezone.now().timestamp() - 7200
+    os.utime(default_storage.path(orphan), (old, old))
+    second = purge.storage_sweep()
+
+    assert (second.orphan_files_deleted, second.rows_without_file) == (1, 0)
+    files = stored_files(settings.MEDIA_ROOT)
+    assert orphan not in files
+    assert young_orphan in files
+    assert kept.artefacts.get(category="audio").storage_key in files
+    audio = lost.artefacts.get(category="audio")
+    assert (audio.state, audio.purge_reason) == ("purged", "file_missing")
+    assert LedgerEntry.objects.filter(kind="storage.swept").count() == 2
