@@ -63,7 +63,7 @@ def postgres_only() -> pytest.MarkDecorator:
 
 
 @pytest.fixture(autouse=True)
-def _ledger_flushable(request: pytest.FixtureRequest):  # noqa: ANN202
+def _ledger_flushable(request: pytest.FixtureRequest):
     """Let a transactional test's teardown flush the append-only ledger.
 
     The ledger's trigger refuses TRUNCATE, which is how Django empties the database

@@ -2,7 +2,7 @@ import pytest
 from django.utils import timezone
 
 from compliance.consent.services import consent_set
-from tests.factories import ProfileFactory, RecordingFactory
+from tests.factories import RecordingFactory
 
 pytestmark = pytest.mark.django_db
 
