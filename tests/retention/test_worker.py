@@ -141,3 +141,30 @@ def test_a_worker_killed_at_any_step_loses_nothing_and_the_next_one_finishes(
     counted = sum(e.payload["artefacts"] for e in LedgerEntry.objects.filter(kind="purge.batch"))
     assert counted == 2 * len(expired)
     assert ledger_verify().ok
+
+
+def test_a_deletion_request_is_carried_out_by_a_worker_after_commit(ingest, start_worker, platform):
+    from config.celery import app
+
+    profile = ProfileFactory()
+    inside = [ingest(profile, days_ago=d) for d in (3, 4)]
+    outside = ingest(profile, days_ago=30)
+    app.control.purge()  # nothing stale from other runs on the default queue
+    worker = start_worker("celery")
+
+    response = platform.post(
+        f"/api/v1/profiles/{profile.external_id}/deletion-requests",
+        {"from": inside[-1].recorded_at.isoformat(), "to": inside[0].recorded_at.isoformat()},
+        format="json",
+    )
+    assert response.status_code == 202
+    request_id = response.json()["id"]
+
+    def done() -> bool:
+        return platform.get(f"/api/v1/deletion-requests/{request_id}").json()["status"] == "done"
+
+    assert _wait_until(done, 60), "the worker did not carry out the request"
+    worker.terminate()
+    status = platform.get(f"/api/v1/deletion-requests/{request_id}").json()
+    assert status["recordings_deleted"] == 2
+    assert Recording.objects.get(pk=outside.pk).state == "active"
