@@ -45,6 +45,8 @@ urlpatterns = [
     *[path(f"api/v1/{p.pattern}", p.callback) for p in api_v1],
     path("api/v1/", include("compliance.retention.urls")),
     path("api/v1/", include("compliance.sampling.urls")),
+    path("", include("compliance.security.urls")),
+    path("", include("compliance.web.urls")),
 ]
 
 if settings.BENCHMARK_ENDPOINTS:

@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "compliance.eligibility",
     "compliance.retention",
     "compliance.sampling",
+    "compliance.security",
+    "compliance.web",
     "compliance.demo",
 ]
 
@@ -202,7 +204,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
 
 LOGGING = {
     "version": 1,
