@@ -86,8 +86,24 @@ DATABASES = {
 # Persistent connections: a new connection per request costs a factor of ten
 # (PERFORMANCE.md); health checks drop a connection the server has closed.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Off: a health check is a round trip before every request's first query, which
+# halved the eligibility endpoint's throughput (bench/eligibility.py). A connection
+# the server dropped fails one request and is then replaced.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})
+    # Only server-binding cursors prepare, and only the eligibility facts query uses
+    # one; set DB_PREPARE_THRESHOLD to nothing behind a pooler in transaction mode.
+    _prepare_threshold = env.str("DB_PREPARE_THRESHOLD", default="1")
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = (
+        int(_prepare_threshold) if _prepare_threshold else None
+    )
+    # An OLTP service: JIT compilation costs more than it saves on our short queries,
+    # and the data lives on SSDs (random reads cost little more than sequential ones).
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "options", env.str("DB_SESSION_OPTIONS", default="-c jit=off -c random_page_cost=1.1")
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let web, worker and beat share the file.
     DATABASES["default"]["OPTIONS"] = {
