@@ -281,6 +281,25 @@ def run_foreground(command: Sequence[str]) -> int:
     return 128 - code if code < 0 else code
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """The browser tests drive Debian's Chromium. Install it when we can (root with
+    apt-get; EARSHOT_NO_APT=1 opts out); otherwise those tests skip and say why."""
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("EARSHOT_NO_APT") == "1" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        say("earshot tests: no /usr/bin/chromium; the browser tests will be skipped.")
+        return
+    say("earshot tests: installing Debian's chromium for the browser tests (apt-get) ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        if subprocess.run(command, env=env, stdin=subprocess.DEVNULL, check=False).returncode:
+            say("earshot tests: could not install chromium; the browser tests will be skipped.")
+            return
+
+
 def cmd_test(pytest_args: Sequence[str]) -> int:
     """`dev.py test`: pytest on the best available database and broker."""
     say(choose_test_services())
@@ -291,6 +310,7 @@ def cmd_test(pytest_args: Sequence[str]) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     os.environ["TEST_OUTPUT_DIR"] = str(output_dir)
 
+    ensure_chromium()
     code = run_foreground([str(python), "-m", "pytest", *pytest_args])
     if code == PYTEST_NO_TESTS_COLLECTED:
         say("earshot tests: pytest collected no tests (exit code 5); reporting success.")
