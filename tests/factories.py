@@ -63,3 +63,18 @@ class TransferRuleFactory(factory.django.DjangoModelFactory):
     jurisdiction = "DE"
     reviewer_location = "IE"
 
+
+class ReviewerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "sampling.Reviewer"
+
+    user = factory.SubFactory(UserFactory)
+    location = "DE"
+
+
+class ArtefactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "recordings.Artefact"
+
+    recording = factory.SubFactory(RecordingFactory)
+    category = "audio"

@@ -17,14 +17,25 @@ def is_client(user: Any) -> bool:
     return isinstance(user, ClientPrincipal)
 
 
+def has_officer_role(user: Any) -> bool:
+    """A privacy officer by role (superuser or in the officers' group), verified or not.
+    Decides who must sign in with a second factor; `is_officer` decides access."""
+    if user is None or is_client(user) or not user.is_authenticated:
+        return False
+    return user.is_superuser or user.groups.filter(name=OFFICERS_GROUP).exists()
+
+
 def is_officer(user: Any) -> bool:
-    """A privacy officer signed in with a verified second factor (django-otp)."""
+    """A privacy officer signed in with a verified second factor (django-otp).
+
+    Only sessions are ever verified (RELIABILITY.md: django-otp verifies through the
+    session), so an officer reaches officer endpoints through a session, never a key."""
     if user is None or is_client(user) or not user.is_authenticated:
         return False
     verified = getattr(user, "is_verified", None)
     if verified is None or not verified():
         return False
-    return user.is_superuser or user.groups.filter(name=OFFICERS_GROUP).exists()
+    return has_officer_role(user)
 
 
 def actor_of(user: Any) -> str:

@@ -80,6 +80,11 @@ def consent_set(
     state.last_event = event
     state.updated_at = now
     state.save(update_fields=["granted", "last_event", "updated_at"])
+    if not granted:
+        # Same transaction, state row still locked: no item of this profile survives.
+        from compliance.sampling.services import review_items_revoke_for_profile  # imports us
+
+        review_items_revoke_for_profile(profile=profile, purpose=purpose)
     ledger_append(
         kind="consent.granted" if granted else "consent.withdrawn",
         subject=f"profile:{profile.external_id}",

@@ -91,6 +91,8 @@ _PEOPLE = [
 class DemoCredentials:
     users: dict[str, str] = field(default_factory=dict)
     api_key: str = ""
+    officer_backup_codes: list[str] = field(default_factory=list)
+    officer_provisioning_uri: str = ""
 
 
 def _manifest() -> dict[str, dict]:
@@ -116,6 +118,14 @@ def _user(username: str, *, officer: bool = False) -> str:
 def demo_seed() -> DemoCredentials:
     credentials = DemoCredentials()
     credentials.users["officer"] = _user("officer", officer=True)
+    # Officers sign in with a second factor: new TOTP device and backup codes each seed.
+    from compliance.security.services import second_factor_issue
+
+    setup = second_factor_issue(
+        username="officer", create=False, officer=True, replace_devices=True, actor=ACTOR
+    )
+    credentials.officer_backup_codes = setup.backup_codes
+    credentials.officer_provisioning_uri = setup.provisioning_uri
     manifest = _manifest()
     now = timezone.now()
     for login, account_id, jurisdiction, profiles in _PEOPLE:

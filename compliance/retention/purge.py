@@ -39,6 +39,7 @@ from django.utils import timezone
 from compliance.accounts.models import Profile
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
+from compliance.security.audit import audit_bulk_change
 
 from .models import DeletionRequest, DeletionStatus, LegalHold
 from .selectors import hold_covers
@@ -202,7 +203,7 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
     with transaction.atomic():
         purged = 0
         for (attempt, reason), ids in by_attempt.items():
-            purged += Artefact.objects.filter(
+            updated = Artefact.objects.filter(
                 pk__in=ids, state=ArtefactState.PURGING, purge_attempt=attempt
             ).update(
                 state=ArtefactState.PURGED,
@@ -213,6 +214,22 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
                 purge_reason=reason,
                 purge_blocked=False,
             )
+            if updated:  # field history (auditlog sees no bulk update); ours are locked now
+                audit_bulk_change(
+                    model=Artefact,
+                    pks=Artefact.objects.filter(
+                        pk__in=ids, state=ArtefactState.PURGED, purge_attempt=attempt, purged_at=now
+                    ).values_list("pk", flat=True),
+                    changes={  # the content's old value stays out of the history
+                        "state": (ArtefactState.PURGING, ArtefactState.PURGED),
+                        "purged_at": (None, now),
+                        "purge_reason": ("", reason),
+                        "text": ("[removed]", ""),
+                        "storage_key": ("[removed]", ""),
+                    },
+                    actor="purge",
+                )
+            purged += updated
         if not purged:
             return  # another worker took these over and finishes them
         recording_ids = sorted({c.recording_id for c in claimed})
@@ -245,6 +262,17 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
                 purge_policy=basis,
                 sensitive=False,
                 false_wake=False,
+            )
+            audit_bulk_change(
+                model=Recording,
+                pks=ids,
+                changes={
+                    "state": (RecordingState.ACTIVE, RecordingState.PURGED),
+                    "purged_at": (None, now),
+                    "purge_reason": ("", reason),
+                    "purge_policy": ("", basis),
+                },
+                actor="purge",
             )
         _revoke_review_items(emptied)
         lags = [

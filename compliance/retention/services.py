@@ -21,6 +21,7 @@ from compliance.accounts.models import Account, Profile
 from compliance.core.errors import ApplicationError
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category
+from compliance.security.audit import audit_bulk_change
 
 from .models import AppliesTo, DeletionRequest, LegalHold, RetentionPolicy
 from .selectors import (
@@ -356,8 +357,11 @@ def legal_hold_release(*, hold: LegalHold, actor: str) -> LegalHold:
     locked.released_at = timezone.now()
     locked.released_by = actor
     locked.save(update_fields=["released_at", "released_by"])
-    Artefact.objects.filter(hold_filter(locked, prefix="recording__"), purge_blocked=True).update(
-        purge_blocked=False
+    blocked = Artefact.objects.filter(hold_filter(locked, prefix="recording__"), purge_blocked=True)
+    unblocked = list(blocked.select_for_update(of=("self",)).values_list("pk", flat=True))
+    Artefact.objects.filter(pk__in=unblocked).update(purge_blocked=False)
+    audit_bulk_change(
+        model=Artefact, pks=unblocked, changes={"purge_blocked": (True, False)}, actor=actor
     )
     ledger_append(
         kind="legal_hold.released",

@@ -1,5 +1,11 @@
 """Paths under /api/v1/ (included by config/urls.py)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from .apis import ReviewItemAnnotationApi, ReviewItemAudioApi, SampleDrawApi
+
+urlpatterns: list[URLPattern] = [
+    path("samples", SampleDrawApi.as_view()),
+    path("review-items/<str:item_id>/audio", ReviewItemAudioApi.as_view()),
+    path("review-items/<str:item_id>/annotations", ReviewItemAnnotationApi.as_view()),
+]

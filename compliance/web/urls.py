@@ -1,5 +1,52 @@
-"""Pages (included by config/urls.py at the site root)."""
+"""Pages (included by config/urls.py at the site root): the privacy page for end users
+under /privacy/, the privacy officers' dashboard and forms under /officer/."""
 
-from django.urls import URLPattern
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from .views import officer, privacy, reports
+
+app_name = "web"
+
+urlpatterns = [
+    path("privacy/", privacy.privacy, name="privacy"),
+    path(
+        "privacy/profiles/<str:profile_id>/consents/<str:purpose>/",
+        privacy.consent_change,
+        name="consent",
+    ),
+    path(
+        "privacy/profiles/<str:profile_id>/retention/",
+        privacy.retention_change,
+        name="retention",
+    ),
+    path(
+        "privacy/profiles/<str:profile_id>/recordings/",
+        privacy.recordings,
+        name="recordings",
+    ),
+    path(
+        "privacy/profiles/<str:profile_id>/deletions/",
+        privacy.deletion_create,
+        name="deletion-create",
+    ),
+    path("privacy/deletions/<str:public_id>/", privacy.deletion_status, name="deletion"),
+    path("officer/", officer.dashboard, name="officer"),
+    path("officer/policies/", officer.policies, name="officer-policies"),
+    path("officer/policies/<int:pk>/retire/", officer.policy_retire, name="officer-policy-retire"),
+    path("officer/consent-defaults/", officer.consent_defaults, name="officer-consent-defaults"),
+    path(
+        "officer/consent-defaults/<int:pk>/delete/",
+        officer.consent_default_remove,
+        name="officer-consent-default-delete",
+    ),
+    path("officer/transfer-rules/", officer.transfer_rules, name="officer-transfer-rules"),
+    path(
+        "officer/transfer-rules/<int:pk>/delete/",
+        officer.transfer_rule_remove,
+        name="officer-transfer-rule-delete",
+    ),
+    path("officer/holds/", officer.holds, name="officer-holds"),
+    path("officer/holds/<int:pk>/release/", officer.hold_release, name="officer-hold-release"),
+    path("officer/ledger/", officer.ledger, name="officer-ledger"),
+    path("officer/reports/<slug:name>.csv", reports.report, name="officer-report"),
+]

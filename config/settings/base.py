@@ -50,7 +50,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Refuses, before any view runs, an oversized body (by its Content-Length) and a
+    # NUL character in the path, the query or a JSON body (PostgreSQL refuses them).
+    "compliance.security.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "compliance.security.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -154,14 +158,27 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Form parsers refuse NUL characters (compliance/security/parsers.py); a JSON body
+    # with one never gets this far (RequestGuardMiddleware).
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.MultiPartParser",
-        "rest_framework.parsers.FormParser",
+        "compliance.security.parsers.MultiPartParser",
+        "compliance.security.parsers.FormParser",
     ],
     "EXCEPTION_HANDLER": "compliance.core.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Per API key and per signed-in user (compliance/security/throttling.py). Not a
+    # security boundary (RELIABILITY.md): a brake on a runaway client, set far above
+    # what the benchmarks ask for.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "compliance.security.throttling.ClientKeyThrottle",
+        "compliance.security.throttling.UserThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "client": env.str("API_THROTTLE_CLIENT", default="20000/min"),
+        "user": env.str("API_THROTTLE_USER", default="600/min"),
+    },
 }
 
 SPECTACULAR_SETTINGS = {
@@ -177,6 +194,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        # every operation documents the error envelope for its 4xx answers
+        "compliance.security.schema.document_error_responses",
+    ],
 }
 
 # Celery: Redis in production; a broker on a SQLite file (kombu's SQLAlchemy
@@ -200,6 +222,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "purge-expired": {"task": "retention.purge_expired", "schedule": 60.0},
     "retention-sweep": {"task": "retention.sweep", "schedule": 60.0},
     "storage-sweep": {"task": "retention.storage_sweep", "schedule": 6 * 3600.0},
+    "sampling-expire-items": {"task": "sampling.expire_items", "schedule": 300.0},
 }
 # Tests kill a purge at this step (claimed, unlinked, finished) to prove crash safety.
 PURGE_FAULT_AT = env.str("EARSHOT_PURGE_FAULT", default="")
@@ -219,9 +242,40 @@ CSRF_COOKIE_HTTPONLY = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Sessions are where officers' second factor lives: a working day, not weeks.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+
+# The sign-in throttle, the API throttles and anything else that must be shared by
+# every process live here. Local memory is per process: fine for one process and for
+# tests; production runs several, so give it a shared cache (CACHE_URL=redis://...).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# Sign-in (compliance/security): failures allowed per username and address, and per
+# address, within the window; then refused until the window has passed.
+SIGN_IN_MAX_FAILURES = env.int("SIGN_IN_MAX_FAILURES", default=5)
+SIGN_IN_MAX_FAILURES_PER_ADDRESS = env.int("SIGN_IN_MAX_FAILURES_PER_ADDRESS", default=50)
+SIGN_IN_FAILURE_WINDOW_SECONDS = env.int("SIGN_IN_FAILURE_WINDOW_SECONDS", default=15 * 60)
+# How many reverse proxies put their X-Forwarded-For entry in front of us; 0 trusts no
+# such header and takes REMOTE_ADDR.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Earshot")
+# A second factor's throttle (django-otp): each failure doubles the wait before the next try.
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+
+# The largest request body accepted at all (an audio upload and its fields); anything
+# bigger is refused from its Content-Length before a byte of it is read.
+REQUEST_MAX_BYTES = env.int(
+    "REQUEST_MAX_BYTES", default=MAX_AUDIO_BYTES + DATA_UPLOAD_MAX_MEMORY_SIZE
+)
+# Features the pages never use, switched off for them and anything they embed.
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()"
+)
 
 LOGGING = {
     "version": 1,

@@ -272,7 +272,10 @@ def test_the_storage_sweep_settles_orphan_files_and_rows_without_files(ingest):
     young_orphan = default_storage.save("audio/2026/01/in-flight.wav", ContentFile(b"x"))
 
     first = purge.storage_sweep()
-    assert (first.orphan_files_deleted, first.rows_without_file) == (0, 1)  # files within grace stay
+    assert (first.orphan_files_deleted, first.rows_without_file) == (
+        0,
+        1,
+    )  # files within grace stay
     old = timezone.now().timestamp() - 7200
     os.utime(default_storage.path(orphan), (old, old))
     second = purge.storage_sweep()

@@ -11,5 +11,12 @@ class Command(BaseCommand):
         self.stdout.write("Demo data loaded. Logins (passwords are new on every seed):")
         for username, password in credentials.users.items():
             self.stdout.write(f"  {username:<8} {password}")
+        self.stdout.write(
+            "Officer second factor: a backup code (each works once): "
+            + ", ".join(credentials.officer_backup_codes[:3])
+        )
+        self.stdout.write(
+            f"  or add to an authenticator app: {credentials.officer_provisioning_uri}"
+        )
         self.stdout.write(f"API key of service client {DEMO_CLIENT!r} (all scopes):")
         self.stdout.write(credentials.api_key)

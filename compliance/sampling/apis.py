@@ -1,0 +1,241 @@
+"""Sampling over HTTP: the pipeline draws samples; reviewers fetch and annotate their items.
+
+The draw answers up to 1,000 items, so its output is built as plain dicts, not through
+a serializer (PERFORMANCE.md: the time goes to Python, not to PostgreSQL).
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance.clients.authentication import ApiKeyAuthentication
+from compliance.clients.permissions import ScopeRequired, actor_of
+from compliance.consent.models import Purpose
+from compliance.core.errors import ApplicationError
+from compliance.core.fields import AwareDateTimeField, StrictCharField
+
+from .links import (
+    LinkExpired,
+    LinkInvalid,
+    audio_link_verify,
+    audio_links_sign,
+    audio_path,
+    link_expiry,
+)
+from .services import (
+    SAMPLE_SIZE_LIMIT,
+    Caller,
+    SampleRequest,
+    review_item_annotate,
+    review_item_audio_open,
+    sample_draw,
+)
+
+_SAMPLE_FIELDS = {
+    "purpose",
+    "size",
+    "reviewer_location",
+    "reviewer",
+    "jurisdiction",
+    "recorded_from",
+    "recorded_to",
+}
+
+
+class SampleDrawInput(serializers.Serializer):
+    """For the schema; the view checks types strictly itself (a guessed value is a
+    wrong value: "12" is not a size)."""
+
+    purpose = serializers.ChoiceField(choices=Purpose.values)
+    size = serializers.IntegerField(min_value=1, max_value=SAMPLE_SIZE_LIMIT)
+    reviewer_location = StrictCharField(
+        required=False, help_text="ISO 3166-1 alpha-2; defaults to the reviewer's location"
+    )
+    reviewer = StrictCharField(
+        required=False,
+        help_text="A reviewer's username: the items are assigned to them and count to their "
+        "daily quota. Without one, an item is reachable only through its link.",
+    )
+    jurisdiction = StrictCharField(required=False, help_text="only recordings of this country")
+    recorded_from = AwareDateTimeField(required=False, help_text="recorded at or after")
+    recorded_to = AwareDateTimeField(required=False, help_text="recorded before")
+
+
+class SampleItemOutput(serializers.Serializer):
+    id = serializers.CharField()
+    audio_url = serializers.URLField()
+    transcript = serializers.CharField(allow_null=True)
+    expires_at = serializers.DateTimeField()
+    link_expires_at = serializers.DateTimeField()
+
+
+class SampleDrawOutput(serializers.Serializer):
+    purpose = serializers.CharField()
+    reviewer_location = serializers.CharField()
+    items = SampleItemOutput(many=True)
+
+
+def _iso(value: datetime) -> str:
+    """As DRF renders a time: ISO 8601, UTC as Z."""
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _time(body: dict[str, Any], name: str) -> Any:
+    if body.get(name) is None:
+        return None
+    field = AwareDateTimeField()
+    try:
+        return field.to_internal_value(body[name])
+    except serializers.ValidationError as error:
+        raise ApplicationError(
+            "validation_error", f"{name}: {error.detail[0]}", fields={name: error.detail}
+        ) from None
+
+
+class SampleDrawApi(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [ScopeRequired]
+    required_scopes = {"POST": "samples:draw"}
+
+    @extend_schema(
+        request=SampleDrawInput,
+        responses={201: SampleDrawOutput},
+        operation_id="samples_draw",
+        description="A uniformly random sample of eligible recordings, each handed out "
+        "once, as review items. No profile, account or recording identifier is answered.",
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ApplicationError("validation_error", "The body must be a JSON object.")
+        unknown = sorted(set(body) - _SAMPLE_FIELDS)
+        if unknown:
+            raise ApplicationError(
+                "validation_error",
+                f"Unknown fields: {', '.join(unknown)}.",
+                fields={name: ["unknown field"] for name in unknown},
+            )
+        draw = sample_draw(
+            request=SampleRequest(
+                purpose=body.get("purpose"),
+                size=body.get("size"),
+                reviewer_location=body.get("reviewer_location"),
+                reviewer=body.get("reviewer"),
+                jurisdiction=body.get("jurisdiction"),
+                recorded_from=_time(body, "recorded_from"),
+                recorded_to=_time(body, "recorded_to"),
+            ),
+            actor=actor_of(request.user),
+        )
+        link_expires_at = link_expiry()
+        base = request.build_absolute_uri("/")[:-1]
+        times: dict[datetime, tuple[str, str]] = {}  # a draw's items share their expiry
+        sigs = audio_links_sign(item.id for item in draw.items)
+        items = []
+        for item in draw.items:
+            expiry = times.get(item.expires_at)
+            if expiry is None:
+                expiry = times[item.expires_at] = (
+                    _iso(item.expires_at),
+                    _iso(min(link_expires_at, item.expires_at)),
+                )
+            items.append(
+                {
+                    "id": item.id,
+                    "audio_url": f"{base}{audio_path(item.id)}?sig={sigs[item.id]}",
+                    "transcript": item.transcript,
+                    "expires_at": expiry[0],
+                    "link_expires_at": expiry[1],
+                }
+            )
+        return Response(
+            {"purpose": draw.purpose, "reviewer_location": draw.reviewer_location, "items": items},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class _ReviewItemApi(APIView):
+    """Reached by the assigned reviewer (session) or by whoever holds the item's signed
+    link (`?sig=`). Anyone else learns nothing, not even whether the item exists."""
+
+    authentication_classes = [SessionAuthentication]
+    permission_classes: list[Any] = []
+
+    def caller(self, request: Request, item_id: str) -> Caller:
+        user = request.user
+        signed_in = user is not None and user.is_authenticated
+        sig = request.query_params.get("sig")
+        link_problem: ApplicationError | None = None
+        if sig is not None:
+            try:
+                audio_link_verify(item_id, sig)
+                return Caller(
+                    user=user, via_link=True, actor=actor_of(user) if signed_in else "link"
+                )
+            except LinkExpired:
+                link_problem = ApplicationError(
+                    "link_expired", "This link has expired; ask for a new one.", status_code=403
+                )
+            except LinkInvalid:
+                link_problem = ApplicationError(
+                    "invalid_link", "This link is not valid.", status_code=403
+                )
+        if signed_in:
+            return Caller(user=user, via_link=False, actor=actor_of(user))
+        if link_problem is not None:
+            raise link_problem
+        raise ApplicationError(
+            "not_authenticated", "Sign in, or use the item's signed link.", status_code=403
+        )
+
+
+class ReviewItemAudioApi(_ReviewItemApi):
+    @extend_schema(
+        parameters=[OpenApiParameter("sig", str, required=False, description="from audio_url")],
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(description="the clip"),
+            403: OpenApiResponse(description="no session and no valid link"),
+            404: OpenApiResponse(description="no such item for this caller"),
+            410: OpenApiResponse(description="revoked, expired or done"),
+        },
+        operation_id="review_item_audio",
+    )
+    def get(self, request: Request, item_id: str) -> FileResponse:
+        clip = review_item_audio_open(item_id=item_id, caller=self.caller(request, item_id))
+        response = FileResponse(clip.file, filename=clip.name)
+        response["Cache-Control"] = "no-store, private"
+        return response
+
+
+class ReviewItemAnnotationApi(_ReviewItemApi):
+    class AnnotationInput(serializers.Serializer):
+        text = StrictCharField(max_length=100_000)
+
+    class AnnotationOutput(serializers.Serializer):
+        item = serializers.CharField()
+        state = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("sig", str, required=False, description="from audio_url")],
+        request=AnnotationInput,
+        responses={201: AnnotationOutput},
+        operation_id="review_item_annotate",
+    )
+    def post(self, request: Request, item_id: str) -> Response:
+        caller = self.caller(request, item_id)
+        body = request.data
+        text = body.get("text") if isinstance(body, dict) else None
+        artefact = review_item_annotate(item_id=item_id, text=text, caller=caller)
+        return Response(
+            {"item": item_id, "state": "done", "created_at": artefact.created_at},
+            status=status.HTTP_201_CREATED,
+        )

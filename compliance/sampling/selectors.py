@@ -1,0 +1,330 @@
+"""Reads for sampling: which recordings a draw may take, and a uniform pick among them.
+
+WHY HAND-WRITTEN SQL. The pick probes thousands of random ids per draw, and the draw
+re-checks its candidates once they are locked. Through `eligible_recordings()` those two
+queries took about 180 ms of a 1,000-item draw on 1,000,000 recordings (PostgreSQL plans
+its OR of EXISTS subqueries as hashed scans of the whole consent table, and Django
+builds and quotes thousands of parameters), and the draw about 300 ms; the same
+conditions written as joins take about 110 ms, transcripts included, and the draw
+under 200 (bench/sampling.py). So `candidates_sql` states the rule for this one use:
+
+- it is proved, on generated data, to select exactly the recordings that `decide()`
+  (compliance/eligibility/rules.py) finds eligible, for every purpose and location:
+  tests/sampling/test_selectors.py, which also runs the eligibility app's own world
+  generator, so that a condition added to the rule there fails this proof here until
+  it is added here too;
+- it reuses the rule's own table of which artefacts each purpose needs;
+- it never has the last word: every access to a clip re-checks with `facts_for()` and
+  `decide()` (services.review_item_audio_open).
+
+On top of the rule it adds what a hand-out needs: audio that is active and within its
+retention; not handed out before; the restrictions asked.
+"""
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
+
+from compliance.accounts.models import Account, Profile
+from compliance.consent.models import ConsentDefault, ConsentState, Purpose
+from compliance.eligibility.rules import PURPOSE_NEEDS
+from compliance.recordings.models import (
+    Artefact,
+    ArtefactState,
+    Category,
+    Recording,
+    RecordingState,
+)
+from compliance.transfers.models import TransferRule
+
+from .models import HANDED_OUT, ReviewItem
+
+# The pick probes random ids. The first round of a scope not seen before assumes this
+# share of the id space is sampleable; later rounds, and later draws of the same scope,
+# size themselves from the rate actually seen.
+_FIRST_GUESS_RATE = 0.25
+# Beyond this many probes, ORDER BY random() over the filter is cheaper than probing.
+MAX_PROBES = 100_000
+# SQLite has no arrays: ids go as parameters, at most this many per statement.
+_SQLITE_CHUNK = 5_000
+
+# The hit rate last seen per scope: a hint for the size of the first round, nothing more.
+_seen_rates: dict["SampleScope", float] = {}
+_RATES_KEPT = 1_000
+
+
+@dataclass(frozen=True)
+class SampleScope:
+    purpose: str
+    reviewer_location: str
+    jurisdiction: str | None = None
+    recorded_from: datetime | None = None
+    recorded_to: datetime | None = None
+
+
+def reviewable_purposes(purpose: str) -> list[str]:
+    """People hear every sampled clip: human review is always needed, and the purpose
+    the sample serves as well when it is another."""
+    return list(dict.fromkeys([Purpose.HUMAN_REVIEW, purpose]))
+
+
+def candidates_sql(
+    scope: SampleScope,
+    *,
+    now: datetime,
+    ids: int | None = None,
+    random_limit: bool = False,
+    transcripts: bool = False,
+) -> tuple[str, list[object]]:
+    """SQL and parameters selecting the ids of the recordings a draw for `scope` may
+    hand out at `now`. With `ids` (a count), only among that many ids given as the last
+    parameter(s); with `random_limit`, in random order, limited by a last parameter;
+    with `transcripts`, each id with the text of its transcript if one may be shown."""
+    recording, profile, account = (
+        Recording._meta.db_table,
+        Profile._meta.db_table,
+        Account._meta.db_table,
+    )
+    state, default, rule = (
+        ConsentState._meta.db_table,
+        ConsentDefault._meta.db_table,
+        TransferRule._meta.db_table,
+    )
+    artefact, item = Artefact._meta.db_table, ReviewItem._meta.db_table
+    at = connection.ops.adapt_datetimefield_value(now)
+    purposes = reviewable_purposes(scope.purpose)
+    needs = sorted({category for p in purposes for category in PURPOSE_NEEDS[p]})
+    # Only table names (from model metadata) and placeholders are interpolated.
+    joins = [
+        f"JOIN {profile} p ON p.id = r.profile_id",
+        f"JOIN {account} a ON a.id = p.account_id",
+    ]
+    join_params: list[object] = []
+    where = [
+        # active, and for human review: no child, not sensitive, not a false wake
+        "r.state = %s AND NOT p.is_child AND NOT r.sensitive AND NOT r.false_wake",
+        # the reviewer's own jurisdiction, or a transfer rule allows their location
+        f"(a.jurisdiction = %s OR EXISTS (SELECT 1 FROM {rule} t"  # noqa: S608
+        " WHERE t.jurisdiction = a.jurisdiction AND t.reviewer_location = %s))",
+        # the hand-out: audio to hear, active and within its retention (recordings
+        # hold at most one audio artefact, a database constraint: so this is also the
+        # rule's "the audio is not past its retention")
+        f"EXISTS (SELECT 1 FROM {artefact} x WHERE x.recording_id = r.id AND x.category = %s"  # noqa: S608
+        " AND x.state = %s AND (x.expires_at IS NULL OR x.expires_at > %s))",
+        # the hand-out: never handed out before
+        f"NOT EXISTS (SELECT 1 FROM {item} i WHERE i.recording_id = r.id"  # noqa: S608
+        f" AND (i.state IN ({', '.join(['%s'] * len(HANDED_OUT))})"
+        " OR i.delivered_at IS NOT NULL))",
+    ]
+    params: list[object] = [
+        RecordingState.ACTIVE,
+        scope.reviewer_location,
+        scope.reviewer_location,
+        Category.AUDIO,
+        ArtefactState.ACTIVE,
+        at,
+        *HANDED_OUT,
+    ]
+    others = [category for category in needs if category != Category.AUDIO]
+    if others:
+        # no other artefact that a purpose needs is past its retention
+        where.append(
+            f"NOT EXISTS (SELECT 1 FROM {artefact} y WHERE y.recording_id = r.id"  # noqa: S608
+            f" AND y.category IN ({', '.join(['%s'] * len(others))})"
+            " AND (y.state <> %s OR y.expires_at <= %s))"
+        )
+        params += [*others, ArtefactState.ACTIVE, at]
+    for n, purpose in enumerate(purposes):
+        # a current grant: explicit, or (no event yet) the jurisdiction's default
+        joins += [
+            f"LEFT JOIN {state} cs{n} ON cs{n}.profile_id = r.profile_id AND cs{n}.purpose = %s",
+            f"LEFT JOIN {default} cd{n} ON cd{n}.jurisdiction = a.jurisdiction"
+            f" AND cd{n}.purpose = %s",
+        ]
+        join_params += [purpose, purpose]
+        where.append(
+            f"(cs{n}.granted IS TRUE OR (cs{n}.granted IS NULL AND cd{n}.granted IS TRUE))"
+        )
+    if scope.jurisdiction is not None:
+        where.append("a.jurisdiction = %s")
+        params.append(scope.jurisdiction)
+    if scope.recorded_from is not None:
+        where.append("r.recorded_at >= %s")
+        params.append(connection.ops.adapt_datetimefield_value(scope.recorded_from))
+    if scope.recorded_to is not None:
+        where.append("r.recorded_at < %s")
+        params.append(connection.ops.adapt_datetimefield_value(scope.recorded_to))
+    if ids is not None:
+        if connection.vendor == "postgresql":
+            where.append("r.id = ANY(%s::bigint[])")
+        else:
+            where.append(f"r.id IN ({', '.join(['%s'] * ids)})")
+    columns = "r.id"
+    if transcripts:
+        columns += ", tx.text"
+        joins.append(
+            f"LEFT JOIN {artefact} tx ON tx.recording_id = r.id AND tx.category = %s"
+            " AND tx.state = %s AND (tx.expires_at IS NULL OR tx.expires_at > %s)"
+        )
+        join_params += [Category.TRANSCRIPT, ArtefactState.ACTIVE, at]
+    sql = (
+        f"SELECT {columns} FROM {recording} r {' '.join(joins)}"  # noqa: S608
+        f" WHERE {' AND '.join(where)}"
+    )
+    if random_limit:
+        sql += " ORDER BY random() LIMIT %s"
+    return sql, join_params + params
+
+
+def pg_array(values: Iterable[int | str]) -> str:
+    """A PostgreSQL array literal of integers or url-safe tokens (nothing to escape in
+    either). psycopg would build the same literal quoting each element in Python: a
+    few milliseconds for the thousands of ids of a draw."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def filter_ids(queryset: QuerySet, ids: Sequence[int], field: str = "pk") -> QuerySet:
+    """`queryset` restricted to `field` in `ids`: on PostgreSQL one array parameter
+    (Django's `IN (%s, %s, ...)` with a thousand parameters costs more to build than
+    the lookups themselves)."""
+    if connection.vendor == "postgresql":
+        return queryset.filter(
+            **{f"{field}__in": RawSQL("SELECT unnest(%s::bigint[])", [pg_array(ids)])}
+        )
+    return queryset.filter(**{f"{field}__in": list(ids)})
+
+
+def _run(sql: str, params: list[object]) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def candidate_ids(
+    scope: SampleScope, *, now: datetime, among: Sequence[int] | None = None
+) -> list[int]:
+    """The ids a draw for `scope` may hand out at `now` (among `among`, when given), in
+    no particular order."""
+    if among is None:
+        return _run(*candidates_sql(scope, now=now))
+    if not among:
+        return []
+    if connection.vendor == "postgresql":
+        sql, params = candidates_sql(scope, now=now, ids=len(among))
+        return _run(sql, [*params, pg_array(among)])
+    found: list[int] = []
+    for start in range(0, len(among), _SQLITE_CHUNK):
+        chunk = list(among[start : start + _SQLITE_CHUNK])
+        sql, params = candidates_sql(scope, now=now, ids=len(chunk))
+        found += _run(sql, [*params, *chunk])
+    return found
+
+
+def candidates_recheck(
+    scope: SampleScope, *, now: datetime, among: Sequence[int]
+) -> dict[int, str | None]:
+    """Which of `among` a draw for `scope` may still hand out at `now`, each with its
+    transcript (None when it has none that may be shown)."""
+    if not among:
+        return {}
+    found: dict[int, str | None] = {}
+    step = len(among) if connection.vendor == "postgresql" else _SQLITE_CHUNK
+    for start in range(0, len(among), step):
+        chunk = list(among[start : start + step])
+        sql, params = candidates_sql(scope, now=now, ids=len(chunk), transcripts=True)
+        args = (
+            [*params, pg_array(chunk)] if connection.vendor == "postgresql" else [*params, *chunk]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, args)
+            found.update(cursor.fetchall())
+    return found
+
+
+def _fresh_ids(rng: random.Random, lo: int, hi: int, count: int, probed: set[int]) -> list[int]:
+    """`count` distinct ids in [lo, hi] that are not in `probed`, uniformly."""
+    space = hi - lo + 1
+    if not probed:
+        return rng.sample(range(lo, hi + 1), count)
+    if len(probed) * 2 >= space:
+        rest = [i for i in range(lo, hi + 1) if i not in probed]
+        return rng.sample(rest, min(count, len(rest)))
+    fresh: set[int] = set()
+    while len(fresh) < count:
+        candidate = rng.randint(lo, hi)
+        if candidate not in probed:
+            fresh.add(candidate)
+    return list(fresh)
+
+
+def _id_bounds() -> tuple[int, int] | None:
+    table = Recording._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT min(id), max(id) FROM {table}")  # noqa: S608
+        lo, hi = cursor.fetchone()
+    return None if lo is None else (lo, hi)
+
+
+def sample_pick(
+    *,
+    scope: SampleScope,
+    now: datetime,
+    count: int,
+    rng: random.Random,
+    max_probes: int = MAX_PROBES,
+    first_guess_rate: float | None = None,
+) -> list[int]:
+    """Up to `count` ids a draw for `scope` may hand out, a uniformly random subset, in
+    random order.
+
+    Random id probes (PERFORMANCE.md: milliseconds where ORDER BY random() takes
+    seconds here): every id in [min, max] of the recordings table is equally likely to
+    be probed, so every candidate is equally likely to be hit; gaps in the id space only
+    lower the hit rate. Rounds probe fresh ids until enough are hit, and the hits of
+    the last round are taken in random order: the same as walking one random
+    permutation of the id space. How many to probe in a round depends only on how many
+    were hit so far, never on which, so the sample stays uniform. When probing would
+    exceed `max_probes` (a narrow scope), ORDER BY random() over the filter: exact and
+    uniform too, and then cheap, since few rows pass.
+    """
+    if count <= 0:
+        return []
+    bounds = _id_bounds()
+    if bounds is None:
+        return []
+    lo, hi = bounds
+    space = hi - lo + 1
+    rate = first_guess_rate or _seen_rates.get(scope, _FIRST_GUESS_RATE)
+    size = min(space, math.ceil(count / rate * 1.05) + 16)
+    if size * 4 >= space:
+        # A small table: read every candidate, then shuffle.
+        everything = candidate_ids(scope, now=now)
+        rng.shuffle(everything)
+        return everything[:count]
+    probed: set[int] = set()
+    hits: list[int] = []
+    while True:
+        probes = _fresh_ids(rng, lo, hi, size, probed)
+        probed.update(probes)
+        found = candidate_ids(scope, now=now, among=probes)
+        rng.shuffle(found)
+        hits += found
+        seen = len(hits) / len(probed)
+        if seen > 0 and first_guess_rate is None:
+            if len(_seen_rates) >= _RATES_KEPT:
+                _seen_rates.clear()
+            _seen_rates[scope] = seen
+        if len(hits) >= count or len(probed) >= space:
+            return hits[:count]
+        needed = math.inf if seen == 0 else (count - len(hits)) / seen * 1.25 + 32
+        if len(probed) + needed > max_probes:
+            break
+        size = min(space - len(probed), math.ceil(needed))
+    sql, params = candidates_sql(scope, now=now, random_limit=True)
+    return _run(sql, [*params, count])

@@ -1,0 +1,24 @@
+"""Template helpers for the pages."""
+
+from typing import Any
+
+from django import template
+
+from compliance.clients.permissions import is_officer as _is_officer
+
+register = template.Library()
+
+
+@register.simple_tag
+def is_officer(user: Any) -> bool:
+    """A privacy officer verified by a second factor in this session."""
+    return _is_officer(user)
+
+
+@register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    try:
+        return mapping.get(key)
+    except AttributeError:
+        return None
+

@@ -1,0 +1,342 @@
+"""The privacy officers' pages: the dashboard, the policy forms, holds and the ledger.
+
+Every page requires a privacy officer signed in with a second factor
+(`officer_required`). Forms call the owning apps' services; a refusal comes back on
+the form with status 400.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from compliance.accounts.selectors import profile_get
+from compliance.clients.permissions import actor_of
+from compliance.consent.selectors import consent_default_get, consent_defaults_list
+from compliance.consent.services import consent_default_create, consent_default_delete
+from compliance.core.errors import ApplicationError, NotFound
+from compliance.ledger.selectors import ledger_verify
+from compliance.retention.reports import retention_report
+from compliance.retention.selectors import (
+    is_valid_jurisdiction,
+    legal_hold_get,
+    legal_holds_list,
+    retention_policies_list,
+    retention_policy_get,
+    retention_policy_preview,
+)
+from compliance.retention.services import (
+    legal_hold_place,
+    legal_hold_release,
+    retention_policy_create,
+    retention_policy_retire,
+)
+from compliance.security.decorators import officer_required
+from compliance.transfers.selectors import transfer_rule_get, transfer_rules_list
+from compliance.transfers.services import transfer_rule_create, transfer_rule_delete
+
+from .. import charts, selectors
+from ..dashboard import REPORTS, dashboard_charts
+from ..forms import (
+    PURPOSE_SHORT,
+    ConsentDefaultForm,
+    LegalHoldForm,
+    PolicyForm,
+    TransferRuleForm,
+    apply_error,
+    end_of_day,
+    start_of_day,
+)
+
+
+def _or_404(getter: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return getter(**kwargs)
+    except NotFound as missing:
+        raise Http404(missing.message) from None
+
+
+@require_GET
+@officer_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    report = retention_report(now=now)
+    return render(
+        request,
+        "web/officer/dashboard.html",
+        {
+            "report": report,
+            "charts": dashboard_charts(report=report, now=now),
+            "oldest_overdue": charts.duration(report["purge_lag"]["oldest_overdue_seconds"])
+            if report["overdue_artefacts"]
+            else None,
+            "lag_worst": "\u2013"
+            if report["purge_lag"]["max_seconds"] is None
+            else charts.duration(report["purge_lag"]["max_seconds"]),
+            "reports": list(REPORTS.items()),
+            "deletions": selectors.deletion_requests_open(),
+            "holds": list(legal_holds_list()[:50]),
+            "now": now,
+        },
+    )
+
+
+# --- retention policies ------------------------------------------------------------------
+
+
+def _policies_context(form: PolicyForm, preview: dict[str, Any] | None = None) -> dict[str, Any]:
+    preview_chart = None
+    if preview and preview["purged_later_by_month"]:
+        months = preview["purged_later_by_month"]
+        preview_chart = charts.bar_chart(
+            slug="preview",
+            title="Purged later, by month",
+            description="Artefacts that exist now and this policy would purge in each month "
+            "of its first year.",
+            x_axis="Month",
+            y_axis="Artefacts",
+            x_labels=[m["month"] for m in months],
+            values=[m["artefacts"] for m in months],
+            fmt=charts.count,
+            color=charts.PALETTE[1],
+        )
+    return {
+        "form": form,
+        "preview": preview,
+        "preview_chart": preview_chart,
+        "policies": _with_status(list(retention_policies_list(include_retired=True)[:500])),
+    }
+
+
+def _with_status(policies: list[Any]) -> list[tuple[Any, str]]:
+    """Each version with what it is now: in force, scheduled, superseded or retired.
+    The list comes per key, newest version first."""
+    now = timezone.now()
+    seen_in_force: set[tuple[str, str, str]] = set()
+    result = []
+    for policy in policies:
+        key = (policy.jurisdiction, policy.category, policy.applies_to)
+        if policy.retired_at is not None:
+            status = "retired"
+        elif policy.effective_from > now:
+            status = "scheduled"
+        elif key in seen_in_force:
+            status = "superseded"
+        else:
+            status = "in force"
+            seen_in_force.add(key)
+        result.append((policy, status))
+    return result
+
+
+@require_http_methods(["GET", "POST"])
+@officer_required
+def policies(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "web/officer/policies.html", _policies_context(PolicyForm()))
+    form = PolicyForm(request.POST)
+    if not form.is_valid():
+        return render(request, "web/officer/policies.html", _policies_context(form), status=400)
+    data = form.cleaned_data
+    now = timezone.now()
+    try:
+        if request.POST.get("action") == "preview":
+            if not is_valid_jurisdiction(data["jurisdiction"]):
+                form.add_error("jurisdiction", "A country code, a group (EU, EEA) or *.")
+                context = _policies_context(form)
+                return render(request, "web/officer/policies.html", context, status=400)
+            preview = retention_policy_preview(
+                jurisdiction=data["jurisdiction"],
+                category=data["category"],
+                applies_to=data["applies_to"],
+                retention_days=data["retention_days"],
+                effective_from=data["effective_from"] or now,
+                now=now,
+            )
+            return render(request, "web/officer/policies.html", _policies_context(form, preview))
+        policy = retention_policy_create(
+            jurisdiction=data["jurisdiction"],
+            category=data["category"],
+            applies_to=data["applies_to"],
+            retention_days=data["retention_days"],
+            effective_from=data["effective_from"],
+            actor=actor_of(request.user),
+        )
+    except ApplicationError as refusal:
+        apply_error(form, refusal)
+        return render(request, "web/officer/policies.html", _policies_context(form), status=400)
+    messages.success(request, f"Policy created: {policy}. Its scope is being rescheduled.")
+    return redirect("web:officer-policies")
+
+
+@require_POST
+@officer_required
+def policy_retire(request: HttpRequest, pk: int) -> HttpResponse:
+    policy = _or_404(retention_policy_get, pk=pk)
+    policy = retention_policy_retire(policy=policy, actor=actor_of(request.user))
+    messages.success(request, f"Retired: {policy} and the versions before it.")
+    return redirect("web:officer-policies")
+
+
+# --- consent defaults ----------------------------------------------------------------------
+
+
+def _defaults_page(
+    request: HttpRequest, form: ConsentDefaultForm, status: int = 200
+) -> HttpResponse:
+    return render(
+        request,
+        "web/officer/consent_defaults.html",
+        {"form": form, "defaults": consent_defaults_list(), "purpose_short": PURPOSE_SHORT},
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@officer_required
+def consent_defaults(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _defaults_page(request, ConsentDefaultForm())
+    form = ConsentDefaultForm(request.POST)
+    if not form.is_valid():
+        return _defaults_page(request, form, status=400)
+    try:
+        default = consent_default_create(**form.cleaned_data, actor=actor_of(request.user))
+    except ApplicationError as refusal:
+        apply_error(form, refusal)
+        return _defaults_page(request, form, status=400)
+    messages.success(request, f"Consent default set: {default}.")
+    return redirect("web:officer-consent-defaults")
+
+
+@require_POST
+@officer_required
+def consent_default_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    default = _or_404(consent_default_get, pk=pk)
+    consent_default_delete(default=default, actor=actor_of(request.user))
+    messages.success(request, f"Consent default removed: {default.jurisdiction}/{default.purpose}.")
+    return redirect("web:officer-consent-defaults")
+
+
+# --- transfer rules ------------------------------------------------------------------------
+
+
+def _rules_page(request: HttpRequest, form: TransferRuleForm, status: int = 200) -> HttpResponse:
+    return render(
+        request,
+        "web/officer/transfer_rules.html",
+        {"form": form, "rules": transfer_rules_list()},
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@officer_required
+def transfer_rules(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _rules_page(request, TransferRuleForm())
+    form = TransferRuleForm(request.POST)
+    if not form.is_valid():
+        return _rules_page(request, form, status=400)
+    try:
+        rule = transfer_rule_create(**form.cleaned_data, actor=actor_of(request.user))
+    except ApplicationError as refusal:
+        apply_error(form, refusal)
+        return _rules_page(request, form, status=400)
+    messages.success(request, f"Transfer rule added: {rule}.")
+    return redirect("web:officer-transfer-rules")
+
+
+@require_POST
+@officer_required
+def transfer_rule_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = _or_404(transfer_rule_get, pk=pk)
+    transfer_rule_delete(rule=rule, actor=actor_of(request.user))
+    messages.success(request, f"Transfer rule removed: {rule}.")
+    return redirect("web:officer-transfer-rules")
+
+
+# --- legal holds ---------------------------------------------------------------------------
+
+
+def _holds_page(request: HttpRequest, form: LegalHoldForm, status: int = 200) -> HttpResponse:
+    show_released = request.GET.get("released") == "1"
+    return render(
+        request,
+        "web/officer/holds.html",
+        {
+            "form": form,
+            "holds": list(legal_holds_list(include_released=show_released)[:200]),
+            "show_released": show_released,
+        },
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@officer_required
+def holds(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _holds_page(request, LegalHoldForm())
+    form = LegalHoldForm(request.POST)
+    if not form.is_valid():
+        return _holds_page(request, form, status=400)
+    data = form.cleaned_data
+    target: dict[str, Any] = {}
+    try:
+        if data["scope"] == "account":
+            target["account"] = selectors.account_by_external_id(external_id=data["target"])
+        else:
+            target["profile"] = profile_get(external_id=data["target"])
+    except NotFound as missing:
+        form.add_error("target", missing.message)
+        return _holds_page(request, form, status=400)
+    try:
+        hold = legal_hold_place(
+            **target,
+            recorded_from=start_of_day(data["date_from"]),
+            recorded_to=end_of_day(data["date_to"]),
+            reason=data["reason"],
+            case_reference=data["case_reference"],
+            actor=actor_of(request.user),
+        )
+    except ApplicationError as refusal:
+        apply_error(form, refusal)
+        return _holds_page(request, form, status=400)
+    messages.success(request, f"Legal hold placed ({hold.case_reference}).")
+    return redirect("web:officer-holds")
+
+
+@require_POST
+@officer_required
+def hold_release(request: HttpRequest, pk: int) -> HttpResponse:
+    hold = _or_404(legal_hold_get, pk=pk)
+    hold = legal_hold_release(hold=hold, actor=actor_of(request.user))
+    messages.success(
+        request,
+        f"Hold {hold.case_reference} released; what it kept is purged when it is due.",
+    )
+    return redirect("web:officer-holds")
+
+
+# --- the ledger ----------------------------------------------------------------------------
+
+
+@require_GET
+@officer_required
+def ledger(request: HttpRequest) -> HttpResponse:
+    kind = request.GET.get("kind", "")
+    return render(
+        request,
+        "web/officer/ledger.html",
+        {
+            "verification": ledger_verify(),
+            "page": selectors.ledger_entries(page=request.GET.get("page"), kind=kind),
+            "kinds": selectors.ledger_kinds(),
+            "kind": kind,
+        },
+    )

@@ -1,0 +1,213 @@
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core.management import CommandError, call_command
+from django.db import transaction
+from django.utils import timezone
+
+from compliance.consent.services import consent_set
+from compliance.core.errors import ApplicationError
+from compliance.ledger.models import LedgerEntry
+from compliance.sampling.models import ReviewItem, ReviewItemState
+from compliance.sampling.services import (
+    SampleRequest,
+    review_item_audio_open,
+    review_items_expire,
+    review_items_revoke_for_profile,
+    review_items_revoke_for_recordings,
+    reviewer_create,
+    sample_draw,
+)
+from tests.factories import ReviewerFactory, UserFactory
+
+from .conftest import HUMAN, LINK, reviewable
+
+pytestmark = pytest.mark.django_db
+
+
+def _draw(size: int = 10, **fields) -> list[str]:
+    request = SampleRequest(purpose=HUMAN, size=size, reviewer_location="DE", **fields)
+    return [item.id for item in sample_draw(request=request, actor="client:t").items]
+
+
+def _states() -> dict[str, str]:
+    return dict(ReviewItem.objects.values_list("pk", "state"))
+
+
+def test_revoking_for_recordings_closes_their_open_items_only():
+    recordings = [reviewable() for _ in range(4)]
+    ids = _draw()
+    done = ReviewItem.objects.get(recording=recordings[0])
+    done.state = ReviewItemState.DONE
+    done.save()
+    before = LedgerEntry.objects.count()
+
+    revoked = review_items_revoke_for_recordings(
+        recording_ids=[r.pk for r in recordings[:3]], reason="purged"
+    )
+
+    assert revoked == 2
+    states = _states()
+    assert sorted(states.values()) == ["done", "pending", "revoked", "revoked"]
+    assert set(
+        ReviewItem.objects.filter(state="revoked").values_list("close_reason", flat=True)
+    ) == {"purged"}
+    entry = LedgerEntry.objects.latest("seq")
+    assert LedgerEntry.objects.count() == before + 1
+    assert (entry.kind, entry.payload["items"], entry.payload["reason"]) == (
+        "review_items.revoked",
+        2,
+        "purged",
+    )
+    assert len(ids) == 4
+
+
+def test_revoking_again_changes_and_records_nothing():
+    recording = reviewable()
+    _draw()
+    review_items_revoke_for_recordings(recording_ids=[recording.pk], reason="purged")
+    before = LedgerEntry.objects.count()
+
+    again = review_items_revoke_for_recordings(recording_ids=[recording.pk], reason="purged")
+    none = review_items_revoke_for_recordings(recording_ids=[], reason="purged")
+
+    assert (again, none) == (0, 0)
+    assert LedgerEntry.objects.count() == before
+
+
+def test_a_withdrawal_revokes_in_the_same_transaction_as_the_consent_change():
+    recording = reviewable()
+    reviewable()
+    _draw()
+    mine = ReviewItem.objects.get(recording=recording).pk
+    theirs = ReviewItem.objects.exclude(recording=recording).get().pk
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        consent_set(
+            profile=recording.profile,
+            purpose=HUMAN,
+            granted=False,
+            channel="app",
+            notice_version="v1",
+            actor="t",
+        )
+        assert ReviewItem.objects.get(pk=mine).state == ReviewItemState.REVOKED
+        raise RuntimeError("the consent change fails after the revocation")
+
+    # Rolled back together: neither the withdrawal nor the revocation happened.
+    assert ReviewItem.objects.get(pk=mine).state == ReviewItemState.PENDING
+    assert recording.profile.consent_states.get(purpose=HUMAN).granted is True
+    assert ReviewItem.objects.get(pk=theirs).state == ReviewItemState.PENDING
+
+
+def test_a_grant_revokes_nothing():
+    recording = reviewable()
+    _draw()
+
+    consent_set(
+        profile=recording.profile,
+        purpose=HUMAN,
+        granted=True,
+        channel="app",
+        notice_version="v9",
+        actor="t",
+    )
+
+    assert review_items_revoke_for_profile(profile=recording.profile, purpose=HUMAN) == 1
+    assert set(_states().values()) == {"revoked"}
+
+
+def test_the_expiry_sweep_closes_open_items_past_their_expiry_once():
+    reviewer = ReviewerFactory(location="DE")
+    for _ in range(3):
+        reviewable()
+    _draw(size=2, reviewer=reviewer.user.username)
+    _draw(size=1)  # link-only: expires in minutes
+    later = timezone.now() + timedelta(hours=1)
+
+    expired = review_items_expire(now=later)
+    again = review_items_expire(now=later)
+
+    assert (expired, again) == (1, 0)
+    assert sorted(_states().values()) == ["expired", "pending", "pending"]
+    assert LedgerEntry.objects.latest("seq").kind == "review_items.expired"
+    assert review_items_expire(now=later + timedelta(hours=8)) == 2
+
+
+def test_an_expired_item_frees_its_recording_for_a_later_draw_unless_it_was_heard():
+    heard = reviewable()
+    unheard = reviewable()
+    ids = _draw(size=2)
+    heard_item = ReviewItem.objects.get(recording=heard)
+    review_item_audio_open(item_id=heard_item.pk, caller=LINK).file.close()
+    review_items_expire(now=timezone.now() + timedelta(hours=1))
+
+    again = _draw(size=2)
+
+    assert len(ids) == 2
+    assert len(again) == 1
+    assert ReviewItem.objects.get(pk=again[0]).recording == unheard
+
+
+def test_the_audio_gate_raises_410_for_a_revoked_item():
+    recording = reviewable()
+    [item] = _draw()
+    review_items_revoke_for_recordings(recording_ids=[recording.pk], reason="purged")
+
+    with pytest.raises(ApplicationError) as refused:
+        review_item_audio_open(item_id=item, caller=LINK)
+
+    assert (refused.value.status_code, refused.value.code) == (410, "revoked")
+
+
+def test_reviewer_create_validates_and_records():
+    user = UserFactory()
+
+    reviewer = reviewer_create(user=user, location="IE", actor="t")
+
+    assert (reviewer.location, reviewer.daily_quota) == ("IE", 1000)
+    assert LedgerEntry.objects.latest("seq").kind == "reviewer.created"
+    for bad in ({"location": "XX"}, {"location": "IE", "daily_quota": -1}):
+        with pytest.raises(ApplicationError):
+            reviewer_create(user=UserFactory(), actor="t", **bad)
+    with pytest.raises(ApplicationError) as duplicate:
+        reviewer_create(user=user, location="IE", actor="t")
+    assert duplicate.value.status_code == 409
+
+
+def test_a_draw_runs_a_bounded_number_of_queries(django_assert_max_num_queries):
+    for _ in range(20):
+        reviewable()
+
+    with django_assert_max_num_queries(16):
+        ids = _draw(size=20)
+
+    assert len(ids) == 20
+
+
+def test_the_expiry_task_runs_the_sweep():
+    from compliance.sampling.tasks import review_items_expire_task
+
+    reviewable()
+    _draw(size=1)  # link-only: minutes
+
+    with time_machine.travel(timezone.now() + timedelta(hours=1)):
+        assert review_items_expire_task() == 1
+
+    assert set(_states().values()) == {"expired"}
+
+
+def test_create_reviewer_makes_a_user_a_reviewer():
+    user = UserFactory(username="rita")
+    out = StringIO()
+
+    call_command("create_reviewer", "rita", "--location", "IE", "--quota", "200", stdout=out)
+
+    assert (user.reviewer.location, user.reviewer.daily_quota) == ("IE", 200)
+    assert "rita at IE" in out.getvalue()
+    with pytest.raises(CommandError):
+        call_command("create_reviewer", "nobody", "--location", "IE")
+    with pytest.raises(CommandError):
+        call_command("create_reviewer", "rita", "--location", "IE")
