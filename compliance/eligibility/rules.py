@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
@@ -103,6 +104,7 @@ def decide(facts: Facts, *, purpose: str, reviewer_location: str | None = None) 
     return reasons
 
 
+@lru_cache(maxsize=64)
 def _facts_sql(count: int, with_location: bool, needs: int) -> str:
     """One query for the facts of many recordings.
 

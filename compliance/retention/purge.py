@@ -42,7 +42,7 @@ from compliance.recordings.models import Artefact, ArtefactState, Recording, Rec
 from compliance.security.audit import audit_bulk_change
 
 from .models import DeletionRequest, DeletionStatus, LegalHold
-from .selectors import hold_covers
+from .selectors import hold_covers, hold_filter
 
 logger = logging.getLogger(__name__)
 
@@ -432,8 +432,6 @@ def purge_preview(*, now: datetime | None = None) -> dict[str, int]:
     held = 0
     holds = list(LegalHold.objects.filter(released_at__isnull=True))
     if holds:
-        from .selectors import hold_filter
-
         covered = Q()
         for hold in holds:
             covered |= hold_filter(hold, prefix="recording__")
