@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from compliance.clients.authentication import forget_cached_keys
 from compliance.clients.scopes import SCOPES
 from compliance.clients.services import service_client_create
+from compliance.eligibility.rules import facts_pool_close
 
 VOICE_DIR = Path(__file__).resolve().parent.parent / "compliance" / "demo" / "voice"
 
@@ -21,6 +22,14 @@ def _media_root(settings, tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_key_cache() -> None:
     forget_cached_keys()
+
+
+@pytest.fixture(autouse=True)
+def _facts_pool_closed():
+    """A large batch's pool threads keep their own database connections: close them
+    after each test, so that none outlives the test database."""
+    yield
+    facts_pool_close()
 
 
 @pytest.fixture

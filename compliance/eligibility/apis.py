@@ -231,10 +231,13 @@ class EligibilityBatchApi(_HotPathApi):
 class BenchmarkFloorApi(APIView):
     """The floor that bench/eligibility.py compares against: DRF, the same
     authentication and permission as the eligibility endpoints, a constant answer, no
-    query. Mounted only when BENCHMARK_ENDPOINTS is set."""
+    query. Mounted only when BENCHMARK_ENDPOINTS is set. Like the eligibility
+    endpoints it is not throttled, so that the two are compared like for like (and
+    the benchmark's load is not answered with 429s)."""
 
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [ScopeRequired]
+    throttle_classes: list[type] = []
     required_scopes = {"GET": SCOPE}
     schema = None
 

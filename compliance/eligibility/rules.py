@@ -16,13 +16,16 @@ It exists twice, and tests prove on generated data that the two agree:
 Decisions always read the primary database; nothing here is cached.
 """
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -105,7 +108,7 @@ def decide(facts: Facts, *, purpose: str, reviewer_location: str | None = None) 
 
 
 @lru_cache(maxsize=64)
-def _facts_sql(count: int, with_location: bool, needs: int) -> str:
+def _facts_sql(vendor: str, count: int, with_location: bool, needs: int) -> str:
     """One query for the facts of many recordings.
 
     Hand-written SQL because this is the hot path: the ORM's query compilation and
@@ -119,7 +122,7 @@ def _facts_sql(count: int, with_location: bool, needs: int) -> str:
     default = ConsentDefault._meta.db_table
     rule = TransferRule._meta.db_table
     artefact = Artefact._meta.db_table
-    if connection.vendor == "postgresql":
+    if vendor == "postgresql":
         ids = "= ANY(%s::varchar[])"
     else:
         ids = "IN (" + ",".join(["%s"] * count) + ")"
@@ -152,21 +155,95 @@ def _facts_sql(count: int, with_location: bool, needs: int) -> str:
 FACTS_CHUNK = 1000
 
 
-def _facts_cursor() -> CursorWrapper:
-    """A cursor for the facts query.
+def _facts_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
+    """A cursor for the facts query, on `db`'s current connection.
 
     On PostgreSQL it binds on the server (Django's own cursors bind on the client), so
     psycopg prepares the statement once per connection (`prepare_threshold` in the
-    database OPTIONS) and PostgreSQL stops planning it on every call: planning costs
-    about three times the query's execution here (bench/eligibility.py). It is wrapped
-    as Django wraps its cursors, so it is logged and counted like any other.
+    database OPTIONS) and PostgreSQL plans it once (`plan_cache_mode`): planning costs
+    several times the query's execution here (bench/eligibility.py). The psycopg
+    cursor is kept with its connection, so its adapters are looked up once, not per
+    call. It is wrapped as Django wraps its cursors, so it is logged and counted like
+    any other.
     """
-    if connection.vendor != "postgresql":
-        return connection.cursor()
+    if db.vendor != "postgresql":
+        return db.cursor()
     import psycopg
 
-    connection.ensure_connection()
-    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+    db.ensure_connection()
+    raw = db.connection
+    cursor = getattr(db, "_eligibility_cursor", None)
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        cursor = psycopg.Cursor(raw)
+        db._eligibility_cursor = cursor  # type: ignore[attr-defined]
+    return db._prepare_cursor(cursor)
+
+
+# Outside a transaction, a batch of several chunks is spread over this many
+# connections: the request's own and the rest from a small thread pool (each pool
+# thread keeps its own connection). PostgreSQL then answers it on more than one core;
+# a 10,000-id batch takes about half as long (bench/eligibility.py).
+FACTS_PARALLEL = 2
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _facts_pool() -> ThreadPoolExecutor:
+    """The pool of this process (a forked child makes its own: threads do not fork)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        executor = ThreadPoolExecutor(FACTS_PARALLEL - 1, thread_name_prefix="eligibility-facts")
+        _pool = (os.getpid(), executor)
+    return _pool[1]
+
+
+def facts_pool_close() -> None:
+    """Close the pool threads' database connections (tests, before the test database
+    is dropped); the threads reconnect when next used."""
+    if _pool is None or _pool[0] != os.getpid():
+        return
+    for _ in range(FACTS_PARALLEL - 1):
+        _pool[1].submit(connections.close_all).result()
+
+
+def _read_facts(
+    db: BaseDatabaseWrapper, chunks: list[list[str]], head: list[object], shape: tuple[bool, int]
+) -> dict[str, Facts]:
+    postgresql = db.vendor == "postgresql"
+    active = RecordingState.ACTIVE
+    facts: dict[str, Facts] = {}
+    cursor = _facts_cursor(db)
+    for chunk in chunks:
+        cursor.execute(
+            _facts_sql(db.vendor, len(chunk), *shape),
+            [*head, chunk] if postgresql else [*head, *chunk],
+        )
+        for row in cursor.fetchall():
+            facts[row[0]] = Facts(
+                row[0],
+                row[1] == active,
+                bool(row[2]),
+                bool(row[3]),
+                bool(row[4]),
+                row[5],
+                None if row[6] is None else bool(row[6]),
+                None if row[7] is None else bool(row[7]),
+                bool(row[8]),
+                bool(row[9]),
+            )
+    if not postgresql:
+        cursor.close()
+    return facts
+
+
+def _read_facts_in_pool(
+    chunks: list[list[str]], head: list[object], shape: tuple[bool, int]
+) -> dict[str, Facts]:
+    """`_read_facts` on the pool thread's own connection; one that failed or outlived
+    CONN_MAX_AGE is replaced first, as Django does between requests."""
+    db = connections[DEFAULT_DB_ALIAS]
+    db.close_if_unusable_or_obsolete()
+    return _read_facts(db, chunks, head, shape)
 
 
 def facts_for(
@@ -177,36 +254,33 @@ def facts_for(
     now: datetime | None = None,
 ) -> dict[str, Facts]:
     """The facts of every listed recording that exists, by external id, in one query
-    per FACTS_CHUNK ids."""
+    per FACTS_CHUNK ids.
+
+    Inside a transaction every query runs on its connection, so that what it wrote
+    and locked is what is judged (the sampling re-check relies on it).
+    """
     if not external_ids:
         return {}
+    db = connections[DEFAULT_DB_ALIAS]
     needs = PURPOSE_NEEDS[purpose]
-    at = connection.ops.adapt_datetimefield_value(now or timezone.now())
+    at = db.ops.adapt_datetimefield_value(now or timezone.now())
     head: list[object] = []
     if reviewer_location is not None:
         head.append(reviewer_location)
     head += [*needs, ArtefactState.ACTIVE, at, purpose, purpose]
-    postgresql = connection.vendor == "postgresql"
-    active = RecordingState.ACTIVE
-    facts: dict[str, Facts] = {}
-    with _facts_cursor() as cursor:
-        for start in range(0, len(external_ids), FACTS_CHUNK):
-            chunk = list(external_ids[start : start + FACTS_CHUNK])
-            sql = _facts_sql(len(chunk), reviewer_location is not None, len(needs))
-            cursor.execute(sql, [*head, chunk] if postgresql else [*head, *chunk])
-            for row in cursor.fetchall():
-                facts[row[0]] = Facts(
-                    external_id=row[0],
-                    active=row[1] == active,
-                    sensitive=bool(row[2]),
-                    false_wake=bool(row[3]),
-                    is_child=bool(row[4]),
-                    jurisdiction=row[5],
-                    consent=None if row[6] is None else bool(row[6]),
-                    consent_default=None if row[7] is None else bool(row[7]),
-                    transfer_rule=bool(row[8]),
-                    retention_expired=bool(row[9]),
-                )
+    shape = (reviewer_location is not None, len(needs))
+    chunks = [
+        list(external_ids[start : start + FACTS_CHUNK])
+        for start in range(0, len(external_ids), FACTS_CHUNK)
+    ]
+    if len(chunks) < 2 or db.vendor != "postgresql" or db.in_atomic_block:
+        return _read_facts(db, chunks, head, shape)
+    pool = _facts_pool()
+    shares = [chunks[n::FACTS_PARALLEL] for n in range(FACTS_PARALLEL)]
+    futures = [pool.submit(_read_facts_in_pool, share, head, shape) for share in shares[1:]]
+    facts = _read_facts(db, shares[0], head, shape)
+    for future in futures:
+        facts.update(future.result())
     return facts
 
 

@@ -10,7 +10,8 @@ THE STEPS, for one batch (every step is a short transaction of its own):
    purge are ordered), re-check the holds, mark what is held `purge_blocked`, and move
    the rest to `purging` with a new attempt number; one ledger entry for what was
    skipped and why.
-2. unlink the stored files (after the claim has committed; a missing file is success).
+2. unlink the stored files, a few threads at once (after the claim has committed; a
+   missing file is success, any other failure ends the batch with its rows `purging`).
 3. finish: tombstone the artefacts still `purging` under *our* attempt number (a stale
    worker whose claim was taken over updates zero rows), tombstone recordings left
    with nothing, revoke their review items, and write one ledger entry for the batch.
@@ -27,6 +28,8 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -47,6 +50,7 @@ from .selectors import hold_covers, hold_filter
 logger = logging.getLogger(__name__)
 
 PURGE_BATCH = 5_000
+UNLINK_THREADS = 4
 DELETION_LEASE = timedelta(minutes=5)
 
 
@@ -112,27 +116,30 @@ def _claim(
     """Step 1. `reason` None: the reason follows from each artefact's expiry basis."""
     result = BatchResult()
     with transaction.atomic():
+        # each artefact with its recording's owner and time (read, not locked: only
+        # the artefacts are claimed, and the profiles are locked below)
         rows = list(
             Artefact.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(candidates)
             .order_by(*order)
             .values_list(
-                "id", "recording_id", "storage_key", "purge_attempt", "expiry_basis", "expires_at"
+                "id",
+                "recording_id",
+                "storage_key",
+                "purge_attempt",
+                "expiry_basis",
+                "expires_at",
+                "recording__profile_id",
+                "recording__profile__account_id",
+                "recording__recorded_at",
             )[:limit]
         )
         if not rows:
             return [], result
         result.last_id = max(r[0] for r in rows)
-        recording_ids = sorted({r[1] for r in rows})
-        recordings = {
-            rid: (profile_id, account_id, recorded_at)
-            for rid, profile_id, account_id, recorded_at in Recording.objects.filter(
-                pk__in=recording_ids
-            ).values_list("id", "profile_id", "profile__account_id", "recorded_at")
-        }
-        profile_ids = sorted({p for p, _, _ in recordings.values() if p is not None})
+        profile_ids = sorted({r[6] for r in rows if r[6] is not None})
         _lock_profiles_shared(profile_ids)
-        account_ids = {a for _, a, _ in recordings.values() if a is not None}
+        account_ids = {r[7] for r in rows if r[7] is not None}
         holds = list(
             LegalHold.objects.filter(released_at__isnull=True).filter(
                 Q(profile_id__in=profile_ids) | Q(account_id__in=account_ids)
@@ -140,8 +147,9 @@ def _claim(
         )
         claimed: list[_Claimed] = []
         held_ids: list[int] = []
-        for pk, recording_id, key, attempt, basis, expires_at in rows:
-            profile_id, account_id, recorded_at = recordings[recording_id]
+        for row in rows:
+            pk, recording_id, key, attempt, basis, expires_at = row[:6]
+            profile_id, account_id, recorded_at = row[6:]
             covering = [
                 h.pk
                 for h in holds
@@ -188,11 +196,23 @@ def _claim(
     return claimed, result
 
 
+def _delete_file(key: str) -> None:
+    # Django's own storages already ignore a missing file; others may raise
+    with suppress(FileNotFoundError):
+        default_storage.delete(key)
+
+
 def _unlink(claimed: list[_Claimed]) -> None:
-    """Step 2. Django's storages treat a missing file as deleted; so do we."""
-    for item in claimed:
-        if item.storage_key:
-            default_storage.delete(item.storage_key)
+    """Step 2. A missing file counts as deleted. Any other error propagates: the rows
+    stay `purging`, and the sweep takes them over after the lease."""
+    keys = [item.storage_key for item in claimed if item.storage_key]
+    if not keys:
+        return
+    # Deletes wait on the file system or the network, not the GIL: a few threads
+    # overlap them (serial deletes were 22% of a purge's time, bench/purge.py).
+    with ThreadPoolExecutor(max_workers=min(UNLINK_THREADS, len(keys))) as pool:
+        for _ in pool.map(_delete_file, keys):  # re-raises the first failure
+            pass
 
 
 def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> None:
@@ -217,9 +237,10 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
             if updated:  # field history (auditlog sees no bulk update); ours are locked now
                 audit_bulk_change(
                     model=Artefact,
+                    # what this update wrote, selected on the server (no ids come back)
                     pks=Artefact.objects.filter(
                         pk__in=ids, state=ArtefactState.PURGED, purge_attempt=attempt, purged_at=now
-                    ).values_list("pk", flat=True),
+                    ),
                     changes={  # the content's old value stays out of the history
                         "state": (ArtefactState.PURGING, ArtefactState.PURGED),
                         "purged_at": (None, now),
@@ -365,7 +386,7 @@ def purge_expired(
         while True:
             at = now or timezone.now()
             if takeover:
-                result = _take_over(at, limit)
+                result = _take_over(stuck_artefacts(at), now=at, limit=limit)
             else:
                 result = purge_batch(due_artefacts(at), now=at, limit=limit)
             if not result.claimed and not result.held:
@@ -391,12 +412,16 @@ def purge_expired(
     return run
 
 
-def _take_over(now: datetime, limit: int) -> BatchResult:
-    """A dead worker's claims: claim again under a new attempt number and finish."""
+def _take_over(
+    scope: Q, *, now: datetime, limit: int | None = None, reason: str | None = None
+) -> BatchResult:
+    """What a dead worker left `purging` in `scope`: claim it again under a new
+    attempt number (the dead worker's finish, should it wake, then updates nothing),
+    unlink and finish. `reason` None: the stored reason, else the expiry basis's."""
     with transaction.atomic():
-        rows = list(
-            Artefact.objects.select_for_update(skip_locked=True)
-            .filter(stuck_artefacts(now))
+        stuck = (
+            Artefact.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(scope, state=ArtefactState.PURGING)
             .order_by("purge_started_at", "id")
             .values_list(
                 "id",
@@ -406,16 +431,17 @@ def _take_over(now: datetime, limit: int) -> BatchResult:
                 "expiry_basis",
                 "expires_at",
                 "purge_reason",
-            )[:limit]
+            )
         )
+        rows = list(stuck[:limit] if limit is not None else stuck)
         if not rows:
             return BatchResult()
         Artefact.objects.filter(pk__in=[r[0] for r in rows]).update(
             purge_attempt=F("purge_attempt") + 1, purge_started_at=now
         )
     claimed = [
-        _Claimed(pk, rid, key, attempt + 1, reason or _reason_of(basis), basis, expires_at)
-        for pk, rid, key, attempt, basis, expires_at, reason in rows
+        _Claimed(pk, rid, key, attempt + 1, reason or stored or _reason_of(basis), basis, exp)
+        for pk, rid, key, attempt, basis, exp, stored in rows
     ]
     logger.warning("purge.take_over artefacts=%d", len(claimed))
     result = BatchResult(claimed=len(claimed))
@@ -500,31 +526,8 @@ def deletion_request_run(*, public_id: str) -> DeletionRequest | None:
         if not mine.update(lease_until=timezone.now() + DELETION_LEASE):
             return None  # the lease lapsed and another worker took over
     # stuck 'purging' artefacts of this scope (a dead predecessor's claim) finish now
-    _take_over_scope(scope)
+    _take_over(scope, now=timezone.now(), reason="deletion_request")
     return _deletion_request_finish(request, attempt)
-
-
-def _take_over_scope(scope: Q) -> None:
-    now = timezone.now()
-    with transaction.atomic():
-        rows = list(
-            Artefact.objects.select_for_update(skip_locked=True)
-            .filter(scope, state=ArtefactState.PURGING)
-            .values_list(
-                "id", "recording_id", "storage_key", "purge_attempt", "expiry_basis", "expires_at"
-            )
-        )
-        if not rows:
-            return
-        Artefact.objects.filter(pk__in=[r[0] for r in rows]).update(
-            purge_attempt=F("purge_attempt") + 1, purge_started_at=now
-        )
-    claimed = [
-        _Claimed(pk, rid, key, attempt + 1, "deletion_request", basis, exp)
-        for pk, rid, key, attempt, basis, exp in rows
-    ]
-    _unlink(claimed)
-    _finish(claimed, now=now, result=BatchResult())
 
 
 def _deletion_request_finish(request: DeletionRequest, attempt: int) -> DeletionRequest | None:

@@ -11,8 +11,11 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from auditlog.cid import set_cid
+from auditlog.middleware import AuditlogMiddleware
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework.permissions import SAFE_METHODS
 
 from compliance.core.errors import error_body
 
@@ -163,3 +166,22 @@ class RequestGuardMiddleware:
                 fields,
             )
         return self.get_response(request)
+
+
+class AuditContextMiddleware(AuditlogMiddleware):
+    """django-auditlog's middleware, for the requests that can change something.
+
+    It names the signed-in user and the client's address on the history entries a
+    request writes, by connecting a signal receiver for the request's length and
+    disconnecting it after (which also empties Django's receiver caches). Per request
+    that cost more than the eligibility query itself (bench/eligibility.py), and a GET,
+    HEAD or OPTIONS request changes nothing here (RFC 9110's safe methods), so those
+    only get their correlation id. Should one ever write an audited model, its entry
+    is still written, without the actor.
+    """
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method in SAFE_METHODS:
+            set_cid(request)
+            return self.get_response(request)
+        return super().__call__(request)

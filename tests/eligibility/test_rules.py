@@ -1,6 +1,7 @@
 """The eligibility rule: the decision for one, the filter for many, and proof that
 they agree with each other and with a plain-Python statement of DESIGN.md's rule."""
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from compliance.consent.models import ConsentDefault, ConsentState, Purpose
 from compliance.eligibility.rules import Facts, Reason, decide, eligible_recordings, facts_for
 from compliance.recordings.models import Artefact, Recording, RecordingState
 from compliance.transfers.models import TransferRule
+from tests.conftest import postgres_only
 
 HUMAN = Purpose.HUMAN_REVIEW
 TRAINING = Purpose.MODEL_TRAINING
@@ -257,3 +259,65 @@ def test_facts_are_read_in_one_query(django_assert_num_queries):
     ids = [RecordingFactory().external_id for _ in range(5)]
     with django_assert_num_queries(1):
         facts_for(ids, purpose=HUMAN, reviewer_location="US")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_facts_survive_a_new_database_connection():
+    """The facts cursor is kept with its connection; a reconnect must not reuse it."""
+    from django.db import connection
+
+    from tests.factories import RecordingFactory
+
+    recording = RecordingFactory()
+    first = facts_for([recording.external_id], purpose=HUMAN)
+    connection.close()
+    assert facts_for([recording.external_id], purpose=HUMAN) == first
+    assert set(first) == {recording.external_id}
+
+
+@postgres_only()
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_many_chunks_spread_over_connections_answers_every_id(monkeypatch):
+    """Outside a transaction the chunks go to FACTS_PARALLEL connections; the answer
+    is the one a single connection gives, id for id."""
+    from compliance.eligibility import rules
+    from tests.factories import RecordingFactory
+
+    monkeypatch.setattr(rules, "FACTS_CHUNK", 3)
+    in_pool = []
+    read_in_pool = rules._read_facts_in_pool
+
+    def spy(chunks, *args):
+        in_pool.append((threading.current_thread().name, len(chunks)))
+        return read_in_pool(chunks, *args)
+
+    monkeypatch.setattr(rules, "_read_facts_in_pool", spy)
+    ids = [RecordingFactory().external_id for _ in range(20)] + ["rec-missing"]
+    spread = facts_for(ids, purpose=HUMAN, reviewer_location="US")
+    assert [(name.startswith("eligibility-facts"), n) for name, n in in_pool] == [(True, 3)]
+    with transaction.atomic():  # inside a transaction: one connection only
+        single = facts_for(ids, purpose=HUMAN, reviewer_location="US")
+    assert len(in_pool) == 1
+    assert spread == single
+    assert set(spread) == set(ids) - {"rec-missing"}
+
+
+@postgres_only()
+@pytest.mark.django_db(transaction=True)
+def test_a_pool_connection_that_failed_is_replaced(monkeypatch):
+    from compliance.eligibility import rules
+    from tests.factories import RecordingFactory
+
+    monkeypatch.setattr(rules, "FACTS_CHUNK", 2)
+    ids = [RecordingFactory().external_id for _ in range(6)]
+    first = facts_for(ids, purpose=HUMAN)
+
+    def break_connection():
+        from django.db import connection
+
+        connection.ensure_connection()
+        connection.connection.close()  # as a server restart would
+        connection.errors_occurred = True  # as Django marks it on the failed query
+
+    rules._facts_pool().submit(break_connection).result()
+    assert facts_for(ids, purpose=HUMAN) == first

@@ -1,11 +1,13 @@
 """The purge: what is due goes, what is held stays, and a crash at any step loses nothing."""
 
 import os
+import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from compliance.accounts.services import profile_retention_set
@@ -226,6 +228,76 @@ def test_a_purge_killed_between_steps_is_finished_by_the_next_run(ingest, monkey
     assert not keys & stored_files(settings.MEDIA_ROOT)
     assert LedgerEntry.objects.filter(kind="purge.batch").count() == 1
     assert ledger_verify().ok
+
+
+def _due_audio(ingest, count: int) -> list[str]:
+    """`count` recordings whose audio is due; their storage keys."""
+    _policy(10)
+    return [ingest(days_ago=11).artefacts.get(category="audio").storage_key for _ in range(count)]
+
+
+@pytest.mark.parametrize("storage", ["django", "strict"])
+def test_a_file_already_gone_counts_as_deleted(ingest, monkeypatch, storage):
+    keys = _due_audio(ingest, 6)
+    for key in keys[:2]:
+        default_storage.delete(key)
+    if storage == "strict":  # a storage that says so when the file is missing
+        real_delete = default_storage.delete
+
+        def delete(key: str) -> None:
+            if not default_storage.exists(key):
+                raise FileNotFoundError(key)
+            real_delete(key)
+
+        monkeypatch.setattr(default_storage, "delete", delete)
+
+    run = purge.purge_expired()
+
+    assert run.purged == 6
+    assert Artefact.objects.filter(state="purged").count() == 6
+    assert not set(keys) & stored_files(settings.MEDIA_ROOT)
+
+
+def test_a_failing_delete_fails_the_batch_and_the_sweep_finishes_it(ingest, monkeypatch):
+    keys = _due_audio(ingest, 6)
+    real_delete = default_storage.delete
+
+    def delete(key: str) -> None:
+        if key == keys[3]:
+            raise PermissionError(key)
+        real_delete(key)
+
+    monkeypatch.setattr(default_storage, "delete", delete)
+
+    with pytest.raises(PermissionError):
+        purge.purge_expired()
+
+    assert Artefact.objects.filter(category="audio", state="purging").count() == 6
+    assert keys[3] in stored_files(settings.MEDIA_ROOT)
+    assert not LedgerEntry.objects.filter(kind="purge.batch").exists()
+    monkeypatch.undo()
+    with time_machine.travel(
+        timezone.now() + purge.purge_lease() + timedelta(seconds=1), tick=False
+    ):
+        run = purge.purge_expired()
+    assert (run.taken_over, run.purged) == (6, 6)
+    assert Artefact.objects.filter(category="audio", state="purged").count() == 6
+    assert not set(keys) & stored_files(settings.MEDIA_ROOT)
+
+
+def test_files_are_deleted_by_several_threads_at_once(ingest, monkeypatch):
+    keys = _due_audio(ingest, purge.UNLINK_THREADS)
+    together = threading.Barrier(purge.UNLINK_THREADS, timeout=5)
+    real_delete = default_storage.delete
+
+    def delete(key: str) -> None:
+        together.wait()  # passes only once every thread is deleting at the same time
+        real_delete(key)
+
+    monkeypatch.setattr(default_storage, "delete", delete)
+
+    assert purge.purge_expired().purged == purge.UNLINK_THREADS
+    assert not set(keys) & stored_files(settings.MEDIA_ROOT)
 
 
 def test_a_stale_worker_cannot_finish_a_claim_that_was_taken_over(ingest):

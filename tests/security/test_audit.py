@@ -1,10 +1,14 @@
 """Field-level history: auditlog for saves and deletes, audit_bulk_change for the bulk
 updates auditlog cannot see, in the same transaction as the change."""
 
+from datetime import UTC, datetime
+
 import pytest
+import time_machine
 from auditlog.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from compliance.accounts.models import Account, Profile
 from compliance.accounts.services import profile_retention_set
@@ -20,8 +24,10 @@ from compliance.retention.services import (
     retention_policies_apply,
     retention_policy_create,
 )
+from compliance.security import audit
 from compliance.security.audit import audit_bulk_change
 from compliance.transfers.models import TransferRule
+from tests.conftest import postgres_only
 from tests.factories import (
     ConsentDefaultFactory,
     ProfileFactory,
@@ -181,3 +187,97 @@ def test_releasing_a_hold_records_each_artefact_it_unblocks(ingest):
     assert next(e.changes_dict for e in history(hold) if e.action == LogEntry.Action.UPDATE)[
         "released_by"
     ] == ["", "user:7"]
+
+
+# --- the server-side path (PostgreSQL) writes what the ORM path writes ---------------
+
+
+def _entries_as_stored(model) -> list[tuple]:
+    """Every column but the id, as the database holds it (text, so that SQL NULL and
+    JSON null differ), in object order; then gone, for the next writer."""
+    columns = [f.column for f in LogEntry._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    select = ", ".join(f"{quote(c)}::text" for c in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {select} FROM {quote(LogEntry._meta.db_table)} "  # noqa: S608 (names from _meta)
+            "WHERE content_type_id = %s ORDER BY object_id, id",
+            [ContentType.objects.get_for_model(model).pk],
+        )
+        rows = cursor.fetchall()
+    LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(model)).delete()
+    return rows
+
+
+@postgres_only()
+@pytest.mark.parametrize("shape", ["pks", "pks_with_reprs", "queryset", "queryset_with_reprs"])
+def test_the_server_writes_the_same_audit_rows_as_the_orm(shape, settings, monkeypatch):
+    settings.AUDITLOG_CID_GETTER = lambda: "req-7"
+    recordings = RecordingFactory.create_batch(4)
+    pks = [r.pk for r in recordings]
+    arguments = {
+        "model": Recording,
+        "pks": Recording.objects.filter(pk__in=pks) if shape.startswith("queryset") else pks,
+        "changes": {
+            "state": ("active", "purged"),
+            "purged_at": (None, datetime(2030, 1, 1, 12, 30, tzinfo=UTC)),
+            "sensitive": (True, False),
+            "purge_policy": ("", "policy:7 'quoted' \\ ü"),
+        },
+        "actor": "purge",
+    }
+    if shape.endswith("with_reprs"):  # one named, one empty (the default then), two absent
+        arguments["reprs"] = {pks[0]: "the first", pks[1]: ""}
+
+    with time_machine.travel(datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), tick=False):
+        with CaptureQueriesContext(connection) as queries:
+            written = audit_bulk_change(**arguments)
+        by_server = _entries_as_stored(Recording)
+        monkeypatch.setattr(audit, "_on_server", lambda model, pks: False)
+        assert audit_bulk_change(**arguments) == written == 4
+        by_orm = _entries_as_stored(Recording)
+
+    assert by_server == by_orm
+    inserts = [q for q in queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1  # one statement, however many objects
+    if shape == "queryset":
+        assert len(queries) == 1  # and the ids never came to Python
+
+
+@postgres_only()
+def test_the_server_path_leaves_non_integer_pks_to_the_orm():
+    recording = RecordingFactory()
+
+    assert not audit._on_server(Recording, [str(recording.pk)])
+    assert audit._on_server(Recording, [recording.pk])
+    assert audit_bulk_change(
+        model=Recording, pks=[str(recording.pk)], changes={"state": ("a", "b")}, actor="t"
+    )
+    [entry] = history(recording)
+    assert (entry.object_pk, entry.object_id) == (str(recording.pk), None)
+
+
+def test_the_bulk_helper_takes_only_a_queryset_of_its_model():
+    with pytest.raises(TypeError):
+        audit_bulk_change(
+            model=Recording, pks=Artefact.objects.all(), changes={"x": (1, 2)}, actor="t"
+        )
+
+
+@postgres_only()
+def test_a_purge_writes_its_history_in_one_statement_per_model(ingest):
+    _policy(10)
+    _policy(10, category="transcript")
+    recordings = [ingest(days_ago=11) for _ in range(3)]
+
+    with CaptureQueriesContext(connection) as queries:
+        run = purge.purge_expired()
+
+    assert (run.purged, run.recordings_purged) == (6, 3)
+    table = LogEntry._meta.db_table
+    assert len([q for q in queries if q["sql"].startswith(f'INSERT INTO "{table}"')]) == 2
+    for recording in recordings:
+        assert [e.changes_dict["state"] for e in history(recording)] == [["active", "purged"]]
+        for artefact in recording.artefacts.all():
+            [entry] = history(artefact)
+            assert entry.object_repr == f"artefact {artefact.pk}"

@@ -1,0 +1,68 @@
+"""Who changed what: the request's user and address on the history entries it writes,
+and no signal wiring at all for requests that cannot change anything."""
+
+import pytest
+from auditlog.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.db.models.signals import pre_save
+from django.http import HttpResponse
+from django.test import RequestFactory
+
+from compliance.security.middleware import AuditContextMiddleware
+from tests.factories import ProfileFactory
+
+
+def _through_middleware(request, view):
+    return AuditContextMiddleware(view)(request)
+
+
+@pytest.mark.django_db
+def test_a_change_made_in_a_request_names_its_user_and_address():
+    officer = get_user_model().objects.create_user("officer", password="x")
+    profile = ProfileFactory()
+    request = RequestFactory().post("/officer/anything", REMOTE_ADDR="192.0.2.7")
+    request.user = officer
+
+    def view(request):
+        profile.is_child = not profile.is_child
+        profile.save()
+        return HttpResponse("ok")
+
+    _through_middleware(request, view)
+
+    entry = LogEntry.objects.get_for_object(profile).order_by("-timestamp").first()
+    assert (entry.actor, entry.remote_addr) == (officer, "192.0.2.7")
+
+
+@pytest.mark.parametrize("method", ["get", "head", "options"])
+def test_a_safe_request_connects_no_receiver(method):
+    request = getattr(RequestFactory(), method)("/api/v1/eligibility/rec-1")
+    seen = {}
+
+    def view(request):
+        seen["receivers"] = len(pre_save.receivers)
+        return HttpResponse("ok")
+
+    before = len(pre_save.receivers)
+    _through_middleware(request, view)
+    assert seen["receivers"] == before == len(pre_save.receivers)
+
+
+@pytest.mark.django_db
+def test_an_unsafe_request_connects_its_receiver_for_its_length_only():
+    request = RequestFactory().post("/api/v1/profiles")
+    request.user = get_user_model()(username="nobody")
+    seen = {}
+
+    def view(request):
+        seen["receivers"] = len(pre_save.receivers)
+        return HttpResponse("ok")
+
+    before = len(pre_save.receivers)
+    _through_middleware(request, view)
+    assert (seen["receivers"], len(pre_save.receivers)) == (before + 1, before)
+
+
+def test_the_settings_use_it_in_place_of_auditlogs_own(settings):
+    assert "compliance.security.middleware.AuditContextMiddleware" in settings.MIDDLEWARE
+    assert "auditlog.middleware.AuditlogMiddleware" not in settings.MIDDLEWARE
