@@ -218,14 +218,32 @@ class EligibilityBatchApi(_HotPathApi):
                 fields={"recordings": ["invalid id"]},
             )
         results = eligibility_check(external_ids=ids, purpose=purpose, reviewer_location=location)
-        return _json(
-            {
-                "purpose": purpose,
-                "results": [
-                    {"recording": r, "eligible": e, "reasons": reasons} for r, e, reasons in results
-                ],
-            }
+        return HttpResponse(_batch_json(purpose, results), content_type="application/json")
+
+
+def _batch_json(purpose: str, results: list[tuple[str, bool, list[str]]]) -> str:
+    """The batch answer, exactly as `json.dumps` would write it, built from pieces: a
+    dict per answer made a 10,000-id batch's peak memory half as large again, and the
+    worker keeps its peak (bench/eligibility.py measures its resident memory)."""
+    reasons_json: dict[tuple[str, ...], str] = {}
+
+    def answer(recording: str, eligible: bool, reasons: list[str]) -> str:
+        key = tuple(reasons)
+        if key not in reasons_json:
+            reasons_json[key] = json.dumps(reasons, separators=(",", ":"))
+        verdict = "true" if eligible else "false"
+        return (
+            f'{{"recording":{json.dumps(recording)},"eligible":{verdict},'
+            f'"reasons":{reasons_json[key]}}}'
         )
+
+    return "".join(
+        (
+            f'{{"purpose":{json.dumps(purpose)},"results":[',
+            ",".join(answer(*result) for result in results),
+            "]}",
+        )
+    )
 
 
 class BenchmarkFloorApi(APIView):

@@ -273,7 +273,7 @@ def facts_for(
         list(external_ids[start : start + FACTS_CHUNK])
         for start in range(0, len(external_ids), FACTS_CHUNK)
     ]
-    if len(chunks) < 2 or db.vendor != "postgresql" or db.in_atomic_block:
+    if FACTS_PARALLEL < 2 or len(chunks) < 2 or db.vendor != "postgresql" or db.in_atomic_block:
         return _read_facts(db, chunks, head, shape)
     pool = _facts_pool()
     shares = [chunks[n::FACTS_PARALLEL] for n in range(FACTS_PARALLEL)]

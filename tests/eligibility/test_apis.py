@@ -1,5 +1,10 @@
+import json
+
 import pytest
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from compliance.consent.services import consent_set
 from tests.factories import RecordingFactory
@@ -189,3 +194,26 @@ def test_a_batch_refuses_malformed_json(asker):
     response = asker.post("/api/v1/eligibility/batch", "{", content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_request"
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    purpose=st.sampled_from(["human_review", "model_training"]),
+    results=st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=20),
+            st.booleans(),
+            st.lists(st.sampled_from(["purged", "no_consent", "child_profile"]), max_size=3),
+        ),
+        max_size=20,
+    ),
+)
+def test_the_batch_answer_is_written_exactly_as_json_dumps_writes_it(purpose, results):
+    from compliance.eligibility.apis import _batch_json
+
+    as_dicts = {
+        "purpose": purpose,
+        "results": [{"recording": r, "eligible": e, "reasons": rs} for r, e, rs in results],
+    }
+    assert _batch_json(purpose, results) == json.dumps(as_dicts, separators=(",", ":"))
+    assert json.loads(_batch_json(purpose, results)) == as_dicts
