@@ -8,6 +8,7 @@ the form with status 400.
 from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -182,6 +183,32 @@ def policy_retire(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("web:officer-policies")
 
 
+def _show_or_create(
+    request: HttpRequest,
+    *,
+    form_class: type[forms.Form],
+    page: Callable[..., HttpResponse],
+    create: Callable[..., Any],
+    done: Callable[[Any], str],
+    back_to: str,
+) -> HttpResponse:
+    """A list page with its form: GET shows it; POST creates through `create` (the
+    form's fields and the officer as actor), then says `done` and goes `back_to` the
+    page. An invalid form or a refusal shows the page again with the errors (400)."""
+    if request.method == "GET":
+        return page(request, form_class())
+    form = form_class(request.POST)
+    if not form.is_valid():
+        return page(request, form, status=400)
+    try:
+        created = create(**form.cleaned_data, actor=actor_of(request.user))
+    except ApplicationError as refusal:
+        apply_error(form, refusal)
+        return page(request, form, status=400)
+    messages.success(request, done(created))
+    return redirect(back_to)
+
+
 # --- consent defaults ----------------------------------------------------------------------
 
 
@@ -199,18 +226,14 @@ def _defaults_page(
 @require_http_methods(["GET", "POST"])
 @officer_required
 def consent_defaults(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
-        return _defaults_page(request, ConsentDefaultForm())
-    form = ConsentDefaultForm(request.POST)
-    if not form.is_valid():
-        return _defaults_page(request, form, status=400)
-    try:
-        default = consent_default_create(**form.cleaned_data, actor=actor_of(request.user))
-    except ApplicationError as refusal:
-        apply_error(form, refusal)
-        return _defaults_page(request, form, status=400)
-    messages.success(request, f"Consent default set: {default}.")
-    return redirect("web:officer-consent-defaults")
+    return _show_or_create(
+        request,
+        form_class=ConsentDefaultForm,
+        page=_defaults_page,
+        create=consent_default_create,
+        done=lambda default: f"Consent default set: {default}.",
+        back_to="web:officer-consent-defaults",
+    )
 
 
 @require_POST
@@ -237,18 +260,14 @@ def _rules_page(request: HttpRequest, form: TransferRuleForm, status: int = 200)
 @require_http_methods(["GET", "POST"])
 @officer_required
 def transfer_rules(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
-        return _rules_page(request, TransferRuleForm())
-    form = TransferRuleForm(request.POST)
-    if not form.is_valid():
-        return _rules_page(request, form, status=400)
-    try:
-        rule = transfer_rule_create(**form.cleaned_data, actor=actor_of(request.user))
-    except ApplicationError as refusal:
-        apply_error(form, refusal)
-        return _rules_page(request, form, status=400)
-    messages.success(request, f"Transfer rule added: {rule}.")
-    return redirect("web:officer-transfer-rules")
+    return _show_or_create(
+        request,
+        form_class=TransferRuleForm,
+        page=_rules_page,
+        create=transfer_rule_create,
+        done=lambda rule: f"Transfer rule added: {rule}.",
+        back_to="web:officer-transfer-rules",
+    )
 
 
 @require_POST
