@@ -86,6 +86,17 @@ class BatchResult:
     held_by: Counter = field(default_factory=Counter)
 
 
+# what a claim reads of each artefact, in _Claimed's order
+_CLAIMED_FIELDS = (
+    "id",
+    "recording_id",
+    "storage_key",
+    "purge_attempt",
+    "expiry_basis",
+    "expires_at",
+)
+
+
 @dataclass(frozen=True)
 class _Claimed:
     id: int
@@ -123,12 +134,7 @@ def _claim(
             .filter(candidates)
             .order_by(*order)
             .values_list(
-                "id",
-                "recording_id",
-                "storage_key",
-                "purge_attempt",
-                "expiry_basis",
-                "expires_at",
+                *_CLAIMED_FIELDS,
                 "recording__profile_id",
                 "recording__profile__account_id",
                 "recording__recorded_at",
@@ -423,15 +429,7 @@ def _take_over(
             Artefact.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(scope, state=ArtefactState.PURGING)
             .order_by("purge_started_at", "id")
-            .values_list(
-                "id",
-                "recording_id",
-                "storage_key",
-                "purge_attempt",
-                "expiry_basis",
-                "expires_at",
-                "purge_reason",
-            )
+            .values_list(*_CLAIMED_FIELDS, "purge_reason")
         )
         rows = list(stuck[:limit] if limit is not None else stuck)
         if not rows:
