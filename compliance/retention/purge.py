@@ -579,6 +579,16 @@ def _deletion_request_finish(request: DeletionRequest, attempt: int) -> Deletion
             Recording.objects.filter(pk__in=bare_ids).update(
                 state=RecordingState.PURGED, purged_at=now, purge_reason="deletion_request"
             )
+            audit_bulk_change(
+                model=Recording,
+                pks=bare_ids,
+                changes={
+                    "state": (RecordingState.ACTIVE, RecordingState.PURGED),
+                    "purged_at": (None, now),
+                    "purge_reason": ("", "deletion_request"),
+                },
+                actor="deletion",
+            )
             _revoke_review_items(bare_ids)
         locked.recordings_deleted = recordings.filter(
             state=RecordingState.PURGED,
@@ -702,6 +712,22 @@ def storage_sweep(
                 storage_key="",
                 purged_at=now,
                 purge_reason="file_missing",
+            )
+            audit_bulk_change(
+                model=Artefact,
+                pks=Artefact.objects.filter(
+                    pk__in=missing,
+                    state=ArtefactState.PURGED,
+                    purged_at=now,
+                    purge_reason="file_missing",
+                ),
+                changes={
+                    "state": (ArtefactState.ACTIVE, ArtefactState.PURGED),
+                    "purged_at": (None, now),
+                    "purge_reason": ("", "file_missing"),
+                    "storage_key": ("[removed]", ""),
+                },
+                actor="sweep",
             )
             ledger_append(
                 kind="storage.swept",

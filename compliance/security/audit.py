@@ -17,6 +17,7 @@ from auditlog.models import LogEntry
 from auditlog.registry import auditlog
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, models
 from django.db.models import QuerySet
 from django.utils.encoding import smart_str
@@ -127,7 +128,10 @@ def _insert_per_object(
     ones `bulk_create` writes. A queryset's pks never leave the server.
     """
     if isinstance(pks, QuerySet):
-        sql, source_params = pks.query.sql_with_params()
+        try:
+            sql, source_params = pks.query.sql_with_params()
+        except EmptyResultSet:  # e.g. pk__in=[]: Django knows it selects nothing
+            return 0
         source = f"({sql}) AS t(id)"
         object_repr = "%s || t.id::text"
     else:

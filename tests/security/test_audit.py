@@ -281,3 +281,47 @@ def test_a_purge_writes_its_history_in_one_statement_per_model(ingest):
         for artefact in recording.artefacts.all():
             [entry] = history(artefact)
             assert entry.object_repr == f"artefact {artefact.pk}"
+
+
+def test_a_deletion_request_leaves_its_bare_recordings_in_the_history(ingest):
+    from compliance.retention.services import deletion_request_create
+
+    profile = ProfileFactory()
+    bare = ingest(profile, audio=False)
+    bare.artefacts.all().delete()  # registered with nothing stored: tombstoned directly
+    request = deletion_request_create(
+        profile=profile, recorded_from=None, recorded_to=None, actor="t"
+    )
+
+    purge.deletion_request_run(public_id=request.public_id)
+
+    [entry] = history(bare)
+    assert entry.changes_dict["state"] == ["active", "purged"]
+    assert entry.changes_dict["purge_reason"] == ["", "deletion_request"]
+    assert entry.additional_data["actor"] == "deletion"
+
+
+def test_the_storage_sweep_leaves_each_row_it_settles_in_the_history(ingest):
+    from django.core.files.storage import default_storage
+
+    lost = ingest()
+    kept = ingest()
+    audio = lost.artefacts.get(category="audio")
+    default_storage.delete(audio.storage_key)  # a row whose file is gone
+
+    assert purge.storage_sweep().rows_without_file == 1
+
+    [entry] = history(audio)
+    assert entry.changes_dict["state"] == ["active", "purged"]
+    assert entry.changes_dict["purge_reason"] == ["", "file_missing"]
+    assert entry.changes_dict["storage_key"] == ["[removed]", ""]
+    assert entry.additional_data["actor"] == "sweep"
+    assert not history(kept.artefacts.get(category="audio"))
+
+
+def test_the_bulk_helper_writes_nothing_for_a_queryset_that_selects_nothing():
+    written = audit_bulk_change(
+        model=Recording, pks=Recording.objects.filter(pk__in=[]), changes={"x": (1, 2)}, actor="t"
+    )
+    assert written == 0
+    assert not LogEntry.objects.exists()
