@@ -192,10 +192,14 @@ def _claim(
                 },
             )
         if claimed:
+            # A given reason (a deletion request's) is kept with the claim, so that a
+            # take-over by the periodic sweep finishes it under that reason; without
+            # one, the reason follows again from the expiry basis.
             Artefact.objects.filter(pk__in=[c.id for c in claimed]).update(
                 state=ArtefactState.PURGING,
                 purge_attempt=F("purge_attempt") + 1,
                 purge_started_at=now,
+                purge_reason=reason or "",
             )
     result.claimed = len(claimed)
     result.held = len(held_ids)
@@ -282,26 +286,7 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
         for rid in emptied:
             by_reason.setdefault(reason_of[rid], []).append(rid)
         for (reason, basis), ids in by_reason.items():
-            Recording.objects.filter(pk__in=ids, state=RecordingState.ACTIVE).update(
-                state=RecordingState.PURGED,
-                purged_at=now,
-                purge_reason=reason,
-                purge_policy=basis,
-                sensitive=False,
-                false_wake=False,
-            )
-            audit_bulk_change(
-                model=Recording,
-                pks=ids,
-                changes={
-                    "state": (RecordingState.ACTIVE, RecordingState.PURGED),
-                    "purged_at": (None, now),
-                    "purge_reason": ("", reason),
-                    "purge_policy": ("", basis),
-                },
-                actor="purge",
-            )
-        _revoke_review_items(emptied)
+            _tombstone_recordings(ids, now=now, reason=reason, basis=basis, actor="purge")
         lags = [
             (now - c.expires_at).total_seconds()
             for c in claimed
@@ -325,6 +310,35 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
                 "max_lag_seconds": round(result.max_lag_seconds, 3),
             },
         )
+
+
+def _tombstone_recordings(
+    ids: list[int], *, now: datetime, reason: str, basis: str, actor: str
+) -> None:
+    """Recordings left with nothing become tombstones (no flags, the reason and the
+    policy that applied), with their history and their review items revoked."""
+    if not ids:
+        return
+    Recording.objects.filter(pk__in=ids, state=RecordingState.ACTIVE).update(
+        state=RecordingState.PURGED,
+        purged_at=now,
+        purge_reason=reason,
+        purge_policy=basis,
+        sensitive=False,
+        false_wake=False,
+    )
+    audit_bulk_change(
+        model=Recording,
+        pks=ids,
+        changes={
+            "state": (RecordingState.ACTIVE, RecordingState.PURGED),
+            "purged_at": (None, now),
+            "purge_reason": ("", reason),
+            "purge_policy": ("", basis),
+        },
+        actor=actor,
+    )
+    _revoke_review_items(ids)
 
 
 def _revoke_review_items(recording_ids: list[int]) -> None:
@@ -575,21 +589,9 @@ def _deletion_request_finish(request: DeletionRequest, attempt: int) -> Deletion
                 held_recordings.add(rid)
                 blocking.update(covering)
         bare_ids = [rid for rid in bare.values_list("pk", flat=True) if rid not in held_recordings]
-        if bare_ids:
-            Recording.objects.filter(pk__in=bare_ids).update(
-                state=RecordingState.PURGED, purged_at=now, purge_reason="deletion_request"
-            )
-            audit_bulk_change(
-                model=Recording,
-                pks=bare_ids,
-                changes={
-                    "state": (RecordingState.ACTIVE, RecordingState.PURGED),
-                    "purged_at": (None, now),
-                    "purge_reason": ("", "deletion_request"),
-                },
-                actor="deletion",
-            )
-            _revoke_review_items(bare_ids)
+        _tombstone_recordings(
+            bare_ids, now=now, reason="deletion_request", basis="", actor="deletion"
+        )
         locked.recordings_deleted = recordings.filter(
             state=RecordingState.PURGED,
             purge_reason="deletion_request",

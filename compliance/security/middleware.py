@@ -6,6 +6,7 @@ X-Frame-Options. This adds a Content-Security-Policy and a Permissions-Policy, a
 keeps API answers (personal data) out of caches.
 """
 
+import ipaddress
 import json
 import secrets
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.permissions import SAFE_METHODS
 
 from compliance.core.errors import error_body
+from compliance.security.throttling import client_address
 
 # Pages: scripts only from us or carrying this response's nonce (request.csp_nonce);
 # inline styles are allowed, as they cannot run code.
@@ -185,3 +187,21 @@ class AuditContextMiddleware(AuditlogMiddleware):
             set_cid(request)
             return self.get_response(request)
         return super().__call__(request)
+
+    @staticmethod
+    def _get_remote_addr(request: HttpRequest) -> str | None:
+        """The address the throttles see (TRUSTED_PROXY_HOPS), not auditlog's leftmost
+        X-Forwarded-For entry, which any client can write; None if it is no address
+        (the column is an inet: a bad one would fail the request's write)."""
+        try:
+            return str(ipaddress.ip_address(client_address(request)))
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _get_remote_port(request: HttpRequest) -> int | None:
+        """X-Forwarded-Port only behind trusted proxies, and only a real port."""
+        if settings.TRUSTED_PROXY_HOPS < 1:
+            return None
+        port = request.META.get("HTTP_X_FORWARDED_PORT", "")
+        return int(port) if port.isdigit() and int(port) <= 65535 else None

@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db import transaction
-from django_otp import devices_for_user
+from django_otp import devices_for_user, user_has_device
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -50,7 +50,7 @@ def needs_second_factor(user: Any) -> bool:
 
 
 def has_second_factor(user: Any) -> bool:
-    return any(True for _ in devices_for_user(user, confirmed=True))
+    return user_has_device(user, confirmed=True)
 
 
 def _normalised(token: str) -> str:

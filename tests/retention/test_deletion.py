@@ -174,3 +174,56 @@ def test_bad_deletion_requests_are_refused_and_write_nothing(platform, body, fie
 def test_a_deletion_request_for_an_unknown_profile_is_404(platform):
     response = platform.post("/api/v1/profiles/nobody/deletion-requests", {}, format="json")
     assert response.status_code == 404
+
+
+def test_a_deletion_requests_claim_taken_over_by_the_sweep_keeps_its_reason(ingest, monkeypatch):
+    """A worker dies after claiming a request's artefacts; the periodic purge takes the
+    claim over: the recordings go as deleted on request, and the receipt counts them."""
+    import time_machine
+
+    profile = ProfileFactory()
+    recordings = [ingest(profile), ingest(profile)]
+    request = deletion_request_create(
+        profile=profile, recorded_from=None, recorded_to=None, actor="t"
+    )
+
+    def die(claimed):
+        raise SystemExit("killed after the claim")
+
+    monkeypatch.setattr(purge, "_unlink", die)
+    with pytest.raises(SystemExit):
+        purge.deletion_request_run(public_id=request.public_id)
+    monkeypatch.undo()
+
+    later = timezone.now() + max(purge.purge_lease(), purge.DELETION_LEASE) + timedelta(seconds=1)
+    with time_machine.travel(later, tick=False):
+        assert purge.purge_expired().taken_over == 4  # audio and transcript of each
+        assert purge.deletion_requests_sweep() == [request.public_id]
+        done = _run(request)
+
+    for recording in recordings:
+        recording.refresh_from_db()
+        assert (recording.state, recording.purge_reason) == ("purged", "deletion_request")
+        assert set(recording.artefacts.values_list("purge_reason", flat=True)) == {
+            "deletion_request"
+        }
+    assert (done.status, done.recordings_deleted) == ("done", 2)
+
+
+def test_a_recording_deleted_without_artefacts_becomes_the_same_tombstone_as_a_purged_one(
+    ingest,
+):
+    profile = ProfileFactory()
+    bare = ingest(profile, audio=False)
+    bare.artefacts.all().delete()
+    Recording.objects.filter(pk=bare.pk).update(sensitive=True, false_wake=True)
+
+    _run(deletion_request_create(profile=profile, recorded_from=None, recorded_to=None, actor="t"))
+
+    bare.refresh_from_db()
+    assert (bare.state, bare.purge_reason, bare.sensitive, bare.false_wake) == (
+        "purged",
+        "deletion_request",
+        False,
+        False,
+    )

@@ -34,35 +34,67 @@ def test_a_change_made_in_a_request_names_its_user_and_address():
     assert (entry.actor, entry.remote_addr) == (officer, "192.0.2.7")
 
 
-@pytest.mark.parametrize("method", ["get", "head", "options"])
-def test_a_safe_request_connects_no_receiver(method):
-    request = getattr(RequestFactory(), method)("/api/v1/eligibility/rec-1")
-    seen = {}
+def _receivers(request) -> tuple[int, int, int]:
+    """pre_save's receiver count before, during and after `request` passes through."""
+    during = []
 
     def view(request):
-        seen["receivers"] = len(pre_save.receivers)
+        during.append(len(pre_save.receivers))
         return HttpResponse("ok")
 
     before = len(pre_save.receivers)
     _through_middleware(request, view)
-    assert seen["receivers"] == before == len(pre_save.receivers)
+    return before, during[0], len(pre_save.receivers)
+
+
+@pytest.mark.parametrize("method", ["get", "head", "options"])
+def test_a_safe_request_connects_no_receiver(method):
+    before, during, after = _receivers(getattr(RequestFactory(), method)("/api/v1/eligibility/x"))
+    assert during == before == after
 
 
 @pytest.mark.django_db
 def test_an_unsafe_request_connects_its_receiver_for_its_length_only():
     request = RequestFactory().post("/api/v1/profiles")
     request.user = get_user_model()(username="nobody")
-    seen = {}
-
-    def view(request):
-        seen["receivers"] = len(pre_save.receivers)
-        return HttpResponse("ok")
-
-    before = len(pre_save.receivers)
-    _through_middleware(request, view)
-    assert (seen["receivers"], len(pre_save.receivers)) == (before + 1, before)
+    before, during, after = _receivers(request)
+    assert (during, after) == (before + 1, before)
 
 
 def test_the_settings_use_it_in_place_of_auditlogs_own(settings):
     assert "compliance.security.middleware.AuditContextMiddleware" in settings.MIDDLEWARE
     assert "auditlog.middleware.AuditlogMiddleware" not in settings.MIDDLEWARE
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("hops", "forwarded", "port", "address", "expected_port"),
+    [
+        # no proxy: what the client claims counts for nothing
+        (0, "203.0.113.9", "-5", "192.0.2.7", None),
+        (1, "203.0.113.9, 198.51.100.4", "8443", "198.51.100.4", 8443),  # the proxy's entry
+        (1, "not-an-address", "99999", None, None),  # junk from a proxy: no address, no 500
+    ],
+)
+def test_the_history_names_the_address_the_throttles_trust(
+    settings, hops, forwarded, port, address, expected_port
+):
+    settings.TRUSTED_PROXY_HOPS = hops
+    profile = ProfileFactory()
+    request = RequestFactory().post(
+        "/officer/anything",
+        REMOTE_ADDR="192.0.2.7",
+        HTTP_X_FORWARDED_FOR=forwarded,
+        HTTP_X_FORWARDED_PORT=port,
+    )
+    request.user = get_user_model().objects.create_user("officer", password="x")
+
+    def view(request):
+        profile.is_child = not profile.is_child
+        profile.save()
+        return HttpResponse("ok")
+
+    _through_middleware(request, view)
+
+    entry = LogEntry.objects.get_for_object(profile).order_by("-timestamp").first()
+    assert (entry.remote_addr, entry.remote_port) == (address, expected_port)

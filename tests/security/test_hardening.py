@@ -286,6 +286,17 @@ def test_verified_officers_are_throttled_as_users(settings, officer):
 # --- deployment -------------------------------------------------------------------------
 
 
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (our own manage.py, fixed arguments)
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_check_deploy_is_clean_under_production_settings():
     env = {
         **os.environ,
@@ -293,14 +304,7 @@ def test_check_deploy_is_clean_under_production_settings():
         "SECRET_KEY": "x" * 20 + "deploy-check-only-" + "y" * 30,
         "ALLOWED_HOSTS": "earshot.example",
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _manage(env, "check", "--deploy", "--fail-level", "WARNING")
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -313,14 +317,7 @@ def test_the_zero_setup_defaults_pass_the_database_checks_without_a_warning(tmp_
         "SECRET_KEY": "x" * 50,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'check.sqlite3'}",
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--database", "default", "--fail-level", "WARNING"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _manage(env, "check", "--database", "default", "--fail-level", "WARNING")
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -328,14 +325,7 @@ def test_the_zero_setup_defaults_pass_the_database_checks_without_a_warning(tmp_
 def test_production_settings_refuse_to_start_without_a_secret_key():
     env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
     env["DJANGO_SETTINGS_MODULE"] = "config.settings.production"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _manage(env, "check")
 
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
