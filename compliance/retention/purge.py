@@ -344,10 +344,9 @@ def _tombstone_recordings(
 def _revoke_review_items(recording_ids: list[int]) -> None:
     if not recording_ids:
         return
-    try:
-        from compliance.sampling.services import review_items_revoke_for_recordings
-    except ImportError:  # sampling not installed yet
-        return
+    # imported here: sampling's services import the retention app's
+    from compliance.sampling.services import review_items_revoke_for_recordings
+
     review_items_revoke_for_recordings(recording_ids=recording_ids, reason="purged")
 
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from django.core.exceptions import FieldDoesNotExist
 from django.core.paginator import Page, Paginator
 from django.db.models import (
     Avg,
@@ -38,6 +37,7 @@ from compliance.recordings.models import (
 )
 from compliance.retention.models import DeletionRequest, DeletionStatus
 from compliance.retention.selectors import CHOICE_DAYS, policy_table
+from compliance.sampling.models import ReviewItem, ReviewItemState
 
 RECORDINGS_PER_PAGE = 25
 LEDGER_PER_PAGE = 50
@@ -129,45 +129,20 @@ class ReviewStatus:
 NOT_REVIEWED = ReviewStatus()
 
 
-def _review_model() -> Any | None:
-    """compliance.sampling's ReviewItem, if it is there with the fields read here.
-
-    The sampling app is built alongside the pages; until its model has these fields
-    every recording reads as not reviewed and the dashboard shows no reviews.
-    """
-    try:
-        from compliance.sampling.models import ReviewItem
-    except ImportError:
-        return None
-    try:
-        for name in ("recording", "state", "reviewer_location", "created_at", "delivered_at"):
-            ReviewItem._meta.get_field(name)
-    except FieldDoesNotExist:
-        return None
-    return ReviewItem
-
-
 def review_status_for(*, recording_ids: Iterable[int]) -> dict[int, ReviewStatus]:
     """Per recording: when it was first selected for review, first heard by a reviewer
     (its audio delivered), and annotated. Recordings absent from the answer were never
     selected."""
-    model = _review_model()
     ids = list(recording_ids)
-    if model is None or not ids:
+    if not ids:
         return {}
-    has_closed = _has_field(model, "closed_at")
     statuses: dict[int, ReviewStatus] = {}
-    rows = model.objects.filter(recording_id__in=ids).values_list(
-        "recording_id",
-        "created_at",
-        "delivered_at",
-        "state",
-        "closed_at" if has_closed else "created_at",
-        "reviewer_location",
+    rows = ReviewItem.objects.filter(recording_id__in=ids).values_list(
+        "recording_id", "created_at", "delivered_at", "state", "closed_at", "reviewer_location"
     )
     for rid, created, delivered, state, closed, location in rows:
         status = statuses.get(rid, NOT_REVIEWED)
-        annotated = closed if state == "done" and has_closed else None
+        annotated = closed if state == ReviewItemState.DONE else None
         statuses[rid] = ReviewStatus(
             selected_at=_earliest(status.selected_at, created),
             heard_at=_earliest(status.heard_at, delivered),
@@ -175,14 +150,6 @@ def review_status_for(*, recording_ids: Iterable[int]) -> dict[int, ReviewStatus
             reviewer_location=status.reviewer_location or (location if delivered else ""),
         )
     return statuses
-
-
-def _has_field(model: Any, name: str) -> bool:
-    try:
-        model._meta.get_field(name)
-    except FieldDoesNotExist:
-        return False
-    return True
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -456,18 +423,15 @@ class ReviewsAtLocation:
 
 def reviews_by_location(*, now: datetime, days: int = DASHBOARD_DAYS) -> list[ReviewsAtLocation]:
     """Review items drawn in the last `days` days, by where their reviewer sits."""
-    model = _review_model()
-    if model is None:
-        return []
     heard = Q(delivered_at__isnull=False)
     rows = (
-        model.objects.filter(created_at__gte=days_ending(now, days)[0])
+        ReviewItem.objects.filter(created_at__gte=days_ending(now, days)[0])
         .values("reviewer_location")
         .annotate(
             selected=Count("pk"),
             heard=Count("pk", filter=heard),
-            annotated=Count("pk", filter=Q(state="done")),
-            revoked=Count("pk", filter=Q(state="revoked")),
+            annotated=Count("pk", filter=Q(state=ReviewItemState.DONE)),
+            revoked=Count("pk", filter=Q(state=ReviewItemState.REVOKED)),
             cross_border=Count(
                 "pk",
                 filter=heard & ~Q(reviewer_location=F("recording__profile__account__jurisdiction")),

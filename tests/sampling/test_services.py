@@ -211,3 +211,24 @@ def test_create_reviewer_makes_a_user_a_reviewer():
         call_command("create_reviewer", "nobody", "--location", "IE")
     with pytest.raises(CommandError):
         call_command("create_reviewer", "rita", "--location", "IE")
+
+
+def test_a_purge_revokes_the_open_items_of_what_it_tombstones():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from compliance.recordings.models import Artefact
+    from compliance.retention import purge
+
+    gone, kept = reviewable(), reviewable()
+    _draw()
+    Artefact.objects.filter(recording=gone).update(
+        expires_at=timezone.now() - timedelta(seconds=1), expiry_basis="policy:1"
+    )
+
+    assert purge.purge_expired().recordings_purged == 1
+
+    assert ReviewItem.objects.get(recording=gone).state == ReviewItemState.REVOKED
+    assert ReviewItem.objects.get(recording=gone).close_reason == "purged"
+    assert ReviewItem.objects.get(recording=kept).state == ReviewItemState.PENDING
