@@ -57,7 +57,6 @@ def audit_bulk_change(
     pks: Iterable[Any] | QuerySet,
     changes: Mapping[str, tuple[Any, Any] | list[Any]],
     actor: str,
-    reprs: Mapping[Any, str] | None = None,
 ) -> int:
     """Write one auditlog UPDATE entry per object that a bulk update changed.
 
@@ -71,8 +70,6 @@ def audit_bulk_change(
         if pks.model is not model:
             raise TypeError(f"pks selects {pks.model.__name__} rows, not {model.__name__}")
         pks = pks.values_list("pk", flat=True)
-        if reprs:  # they name objects by pk, so the pks come here anyway
-            pks = list(pks)
     else:
         pks = list(pks)
     if isinstance(pks, list) and not pks:
@@ -87,13 +84,13 @@ def audit_bulk_change(
     }
     name = model._meta.verbose_name
     if _on_server(model, pks):
-        return _insert_per_object(LogEntry(**shared), prefix=f"{name} ", pks=pks, reprs=reprs)
+        return _insert_per_object(LogEntry(**shared), prefix=f"{name} ", pks=pks)
     entries = [
         LogEntry(
             **shared,
             object_pk=str(pk),
             object_id=pk if isinstance(pk, int) else None,
-            object_repr=(reprs or {}).get(pk) or f"{name} {pk}",
+            object_repr=f"{name} {pk}",
         )
         for pk in pks
     ]
@@ -117,11 +114,10 @@ def _insert_per_object(
     *,
     prefix: str,
     pks: list[int] | QuerySet,
-    reprs: Mapping[Any, str] | None,
 ) -> int:
     """PostgreSQL: `INSERT ... SELECT` a copy of `entry` per integer pk, with the
-    object's pk, id and repr (`prefix` and the pk by default) filled in per row as the
-    ORM path fills them.
+    object's pk, id and repr (`prefix` and the pk) filled in per row as the ORM path
+    fills them.
 
     Every other column gets `entry`'s value as the ORM would write it (each field's
     own preparation; defaults such as the timestamp included), so the rows are the
@@ -133,13 +129,10 @@ def _insert_per_object(
         except EmptyResultSet:  # e.g. pk__in=[]: Django knows it selects nothing
             return 0
         source = f"({sql}) AS t(id)"
-        object_repr = "%s || t.id::text"
     else:
-        source = "unnest(%s::bigint[], %s::text[]) AS t(id, repr)"
-        source_params = [pks, [reprs.get(pk) for pk in pks] if reprs else None]
-        # a missing or empty repr gets the default, as in the ORM path
-        object_repr = "COALESCE(NULLIF(t.repr, ''), %s || t.id::text)"
-    per_object = {"object_pk": "t.id::text", "object_id": "t.id", "object_repr": object_repr}
+        source = "unnest(%s::bigint[]) AS t(id)"
+        source_params = [pks]
+    per_object = {"object_pk": "t.id::text", "object_id": "t.id", "object_repr": "%s || t.id::text"}
     meta = LogEntry._meta
     quote = connection.ops.quote_name
     columns: list[str] = []

@@ -210,14 +210,14 @@ def _entries_as_stored(model) -> list[tuple]:
 
 
 @postgres_only()
-@pytest.mark.parametrize("shape", ["pks", "pks_with_reprs", "queryset", "queryset_with_reprs"])
+@pytest.mark.parametrize("shape", ["pks", "queryset"])
 def test_the_server_writes_the_same_audit_rows_as_the_orm(shape, settings, monkeypatch):
     settings.AUDITLOG_CID_GETTER = lambda: "req-7"
     recordings = RecordingFactory.create_batch(4)
     pks = [r.pk for r in recordings]
     arguments = {
         "model": Recording,
-        "pks": Recording.objects.filter(pk__in=pks) if shape.startswith("queryset") else pks,
+        "pks": Recording.objects.filter(pk__in=pks) if shape == "queryset" else pks,
         "changes": {
             "state": ("active", "purged"),
             "purged_at": (None, datetime(2030, 1, 1, 12, 30, tzinfo=UTC)),
@@ -226,8 +226,6 @@ def test_the_server_writes_the_same_audit_rows_as_the_orm(shape, settings, monke
         },
         "actor": "purge",
     }
-    if shape.endswith("with_reprs"):  # one named, one empty (the default then), two absent
-        arguments["reprs"] = {pks[0]: "the first", pks[1]: ""}
 
     with time_machine.travel(datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), tick=False):
         with CaptureQueriesContext(connection) as queries:
