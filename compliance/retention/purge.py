@@ -40,6 +40,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from compliance.accounts.models import Profile
+from compliance.core.sql import ids_in
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
 from compliance.security.audit import audit_bulk_change
@@ -148,7 +149,8 @@ def _claim(
         account_ids = {r[7] for r in rows if r[7] is not None}
         holds = list(
             LegalHold.objects.filter(released_at__isnull=True).filter(
-                Q(profile_id__in=profile_ids) | Q(account_id__in=account_ids)
+                Q(profile_id__in=ids_in(profile_ids))
+                | Q(account_id__in=ids_in(sorted(account_ids)))
             )
         )
         claimed: list[_Claimed] = []
@@ -180,7 +182,7 @@ def _claim(
                 )
             )
         if held_ids:
-            Artefact.objects.filter(pk__in=held_ids).update(purge_blocked=True)
+            Artefact.objects.filter(pk__in=ids_in(held_ids)).update(purge_blocked=True)
             ledger_append(
                 kind="purge.skipped_held",
                 subject="purge",
@@ -195,7 +197,7 @@ def _claim(
             # A given reason (a deletion request's) is kept with the claim, so that a
             # take-over by the periodic sweep finishes it under that reason; without
             # one, the reason follows again from the expiry basis.
-            Artefact.objects.filter(pk__in=[c.id for c in claimed]).update(
+            Artefact.objects.filter(pk__in=ids_in([c.id for c in claimed])).update(
                 state=ArtefactState.PURGING,
                 purge_attempt=F("purge_attempt") + 1,
                 purge_started_at=now,
@@ -234,7 +236,7 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
         purged = 0
         for (attempt, reason), ids in by_attempt.items():
             updated = Artefact.objects.filter(
-                pk__in=ids, state=ArtefactState.PURGING, purge_attempt=attempt
+                pk__in=ids_in(ids), state=ArtefactState.PURGING, purge_attempt=attempt
             ).update(
                 state=ArtefactState.PURGED,
                 text="",
@@ -249,7 +251,10 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
                     model=Artefact,
                     # what this update wrote, selected on the server (no ids come back)
                     pks=Artefact.objects.filter(
-                        pk__in=ids, state=ArtefactState.PURGED, purge_attempt=attempt, purged_at=now
+                        pk__in=ids_in(ids),
+                        state=ArtefactState.PURGED,
+                        purge_attempt=attempt,
+                        purged_at=now,
                     ),
                     changes={  # the content's old value stays out of the history
                         "state": (ArtefactState.PURGING, ArtefactState.PURGED),
@@ -270,7 +275,7 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
         # (in id order) before they look for what is left of them.
         list(
             Recording.objects.select_for_update()
-            .filter(pk__in=recording_ids)
+            .filter(pk__in=ids_in(recording_ids))
             .order_by("pk")
             .values_list("pk")
         )
@@ -278,7 +283,7 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
             state=ArtefactState.PURGED
         )
         emptied = list(
-            Recording.objects.filter(pk__in=recording_ids, state=RecordingState.ACTIVE)
+            Recording.objects.filter(pk__in=ids_in(recording_ids), state=RecordingState.ACTIVE)
             .exclude(Exists(remaining))
             .values_list("pk", flat=True)
         )
@@ -319,7 +324,7 @@ def _tombstone_recordings(
     policy that applied), with their history and their review items revoked."""
     if not ids:
         return
-    Recording.objects.filter(pk__in=ids, state=RecordingState.ACTIVE).update(
+    Recording.objects.filter(pk__in=ids_in(ids), state=RecordingState.ACTIVE).update(
         state=RecordingState.PURGED,
         purged_at=now,
         purge_reason=reason,
@@ -447,7 +452,7 @@ def _take_over(
         rows = list(stuck[:limit] if limit is not None else stuck)
         if not rows:
             return BatchResult()
-        Artefact.objects.filter(pk__in=[r[0] for r in rows]).update(
+        Artefact.objects.filter(pk__in=ids_in([r[0] for r in rows])).update(
             purge_attempt=F("purge_attempt") + 1, purge_started_at=now
         )
     claimed = [

@@ -22,6 +22,8 @@ from django.db import connection, models
 from django.db.models import QuerySet
 from django.utils.encoding import smart_str
 
+from compliance.core.sql import pg_array
+
 # app_label.Model -> how auditlog registers it
 AUDITED: dict[str, dict[str, Any]] = {
     "accounts.Account": {},
@@ -131,7 +133,7 @@ def _insert_per_object(
         source = f"({sql}) AS t(id)"
     else:
         source = "unnest(%s::bigint[]) AS t(id)"
-        source_params = [pks]
+        source_params = [pg_array(pks)]
     per_object = {"object_pk": "t.id::text", "object_id": "t.id", "object_repr": "%s || t.id::text"}
     meta = LogEntry._meta
     quote = connection.ops.quote_name
