@@ -15,7 +15,7 @@ allows (tests/eligibility/test_rules.py):
 - `eligible_recordings()`: the rule as an ORM filter, for many recordings;
 - `eligible_sql()`: the rule as SQL joins and conditions over recordings aliased `r`,
   for a hot path that adds its own conditions to the same statement (the sampling
-  draw, compliance/sampling/selectors.py).
+  draw, compliance/sampling/selectors.py). Nobody else states the rule's conditions.
 
 Decisions always read the primary database; nothing here is cached.
 """

@@ -186,8 +186,9 @@ def test_the_candidate_sql_selects_exactly_what_decide_finds_eligible(seed):
 )
 @given(world=rule_worlds())
 def test_the_candidate_sql_agrees_with_decide_on_the_eligibility_apps_own_worlds(world):
-    """The eligibility app's generator grows with the rule: a condition added there,
-    and missing from the candidate SQL here, fails this test."""
+    """The composed statement (the rule's fragments and the hand-out's conditions) on
+    the eligibility app's generator, which grows with the rule: a condition added to
+    the rule that the composition loses or contradicts fails this test."""
     with transaction.atomic():
         external_ids = rule_store(*world)
         recordings = list(Recording.objects.filter(external_id__in=external_ids))
