@@ -157,6 +157,29 @@ def _run(sql: str, params: list[object]) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def _candidates_among(
+    scope: SampleScope, *, now: datetime, among: Sequence[int], transcripts: bool = False
+) -> list[tuple]:
+    """The rows of `candidates_sql` among the ids `among`: on PostgreSQL one statement
+    with the ids as one array parameter; on SQLite, which has no arrays, one statement
+    per _SQLITE_CHUNK ids."""
+    if not among:
+        return []
+    postgresql = connection.vendor == "postgresql"
+    chunks = (
+        [among]
+        if postgresql
+        else [among[start : start + _SQLITE_CHUNK] for start in range(0, len(among), _SQLITE_CHUNK)]
+    )
+    rows: list[tuple] = []
+    with connection.cursor() as cursor:
+        for chunk in chunks:
+            sql, params = candidates_sql(scope, now=now, ids=len(chunk), transcripts=transcripts)
+            cursor.execute(sql, [*params, pg_array(chunk)] if postgresql else [*params, *chunk])
+            rows += cursor.fetchall()
+    return rows
+
+
 def candidate_ids(
     scope: SampleScope, *, now: datetime, among: Sequence[int] | None = None
 ) -> list[int]:
@@ -164,17 +187,7 @@ def candidate_ids(
     no particular order."""
     if among is None:
         return _run(*candidates_sql(scope, now=now))
-    if not among:
-        return []
-    if connection.vendor == "postgresql":
-        sql, params = candidates_sql(scope, now=now, ids=len(among))
-        return _run(sql, [*params, pg_array(among)])
-    found: list[int] = []
-    for start in range(0, len(among), _SQLITE_CHUNK):
-        chunk = list(among[start : start + _SQLITE_CHUNK])
-        sql, params = candidates_sql(scope, now=now, ids=len(chunk))
-        found += _run(sql, [*params, *chunk])
-    return found
+    return [row[0] for row in _candidates_among(scope, now=now, among=among)]
 
 
 def candidates_recheck(
@@ -182,20 +195,7 @@ def candidates_recheck(
 ) -> dict[int, str | None]:
     """Which of `among` a draw for `scope` may still hand out at `now`, each with its
     transcript (None when it has none that may be shown)."""
-    if not among:
-        return {}
-    found: dict[int, str | None] = {}
-    step = len(among) if connection.vendor == "postgresql" else _SQLITE_CHUNK
-    for start in range(0, len(among), step):
-        chunk = list(among[start : start + step])
-        sql, params = candidates_sql(scope, now=now, ids=len(chunk), transcripts=True)
-        args = (
-            [*params, pg_array(chunk)] if connection.vendor == "postgresql" else [*params, *chunk]
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, args)
-            found.update(cursor.fetchall())
-    return found
+    return dict(_candidates_among(scope, now=now, among=among, transcripts=True))
 
 
 def _fresh_ids(rng: random.Random, lo: int, hi: int, count: int, probed: set[int]) -> list[int]:
