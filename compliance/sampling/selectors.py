@@ -1,24 +1,23 @@
 """Reads for sampling: which recordings a draw may take, and a uniform pick among them.
 
-WHY HAND-WRITTEN SQL. The pick probes thousands of random ids per draw, and the draw
-re-checks its candidates once they are locked. Through `eligible_recordings()` those two
-queries took about 180 ms of a 1,000-item draw on 1,000,000 recordings (PostgreSQL plans
-its OR of EXISTS subqueries as hashed scans of the whole consent table, and Django
-builds and quotes thousands of parameters), and the draw about 300 ms; the same
-conditions written as joins take about 110 ms, transcripts included, and the draw
-under 200 (bench/sampling.py). So `candidates_sql` states the rule for this one use:
+HAND-WRITTEN SQL. The pick probes thousands of random ids per draw, and the draw
+re-checks its candidates once they are locked: each is one SQL statement over one array
+of ids, because through the ORM filter `eligible_recordings()` the draw took half as
+long again (the figures: `eligible_sql()`'s docstring; bench/sampling.py).
+`candidates_sql` composes that statement from:
 
-- it is proved, on generated data, to select exactly the recordings that `decide()`
-  (compliance/eligibility/rules.py) finds eligible, for every purpose and location:
-  tests/sampling/test_selectors.py, which also runs the eligibility app's own world
-  generator, so that a condition added to the rule there fails this proof here until
-  it is added here too;
-- it reuses the rule's own table of which artefacts each purpose needs;
-- it never has the last word: every access to a clip re-checks with `facts_for()` and
-  `decide()` (services.review_item_audio_open).
+- the eligibility rule's own SQL fragments, `eligible_sql()` in
+  compliance/eligibility/rules.py, for every purpose a reviewer's hearing serves: the
+  rule's conditions are stated there only, and proved there to select exactly what
+  `decide()` finds eligible;
+- what a hand-out adds: audio to hear, active and within its retention (asked of the
+  rule as an artefact that must be present); never handed out before; the
+  restrictions asked; the transcripts to show.
 
-On top of the rule it adds what a hand-out needs: audio that is active and within its
-retention; not handed out before; the restrictions asked.
+tests/sampling/test_selectors.py proves the composed statement against `decide()` plus
+the hand-out's own conditions, on its own worlds and on the eligibility app's. It never
+has the last word: every access to a clip re-checks with `facts_for()` and `decide()`
+(services.review_item_audio_open).
 """
 
 import math
@@ -31,17 +30,9 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 
-from compliance.accounts.models import Account, Profile
-from compliance.consent.models import ConsentDefault, ConsentState, Purpose
-from compliance.eligibility.rules import PURPOSE_NEEDS
-from compliance.recordings.models import (
-    Artefact,
-    ArtefactState,
-    Category,
-    Recording,
-    RecordingState,
-)
-from compliance.transfers.models import TransferRule
+from compliance.consent.models import Purpose
+from compliance.eligibility.rules import eligible_sql
+from compliance.recordings.models import Artefact, ArtefactState, Category, Recording
 
 from .models import HANDED_OUT, ReviewItem
 
@@ -86,71 +77,30 @@ def candidates_sql(
     hand out at `now`. With `ids` (a count), only among that many ids given as the last
     parameter(s); with `random_limit`, in random order, limited by a last parameter;
     with `transcripts`, each id with the text of its transcript if one may be shown."""
-    recording, profile, account = (
+    recording, artefact, item = (
         Recording._meta.db_table,
-        Profile._meta.db_table,
-        Account._meta.db_table,
+        Artefact._meta.db_table,
+        ReviewItem._meta.db_table,
     )
-    state, default, rule = (
-        ConsentState._meta.db_table,
-        ConsentDefault._meta.db_table,
-        TransferRule._meta.db_table,
+    # The hand-out needs audio to hear: the rule requires it present, active and within
+    # its retention, in place of its own "not past its retention" for the audio.
+    rule = eligible_sql(
+        purposes=reviewable_purposes(scope.purpose),
+        reviewer_location=scope.reviewer_location,
+        now=now,
+        present=[Category.AUDIO],
     )
-    artefact, item = Artefact._meta.db_table, ReviewItem._meta.db_table
-    at = connection.ops.adapt_datetimefield_value(now)
-    purposes = reviewable_purposes(scope.purpose)
-    needs = sorted({category for p in purposes for category in PURPOSE_NEEDS[p]})
+    joins = list(rule.joins)
+    join_params = list(rule.join_params)
     # Only table names (from model metadata) and placeholders are interpolated.
-    joins = [
-        f"JOIN {profile} p ON p.id = r.profile_id",
-        f"JOIN {account} a ON a.id = p.account_id",
-    ]
-    join_params: list[object] = []
     where = [
-        # active, and for human review: no child, not sensitive, not a false wake
-        "r.state = %s AND NOT p.is_child AND NOT r.sensitive AND NOT r.false_wake",
-        # the reviewer's own jurisdiction, or a transfer rule allows their location
-        f"(a.jurisdiction = %s OR EXISTS (SELECT 1 FROM {rule} t"  # noqa: S608
-        " WHERE t.jurisdiction = a.jurisdiction AND t.reviewer_location = %s))",
-        # the hand-out: audio to hear, active and within its retention (recordings
-        # hold at most one audio artefact, a database constraint: so this is also the
-        # rule's "the audio is not past its retention")
-        f"EXISTS (SELECT 1 FROM {artefact} x WHERE x.recording_id = r.id AND x.category = %s"  # noqa: S608
-        " AND x.state = %s AND (x.expires_at IS NULL OR x.expires_at > %s))",
-        # the hand-out: never handed out before
+        *rule.where,
+        # never handed out before
         f"NOT EXISTS (SELECT 1 FROM {item} i WHERE i.recording_id = r.id"  # noqa: S608
         f" AND (i.state IN ({', '.join(['%s'] * len(HANDED_OUT))})"
         " OR i.delivered_at IS NOT NULL))",
     ]
-    params: list[object] = [
-        RecordingState.ACTIVE,
-        scope.reviewer_location,
-        scope.reviewer_location,
-        Category.AUDIO,
-        ArtefactState.ACTIVE,
-        at,
-        *HANDED_OUT,
-    ]
-    others = [category for category in needs if category != Category.AUDIO]
-    if others:
-        # no other artefact that a purpose needs is past its retention
-        where.append(
-            f"NOT EXISTS (SELECT 1 FROM {artefact} y WHERE y.recording_id = r.id"  # noqa: S608
-            f" AND y.category IN ({', '.join(['%s'] * len(others))})"
-            " AND (y.state <> %s OR y.expires_at <= %s))"
-        )
-        params += [*others, ArtefactState.ACTIVE, at]
-    for n, purpose in enumerate(purposes):
-        # a current grant: explicit, or (no event yet) the jurisdiction's default
-        joins += [
-            f"LEFT JOIN {state} cs{n} ON cs{n}.profile_id = r.profile_id AND cs{n}.purpose = %s",
-            f"LEFT JOIN {default} cd{n} ON cd{n}.jurisdiction = a.jurisdiction"
-            f" AND cd{n}.purpose = %s",
-        ]
-        join_params += [purpose, purpose]
-        where.append(
-            f"(cs{n}.granted IS TRUE OR (cs{n}.granted IS NULL AND cd{n}.granted IS TRUE))"
-        )
+    params: list[object] = [*rule.where_params, *HANDED_OUT]
     if scope.jurisdiction is not None:
         where.append("a.jurisdiction = %s")
         params.append(scope.jurisdiction)
@@ -168,6 +118,7 @@ def candidates_sql(
     columns = "r.id"
     if transcripts:
         columns += ", tx.text"
+        at = connection.ops.adapt_datetimefield_value(now)
         joins.append(
             f"LEFT JOIN {artefact} tx ON tx.recording_id = r.id AND tx.category = %s"
             " AND tx.state = %s AND (tx.expires_at IS NULL OR tx.expires_at > %s)"
@@ -206,6 +157,29 @@ def _run(sql: str, params: list[object]) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def _candidates_among(
+    scope: SampleScope, *, now: datetime, among: Sequence[int], transcripts: bool = False
+) -> list[tuple]:
+    """The rows of `candidates_sql` among the ids `among`: on PostgreSQL one statement
+    with the ids as one array parameter; on SQLite, which has no arrays, one statement
+    per _SQLITE_CHUNK ids."""
+    if not among:
+        return []
+    postgresql = connection.vendor == "postgresql"
+    chunks = (
+        [among]
+        if postgresql
+        else [among[start : start + _SQLITE_CHUNK] for start in range(0, len(among), _SQLITE_CHUNK)]
+    )
+    rows: list[tuple] = []
+    with connection.cursor() as cursor:
+        for chunk in chunks:
+            sql, params = candidates_sql(scope, now=now, ids=len(chunk), transcripts=transcripts)
+            cursor.execute(sql, [*params, pg_array(chunk)] if postgresql else [*params, *chunk])
+            rows += cursor.fetchall()
+    return rows
+
+
 def candidate_ids(
     scope: SampleScope, *, now: datetime, among: Sequence[int] | None = None
 ) -> list[int]:
@@ -213,17 +187,7 @@ def candidate_ids(
     no particular order."""
     if among is None:
         return _run(*candidates_sql(scope, now=now))
-    if not among:
-        return []
-    if connection.vendor == "postgresql":
-        sql, params = candidates_sql(scope, now=now, ids=len(among))
-        return _run(sql, [*params, pg_array(among)])
-    found: list[int] = []
-    for start in range(0, len(among), _SQLITE_CHUNK):
-        chunk = list(among[start : start + _SQLITE_CHUNK])
-        sql, params = candidates_sql(scope, now=now, ids=len(chunk))
-        found += _run(sql, [*params, *chunk])
-    return found
+    return [row[0] for row in _candidates_among(scope, now=now, among=among)]
 
 
 def candidates_recheck(
@@ -231,20 +195,7 @@ def candidates_recheck(
 ) -> dict[int, str | None]:
     """Which of `among` a draw for `scope` may still hand out at `now`, each with its
     transcript (None when it has none that may be shown)."""
-    if not among:
-        return {}
-    found: dict[int, str | None] = {}
-    step = len(among) if connection.vendor == "postgresql" else _SQLITE_CHUNK
-    for start in range(0, len(among), step):
-        chunk = list(among[start : start + step])
-        sql, params = candidates_sql(scope, now=now, ids=len(chunk), transcripts=True)
-        args = (
-            [*params, pg_array(chunk)] if connection.vendor == "postgresql" else [*params, *chunk]
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, args)
-            found.update(cursor.fetchall())
-    return found
+    return dict(_candidates_among(scope, now=now, among=among, transcripts=True))
 
 
 def _fresh_ids(rng: random.Random, lo: int, hi: int, count: int, probed: set[int]) -> list[int]:

@@ -14,8 +14,14 @@ from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentDefault, ConsentState
 from compliance.eligibility.rules import decide, facts_for
 from compliance.recordings.models import Artefact, Recording
+from compliance.sampling import selectors
 from compliance.sampling.models import ReviewItem
-from compliance.sampling.selectors import SampleScope, candidate_ids, sample_pick
+from compliance.sampling.selectors import (
+    SampleScope,
+    candidate_ids,
+    candidates_recheck,
+    sample_pick,
+)
 from compliance.sampling.services import SampleRequest, sample_draw
 from compliance.transfers.models import TransferRule
 from tests.eligibility.test_rules import NOW as RULES_NOW
@@ -177,6 +183,34 @@ def test_the_candidate_sql_selects_exactly_what_decide_finds_eligible(seed):
         assert set(candidate_ids(scope, now=NOW, among=among)) == expected & set(among), scope
 
 
+def test_ids_given_in_chunks_are_answered_as_in_one_statement(monkeypatch):
+    """SQLite has no arrays and takes the ids a chunk at a time; PostgreSQL in one array.
+    Either way every candidate among them is found once, with the transcript it may
+    show (one that is active and within its retention), and nothing else."""
+    recordings = _world(3)
+    for transcript in Artefact.objects.filter(category="transcript"):
+        transcript.text = f"words of {transcript.recording_id}"
+        transcript.save(update_fields=["text"])
+    scope = SampleScope(purpose=TRAINING, reviewer_location="DE")
+    expected = candidate_ids(scope, now=NOW)
+    shown = {
+        t.recording_id: t.text
+        for t in Artefact.objects.filter(category="transcript", state="active")
+        if t.expires_at is None or t.expires_at > NOW
+    }
+    among = [r.pk for r in recordings] + [max(r.pk for r in recordings) + 1]
+    monkeypatch.setattr(selectors, "_SQLITE_CHUNK", 7)
+
+    found = candidate_ids(scope, now=NOW, among=among)
+    rechecked = candidates_recheck(scope, now=NOW, among=among)
+
+    assert expected
+    assert sorted(found) == sorted(expected)
+    assert rechecked == {pk: shown.get(pk) for pk in expected}
+    assert candidate_ids(scope, now=NOW, among=[]) == []
+    assert candidates_recheck(scope, now=NOW, among=[]) == {}
+
+
 @pytest.mark.django_db
 @settings(
     max_examples=100,
@@ -186,8 +220,9 @@ def test_the_candidate_sql_selects_exactly_what_decide_finds_eligible(seed):
 )
 @given(world=rule_worlds())
 def test_the_candidate_sql_agrees_with_decide_on_the_eligibility_apps_own_worlds(world):
-    """The eligibility app's generator grows with the rule: a condition added there,
-    and missing from the candidate SQL here, fails this test."""
+    """The composed statement (the rule's fragments and the hand-out's conditions) on
+    the eligibility app's generator, which grows with the rule: a condition added to
+    the rule that the composition loses or contradicts fails this test."""
     with transaction.atomic():
         external_ids = rule_store(*world)
         recordings = list(Recording.objects.filter(external_id__in=external_ids))
