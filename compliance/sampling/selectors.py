@@ -22,15 +22,14 @@ has the last word: every access to a clip re-checks with `facts_for()` and `deci
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import QuerySet
-from django.db.models.expressions import RawSQL
 
 from compliance.consent.models import Purpose
+from compliance.core.sql import pg_array
 from compliance.eligibility.rules import eligible_sql
 from compliance.recordings.models import Artefact, ArtefactState, Category, Recording
 
@@ -131,24 +130,6 @@ def candidates_sql(
     if random_limit:
         sql += " ORDER BY random() LIMIT %s"
     return sql, join_params + params
-
-
-def pg_array(values: Iterable[int | str]) -> str:
-    """A PostgreSQL array literal of integers or url-safe tokens (nothing to escape in
-    either). psycopg would build the same literal quoting each element in Python: a
-    few milliseconds for the thousands of ids of a draw."""
-    return "{" + ",".join(map(str, values)) + "}"
-
-
-def filter_ids(queryset: QuerySet, ids: Sequence[int], field: str = "pk") -> QuerySet:
-    """`queryset` restricted to `field` in `ids`: on PostgreSQL one array parameter
-    (Django's `IN (%s, %s, ...)` with a thousand parameters costs more to build than
-    the lookups themselves)."""
-    if connection.vendor == "postgresql":
-        return queryset.filter(
-            **{f"{field}__in": RawSQL("SELECT unnest(%s::bigint[])", [pg_array(ids)])}
-        )
-    return queryset.filter(**{f"{field}__in": list(ids)})
 
 
 def _run(sql: str, params: list[object]) -> list[int]:

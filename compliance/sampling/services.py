@@ -49,6 +49,7 @@ from compliance.consent.models import ConsentState, Purpose
 from compliance.consent.services import validate_purpose
 from compliance.core.countries import is_country
 from compliance.core.errors import ApplicationError, NotFound
+from compliance.core.sql import filter_ids, pg_array
 from compliance.eligibility.rules import decide, facts_for
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category, Recording
@@ -59,8 +60,6 @@ from .models import DEFAULT_DAILY_QUOTA, Reviewer, ReviewItem, ReviewItemState
 from .selectors import (
     SampleScope,
     candidates_recheck,
-    filter_ids,
-    pg_array,
     reviewable_purposes,
     sample_pick,
 )
