@@ -122,14 +122,26 @@ def _lock_profiles_shared(profile_ids: list[int]) -> None:
     # SQLite: the IMMEDIATE transaction already excludes every other writer.
 
 
+def _recorded_at_under(holds: list[LegalHold], rows: list[tuple]) -> dict[int, datetime]:
+    """When the recordings of `rows` were made (what a hold's date range is checked
+    against), read only when one of `holds` covers their owners: reading it with every
+    claim was a fifth of a batch's CPU."""
+    if not holds:
+        return {}
+    recording_ids = sorted({r[1] for r in rows})
+    return dict(
+        Recording.objects.filter(pk__in=ids_in(recording_ids)).values_list("pk", "recorded_at")
+    )
+
+
 def _claim(
     candidates: Q, *, now: datetime, reason: str | None, limit: int, order: tuple[str, ...]
 ) -> tuple[list[_Claimed], BatchResult]:
     """Step 1. `reason` None: the reason follows from each artefact's expiry basis."""
     result = BatchResult()
     with transaction.atomic():
-        # each artefact with its recording's owner and time (read, not locked: only
-        # the artefacts are claimed, and the profiles are locked below)
+        # each artefact with its recording's owner (read, not locked: only the
+        # artefacts are claimed, and the profiles are locked below)
         rows = list(
             Artefact.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(candidates)
@@ -138,7 +150,6 @@ def _claim(
                 *_CLAIMED_FIELDS,
                 "recording__profile_id",
                 "recording__profile__account_id",
-                "recording__recorded_at",
             )[:limit]
         )
         if not rows:
@@ -153,17 +164,20 @@ def _claim(
                 | Q(account_id__in=ids_in(sorted(account_ids)))
             )
         )
+        recorded_at = _recorded_at_under(holds, rows)
         claimed: list[_Claimed] = []
         held_ids: list[int] = []
         for row in rows:
-            pk, recording_id, key, attempt, basis, expires_at = row[:6]
-            profile_id, account_id, recorded_at = row[6:]
+            pk, recording_id, key, attempt, basis, expires_at, profile_id, account_id = row
             covering = [
                 h.pk
                 for h in holds
                 if profile_id is not None
                 and hold_covers(
-                    h, profile_id=profile_id, account_id=account_id, recorded_at=recorded_at
+                    h,
+                    profile_id=profile_id,
+                    account_id=account_id,
+                    recorded_at=recorded_at[recording_id],
                 )
             ]
             if covering:
