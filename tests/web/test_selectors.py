@@ -1,0 +1,198 @@
+"""The pages' reads (compliance/web/selectors.py): their figures and what they cost."""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compliance.accounts.models import Account, Profile
+from compliance.consent.models import ConsentDefault, ConsentEvent, Purpose
+from compliance.web.selectors import ConsentRates, consent_rates_over_time, days_ending
+
+HUMAN = Purpose.HUMAN_REVIEW
+TRAINING = Purpose.MODEL_TRAINING
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+# --- consent rates over time -------------------------------------------------------------
+
+
+def replayed_consent_rates(*, now: datetime, days: int) -> ConsentRates:
+    """The figures by replaying every event in Python, in time order, over the profiles
+    as they were created: the page's first implementation, kept as the statement of
+    what the figures mean."""
+    ends = [d + timedelta(days=1) for d in days_ending(now, days)]
+    ends[-1] = now
+    defaults = {
+        (j, p): g
+        for j, p, g in ConsentDefault.objects.values_list("jurisdiction", "purpose", "granted")
+    }
+    profiles = list(
+        Profile.objects.filter(created_at__lte=now)
+        .order_by("created_at", "id")
+        .values_list("id", "account__jurisdiction", "is_child", "created_at")
+    )
+    events = iter(
+        ConsentEvent.objects.filter(created_at__lte=now)
+        .order_by("created_at", "id")
+        .values_list("profile_id", "purpose", "granted", "created_at")
+    )
+    jurisdiction_of: dict[int, str] = {}
+    child: set[int] = set()
+    state: dict[tuple[int, str], bool] = {}
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    series: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+
+    def counts(profile_id: int, purpose: str) -> bool:
+        return not (purpose == HUMAN and profile_id in child)
+
+    profile_at = 0
+    pending = next(events, None)
+    for index, end in enumerate(ends):
+        while profile_at < len(profiles) and profiles[profile_at][3] < end:
+            pid, jurisdiction, is_child, _ = profiles[profile_at]
+            jurisdiction_of[pid] = jurisdiction
+            if is_child:
+                child.add(pid)
+            for purpose in (HUMAN, TRAINING):
+                if counts(pid, purpose):
+                    totals[(jurisdiction, purpose)][0] += 1
+                    totals[(jurisdiction, purpose)][1] += int(
+                        bool(defaults.get((jurisdiction, purpose)))
+                    )
+            profile_at += 1
+        while pending is not None and pending[3] < end:
+            pid, purpose, granted, _ = pending
+            jurisdiction = jurisdiction_of.get(pid)
+            if jurisdiction is not None and counts(pid, purpose):
+                before = state.get((pid, purpose), bool(defaults.get((jurisdiction, purpose))))
+                state[(pid, purpose)] = granted
+                totals[(jurisdiction, purpose)][1] += int(granted) - int(before)
+            pending = next(events, None)
+        for key, (n, granted) in totals.items():
+            points = series[key]
+            points.extend([(0, 0)] * (index - len(points)))
+            points.append((n, granted))
+    labels = [d.date().isoformat() for d in days_ending(now, days)]
+    for points in series.values():
+        points.extend([(0, 0)] * (len(labels) - len(points)))
+    return ConsentRates(days=labels, series=dict(series))
+
+
+@dataclass(frozen=True)
+class GeneratedProfile:
+    jurisdiction: str
+    is_child: bool
+    created_minutes_ago: int
+    # (purpose, granted, minutes after the profile's creation), in the order written
+    events: list[tuple[str, bool, int]]
+
+
+def _midnights(days: int) -> list[int]:
+    """Minutes before NOW of the day boundaries the figures are cut at, and their
+    neighbours, where an off-by-one would show."""
+    first_midnight = NOW.hour * 60 + NOW.minute
+    return [first_midnight + 24 * 60 * d + nudge for d in range(days) for nudge in (-1, 0, 1)]
+
+
+# Before the charted days, within them, on their edges, at NOW and after it (not counted).
+moments = st.one_of(
+    st.integers(min_value=-120, max_value=60 * 24 * 45),
+    st.sampled_from([*_midnights(32), 0, -1]),
+)
+events = st.lists(
+    st.tuples(
+        st.sampled_from([HUMAN, TRAINING]),
+        st.booleans(),
+        # 0: at the profile's creation; repeats: events written in the same instant
+        st.one_of(st.sampled_from([0, 1, 60]), st.integers(min_value=0, max_value=60 * 24 * 40)),
+    ),
+    max_size=6,
+)
+generated_profiles = st.lists(
+    st.builds(
+        GeneratedProfile,
+        jurisdiction=st.sampled_from(["US", "DE", "GB"]),
+        is_child=st.booleans(),
+        created_minutes_ago=moments,
+        events=events,
+    ),
+    max_size=12,
+)
+defaults = st.dictionaries(
+    st.tuples(st.sampled_from(["US", "DE", "GB", "FR"]), st.sampled_from([HUMAN, TRAINING])),
+    st.booleans(),
+)
+
+
+def _store(profiles: list[GeneratedProfile], consent_defaults: dict) -> None:
+    written = []
+    for i, spec in enumerate(profiles):
+        account = Account.objects.create(external_id=f"a{i}", jurisdiction=spec.jurisdiction)
+        profile = Profile.objects.create(
+            external_id=f"p{i}", account=account, is_child=spec.is_child
+        )
+        created_at = NOW - timedelta(minutes=spec.created_minutes_ago)
+        Profile.objects.filter(pk=profile.pk).update(created_at=created_at)
+        for purpose, granted, after in spec.events:
+            written.append((profile, purpose, granted, created_at + timedelta(minutes=after)))
+    # Interleaved across profiles and not in time order, so that ids do not follow time.
+    written.sort(key=lambda e: (e[3].minute % 7, e[0].pk))
+    ConsentEvent.objects.bulk_create(
+        ConsentEvent(
+            profile=profile,
+            purpose=purpose,
+            granted=granted,
+            channel="app",
+            notice_version="1",
+            actor="test",
+            created_at=at,
+        )
+        for profile, purpose, granted, at in written
+    )
+    for (jurisdiction, purpose), granted in consent_defaults.items():
+        ConsentDefault.objects.create(jurisdiction=jurisdiction, purpose=purpose, granted=granted)
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(profiles=generated_profiles, consent_defaults=defaults, days=st.sampled_from([30, 3, 1]))
+def test_consent_rates_are_the_replay_of_the_events(profiles, consent_defaults, days):
+    with transaction.atomic():
+        _store(profiles, consent_defaults)
+
+        expected = replayed_consent_rates(now=NOW, days=days)
+        rates = consent_rates_over_time(now=NOW, days=days)
+
+        assert rates.days == expected.days
+        assert rates.series == expected.series
+        transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+def test_consent_rates_follow_a_withdrawal_from_the_day_it_happened():
+    ConsentDefault.objects.create(jurisdiction="DE", purpose=TRAINING, granted=True)
+    _store(
+        [
+            GeneratedProfile("DE", False, 60 * 24 * 10, [(TRAINING, False, 60 * 24 * 7)]),
+            GeneratedProfile("DE", False, 60 * 24 * 10, []),
+            GeneratedProfile("DE", True, 60 * 24 * 10, [(HUMAN, True, 0)]),  # never counts
+        ],
+        {},
+    )
+
+    rates = consent_rates_over_time(now=NOW, days=5)
+
+    # created 10 days ago, withdrawn 3 days ago (2026-05-29)
+    assert rates.days == ["2026-05-28", "2026-05-29", "2026-05-30", "2026-05-31", "2026-06-01"]
+    assert rates.series[("DE", TRAINING)] == [(3, 3), (3, 2), (3, 2), (3, 2), (3, 2)]
+    assert rates.series[("DE", HUMAN)] == [(2, 0)] * 5
