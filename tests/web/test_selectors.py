@@ -196,3 +196,15 @@ def test_consent_rates_follow_a_withdrawal_from_the_day_it_happened():
     assert rates.days == ["2026-05-28", "2026-05-29", "2026-05-30", "2026-05-31", "2026-06-01"]
     assert rates.series[("DE", TRAINING)] == [(3, 3), (3, 2), (3, 2), (3, 2), (3, 2)]
     assert rates.series[("DE", HUMAN)] == [(2, 0)] * 5
+
+
+@pytest.mark.django_db
+def test_an_event_stamped_before_its_profile_counts_from_the_profiles_first_day():
+    """A writer's clock a little behind: the answer still holds once the profile counts
+    (the replay above would drop it when the two fall on different days)."""
+    _store([GeneratedProfile("GB", False, 60 * 24 * 2, [(TRAINING, True, -60 * 24)])], {})
+
+    rates = consent_rates_over_time(now=NOW, days=5)
+
+    # created on 2026-05-30, the event stamped a day earlier
+    assert rates.series[("GB", TRAINING)] == [(0, 0), (0, 0), (1, 1), (1, 1), (1, 1)]
