@@ -88,7 +88,8 @@ class GeneratedProfile:
     jurisdiction: str
     is_child: bool
     created_minutes_ago: int
-    # (purpose, granted, minutes after the profile's creation), in the order written
+    # (purpose, granted, minutes before NOW), in the order written; an event "before"
+    # its profile is written at the profile's creation
     events: list[tuple[str, bool, int]]
 
 
@@ -99,30 +100,32 @@ def _midnights(days: int) -> list[int]:
     return [first_midnight + 24 * 60 * d + nudge for d in range(days) for nudge in (-1, 0, 1)]
 
 
-# Before the charted days, within them, on their edges, at NOW and after it (not counted).
-moments = st.one_of(
-    st.integers(min_value=-120, max_value=60 * 24 * 45),
-    st.sampled_from([*_midnights(32), 0, -1]),
-)
-events = st.lists(
-    st.tuples(
-        st.sampled_from([HUMAN, TRAINING]),
-        st.booleans(),
-        # 0: at the profile's creation; repeats: events written in the same instant
-        st.one_of(st.sampled_from([0, 1, 60]), st.integers(min_value=0, max_value=60 * 24 * 40)),
-    ),
-    max_size=6,
-)
-generated_profiles = st.lists(
-    st.builds(
+def moments(days: int) -> st.SearchStrategy[int]:
+    """Minutes before NOW: before the charted days, within them, on their edges (often:
+    the first day's end splits the history read from the days charted), at NOW and
+    after it (not counted)."""
+    return st.one_of(
+        st.integers(min_value=-120, max_value=60 * 24 * 45),
+        st.sampled_from([*_midnights(days + 1), 0, -1]),
+    )
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[int, list[GeneratedProfile]]:
+    days = draw(st.sampled_from([30, 3, 1]))
+    profile = st.builds(
         GeneratedProfile,
         jurisdiction=st.sampled_from(["US", "DE", "GB"]),
         is_child=st.booleans(),
-        created_minutes_ago=moments,
-        events=events,
-    ),
-    max_size=12,
-)
+        created_minutes_ago=moments(days),
+        events=st.lists(
+            st.tuples(st.sampled_from([HUMAN, TRAINING]), st.booleans(), moments(days)),
+            max_size=6,
+        ),
+    )
+    return days, draw(st.lists(profile, max_size=12))
+
+
 defaults = st.dictionaries(
     st.tuples(st.sampled_from(["US", "DE", "GB", "FR"]), st.sampled_from([HUMAN, TRAINING])),
     st.booleans(),
@@ -138,8 +141,9 @@ def _store(profiles: list[GeneratedProfile], consent_defaults: dict) -> None:
         )
         created_at = NOW - timedelta(minutes=spec.created_minutes_ago)
         Profile.objects.filter(pk=profile.pk).update(created_at=created_at)
-        for purpose, granted, after in spec.events:
-            written.append((profile, purpose, granted, created_at + timedelta(minutes=after)))
+        for purpose, granted, minutes_ago in spec.events:
+            at = max(created_at, NOW - timedelta(minutes=minutes_ago))
+            written.append((profile, purpose, granted, at))
     # Interleaved across profiles and not in time order, so that ids do not follow time.
     written.sort(key=lambda e: (e[3].minute % 7, e[0].pk))
     ConsentEvent.objects.bulk_create(
@@ -158,6 +162,10 @@ def _store(profiles: list[GeneratedProfile], consent_defaults: dict) -> None:
         ConsentDefault.objects.create(jurisdiction=jurisdiction, purpose=purpose, granted=granted)
 
 
+def _at(days_ago: float) -> int:
+    return int(days_ago * 24 * 60)
+
+
 @pytest.mark.django_db
 @settings(
     max_examples=120,
@@ -165,8 +173,9 @@ def _store(profiles: list[GeneratedProfile], consent_defaults: dict) -> None:
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(profiles=generated_profiles, consent_defaults=defaults, days=st.sampled_from([30, 3, 1]))
-def test_consent_rates_are_the_replay_of_the_events(profiles, consent_defaults, days):
+@given(world=worlds(), consent_defaults=defaults)
+def test_consent_rates_are_the_replay_of_the_events(world, consent_defaults):
+    days, profiles = world
     with transaction.atomic():
         _store(profiles, consent_defaults)
 
@@ -183,9 +192,9 @@ def test_consent_rates_follow_a_withdrawal_from_the_day_it_happened():
     ConsentDefault.objects.create(jurisdiction="DE", purpose=TRAINING, granted=True)
     _store(
         [
-            GeneratedProfile("DE", False, 60 * 24 * 10, [(TRAINING, False, 60 * 24 * 7)]),
-            GeneratedProfile("DE", False, 60 * 24 * 10, []),
-            GeneratedProfile("DE", True, 60 * 24 * 10, [(HUMAN, True, 0)]),  # never counts
+            GeneratedProfile("DE", False, _at(10), [(TRAINING, False, _at(3))]),
+            GeneratedProfile("DE", False, _at(10), []),
+            GeneratedProfile("DE", True, _at(10), [(HUMAN, True, _at(10))]),  # never counts
         ],
         {},
     )
@@ -202,7 +211,16 @@ def test_consent_rates_follow_a_withdrawal_from_the_day_it_happened():
 def test_an_event_stamped_before_its_profile_counts_from_the_profiles_first_day():
     """A writer's clock a little behind: the answer still holds once the profile counts
     (the replay above would drop it when the two fall on different days)."""
-    _store([GeneratedProfile("GB", False, 60 * 24 * 2, [(TRAINING, True, -60 * 24)])], {})
+    _store([GeneratedProfile("GB", False, _at(2), [])], {})
+    ConsentEvent.objects.create(
+        profile=Profile.objects.get(),
+        purpose=TRAINING,
+        granted=True,
+        channel="app",
+        notice_version="1",
+        actor="test",
+        created_at=NOW - timedelta(days=3),
+    )
 
     rates = consent_rates_over_time(now=NOW, days=5)
 
