@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentDefault, ConsentEvent, Purpose
-from compliance.consent.selectors import CurrentConsent, consent_current
+from compliance.consent.selectors import CurrentConsent, consent_current_many
 from compliance.core.errors import NotFound
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import (
@@ -43,7 +43,7 @@ from compliance.recordings.models import (
     RecordingState,
 )
 from compliance.retention.models import DeletionRequest, DeletionStatus
-from compliance.retention.selectors import CHOICE_DAYS, policy_table
+from compliance.retention.selectors import CHOICE_DAYS, PolicyTable, policy_table
 from compliance.sampling.models import ReviewItem, ReviewItemState
 
 RECORDINGS_PER_PAGE = 25
@@ -83,8 +83,7 @@ def profile_of_user(*, user: Any, external_id: str) -> Profile:
     return profile
 
 
-def _policy_limits(profile: Profile, now: datetime) -> list[PolicyLimit]:
-    table = policy_table(at=now)
+def _policy_limits(profile: Profile, table: PolicyTable) -> list[PolicyLimit]:
     limits = []
     for category in (Category.AUDIO, Category.TRANSCRIPT):
         policy = table.resolve(
@@ -96,7 +95,8 @@ def _policy_limits(profile: Profile, now: datetime) -> list[PolicyLimit]:
 
 
 def privacy_overview(*, user: Any) -> list[ProfileOverview]:
-    """The user's profiles (adults first, then children), with consent and counts."""
+    """The user's profiles (adults first, then children), with consent and counts: four
+    queries however many profiles the account has."""
     if not user.is_authenticated:
         return []
     profiles = list(
@@ -107,13 +107,16 @@ def privacy_overview(*, user: Any) -> list[ProfileOverview]:
         )
         .order_by("is_child", "external_id")
     )
-    now = timezone.now()
+    if not profiles:
+        return []
+    consents = consent_current_many(profiles=profiles)
+    table = policy_table(at=timezone.now())
     return [
         ProfileOverview(
             profile=p,
-            consents=consent_current(profile=p),
+            consents=consents[p.pk],
             recordings=p.active_recordings,
-            policy_limits=_policy_limits(p, now),
+            policy_limits=_policy_limits(p, table),
         )
         for p in profiles
     ]

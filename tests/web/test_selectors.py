@@ -10,8 +10,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compliance.accounts.models import Account, Profile
+from compliance.accounts.services import profile_create
 from compliance.consent.models import ConsentDefault, ConsentEvent, Purpose
-from compliance.web.selectors import ConsentRates, consent_rates_over_time, days_ending
+from compliance.consent.services import consent_set
+from compliance.retention.services import retention_policy_create
+from compliance.web.selectors import (
+    ConsentRates,
+    PolicyLimit,
+    consent_rates_over_time,
+    days_ending,
+    privacy_overview,
+)
+from tests.web.conftest import make_household, person
 
 HUMAN = Purpose.HUMAN_REVIEW
 TRAINING = Purpose.MODEL_TRAINING
@@ -226,3 +236,70 @@ def test_an_event_stamped_before_its_profile_counts_from_the_profiles_first_day(
 
     # created on 2026-05-30, the event stamped a day earlier
     assert rates.series[("GB", TRAINING)] == [(0, 0), (0, 0), (1, 1), (1, 1), (1, 1)]
+
+
+# --- the privacy page ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra_profiles", [0, 5])
+@pytest.mark.django_db
+def test_the_overview_costs_the_same_few_queries_however_many_profiles(
+    django_assert_num_queries, extra_profiles
+):
+    """The profiles with their counts, their consent states, the defaults, the policies."""
+    home = make_household()
+    for n in range(extra_profiles):
+        profile_create(
+            external_id=f"prof-alice-{n}",
+            account_external_id=home.adult.account.external_id,
+            is_child=n % 2 == 1,
+            actor="test",
+        )
+
+    with django_assert_num_queries(4):
+        overview = privacy_overview(user=home.user)
+
+    assert len(overview) == 2 + extra_profiles
+
+
+@pytest.mark.django_db
+def test_the_overview_gives_each_profile_its_own_consent_recordings_and_limits():
+    ConsentDefault.objects.create(jurisdiction="US", purpose=TRAINING, granted=True)
+    retention_policy_create(jurisdiction="US", category="audio", retention_days=90, actor="t")
+    retention_policy_create(
+        jurisdiction="*", category="transcript", applies_to="children", retention_days=30, actor="t"
+    )
+    home = make_household()
+    consent_set(
+        profile=home.adult,
+        purpose=HUMAN,
+        granted=True,
+        channel="web",
+        notice_version="1",
+        actor="test",
+    )
+    make_household("bob")  # someone else's, not shown
+
+    overview = privacy_overview(user=home.user)
+
+    assert [o.profile.external_id for o in overview] == ["prof-alice", "prof-alice-kid"]
+    adult, child = overview
+    assert [(c.purpose, c.granted, c.source) for c in adult.consents] == [
+        (HUMAN, True, "explicit"),
+        (TRAINING, True, "default"),
+    ]
+    assert [(c.purpose, c.granted, c.source) for c in child.consents] == [
+        (HUMAN, False, "none"),
+        (TRAINING, True, "default"),
+    ]
+    assert (adult.recordings, child.recordings) == (3, 1)
+    assert adult.policy_limits == [PolicyLimit("audio", 90)]
+    assert child.policy_limits == [PolicyLimit("audio", 90), PolicyLimit("transcript", 30)]
+
+
+@pytest.mark.django_db
+def test_the_overview_of_someone_without_profiles_is_empty(django_assert_num_queries):
+    user = person("nobody")
+
+    with django_assert_num_queries(1):
+        assert privacy_overview(user=user) == []
