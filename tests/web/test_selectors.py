@@ -19,8 +19,10 @@ from compliance.web.selectors import (
     PolicyLimit,
     consent_rates_over_time,
     days_ending,
+    ledger_kinds,
     privacy_overview,
 )
+from tests.ledger.conftest import append
 from tests.web.conftest import make_household, person
 
 HUMAN = Purpose.HUMAN_REVIEW
@@ -303,3 +305,21 @@ def test_the_overview_of_someone_without_profiles_is_empty(django_assert_num_que
 
     with django_assert_num_queries(1):
         assert privacy_overview(user=user) == []
+
+
+# --- the ledger page -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_ledger_filter_offers_each_kind_once_in_order_in_one_query(
+    django_assert_num_queries,
+):
+    with django_assert_num_queries(1):
+        assert ledger_kinds() == []
+    for kind in ("purge.batch", "consent.granted", "sample.drawn", "consent.granted"):
+        append(2, kind=kind)
+
+    with django_assert_num_queries(1):
+        kinds = ledger_kinds()
+
+    assert kinds == ["consent.granted", "purge.batch", "sample.drawn"]
