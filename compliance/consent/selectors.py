@@ -1,3 +1,4 @@
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,35 +21,50 @@ class CurrentConsent:
 
 
 def consent_current(*, profile: Profile) -> list[CurrentConsent]:
-    states = {
-        s.purpose: s
-        for s in ConsentState.objects.filter(profile=profile).select_related("last_event")
+    return consent_current_many(profiles=[profile])[profile.pk]
+
+
+def consent_current_many(*, profiles: Iterable[Profile]) -> dict[int, list[CurrentConsent]]:
+    """Each profile's current consent per purpose, in two queries however many there are."""
+    profiles = list(profiles)
+    states: dict[tuple[int, str], ConsentState] = {
+        (s.profile_id, s.purpose): s
+        for s in ConsentState.objects.filter(profile__in=profiles).select_related("last_event")
     }
-    defaults = dict(
-        ConsentDefault.objects.filter(jurisdiction=profile.account.jurisdiction).values_list(
-            "purpose", "granted"
+    jurisdictions = {profile.account.jurisdiction for profile in profiles}
+    defaults = {
+        (j, p): g
+        for j, p, g in ConsentDefault.objects.filter(jurisdiction__in=jurisdictions).values_list(
+            "jurisdiction", "purpose", "granted"
         )
-    )
-    result = []
-    for purpose in Purpose.values:
-        state = states.get(purpose)
-        if state is not None and state.granted is not None:
-            event = state.last_event
-            result.append(
-                CurrentConsent(
-                    purpose=purpose,
-                    granted=state.granted,
-                    source="explicit",
-                    channel=event.channel if event else None,
-                    notice_version=event.notice_version if event else None,
-                    updated_at=state.updated_at,
-                )
+    }
+    return {
+        profile.pk: [
+            _current(
+                purpose,
+                states.get((profile.pk, purpose)),
+                defaults.get((profile.account.jurisdiction, purpose)),
             )
-        elif purpose in defaults:
-            result.append(CurrentConsent(purpose, defaults[purpose], "default", None, None, None))
-        else:
-            result.append(CurrentConsent(purpose, False, "none", None, None, None))
-    return result
+            for purpose in Purpose.values
+        ]
+        for profile in profiles
+    }
+
+
+def _current(purpose: str, state: ConsentState | None, default: bool | None) -> CurrentConsent:
+    if state is not None and state.granted is not None:
+        event = state.last_event
+        return CurrentConsent(
+            purpose=purpose,
+            granted=state.granted,
+            source="explicit",
+            channel=event.channel if event else None,
+            notice_version=event.notice_version if event else None,
+            updated_at=state.updated_at,
+        )
+    if default is not None:
+        return CurrentConsent(purpose, default, "default", None, None, None)
+    return CurrentConsent(purpose, False, "none", None, None, None)
 
 
 def consent_current_for(*, profile: Profile, purpose: str) -> CurrentConsent:

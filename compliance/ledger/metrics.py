@@ -5,8 +5,27 @@ from prometheus_client.registry import Collector
 
 
 class LedgerCollector(Collector):
+    """The ledger's length and what its last full verification found: alert on a broken
+    chain, and on a last verification too long ago (the beat or its workers down)."""
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from .models import LedgerEntry
+        from .models import LedgerEntry, VerificationRun
 
         last = LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
         yield GaugeMetricFamily("earshot_ledger_entries", "Entries in the ledger", value=last or 0)
+        verified = (
+            VerificationRun.objects.filter(finished_at__isnull=False)
+            .order_by("-finished_at", "-id")
+            .values_list("finished_at", "status")
+            .first()
+        )
+        yield GaugeMetricFamily(
+            "earshot_ledger_verification_finished_timestamp_seconds",
+            "When the last full verification of the ledger finished (0: never)",
+            value=verified[0].timestamp() if verified else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "earshot_ledger_broken",
+            "1 if the last full verification found an entry that does not hold",
+            value=1.0 if verified and verified[1] == VerificationRun.Status.BROKEN else 0.0,
+        )

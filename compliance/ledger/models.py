@@ -1,4 +1,8 @@
 from django.db import models
+from django.db.models import Q
+
+# The `prev_hash` of the first entry.
+GENESIS_HASH = "0" * 64
 
 
 class LedgerEntry(models.Model):
@@ -29,3 +33,64 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind} {self.subject}"
+
+
+class VerificationRun(models.Model):
+    """One full verification of the chain, from its first entry to its newest: who
+    asked, how far it has got, what it found. The rows are the history the ledger page
+    shows; the newest intact run's end is the point the page checks on from.
+
+    A run goes in steps (a Celery task re-queues itself; `verify_ledger` runs the steps
+    in-process) and commits its progress after every chunk of entries, so a worker that
+    dies loses at most a chunk: once its lease lapses, the sweep resumes the run where
+    it stopped. Each step claims the run by a conditional UPDATE that raises `attempts`;
+    a stale worker's writes, fenced by its attempt number, change nothing.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        INTACT = "intact"
+        BROKEN = "broken"
+
+    requested_by = models.CharField(max_length=200)
+    requested_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING)
+    # Verified so far: entries 1..through_seq hold; the last is row through_id, hashing to
+    # through_hash. Where a run resumes, and once intact, where the page checks on from.
+    through_id = models.BigIntegerField(default=0)
+    through_seq = models.BigIntegerField(default=0)
+    through_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+    problem_seq = models.BigIntegerField(null=True, blank=True)
+    problem = models.CharField(max_length=200, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="running", finished_at__isnull=True)
+                | (~Q(status="running") & Q(finished_at__isnull=False)),
+                name="ledger_run_finished_iff_not_running",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="broken", problem_seq__isnull=False)
+                | (~Q(status="broken") & Q(problem_seq__isnull=True)),
+                name="ledger_run_problem_iff_broken",
+            ),
+        ]
+        indexes = [
+            # the page's newest intact run, and the runs still going (page, sweep)
+            models.Index(fields=["status", "-finished_at"], name="ledger_run_status_finished"),
+            # the page's newest finished run, whatever it found
+            models.Index(fields=["-finished_at"], name="ledger_run_finished"),
+            # the page's recent runs, and the sweep's "when was one last asked for"
+            models.Index(fields=["-requested_at"], name="ledger_run_requested"),
+        ]
+
+    def __str__(self) -> str:
+        return f"ledger verification #{self.pk} ({self.status})"
+
+    @property
+    def entries_checked(self) -> int:
+        return self.through_seq

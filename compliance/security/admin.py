@@ -29,6 +29,7 @@ READ_ONLY_MODELS: dict[str, list[str]] = {
     "retention.LegalHold": [],
     "retention.DeletionRequest": [],
     "ledger.LedgerEntry": [],
+    "ledger.VerificationRun": [],
     "clients.ServiceClient": ["key_hash"],
 }
 LIST_COLUMNS = 8

@@ -48,5 +48,6 @@ urlpatterns = [
     path("officer/holds/", officer.holds, name="officer-holds"),
     path("officer/holds/<int:pk>/release/", officer.hold_release, name="officer-hold-release"),
     path("officer/ledger/", officer.ledger, name="officer-ledger"),
+    path("officer/ledger/verify/", officer.ledger_verify, name="officer-ledger-verify"),
     path("officer/reports/<slug:name>.csv", reports.report, name="officer-report"),
 ]

@@ -242,7 +242,11 @@ CELERY_BEAT_SCHEDULE: dict = {
     "retention-sweep": {"task": "retention.sweep", "schedule": 60.0},
     "storage-sweep": {"task": "retention.storage_sweep", "schedule": 6 * 3600.0},
     "sampling-expire-items": {"task": "sampling.expire_items", "schedule": 300.0},
+    # starts the full ledger verification when due, resumes one whose worker died
+    "ledger-verification-sweep": {"task": "ledger.verification_sweep", "schedule": 300.0},
 }
+# A full verification of the ledger's chain (re-hashing every entry) at least this often.
+LEDGER_VERIFY_EVERY_SECONDS = env.int("LEDGER_VERIFY_EVERY_SECONDS", default=3600)
 # Tests kill a purge at this step (claimed, unlinked, finished) to prove crash safety.
 PURGE_FAULT_AT = env.str("EARSHOT_PURGE_FAULT", default="")
 # After this long a purge claim counts as abandoned and the sweep takes it over.

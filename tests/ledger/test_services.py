@@ -1,13 +1,26 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from django.db import connection, transaction
+import time_machine
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
 
-from compliance.ledger import services
-from compliance.ledger.models import LedgerEntry
-from compliance.ledger.services import GENESIS_HASH, entry_hash, ledger_append
+from compliance.ledger import selectors, services
+from compliance.ledger.models import LedgerEntry, VerificationRun
+from compliance.ledger.services import (
+    GENESIS_HASH,
+    entry_hash,
+    ledger_append,
+    ledger_verification_request,
+    ledger_verification_start,
+    ledger_verification_step,
+    ledger_verifications_sweep,
+)
+from tests.ledger.conftest import edit_payload
 
 pytestmark = pytest.mark.django_db
 
@@ -111,3 +124,159 @@ def test_an_entry_rolled_back_with_its_change_leaves_no_gap():
 
     assert [e.seq for e in LedgerEntry.objects.order_by("seq")] == [1, 2, 3]
     assert not LedgerEntry.objects.filter(kind="doomed").exists()
+
+
+# --- full verifications ------------------------------------------------------------------
+
+
+def _run_to_the_end(run: VerificationRun, **step: Any) -> VerificationRun:
+    """The steps of a run as its tasks would take them, each continuing the one before."""
+    attempt = run.attempts
+    while True:
+        stepped = ledger_verification_step(run_id=run.pk, after_attempt=attempt, **step)
+        assert stepped is not None
+        if stepped.status != VerificationRun.Status.RUNNING:
+            return stepped
+        attempt = stepped.attempts
+
+
+def test_a_full_verification_records_that_the_chain_is_intact_and_where_it_ends():
+    entries = _append(5)
+    run = ledger_verification_start(requested_by="test", by_worker=False)
+
+    run = _run_to_the_end(run, budget_seconds=None)
+
+    assert run.status == VerificationRun.Status.INTACT
+    assert (run.through_id, run.through_seq, run.through_hash) == (
+        entries[-1].pk,
+        5,
+        entries[-1].hash,
+    )
+    assert run.finished_at is not None and run.lease_until is None
+    assert (run.problem_seq, run.problem) == (None, "")
+
+
+def test_a_full_verification_records_the_first_entry_that_does_not_hold():
+    _append(5)
+    edit_payload(3, {"i": 99})
+    run = ledger_verification_start(requested_by="test", by_worker=False)
+
+    run = _run_to_the_end(run, budget_seconds=None)
+
+    assert run.status == VerificationRun.Status.BROKEN
+    assert (run.problem_seq, run.through_seq) == (3, 2)
+    assert "edited" in run.problem
+
+
+def test_a_step_stops_at_its_budget_and_the_next_goes_on_from_where_it_stopped():
+    _append(5)
+    run = ledger_verification_start(requested_by="test", by_worker=False)
+    progress = []
+
+    first = ledger_verification_step(run_id=run.pk, budget_seconds=0, chunk=2)
+    progress.append(first.through_seq)
+    second = ledger_verification_step(
+        run_id=run.pk, after_attempt=first.attempts, budget_seconds=0, chunk=2
+    )
+    progress.append(second.through_seq)
+    done = _run_to_the_end(second, budget_seconds=0, chunk=2)
+
+    assert first.status == second.status == VerificationRun.Status.RUNNING
+    assert progress == [2, 4]
+    assert (done.status, done.through_seq) == (VerificationRun.Status.INTACT, 5)
+
+
+def test_a_run_in_a_workers_hands_is_not_taken_until_its_lease_lapses():
+    _append(3)
+    run = ledger_verification_start(requested_by="test", by_worker=False)
+    held = ledger_verification_step(run_id=run.pk, budget_seconds=0, chunk=1)
+
+    assert ledger_verification_step(run_id=run.pk) is None  # the sweep's resume, too early
+    VerificationRun.objects.filter(pk=run.pk).update(lease_until=timezone.now())
+    taken = ledger_verification_step(run_id=run.pk, budget_seconds=None)
+
+    assert taken.status == VerificationRun.Status.INTACT
+    assert taken.attempts == held.attempts + 1
+    # the first worker's continuation, late: not its run any more
+    assert ledger_verification_step(run_id=run.pk, after_attempt=held.attempts) is None
+
+
+def test_a_worker_whose_run_was_taken_over_on_the_way_writes_nothing_more(monkeypatch):
+    _append(4)
+    run = ledger_verification_start(requested_by="test", by_worker=False)
+    walk = selectors.ledger_walk
+
+    def taken_over_after_the_first_chunk(**kwargs):
+        for n, step in enumerate(walk(**kwargs)):
+            if n == 1:  # another worker claimed the run meanwhile
+                VerificationRun.objects.filter(pk=run.pk).update(attempts=F("attempts") + 1)
+            yield step
+
+    monkeypatch.setattr(selectors, "ledger_walk", taken_over_after_the_first_chunk)
+
+    assert ledger_verification_step(run_id=run.pk, budget_seconds=None, chunk=2) is None
+    run.refresh_from_db()
+    assert (run.status, run.through_seq) == (VerificationRun.Status.RUNNING, 2)
+
+
+def test_asking_while_a_full_verification_runs_joins_it(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as queued:
+        first, first_new = ledger_verification_request(requested_by="user:1")
+        second, second_new = ledger_verification_request(requested_by="user:2")
+
+    assert (first_new, second_new) == (True, False)
+    assert second.pk == first.pk
+    assert len(queued) == 1  # one first step for a worker
+
+
+def test_the_sweep_starts_a_scheduled_run_when_none_was_asked_for_lately(
+    django_capture_on_commit_callbacks,
+):
+    _append(2)
+    now = timezone.now()
+
+    with django_capture_on_commit_callbacks() as queued:
+        started = ledger_verifications_sweep(now=now).started
+    again = ledger_verifications_sweep(now=now + timedelta(minutes=5)).started
+    _run_to_the_end(VerificationRun.objects.get(pk=started), budget_seconds=None)
+    with time_machine.travel(now + timedelta(hours=1, minutes=1)):
+        later = ledger_verifications_sweep().started
+
+    assert VerificationRun.objects.get(pk=started).requested_by == "schedule"
+    assert len(queued) == 1
+    assert again is None
+    assert later is not None and later != started
+
+
+def test_the_sweep_resumes_runs_whose_worker_died_or_whose_task_was_lost():
+    now = timezone.now()
+
+    def run(**fields: Any) -> int:
+        return VerificationRun.objects.create(requested_by="t", **fields).pk
+
+    lapsed = run(requested_at=now - timedelta(hours=1), lease_until=now - timedelta(seconds=1))
+    lost = run(requested_at=now - timedelta(minutes=1))
+    held = run(requested_at=now - timedelta(hours=1), lease_until=now + timedelta(minutes=1))
+    queued = run(requested_at=now - timedelta(seconds=5))
+    finished = now - timedelta(minutes=1)
+    run(requested_at=now - timedelta(hours=1), status="intact", finished_at=finished)
+
+    sweep = ledger_verifications_sweep(now=now)
+
+    assert sweep.started is None  # one was asked for within the hour
+    assert sorted(sweep.resume) == sorted([lapsed, lost])
+    assert held not in sweep.resume and queued not in sweep.resume
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": "intact"},  # finished without a finish time
+        {"status": "running", "finished_at": datetime(2026, 1, 1, tzinfo=UTC)},
+        {"status": "broken", "finished_at": datetime(2026, 1, 1, tzinfo=UTC)},  # no problem
+        {"status": "intact", "finished_at": datetime(2026, 1, 1, tzinfo=UTC), "problem_seq": 3},
+    ],
+)
+def test_a_run_cannot_say_it_finished_without_saying_when_or_fail_without_saying_where(fields):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        VerificationRun.objects.create(requested_by="t", requested_at=timezone.now(), **fields)

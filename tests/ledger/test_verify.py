@@ -1,51 +1,24 @@
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 
-from compliance.ledger.models import LedgerEntry
-from compliance.ledger.selectors import ledger_verify
-from compliance.ledger.services import entry_hash, ledger_append
+from compliance.ledger import selectors
+from compliance.ledger.models import LedgerEntry, VerificationRun
+from compliance.ledger.selectors import (
+    GENESIS,
+    ChainPoint,
+    ledger_tail_walk,
+    ledger_verify,
+    ledger_walk,
+)
+from compliance.ledger.services import entry_hash
 from tests.conftest import postgres_only
+from tests.ledger.conftest import TABLE, append, edit_payload, sql, tampering
 
 pytestmark = pytest.mark.django_db
-
-TABLE = LedgerEntry._meta.db_table
-
-
-@pytest.fixture
-def ledger() -> list[LedgerEntry]:
-    """Six entries, 1..6, as the application writes them."""
-    with transaction.atomic():
-        for i in range(6):
-            ledger_append(
-                kind="consent.granted", subject=f"profile:p-{i}", actor="t", payload={"i": i}
-            )
-    return list(LedgerEntry.objects.order_by("seq"))
-
-
-@contextmanager
-def tampering() -> Iterator[None]:
-    """Direct SQL as a database superuser would run it: the append-only trigger off.
-
-    PostgreSQL DDL is transactional, so this stays inside the test's transaction and is
-    rolled back with it even if an assertion fails in between."""
-    postgres = connection.vendor == "postgresql"
-    with connection.cursor() as cursor:
-        if postgres:
-            cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
-        yield
-        if postgres:
-            cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
-
-
-def _sql(statement: str, params: list) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
 
 
 def _row(seq: int) -> dict:
@@ -64,7 +37,7 @@ def _row(seq: int) -> dict:
 
 def _overwrite(pk: int, row: dict) -> None:
     columns = ", ".join(f"{name} = %s" for name in row)
-    _sql(f"UPDATE {TABLE} SET {columns} WHERE id = %s", [*row.values(), pk])  # noqa: S608
+    sql(f"UPDATE {TABLE} SET {columns} WHERE id = %s", [*row.values(), pk])  # noqa: S608
 
 
 def _verify_command_fails() -> str:
@@ -98,7 +71,7 @@ def test_a_clean_ledger_verifies_and_the_command_says_so(ledger):
 
 def test_an_edited_payload_fails_naming_that_entry(ledger):
     with tampering():
-        _sql(f"UPDATE {TABLE} SET payload = %s WHERE seq = 4", [json.dumps({"i": 99})])  # noqa: S608
+        sql(f"UPDATE {TABLE} SET payload = %s WHERE seq = 4", [json.dumps({"i": 99})])  # noqa: S608
 
     result = ledger_verify()
 
@@ -112,7 +85,7 @@ def test_an_edited_payload_fails_naming_that_entry(ledger):
 @pytest.mark.parametrize("column", ["kind", "subject", "actor"])
 def test_any_edited_field_fails_naming_that_entry(ledger, column):
     with tampering():
-        _sql(f"UPDATE {TABLE} SET {column} = %s WHERE seq = 2", ["forged"])  # noqa: S608
+        sql(f"UPDATE {TABLE} SET {column} = %s WHERE seq = 2", ["forged"])  # noqa: S608
 
     assert ledger_verify().problem.seq == 2
 
@@ -142,7 +115,7 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_link_of_the_next_entry(ledger
 @pytest.mark.parametrize("removed", [1, 3, 5])
 def test_a_removed_entry_fails_naming_the_missing_seq(ledger, removed):
     with tampering():
-        _sql(f"DELETE FROM {TABLE} WHERE seq = %s", [removed])  # noqa: S608
+        sql(f"DELETE FROM {TABLE} WHERE seq = %s", [removed])  # noqa: S608
 
     result = ledger_verify()
 
@@ -153,9 +126,9 @@ def test_a_removed_entry_fails_naming_the_missing_seq(ledger, removed):
 
 def test_swapped_sequence_numbers_fail_naming_the_entry_out_of_order(ledger):
     with tampering():
-        _sql(f"UPDATE {TABLE} SET seq = -seq WHERE seq IN (3, 4)", [])  # noqa: S608
-        _sql(f"UPDATE {TABLE} SET seq = 4 WHERE seq = -3", [])  # noqa: S608
-        _sql(f"UPDATE {TABLE} SET seq = 3 WHERE seq = -4", [])  # noqa: S608
+        sql(f"UPDATE {TABLE} SET seq = -seq WHERE seq IN (3, 4)", [])  # noqa: S608
+        sql(f"UPDATE {TABLE} SET seq = 4 WHERE seq = -3", [])  # noqa: S608
+        sql(f"UPDATE {TABLE} SET seq = 3 WHERE seq = -4", [])  # noqa: S608
 
     result = ledger_verify()
 
@@ -204,9 +177,9 @@ def test_swapped_contents_under_their_old_numbers_fail_as_edited(ledger):
         lambda: LedgerEntry.objects.filter(seq=2).delete(),
         lambda: LedgerEntry.objects.get(seq=2).delete(),
         lambda: LedgerEntry.objects.all().delete(),
-        lambda: _sql(f"UPDATE {TABLE} SET payload = %s WHERE seq = 2", ['{"i": 9}']),  # noqa: S608
-        lambda: _sql(f"DELETE FROM {TABLE} WHERE seq = 2", []),  # noqa: S608
-        lambda: _sql(f"TRUNCATE {TABLE}", []),
+        lambda: sql(f"UPDATE {TABLE} SET payload = %s WHERE seq = 2", ['{"i": 9}']),  # noqa: S608
+        lambda: sql(f"DELETE FROM {TABLE} WHERE seq = 2", []),  # noqa: S608
+        lambda: sql(f"TRUNCATE {TABLE}", []),
     ],
     ids=[
         "orm-update",
@@ -245,3 +218,92 @@ def test_after_tampering_the_trigger_is_on_again(ledger):
 
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         LedgerEntry.objects.filter(seq=1).delete()
+
+
+# --- walking on from a verified point ----------------------------------------------------
+
+
+def _point(entry: LedgerEntry) -> ChainPoint:
+    return ChainPoint(entry.pk, entry.seq, entry.hash)
+
+
+@pytest.fixture
+def hashes(monkeypatch) -> list[int]:
+    """The sequence numbers of the entries re-hashed, in order."""
+    seen: list[int] = []
+
+    def counting(**fields):
+        seen.append(fields["seq"])
+        return entry_hash(**fields)
+
+    monkeypatch.setattr(selectors, "entry_hash", counting)
+    return seen
+
+
+def test_a_walk_from_a_verified_point_rehashes_only_that_entry_and_those_after_it(ledger, hashes):
+    *_, walk = ledger_walk(start=_point(ledger[3]))
+
+    assert walk.ok and walk.complete
+    assert (walk.entries_checked, walk.end) == (2, _point(ledger[5]))
+    assert hashes == [4, 5, 6]
+
+
+def test_a_walk_yields_its_progress_after_every_chunk(ledger):
+    walks = [(w.end.seq, w.complete) for w in ledger_walk(chunk=2)]
+
+    assert walks == [(2, False), (4, False), (6, False), (6, True)]
+
+
+def test_a_walk_from_a_point_trusts_the_entries_before_it_a_full_one_does_not(ledger):
+    edit_payload(2, {"i": 99})
+
+    *_, walk = ledger_walk(start=_point(ledger[3]))
+
+    assert walk.ok
+    assert ledger_verify().problem.seq == 2
+
+
+def test_an_edit_after_the_point_fails_the_walk_naming_the_entry(ledger):
+    edit_payload(5, {"i": 99})
+
+    *_, walk = ledger_walk(start=_point(ledger[3]))
+
+    assert walk.problem.seq == 5
+    assert "edited" in walk.problem.problem
+    assert walk.end == _point(ledger[3])
+
+
+@pytest.mark.parametrize("change", ["payload", "payload-and-hash", "removed"])
+def test_a_changed_or_removed_point_fails_the_walk_from_it(ledger, change):
+    point = _point(ledger[3])
+    with tampering():
+        if change == "removed":
+            sql(f"DELETE FROM {TABLE} WHERE seq = 4", [])  # noqa: S608
+        else:
+            forged = LedgerEntry.objects.get(seq=4)
+            forged.payload = {"i": 99}
+            row = {"payload": json.dumps(forged.payload)}
+            if change == "payload-and-hash":
+                row["hash"] = selectors._recomputed(forged)
+            _overwrite(forged.pk, row)
+
+    [walk] = ledger_walk(start=point)
+
+    assert walk.problem.seq == 4
+    assert walk.entries_checked == 0
+
+
+def test_a_tail_walk_stops_at_its_limit(ledger):
+    walk = ledger_tail_walk(start=GENESIS, limit=4)
+
+    assert walk.ok and not walk.complete
+    assert walk.entries_checked == 4
+
+
+def test_the_command_records_its_run():
+    append(3)
+
+    call_command("verify_ledger", stdout=StringIO())
+
+    run = VerificationRun.objects.get()
+    assert (run.requested_by, run.status, run.entries_checked) == ("command", "intact", 3)

@@ -10,12 +10,14 @@ from django.test import Client
 from django.utils import timezone
 
 from compliance.consent.models import ConsentDefault
-from compliance.ledger.models import LedgerEntry
+from compliance.ledger.models import LedgerEntry, VerificationRun
+from compliance.ledger.services import ledger_verification_step
 from compliance.recordings.models import Artefact
 from compliance.retention.models import LegalHold, RetentionPolicy
 from compliance.retention.services import legal_hold_place, retention_policy_create
 from compliance.transfers.models import TransferRule
 from compliance.web.dashboard import REPORTS
+from tests.ledger.conftest import append, edit_payload, verify_in_full
 from tests.web.conftest import make_household, make_officer, person, verify_session
 
 pytestmark = pytest.mark.django_db
@@ -236,6 +238,7 @@ def test_the_ledger_page_shows_verification_and_pages_entries(officer_client, ho
 
     page = response.content.decode()
     assert "The chain is intact." in page
+    assert "checked just now" in page  # no full verification yet: the page walked it all
     assert "profile.created" in page
     filtered = officer_client.get("/officer/ledger/?kind=account.created").content.decode()
     assert "account.created" in filtered and "<td>profile.created</td>" not in filtered
@@ -252,6 +255,132 @@ def test_the_ledger_page_reports_a_broken_chain(officer_client, household):
 
     assert "Verification failed" in page
     assert "ledger entry #2" in page
+
+
+# --- the ledger page and the full verifications ----------------------------------------
+
+
+@pytest.fixture
+def hashed(monkeypatch) -> list[int]:
+    """The ledger entries re-hashed, by sequence number."""
+    from compliance.ledger import selectors as ledger_selectors
+
+    seen: list[int] = []
+    real = ledger_selectors.entry_hash
+
+    def counting(**fields):
+        seen.append(fields["seq"])
+        return real(**fields)
+
+    monkeypatch.setattr(ledger_selectors, "entry_hash", counting)
+    return seen
+
+
+def test_the_ledger_page_rehashes_only_what_was_appended_since_the_last_full_verification(
+    officer_client, household, hashed
+):
+    run = verify_in_full()
+    append(3)
+    hashed.clear()
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    assert hashed == [run.through_seq, *range(run.through_seq + 1, run.through_seq + 4)]
+    assert "The chain is intact." in page
+    assert f"checked entries #1 to #{run.through_seq}" in page
+    assert "asked for by the schedule" in page
+    assert "The 3 entries appended since, checked just now, hold" in page
+
+
+def test_an_edit_to_an_old_entry_is_found_by_the_next_full_verification_and_then_shown(
+    officer_client, household
+):
+    verify_in_full()
+    append(2)
+    edit_payload(2, {"forged": True})
+
+    before = officer_client.get("/officer/ledger/").content.decode()
+    run = verify_in_full()
+    after = officer_client.get("/officer/ledger/").content.decode()
+
+    # Between full verifications the page trusts what the last one verified, and says when.
+    assert "The chain is intact." in before
+    assert run.status == VerificationRun.Status.BROKEN and run.problem_seq == 2
+    assert "The chain is intact." not in after
+    assert "Verification failed</strong> at ledger entry #2: content does not match" in after
+    assert "the 1 entry before it is intact" in after
+
+
+def test_an_entry_appended_since_that_does_not_hold_fails_the_page_at_once(
+    officer_client, household
+):
+    run = verify_in_full()
+    append(2)
+    edit_payload(run.through_seq + 2, {"forged": True})
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    assert f"at ledger entry #{run.through_seq + 2}: content does not match" in page
+    assert "found just now" in page
+
+
+def test_entries_past_the_pages_limit_are_left_to_the_next_full_verification(
+    officer_client, household, monkeypatch
+):
+    from compliance.ledger import selectors as ledger_selectors
+
+    monkeypatch.setattr(ledger_selectors, "PAGE_CHECK_LIMIT", 2)
+    newest = append(5)[-1].seq
+
+    no_run_yet = officer_client.get("/officer/ledger/").content.decode()
+    run = verify_in_full()
+    append(5)
+    after_a_run = officer_client.get("/officer/ledger/").content.decode()
+
+    assert "Not verified in full yet." in no_run_yet
+    assert f"the {newest - 2} after them wait for the first full verification" in no_run_yet
+    assert run.through_seq == newest
+    assert "The 2 entries appended since, checked just now" in after_a_run
+    assert "3 more wait for the next full verification" in after_a_run
+
+
+def test_an_officer_starts_a_full_verification_and_sees_it_run(
+    officer_client, officer, household, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as queued:
+        started = officer_client.post("/officer/ledger/verify/", follow=True)
+        again = officer_client.post("/officer/ledger/verify/", follow=True)
+
+    run = VerificationRun.objects.get()
+    assert (run.status, run.requested_by) == ("running", f"user:{officer[0].pk}")
+    assert len(queued) == 1  # its first step, for a worker
+    assert "A full verification of the chain has started" in started.content.decode()
+    page = again.content.decode()
+    assert "A full verification is already running" in page
+    assert "A full verification is running, asked for by user:" in page
+    assert "Verify the whole chain now" not in page
+
+    ledger_verification_step(run_id=run.pk, budget_seconds=None)
+    done = officer_client.get("/officer/ledger/").content.decode()
+    assert "Verify the whole chain now" in done
+    assert f"asked for by user:{officer[0].pk}" in done
+
+
+def test_starting_a_verification_is_for_verified_officers_and_only_by_post(client: Client):
+    officer, device = make_officer()
+    client.force_login(officer)
+
+    unverified = client.post("/officer/ledger/verify/")
+    verify_session(client, device)
+    by_get = client.get("/officer/ledger/verify/")
+    not_officer = Client()
+    someone = person("mallory")
+    not_officer.force_login(someone)
+
+    assert unverified.status_code == 302
+    assert by_get.status_code == 405
+    assert not_officer.post("/officer/ledger/verify/").status_code in (302, 403)
+    assert not VerificationRun.objects.exists()
 
 
 @pytest.mark.parametrize("name", sorted(REPORTS))

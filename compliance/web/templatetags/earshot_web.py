@@ -21,3 +21,11 @@ def get_item(mapping: Any, key: Any) -> Any:
         return mapping.get(key)
     except AttributeError:
         return None
+
+
+@register.filter
+def requester(requested_by: str) -> str:
+    """Who asked for a full ledger verification, as the ledger page names them."""
+    return {"schedule": "the schedule", "command": "manage.py verify_ledger"}.get(
+        requested_by, requested_by
+    )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -20,7 +21,8 @@ from compliance.clients.permissions import actor_of
 from compliance.consent.selectors import consent_default_get, consent_defaults_list
 from compliance.consent.services import consent_default_create, consent_default_delete
 from compliance.core.errors import ApplicationError, NotFound
-from compliance.ledger.selectors import ledger_verify
+from compliance.ledger.selectors import ledger_status
+from compliance.ledger.services import ledger_verification_request
 from compliance.retention.reports import retention_report
 from compliance.retention.selectors import (
     is_valid_jurisdiction,
@@ -348,14 +350,35 @@ def hold_release(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @officer_required
 def ledger(request: HttpRequest) -> HttpResponse:
+    """The chain as the last full verification found it, and the entries appended since
+    checked now: cheap however long the ledger, since only those are re-hashed."""
     kind = request.GET.get("kind", "")
     return render(
         request,
         "web/officer/ledger.html",
         {
-            "verification": ledger_verify(),
+            "status": ledger_status(),
+            "verify_every": charts.duration(settings.LEDGER_VERIFY_EVERY_SECONDS),
             "page": selectors.ledger_entries(page=request.GET.get("page"), kind=kind),
             "kinds": selectors.ledger_kinds(),
             "kind": kind,
         },
     )
+
+
+@require_POST
+@officer_required
+def ledger_verify(request: HttpRequest) -> HttpResponse:
+    run, new = ledger_verification_request(requested_by=actor_of(request.user))
+    if new:
+        messages.success(
+            request,
+            "A full verification of the chain has started. Reload this page to follow it.",
+        )
+    else:
+        messages.info(
+            request,
+            f"A full verification is already running (asked for by {run.requested_by} at "
+            f"{run.requested_at:%Y-%m-%d %H:%M:%S} UTC); this page shows its progress.",
+        )
+    return redirect("web:officer-ledger")

@@ -1,0 +1,65 @@
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from django.db import connection, transaction
+
+from compliance.ledger.models import LedgerEntry, VerificationRun
+from compliance.ledger.services import (
+    ledger_append,
+    ledger_verification_start,
+    ledger_verification_step,
+)
+
+TABLE = LedgerEntry._meta.db_table
+
+
+def append(n: int, kind: str = "consent.granted") -> list[LedgerEntry]:
+    """`n` entries as the application writes them."""
+    with transaction.atomic():
+        return [
+            ledger_append(kind=kind, subject=f"profile:p-{i}", actor="t", payload={"i": i})
+            for i in range(n)
+        ]
+
+
+@pytest.fixture
+def ledger(db) -> list[LedgerEntry]:
+    """Six entries, 1..6, as the application writes them."""
+    append(6)
+    return list(LedgerEntry.objects.order_by("seq"))
+
+
+@contextmanager
+def tampering() -> Iterator[None]:
+    """Direct SQL as a database superuser would run it: the append-only trigger off.
+
+    PostgreSQL DDL is transactional, so this stays inside the test's transaction and is
+    rolled back with it even if an assertion fails in between."""
+    postgres = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        if postgres:
+            cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
+        yield
+        if postgres:
+            cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
+
+
+def sql(statement: str, params: list) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+def edit_payload(seq: int, payload: dict) -> None:
+    """What a tamperer does to an entry, its hash left as it was."""
+    with tampering():
+        sql(f"UPDATE {TABLE} SET payload = %s WHERE seq = %s", [json.dumps(payload), seq])  # noqa: S608
+
+
+def verify_in_full(requested_by: str = "schedule") -> VerificationRun:
+    """A full verification as the beat runs one, its steps taken here."""
+    run = ledger_verification_start(requested_by=requested_by, by_worker=False)
+    finished = ledger_verification_step(run_id=run.pk, budget_seconds=None)
+    assert finished is not None
+    return finished
