@@ -7,15 +7,15 @@ false wake; R's profile holds a current grant for P (explicit, or the jurisdicti
 default); and, for human_review with L given, L is R's jurisdiction or a transfer rule
 allows L for it.
 
-It is stated here three times, in the three forms its callers need, and tests prove
-on generated data that all three select exactly the recordings DESIGN.md's rule
-allows (tests/eligibility/test_rules.py):
+It is stated here twice, in the two forms its callers need, and tests prove on
+generated data that both select exactly the recordings DESIGN.md's rule allows
+(tests/eligibility/test_rules.py):
 - `decide()`: the decision for one recording, with a reason code per failed
   condition, from facts that `facts_for()` reads in one query;
-- `eligible_recordings()`: the rule as an ORM filter, for many recordings;
-- `eligible_sql()`: the rule as SQL joins and conditions over recordings aliased `r`,
-  for a hot path that adds its own conditions to the same statement (the sampling
-  draw, compliance/sampling/selectors.py). Nobody else states the rule's conditions.
+- `eligible_sql()`: the rule as a database filter, SQL joins and conditions over
+  recordings aliased `r`, that a caller composes with its own conditions in one
+  statement (the sampling draw, compliance/sampling/selectors.py).
+Nobody else states the rule's conditions.
 
 Decisions always read the primary database; nothing here is cached.
 """
@@ -31,7 +31,6 @@ from functools import lru_cache
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
@@ -288,42 +287,6 @@ def facts_for(
     return facts
 
 
-def eligible_recordings(
-    *, purpose: str, reviewer_location: str | None = None, now: datetime | None = None
-) -> QuerySet[Recording]:
-    """The rule as a filter: every recording that may be used for `purpose` now.
-
-    `now` is passed in, never read from the database's clock, so that tests can move
-    time (the retention condition compares against it).
-    """
-    now = now or timezone.now()
-    expired = Artefact.objects.filter(
-        Q(recording=OuterRef("pk"), category__in=PURPOSE_NEEDS[purpose])
-        & (~Q(state=ArtefactState.ACTIVE) | Q(expires_at__lte=now))
-    )
-    jurisdiction = OuterRef("profile__account__jurisdiction")
-    states = ConsentState.objects.filter(profile=OuterRef("profile"), purpose=purpose)
-    defaults = ConsentDefault.objects.filter(
-        jurisdiction=jurisdiction, purpose=purpose, granted=True
-    )
-    consented = Q(Exists(states.filter(granted=True))) | (
-        ~Q(Exists(states.filter(granted__isnull=False))) & Q(Exists(defaults))
-    )
-    recordings = Recording.objects.filter(
-        consented, ~Exists(expired), state=RecordingState.ACTIVE, profile__isnull=False
-    )
-    if purpose == Purpose.HUMAN_REVIEW:
-        recordings = recordings.filter(profile__is_child=False, sensitive=False, false_wake=False)
-        if reviewer_location is not None:
-            rules = TransferRule.objects.filter(
-                jurisdiction=jurisdiction, reviewer_location=reviewer_location
-            )
-            recordings = recordings.filter(
-                Q(profile__account__jurisdiction=reviewer_location) | Q(Exists(rules))
-            )
-    return recordings
-
-
 @dataclass(frozen=True, slots=True)
 class EligibleSql:
     """The rule as SQL fragments over recordings aliased `r` (see `eligible_sql`).
@@ -358,7 +321,7 @@ def eligible_sql(
     place instead of adding a second subquery.
 
     WHY SQL. The sampling draw probes thousands of random ids and re-checks what it
-    locked. Through `eligible_recordings()` those queries took about 180 ms of a
+    locked. Through an ORM filter of the rule those queries took about 180 ms of a
     1,000-item draw on 1,000,000 recordings (PostgreSQL plans the filter's OR of EXISTS
     subqueries as hashed scans of the whole consent table, and Django builds and quotes
     thousands of parameters); the same conditions written as joins, in one statement

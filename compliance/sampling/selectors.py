@@ -2,8 +2,8 @@
 
 HAND-WRITTEN SQL. The pick probes thousands of random ids per draw, and the draw
 re-checks its candidates once they are locked: each is one SQL statement over one array
-of ids, because through the ORM filter `eligible_recordings()` the draw took half as
-long again (the figures: `eligible_sql()`'s docstring; bench/sampling.py).
+of ids, because through an ORM filter of the rule the draw took half as long again
+(the figures: `eligible_sql()`'s docstring; bench/sampling.py).
 `candidates_sql` composes that statement from:
 
 - the eligibility rule's own SQL fragments, `eligible_sql()` in
