@@ -153,7 +153,7 @@ def _insert_per_object(
             params.append(field.get_db_prep_save(field.pre_save(entry, add=True), connection))
     insert = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 (identifiers from _meta, values as parameters)
-        f"SELECT {', '.join(values)} FROM {source}"
+        f"SELECT {', '.join(values)} FROM {source} ORDER BY t.id"
     )
     with connection.cursor() as cursor:
         cursor.execute(insert, [*params, *source_params])
