@@ -10,22 +10,27 @@ class LedgerCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from .models import LedgerEntry, VerificationRun
+        from .selectors import verification_run_standing
 
         last = LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
         yield GaugeMetricFamily("earshot_ledger_entries", "Entries in the ledger", value=last or 0)
-        verified = (
+        finished = (
             VerificationRun.objects.filter(finished_at__isnull=False)
             .order_by("-finished_at", "-id")
-            .values_list("finished_at", "status")
+            .values_list("finished_at", flat=True)
             .first()
         )
         yield GaugeMetricFamily(
             "earshot_ledger_verification_finished_timestamp_seconds",
             "When the last full verification of the ledger finished (0: never)",
-            value=verified[0].timestamp() if verified else 0.0,
+            value=finished.timestamp() if finished else 0.0,
         )
+        standing = verification_run_standing()
         yield GaugeMetricFamily(
             "earshot_ledger_broken",
-            "1 if the last full verification found an entry that does not hold",
-            value=1.0 if verified and verified[1] == VerificationRun.Status.BROKEN else 0.0,
+            "1 if a full verification found an entry that does not hold, and no intact"
+            " one asked for since has cleared it",
+            value=1.0
+            if standing is not None and standing.status == VerificationRun.Status.BROKEN
+            else 0.0,
         )

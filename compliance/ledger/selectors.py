@@ -187,7 +187,7 @@ class LedgerStatus:
 
 def ledger_status(*, limit: int | None = None) -> LedgerStatus:
     runs = VerificationRun.objects
-    last_finished = runs.filter(finished_at__isnull=False).order_by("-finished_at", "-id").first()
+    last_finished = verification_run_standing()
     last_intact = (
         last_finished
         if last_finished is not None and last_finished.status == VerificationRun.Status.INTACT
@@ -213,10 +213,23 @@ def verification_runs_recent(*, limit: int = 10) -> list[VerificationRun]:
 
 
 def verification_run_last_intact() -> VerificationRun | None:
-    """The newest full verification that found the chain intact: its end is the point
-    the ledger page checks on from."""
+    """The full verification that found the chain intact and was asked for last (its
+    walk started last, so it saw the latest state): its end is the point the ledger
+    page checks on from."""
     return (
         VerificationRun.objects.filter(status=VerificationRun.Status.INTACT)
-        .order_by("-finished_at", "-id")
+        .order_by("-requested_at", "-id")
         .first()
     )
+
+
+def verification_run_standing() -> VerificationRun | None:
+    """The full verification whose finding stands (the page's verdict, the broken
+    metric). A broken finding stands until an intact run asked for after it finished:
+    runs overlap, and one that started earlier may have passed an entry before it was
+    edited; finishing later, it must not clear the alarm."""
+    last_intact = verification_run_last_intact()
+    broken = VerificationRun.objects.filter(status=VerificationRun.Status.BROKEN)
+    if last_intact is not None:
+        broken = broken.filter(finished_at__gt=last_intact.requested_at)
+    return broken.order_by("-finished_at", "-id").first() or last_intact

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from compliance.ledger import selectors, services
 from compliance.ledger.models import LedgerEntry, VerificationRun
+from compliance.ledger.selectors import ledger_status
 from compliance.ledger.services import (
     GENESIS_HASH,
     entry_hash,
@@ -20,7 +21,7 @@ from compliance.ledger.services import (
     ledger_verification_step,
     ledger_verifications_sweep,
 )
-from tests.ledger.conftest import edit_payload
+from tests.ledger.conftest import append, edit_payload, verify_in_full
 
 pytestmark = pytest.mark.django_db
 
@@ -280,3 +281,52 @@ def test_the_sweep_resumes_runs_whose_worker_died_or_whose_task_was_lost():
 def test_a_run_cannot_say_it_finished_without_saying_when_or_fail_without_saying_where(fields):
     with pytest.raises(IntegrityError), transaction.atomic():
         VerificationRun.objects.create(requested_by="t", requested_at=timezone.now(), **fields)
+
+
+def _metric(name: str) -> float:
+    from compliance.ledger.metrics import LedgerCollector
+
+    return {m.name: m.samples[0].value for m in LedgerCollector().collect()}[name]
+
+
+@pytest.mark.django_db
+def test_an_older_run_finishing_intact_never_clears_a_newer_runs_broken_finding():
+    """Runs overlap: one that passed an entry before it was edited, finishing after a
+    run that found the edit, must not clear the alarm on the page or in the metrics."""
+    append(6)
+    older = ledger_verification_start(requested_by="schedule", by_worker=False)
+    step = ledger_verification_step(run_id=older.pk, budget_seconds=0, chunk=2)
+    assert (step.status, step.through_seq) == ("running", 2)
+    edit_payload(1, {"i": 99})
+    newer = ledger_verification_start(requested_by="command", by_worker=False)
+    newer = ledger_verification_step(run_id=newer.pk, after_attempt=0, budget_seconds=None)
+    assert (newer.status, newer.problem_seq) == ("broken", 1)
+
+    done = ledger_verification_step(
+        run_id=older.pk, after_attempt=step.attempts, budget_seconds=None
+    )
+    assert done.status == "intact"  # it checked entry #1 before the edit
+
+    status = ledger_status()
+    assert status.broken
+    assert status.last_finished.pk == newer.pk
+    assert _metric("earshot_ledger_broken") == 1.0
+
+
+@pytest.mark.django_db
+def test_an_intact_run_asked_for_after_a_broken_finding_clears_it():
+    """E.g. the ledger restored from a backup: a full run started after the broken
+    one finished has the last word."""
+    append(4)
+    edit_payload(2, {"i": 99})
+    broken = verify_in_full("command")
+    assert broken.status == "broken"
+    assert ledger_status().broken and _metric("earshot_ledger_broken") == 1.0
+
+    edit_payload(2, {"i": 1})  # the entry as it was written
+    intact = verify_in_full("command")
+    assert intact.status == "intact"
+    status = ledger_status()
+    assert not status.broken
+    assert status.last_finished.pk == intact.pk
+    assert _metric("earshot_ledger_broken") == 0.0
