@@ -3,14 +3,17 @@
 WHY: Django writes `pk__in=[...]` as `IN (%s, %s, ...)`, one parameter per id, and
 psycopg then quotes each one in Python; for the thousands of ids of a purge batch
 that costs more than the statement itself (bench/purge.py), and PostgreSQL parses a
-list as long. On PostgreSQL the ids go instead as one array literal.
+list as long. `field__any_of=ids` sends them instead as one array literal,
+`field = ANY('{...}'::bigint[])`: PostgreSQL then probes the index in the array's
+order and knows how many ids there are (an `IN (SELECT unnest(...))` is hashed, which
+loses the order, and estimated at a fraction of its size).
 """
 
 from collections.abc import Iterable, Sequence
 
-from django.db import connection
-from django.db.models import QuerySet
-from django.db.models.expressions import RawSQL
+from django.core.exceptions import EmptyResultSet
+from django.db import models
+from django.db.models import Lookup, QuerySet
 
 
 def pg_array(values: Iterable[int | str]) -> str:
@@ -20,14 +23,31 @@ def pg_array(values: Iterable[int | str]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def ids_in(ids: Sequence[int]) -> RawSQL | list[int]:
-    """The right-hand side of an `__in` lookup on an integer column for `ids`: on
-    PostgreSQL a subquery unnesting one array parameter, elsewhere the list itself."""
-    if connection.vendor == "postgresql":
-        return RawSQL("SELECT unnest(%s::bigint[])", [pg_array(ids)])
-    return list(ids)
+class AnyOf(Lookup):
+    """`field__any_of=ids` for an integer column or a foreign key: on PostgreSQL
+    `field = ANY(%s::bigint[])` with one array parameter; elsewhere an `IN` list."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def get_prep_lookup(self) -> list[int]:
+        return [int(value) for value in self.rhs]
+
+    def as_sql(self, compiler, connection):  # type: ignore[no-untyped-def]
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        if connection.vendor == "postgresql":
+            return f"{lhs} = ANY(%s::bigint[])", [*lhs_params, pg_array(self.rhs)]
+        if not self.rhs:
+            raise EmptyResultSet
+        return f"{lhs} IN ({', '.join(['%s'] * len(self.rhs))})", [*lhs_params, *self.rhs]
+
+
+def register_lookups() -> None:
+    """CoreConfig.ready(): integer fields (primary keys included) and foreign keys."""
+    models.IntegerField.register_lookup(AnyOf)
+    models.ForeignKey.register_lookup(AnyOf)
 
 
 def filter_ids(queryset: QuerySet, ids: Sequence[int], field: str = "pk") -> QuerySet:
-    """`queryset` restricted to `field` in `ids` (see `ids_in`)."""
-    return queryset.filter(**{f"{field}__in": ids_in(ids)})
+    """`queryset` restricted to `field` in `ids` (see `AnyOf`)."""
+    return queryset.filter(**{f"{field}__any_of": ids})

@@ -40,7 +40,6 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from compliance.accounts.models import Profile
-from compliance.core.sql import ids_in
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
 from compliance.security.audit import audit_bulk_change
@@ -132,9 +131,7 @@ def _recorded_at_under(holds: list[LegalHold], rows: list[tuple]) -> dict[int, d
     if not holds:
         return {}
     recording_ids = sorted({r[1] for r in rows})
-    return dict(
-        Recording.objects.filter(pk__in=ids_in(recording_ids)).values_list("pk", "recorded_at")
-    )
+    return dict(Recording.objects.filter(pk__any_of=recording_ids).values_list("pk", "recorded_at"))
 
 
 def _claim(
@@ -163,8 +160,7 @@ def _claim(
         account_ids = {r[7] for r in rows if r[7] is not None}
         holds = list(
             LegalHold.objects.filter(released_at__isnull=True).filter(
-                Q(profile_id__in=ids_in(profile_ids))
-                | Q(account_id__in=ids_in(sorted(account_ids)))
+                Q(profile_id__any_of=profile_ids) | Q(account_id__any_of=sorted(account_ids))
             )
         )
         recorded_at = _recorded_at_under(holds, rows)
@@ -199,7 +195,7 @@ def _claim(
                 )
             )
         if held_ids:
-            Artefact.objects.filter(pk__in=ids_in(held_ids)).update(purge_blocked=True)
+            Artefact.objects.filter(pk__any_of=held_ids).update(purge_blocked=True)
             ledger_append(
                 kind="purge.skipped_held",
                 subject="purge",
@@ -216,7 +212,7 @@ def _claim(
             # one, the reason follows again from the expiry basis.
             # in id order, as every statement of a batch goes: the rows were claimed in
             # expiry order, which is scattered over the table's pages
-            Artefact.objects.filter(pk__in=ids_in(sorted(c.id for c in claimed))).update(
+            Artefact.objects.filter(pk__any_of=sorted(c.id for c in claimed)).update(
                 state=ArtefactState.PURGING,
                 purge_attempt=F("purge_attempt") + 1,
                 purge_started_at=now,
@@ -259,7 +255,7 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
         purged = 0
         for (attempt, reason), ids in by_attempt.items():
             updated = Artefact.objects.filter(
-                pk__in=ids_in(ids), state=ArtefactState.PURGING, purge_attempt=attempt
+                pk__any_of=ids, state=ArtefactState.PURGING, purge_attempt=attempt
             ).update(
                 state=ArtefactState.PURGED,
                 text="",
@@ -274,7 +270,7 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
                     model=Artefact,
                     # what this update wrote, selected on the server (no ids come back)
                     pks=Artefact.objects.filter(
-                        pk__in=ids_in(ids),
+                        pk__any_of=ids,
                         state=ArtefactState.PURGED,
                         purge_attempt=attempt,
                         purged_at=now,
@@ -298,7 +294,7 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
         # (in id order) before they look for what is left of them.
         list(
             Recording.objects.select_for_update()
-            .filter(pk__in=ids_in(recording_ids))
+            .filter(pk__any_of=recording_ids)
             .order_by("pk")
             .values_list("pk")
         )
@@ -306,7 +302,7 @@ def _finish(claimed: list[_Claimed], *, now: datetime, result: BatchResult) -> N
             state=ArtefactState.PURGED
         )
         emptied = list(
-            Recording.objects.filter(pk__in=ids_in(recording_ids), state=RecordingState.ACTIVE)
+            Recording.objects.filter(pk__any_of=recording_ids, state=RecordingState.ACTIVE)
             .exclude(Exists(remaining))
             .values_list("pk", flat=True)
         )
@@ -347,7 +343,7 @@ def _tombstone_recordings(
     policy that applied), with their history and their review items revoked."""
     if not ids:
         return
-    Recording.objects.filter(pk__in=ids_in(ids), state=RecordingState.ACTIVE).update(
+    Recording.objects.filter(pk__any_of=ids, state=RecordingState.ACTIVE).update(
         state=RecordingState.PURGED,
         purged_at=now,
         purge_reason=reason,
@@ -475,7 +471,7 @@ def _take_over(
         rows = list(stuck[:limit] if limit is not None else stuck)
         if not rows:
             return BatchResult()
-        Artefact.objects.filter(pk__in=ids_in([r[0] for r in rows])).update(
+        Artefact.objects.filter(pk__any_of=[r[0] for r in rows]).update(
             purge_attempt=F("purge_attempt") + 1, purge_started_at=now
         )
     claimed = [

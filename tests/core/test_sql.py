@@ -1,6 +1,6 @@
 import pytest
 
-from compliance.core.sql import filter_ids, ids_in, pg_array
+from compliance.core.sql import filter_ids, pg_array
 from compliance.recordings.models import Recording
 from tests.factories import RecordingFactory
 
@@ -25,10 +25,23 @@ def test_an_empty_list_selects_nothing():
     assert not filter_ids(Recording.objects.all(), []).exists()
 
 
-def test_ids_in_works_in_updates_and_beside_other_conditions():
+def test_any_of_works_in_updates_beside_other_conditions_and_on_foreign_keys():
     first, second = RecordingFactory.create_batch(2)
-    updated = Recording.objects.filter(
-        pk__in=ids_in([first.pk, second.pk]), sensitive=False
-    ).update(sensitive=True)
+    updated = Recording.objects.filter(pk__any_of=[first.pk, second.pk], sensitive=False).update(
+        sensitive=True
+    )
     assert updated == 2
     assert Recording.objects.filter(sensitive=True).count() == 2
+    assert set(
+        Recording.objects.filter(profile_id__any_of=[first.profile_id]).values_list("pk", flat=True)
+    ) == {first.pk}
+
+
+def test_any_of_sends_the_ids_as_one_array_on_postgresql():
+    from django.db import connection
+
+    sql, params = Recording.objects.filter(pk__any_of=[3, 1, 2]).query.sql_with_params()
+    if connection.vendor == "postgresql":
+        assert "= ANY(" in sql and params == ("{3,1,2}",)
+    else:
+        assert params == (3, 1, 2)

@@ -22,6 +22,7 @@ from compliance.retention.services import (
     retention_policies_apply,
     retention_policy_create,
 )
+from tests.conftest import postgres_only
 from tests.factories import ProfileFactory
 from tests.retention.conftest import stored_files
 
@@ -63,6 +64,7 @@ def test_an_artefact_goes_exactly_at_its_expiry_and_not_a_moment_before(ingest):
     )
 
 
+@postgres_only()
 def test_a_batch_sends_its_ids_as_one_array_not_one_parameter_each(ingest):
     """Thousands of `IN (%s, ...)` parameters cost a purge batch more in Python and in
     PostgreSQL's parser than the statements themselves (bench/purge.py)."""
