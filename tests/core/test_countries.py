@@ -13,6 +13,7 @@ import pytest
 
 from compliance.accounts.services import account_create
 from compliance.consent.services import consent_default_create
+from compliance.core.countries import require_country
 from compliance.core.errors import ApplicationError
 from compliance.sampling.services import reviewer_create
 from compliance.transfers.services import transfer_rule_create
@@ -176,4 +177,26 @@ def test_the_services_refuse_a_bad_country_as_they_always_have(bad):
         "unknown_location",
         NEEDED,
         {"location": [NEEDED]},
+    )
+
+
+@pytest.mark.parametrize("bad", ["XX", "de", "DEU", "", 49, None, ["DE"], {"DE": 1}])
+def test_require_country_refuses_anything_but_a_country_code(bad):
+    assert _refusal(lambda: require_country(bad, field="home", code="unknown_home")) == (
+        400,
+        "unknown_home",
+        f"{bad!r} is not an ISO 3166-1 alpha-2 country code.",
+        {"home": ["unknown"]},
+    )
+    assert require_country("DE", field="home", code="unknown_home") == "DE"
+
+
+def test_an_account_with_a_jurisdiction_that_is_no_string_is_refused_not_a_crash():
+    # given a caller of the service that skipped the serializer (the demo seed, a shell)
+    # when the jurisdiction is a list, then a 400 as for any bad code, not a TypeError
+    assert _refusal(lambda: account_create(external_id="a-1", jurisdiction=["DE"], actor="t")) == (
+        400,
+        "unknown_jurisdiction",
+        "['DE'] is not an ISO 3166-1 alpha-2 country code.",
+        {"jurisdiction": ["unknown"]},
     )
