@@ -1,7 +1,7 @@
 from django.db import IntegrityError, transaction
 
 from compliance.consent.services import consent_states_initialise
-from compliance.core.countries import is_country
+from compliance.core.countries import require_country
 from compliance.core.errors import ApplicationError, Conflict
 from compliance.ledger.services import ledger_append
 
@@ -22,12 +22,7 @@ def _validate_external_id(value: str, field: str) -> str:
 @transaction.atomic
 def account_create(*, external_id: str, jurisdiction: str, actor: str) -> Account:
     external_id = _validate_external_id(external_id, "external_id")
-    if not is_country(jurisdiction):
-        raise ApplicationError(
-            "unknown_jurisdiction",
-            f"{jurisdiction!r} is not an ISO 3166-1 alpha-2 country code.",
-            fields={"jurisdiction": ["unknown"]},
-        )
+    require_country(jurisdiction, field="jurisdiction", code="unknown_jurisdiction")
     try:
         with transaction.atomic():
             account = Account.objects.create(external_id=external_id, jurisdiction=jurisdiction)

@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from compliance.core.countries import is_country
+from compliance.core.countries import require_country
 from compliance.core.errors import ApplicationError, Conflict
 from compliance.ledger.services import ledger_append
 
@@ -99,21 +99,11 @@ def consent_set(
     return state
 
 
-def _validate_jurisdiction(jurisdiction: Any) -> str:
-    if not isinstance(jurisdiction, str) or not is_country(jurisdiction):
-        raise ApplicationError(
-            "unknown_jurisdiction",
-            f"{jurisdiction!r} is not an ISO 3166-1 alpha-2 country code.",
-            fields={"jurisdiction": ["unknown"]},
-        )
-    return jurisdiction
-
-
 @transaction.atomic
 def consent_default_create(
     *, jurisdiction: str, purpose: str, granted: bool, actor: str
 ) -> ConsentDefault:
-    _validate_jurisdiction(jurisdiction)
+    require_country(jurisdiction, field="jurisdiction", code="unknown_jurisdiction")
     validate_purpose(purpose)
     try:
         with transaction.atomic():

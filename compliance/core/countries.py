@@ -1,6 +1,10 @@
 """ISO 3166-1 alpha-2 country codes (officially assigned), and the jurisdiction groups
 that retention policies may name."""
 
+from typing import Any
+
+from .errors import ApplicationError
+
 ISO_3166_ALPHA2: frozenset[str] = frozenset(
     """
     AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN
@@ -31,3 +35,19 @@ JURISDICTION_GROUPS: dict[str, frozenset[str]] = {
 
 def is_country(code: str) -> bool:
     return code in ISO_3166_ALPHA2
+
+
+def require_country(value: Any, *, field: str, code: str) -> str:
+    """`value`, if it is a country code; else the refusal (400 `code`, the value's repr,
+    `{field: ["unknown"]}`) that accounts, consent defaults and transfer rules give.
+
+    Sampling and eligibility word theirs differently, and the wording is part of the
+    API, so they keep their own (tests/core/test_countries.py pins all of them).
+    """
+    if not isinstance(value, str) or not is_country(value):
+        raise ApplicationError(
+            code,
+            f"{value!r} is not an ISO 3166-1 alpha-2 country code.",
+            fields={field: ["unknown"]},
+        )
+    return value

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
 from compliance.core.errors import ApplicationError
+from compliance.core.sql import ids_in
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category
 from compliance.security.audit import audit_bulk_change
@@ -36,6 +37,7 @@ from .selectors import (
 
 MAX_RETENTION_DAYS = 36_500
 RESCHEDULE_BATCH = 5_000
+RELEASE_BATCH = 10_000
 
 
 # --- expiry ---------------------------------------------------------------------
@@ -358,11 +360,26 @@ def legal_hold_release(*, hold: LegalHold, actor: str) -> LegalHold:
     locked.released_by = actor
     locked.save(update_fields=["released_at", "released_by"])
     blocked = Artefact.objects.filter(hold_filter(locked, prefix="recording__"), purge_blocked=True)
-    unblocked = list(blocked.select_for_update(of=("self",)).values_list("pk", flat=True))
-    Artefact.objects.filter(pk__in=unblocked).update(purge_blocked=False)
-    audit_bulk_change(
-        model=Artefact, pks=unblocked, changes={"purge_blocked": (True, False)}, actor=actor
-    )
+    # A hold can cover millions of artefacts: lock, unblock and audit them in id-ordered
+    # batches (keyset on id), each batch's ids sent as one parameter; all in this one
+    # transaction, so that the release and everything it unblocks commit together.
+    last_id = 0
+    while True:
+        batch = list(
+            blocked.filter(pk__gt=last_id)
+            .order_by("pk")
+            .select_for_update(of=("self",))
+            .values_list("pk", flat=True)[:RELEASE_BATCH]
+        )
+        if not batch:
+            break
+        Artefact.objects.filter(pk__in=ids_in(batch)).update(purge_blocked=False)
+        audit_bulk_change(
+            model=Artefact, pks=batch, changes={"purge_blocked": (True, False)}, actor=actor
+        )
+        if len(batch) < RELEASE_BATCH:
+            break
+        last_id = batch[-1]
     ledger_append(
         kind="legal_hold.released",
         subject=f"legal_hold:{locked.pk}",

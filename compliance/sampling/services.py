@@ -590,15 +590,13 @@ def _item_for(item_id: str, caller: Caller, action: str) -> ReviewItem:
     return item
 
 
-def _refusals(item: ReviewItem, now: datetime) -> list[str]:
-    """Why `item` may not reach its reviewer at `now`: the rule, re-checked for every
-    purpose the item needs, and whether its reviewer still works where it was drawn for."""
+def _refusals(item: ReviewItem, external_id: str, now: datetime) -> list[str]:
+    """Why `item` (of the recording `external_id`) may not reach its reviewer at `now`:
+    the rule, re-checked for every purpose the item needs, and whether its reviewer
+    still works where it was drawn for."""
     reasons: list[str] = []
     if item.reviewer is not None and item.reviewer.location != item.reviewer_location:
         reasons.append("reviewer_moved")
-    external_id = (
-        Recording.objects.filter(pk=item.recording_id).values_list("external_id", flat=True).get()
-    )
     for purpose in reviewable_purposes(item.purpose):
         location = item.reviewer_location if purpose == Purpose.HUMAN_REVIEW else None
         facts = facts_for([external_id], purpose=purpose, reviewer_location=location, now=now)
@@ -624,22 +622,23 @@ def _hand_off(
     caller: Caller,
     action: str,
     now: datetime,
-    deliver: Callable[[ReviewItem, str], tuple[T, list[str]]],
+    deliver: Callable[[ReviewItem, str, Recording], tuple[T, list[str]]],
 ) -> T:
-    """Lock, re-check and either refuse (recorded, the item closed) or `deliver(item)`
-    inside the same transaction. Raises the refusal after the transaction commits, so
-    that the refusal and its ledger entry are kept."""
+    """Lock, re-check and either refuse (recorded, the item closed) or
+    `deliver(item, audio key, recording)` inside the same transaction. Raises the
+    refusal after the transaction commits, so that the refusal and its ledger entry are
+    kept."""
     refusal: ApplicationError | None = None
     result: T | None = None
     with transaction.atomic():
-        profile_id = (
-            Recording.objects.filter(pk=item.recording_id)
-            .values_list("profile_id", flat=True)
-            .first()
-        )
-        if profile_id is not None:
+        # The one read of the recording row, with the profile and account that an
+        # annotation's retention needs. Whatever may change under the access (state,
+        # flags, owner, consent) is judged by the re-check below, which reads afresh
+        # after the locks.
+        recording = Recording.objects.select_related("profile__account").get(pk=item.recording_id)
+        if recording.profile_id is not None:
             lock_consent_states(
-                profile_ids=[profile_id], purposes=reviewable_purposes(item.purpose)
+                profile_ids=[recording.profile_id], purposes=reviewable_purposes(item.purpose)
             )
         locked = (
             ReviewItem.objects.select_for_update(of=("self",))
@@ -659,12 +658,12 @@ def _hand_off(
             )
             refusal = _gone(locked.state)
         else:
-            reasons = _refusals(locked, now)
+            reasons = _refusals(locked, recording.external_id, now)
             key = _playable_audio_key(locked.recording_id, now)
             if key is None:
                 reasons.append("no_audio")
             if not reasons:
-                result, reasons = deliver(locked, key)
+                result, reasons = deliver(locked, key, recording)
             if reasons:
                 locked.state, locked.closed_at, locked.close_reason = (
                     ReviewItemState.REVOKED,
@@ -700,7 +699,9 @@ def review_item_audio_open(*, item_id: str, caller: Caller, now: datetime | None
     now = now or timezone.now()
     item = _item_for(item_id, caller, "audio")
 
-    def deliver(locked: ReviewItem, key: str) -> tuple[Clip | None, list[str]]:
+    def deliver(
+        locked: ReviewItem, key: str, recording: Recording
+    ) -> tuple[Clip | None, list[str]]:
         try:
             handle = default_storage.open(key, "rb")
         except FileNotFoundError:
@@ -726,8 +727,7 @@ def review_item_annotate(
     now = now or timezone.now()
     item = _item_for(item_id, caller, "annotate")
 
-    def deliver(locked: ReviewItem, key: str) -> tuple[Artefact, list[str]]:
-        recording = Recording.objects.select_related("profile__account").get(pk=locked.recording_id)
+    def deliver(locked: ReviewItem, key: str, recording: Recording) -> tuple[Artefact, list[str]]:
         artefact = Artefact(
             recording=recording,
             category=Category.ANNOTATION,

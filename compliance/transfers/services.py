@@ -1,28 +1,16 @@
-from typing import Any
-
 from django.db import IntegrityError, transaction
 
-from compliance.core.countries import is_country
-from compliance.core.errors import ApplicationError, Conflict
+from compliance.core.countries import require_country
+from compliance.core.errors import Conflict
 from compliance.ledger.services import ledger_append
 
 from .models import TransferRule
 
 
-def _country(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not is_country(value):
-        raise ApplicationError(
-            "unknown_jurisdiction" if field == "jurisdiction" else "unknown_location",
-            f"{value!r} is not an ISO 3166-1 alpha-2 country code.",
-            fields={field: ["unknown"]},
-        )
-    return value
-
-
 @transaction.atomic
 def transfer_rule_create(*, jurisdiction: str, reviewer_location: str, actor: str) -> TransferRule:
-    _country(jurisdiction, "jurisdiction")
-    _country(reviewer_location, "reviewer_location")
+    require_country(jurisdiction, field="jurisdiction", code="unknown_jurisdiction")
+    require_country(reviewer_location, field="reviewer_location", code="unknown_location")
     try:
         with transaction.atomic():
             rule = TransferRule.objects.create(

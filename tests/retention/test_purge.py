@@ -6,16 +6,19 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from auditlog.models import LogEntry
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.core.files.storage import default_storage
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.accounts.services import profile_retention_set
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, Recording
-from compliance.retention import purge
+from compliance.retention import purge, services
 from compliance.retention.services import (
     legal_hold_place,
     legal_hold_release,
@@ -176,6 +179,42 @@ def test_a_hold_beats_retention_and_the_purge_says_what_it_skipped(ingest):
 
     legal_hold_release(hold=hold, actor="test")
     assert purge.purge_expired().purged == 1
+
+
+def test_releasing_a_hold_unblocks_what_it_kept_in_bounded_batches(ingest, monkeypatch):
+    # given six artefacts kept by one hold, and one kept by another hold
+    monkeypatch.setattr(services, "RELEASE_BATCH", 2)
+    _policy(10)
+    _policy(10, category="transcript")
+    profile, other = ProfileFactory(), ProfileFactory()
+    held = [ingest(profile, days_ago=20) for _ in range(3)]
+    still_held = ingest(other, days_ago=20)
+    hold = legal_hold_place(profile=profile, reason="litigation", case_reference="C-1", actor="t")
+    legal_hold_place(profile=other, reason="audit", case_reference="C-2", actor="t")
+    assert purge.purge_expired().held == 8
+    released = Artefact.objects.filter(recording__in=held)
+
+    # when the first hold is released
+    with CaptureQueriesContext(connection) as queries:
+        legal_hold_release(hold=hold, actor="user:7")
+
+    # then each of its artefacts is unblocked, in batches of at most RELEASE_BATCH ids
+    # sent as one array parameter on PostgreSQL, with one history entry each
+    assert not released.filter(purge_blocked=True).exists()
+    assert all(a.purge_blocked for a in still_held.artefacts.all())
+    table = Artefact._meta.db_table
+    updates = [q["sql"] for q in queries if q["sql"].startswith(f'UPDATE "{table}"')]
+    assert len(updates) == 3
+    if connection.vendor == "postgresql":
+        assert all("unnest" in sql for sql in updates)
+    entries = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Artefact), changes__has_key="purge_blocked"
+    )
+    assert sorted(int(e.object_pk) for e in entries) == sorted(a.pk for a in released)
+    assert LedgerEntry.objects.filter(
+        kind="legal_hold.released", subject=f"legal_hold:{hold.pk}"
+    ).exists()
+    assert purge.purge_expired().purged == 6
 
 
 def test_an_account_hold_with_a_range_covers_only_that_range(ingest):

@@ -4,15 +4,18 @@ from io import StringIO
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
+from compliance.recordings.models import Recording
 from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.services import (
     SampleRequest,
+    review_item_annotate,
     review_item_audio_open,
     review_items_expire,
     review_items_revoke_for_profile,
@@ -25,6 +28,11 @@ from tests.factories import ReviewerFactory, UserFactory
 from .conftest import HUMAN, LINK, reviewable
 
 pytestmark = pytest.mark.django_db
+
+# Statements per clip access, the ledger's advisory lock aside (pinned: a new read of
+# the recording, or of anything else, on this path shows up here first).
+GATE_AUDIO_QUERIES = 11
+GATE_ANNOTATE_QUERIES = 13
 
 
 def _draw(size: int = 10, **fields) -> list[str]:
@@ -232,3 +240,58 @@ def test_a_purge_revokes_the_open_items_of_what_it_tombstones():
     assert ReviewItem.objects.get(recording=gone).state == ReviewItemState.REVOKED
     assert ReviewItem.objects.get(recording=gone).close_reason == "purged"
     assert ReviewItem.objects.get(recording=kept).state == ReviewItemState.PENDING
+
+
+# --- the gate reads the recording once per access ----------------------------------
+
+
+def _recording_reads(queries) -> int:
+    table = Recording._meta.db_table
+    return sum(1 for q in queries if q["sql"].startswith("SELECT") and table in q["sql"])
+
+
+def _ledger_lock() -> int:
+    """The ledger's advisory lock: one statement more on PostgreSQL."""
+    return 1 if connection.vendor == "postgresql" else 0
+
+
+def test_an_audio_access_reads_its_recording_once_besides_the_recheck(
+    django_assert_num_queries,
+):
+    reviewable()
+    [item] = _draw(size=1)
+
+    with django_assert_num_queries(GATE_AUDIO_QUERIES + _ledger_lock()) as queries:
+        review_item_audio_open(item_id=item, caller=LINK).file.close()
+
+    assert _recording_reads(queries) == 2  # the gate's one read, and the rule's re-check
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.DELIVERED
+
+
+def test_an_annotation_reads_its_recording_once_besides_the_recheck(
+    django_assert_num_queries,
+):
+    recording = reviewable()
+    [item] = _draw(size=1)
+
+    with django_assert_num_queries(GATE_ANNOTATE_QUERIES + _ledger_lock()) as queries:
+        annotation = review_item_annotate(item_id=item, text="intent: lights.on", caller=LINK)
+
+    assert _recording_reads(queries) == 2  # the gate's one read, and the rule's re-check
+    assert (annotation.recording_id, annotation.category) == (recording.pk, "annotation")
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.DONE
+
+
+def test_a_refused_access_still_rechecks_the_rule_and_reads_the_recording_once(
+    django_assert_num_queries,
+):
+    recording = reviewable()
+    [item] = _draw(size=1)
+    Recording.objects.filter(pk=recording.pk).update(sensitive=True)
+
+    with pytest.raises(ApplicationError) as refused, CaptureQueriesContext(connection) as queries:
+        review_item_audio_open(item_id=item, caller=LINK)
+
+    assert (refused.value.status_code, refused.value.code) == (410, "revoked")
+    assert ReviewItem.objects.get(pk=item).close_reason == "sensitive"
+    assert _recording_reads(queries) == 2
