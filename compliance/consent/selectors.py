@@ -25,7 +25,9 @@ def consent_current(*, profile: Profile) -> list[CurrentConsent]:
 
 
 def consent_current_many(*, profiles: Iterable[Profile]) -> dict[int, list[CurrentConsent]]:
-    """Each profile's current consent per purpose, in two queries however many there are."""
+    """Each profile's current consent per purpose, in two queries however many there are
+    (pass profiles with their account already loaded, `select_related("account")`:
+    each profile's jurisdiction is read from it)."""
     profiles = list(profiles)
     states: dict[tuple[int, str], ConsentState] = {
         (s.profile_id, s.purpose): s

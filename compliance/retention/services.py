@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
 from compliance.core.errors import ApplicationError
-from compliance.core.sql import ids_in
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category
 from compliance.security.audit import audit_bulk_change
@@ -373,7 +372,7 @@ def legal_hold_release(*, hold: LegalHold, actor: str) -> LegalHold:
         )
         if not batch:
             break
-        Artefact.objects.filter(pk__in=ids_in(batch)).update(purge_blocked=False)
+        Artefact.objects.filter(pk__any_of=batch).update(purge_blocked=False)
         audit_bulk_change(
             model=Artefact, pks=batch, changes={"purge_blocked": (True, False)}, actor=actor
         )

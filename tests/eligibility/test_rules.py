@@ -1,6 +1,6 @@
-"""The eligibility rule: the decision for one, the ORM filter and the SQL fragments for
-many, and proof that they agree with each other and with a plain-Python statement of
-DESIGN.md's rule."""
+"""The eligibility rule: the decision for one and the SQL fragments for many, and proof
+that they agree with each other and with a plain-Python statement of DESIGN.md's
+rule."""
 
 import threading
 from dataclasses import dataclass
