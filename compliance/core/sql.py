@@ -9,11 +9,11 @@ order and knows how many ids there are (an `IN (SELECT unnest(...))` is hashed, 
 loses the order, and estimated at a fraction of its size).
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from django.core.exceptions import EmptyResultSet
 from django.db import models
-from django.db.models import Lookup, QuerySet
+from django.db.models import Lookup
 
 
 def pg_array(values: Iterable[int | str]) -> str:
@@ -46,8 +46,3 @@ def register_lookups() -> None:
     """CoreConfig.ready(): integer fields (primary keys included) and foreign keys."""
     models.IntegerField.register_lookup(AnyOf)
     models.ForeignKey.register_lookup(AnyOf)
-
-
-def filter_ids(queryset: QuerySet, ids: Sequence[int], field: str = "pk") -> QuerySet:
-    """`queryset` restricted to `field` in `ids` (see `AnyOf`)."""
-    return queryset.filter(**{f"{field}__any_of": ids})

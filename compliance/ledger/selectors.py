@@ -187,12 +187,8 @@ class LedgerStatus:
 
 def ledger_status(*, limit: int | None = None) -> LedgerStatus:
     runs = VerificationRun.objects
-    last_finished = verification_run_standing()
-    last_intact = (
-        last_finished
-        if last_finished is not None and last_finished.status == VerificationRun.Status.INTACT
-        else verification_run_last_intact()
-    )
+    last_intact = verification_run_last_intact()
+    last_finished = _standing(last_intact)
     start = (
         ChainPoint(last_intact.through_id, last_intact.through_seq, last_intact.through_hash)
         if last_intact is not None
@@ -228,7 +224,10 @@ def verification_run_standing() -> VerificationRun | None:
     metric). A broken finding stands until an intact run asked for after it finished:
     runs overlap, and one that started earlier may have passed an entry before it was
     edited; finishing later, it must not clear the alarm."""
-    last_intact = verification_run_last_intact()
+    return _standing(verification_run_last_intact())
+
+
+def _standing(last_intact: VerificationRun | None) -> VerificationRun | None:
     broken = VerificationRun.objects.filter(status=VerificationRun.Status.BROKEN)
     if last_intact is not None:
         broken = broken.filter(finished_at__gt=last_intact.requested_at)

@@ -207,11 +207,11 @@ def _claim(
                 },
             )
         if claimed:
-            # A given reason (a deletion request's) is kept with the claim, so that a
-            # take-over by the periodic sweep finishes it under that reason; without
-            # one, the reason follows again from the expiry basis.
-            # in id order, as every statement of a batch goes: the rows were claimed in
-            # expiry order, which is scattered over the table's pages
+            # In id order, as every statement of a batch goes (claimed in expiry order,
+            # the rows are scattered over the table's pages). A given reason (a deletion
+            # request's) is kept with the claim, so that a take-over by the periodic
+            # sweep finishes it under that reason; without one, the reason follows again
+            # from the expiry basis.
             Artefact.objects.filter(pk__any_of=sorted(c.id for c in claimed)).update(
                 state=ArtefactState.PURGING,
                 purge_attempt=F("purge_attempt") + 1,

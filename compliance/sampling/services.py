@@ -49,7 +49,7 @@ from compliance.consent.models import ConsentState, Purpose
 from compliance.consent.services import validate_purpose
 from compliance.core.countries import is_country
 from compliance.core.errors import ApplicationError, NotFound
-from compliance.core.sql import filter_ids, pg_array
+from compliance.core.sql import pg_array
 from compliance.eligibility.rules import decide, facts_for
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category, Recording
@@ -237,9 +237,7 @@ def lock_consent_states(*, profile_ids: list[int], purposes: list[str]) -> None:
     """
     if not profile_ids:
         return
-    states = filter_ids(ConsentState.objects.all(), profile_ids, "profile_id").filter(
-        purpose__in=purposes
-    )
+    states = ConsentState.objects.filter(profile_id__any_of=profile_ids, purpose__in=purposes)
     locked = set(
         states.order_by("pk").select_for_update(no_key=True).values_list("profile_id", "purpose")
     )
@@ -275,7 +273,7 @@ def _lock_recordings(ids: list[int]) -> list[int]:
     re-check sees the earlier one's item; a purge's tombstoning waits for the draw.
     """
     rows = (
-        filter_ids(Recording.objects.all(), ids)
+        Recording.objects.filter(pk__any_of=ids)
         .order_by("pk")
         .select_for_update(no_key=True)
         .values_list("profile_id", flat=True)
@@ -289,15 +287,14 @@ def _lock_what_is_free(ids: list[int], purposes: list[str]) -> list[int]:
     whose row and whose profile's consent rows were all free. A consent row skipped
     is one that an opt-out may hold: that recording is simply not handed out."""
     recordings = dict(
-        filter_ids(Recording.objects.all(), ids)
+        Recording.objects.filter(pk__any_of=ids)
         .order_by("pk")
         .select_for_update(no_key=True, skip_locked=True)
         .values_list("pk", "profile_id")
     )
     profiles = sorted({p for p in recordings.values() if p is not None})
     held = set(
-        filter_ids(ConsentState.objects.all(), profiles, "profile_id")
-        .filter(purpose__in=purposes)
+        ConsentState.objects.filter(profile_id__any_of=profiles, purpose__in=purposes)
         .order_by("pk")
         .select_for_update(no_key=True, skip_locked=True)
         .values_list("profile_id", "purpose")
@@ -480,7 +477,7 @@ def review_items_revoke_for_recordings(*, recording_ids: list[int], reason: str)
     if not recording_ids:
         return 0
     with transaction.atomic():
-        items = filter_ids(ReviewItem.objects.all(), recording_ids, "recording_id")
+        items = ReviewItem.objects.filter(recording_id__any_of=recording_ids)
         revoked = _close(items, state=ReviewItemState.REVOKED, reason=reason, now=timezone.now())
         if revoked:
             ledger_append(

@@ -1,6 +1,6 @@
 import pytest
 
-from compliance.core.sql import filter_ids, pg_array
+from compliance.core.sql import pg_array
 from compliance.recordings.models import Recording
 from tests.factories import RecordingFactory
 
@@ -12,17 +12,17 @@ def test_an_array_literal_lists_the_values_in_order():
     assert pg_array([]) == "{}"
 
 
-def test_filter_ids_selects_exactly_the_listed_rows():
+def test_any_of_selects_exactly_the_listed_rows():
     recordings = RecordingFactory.create_batch(4)
     wanted = [recordings[0].pk, recordings[2].pk]
-    assert set(filter_ids(Recording.objects.all(), wanted).values_list("pk", flat=True)) == set(
+    assert set(Recording.objects.filter(pk__any_of=wanted).values_list("pk", flat=True)) == set(
         wanted
     )
 
 
 def test_an_empty_list_selects_nothing():
     RecordingFactory()
-    assert not filter_ids(Recording.objects.all(), []).exists()
+    assert not Recording.objects.filter(pk__any_of=[]).exists()
 
 
 def test_any_of_works_in_updates_beside_other_conditions_and_on_foreign_keys():
