@@ -359,6 +359,69 @@ def test_files_are_deleted_by_several_threads_at_once(ingest, monkeypatch):
     assert not set(keys) & stored_files(settings.MEDIA_ROOT)
 
 
+def test_a_chunk_is_tombstoned_while_the_next_chunks_files_are_still_being_deleted(
+    ingest, monkeypatch
+):
+    _due_audio(ingest, 4)
+    # chunks go in artefact id order
+    keys = list(
+        Artefact.objects.filter(category="audio")
+        .order_by("id")
+        .values_list("storage_key", flat=True)
+    )
+    monkeypatch.setattr(purge, "UNLINK_CHUNK", 2)
+    monkeypatch.setattr(purge, "UNLINK_THREADS", 1)
+    first_chunk_written = threading.Event()
+    real_tombstone, real_delete = purge._tombstone_artefacts, default_storage.delete
+
+    def tombstone(chunk, *, now):
+        written = real_tombstone(chunk, now=now)
+        if chunk and chunk[0].storage_key == keys[0]:
+            first_chunk_written.set()
+        return written
+
+    def delete(key: str) -> None:
+        if key == keys[2]:  # the second chunk's first file waits for the first chunk's rows
+            assert first_chunk_written.wait(timeout=10), "the chunks were not overlapped"
+        real_delete(key)
+
+    monkeypatch.setattr(purge, "_tombstone_artefacts", tombstone)
+    monkeypatch.setattr(default_storage, "delete", delete)
+
+    assert purge.purge_expired().purged == 4
+    assert not set(keys) & stored_files(settings.MEDIA_ROOT)
+    assert Artefact.objects.filter(category="audio", state="purged").count() == 4
+
+
+def test_a_delete_failing_in_a_later_chunk_leaves_the_earlier_chunks_purging(ingest, monkeypatch):
+    _due_audio(ingest, 6)
+    keys = list(
+        Artefact.objects.filter(category="audio")
+        .order_by("id")
+        .values_list("storage_key", flat=True)
+    )
+    monkeypatch.setattr(purge, "UNLINK_CHUNK", 2)
+    real_delete = default_storage.delete
+
+    def delete(key: str) -> None:
+        if key == keys[5]:
+            raise PermissionError(key)
+        real_delete(key)
+
+    monkeypatch.setattr(default_storage, "delete", delete)
+
+    with pytest.raises(PermissionError):
+        purge.purge_expired()
+
+    # the first chunks' files are gone, but their rows commit with the whole batch only
+    assert not set(keys[:4]) & stored_files(settings.MEDIA_ROOT)
+    assert Artefact.objects.filter(category="audio", state="purging").count() == 6
+    assert not LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Artefact)
+    ).exists()
+    assert not LedgerEntry.objects.filter(kind="purge.batch").exists()
+
+
 def test_a_stale_worker_cannot_finish_a_claim_that_was_taken_over(ingest):
     _policy(10)
     ingest(days_ago=11)
@@ -369,7 +432,7 @@ def test_a_stale_worker_cannot_finish_a_claim_that_was_taken_over(ingest):
     with time_machine.travel(now + purge.purge_lease() + timedelta(seconds=1), tick=False):
         purge.purge_expired()  # the takeover finishes it under attempt 2
     entries = LedgerEntry.objects.filter(kind="purge.batch").count()
-    purge._finish(claimed, now=now, result=result)  # the stale worker wakes up
+    purge._finish([claimed], now=now, result=result)  # the stale worker wakes up
     assert LedgerEntry.objects.filter(kind="purge.batch").count() == entries
     assert result.purged == 0
 
