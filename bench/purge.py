@@ -1159,10 +1159,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--profiles", type=int, default=None, help="default: recordings / 20")
     parser.add_argument("--ingest-rate", type=float, default=200, help="recordings a second")
     parser.add_argument("--ingest-seconds", type=float, default=180)
-    # Enough that the offered load, not the clients, sets the rate: with 4, each had to
-    # create a recording in under 20 ms, and on a slower day (recording_create p50
-    # 21.6 ms) the ingest fell to 168/s and the lag goal went unjudged.
-    parser.add_argument("--ingest-processes", type=int, default=8)
+    parser.add_argument("--ingest-processes", type=int, default=4)
     parser.add_argument(
         "--lag-wait", type=float, default=200, help="seconds to wait for the last purges"
     )
