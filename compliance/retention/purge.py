@@ -4,7 +4,7 @@ WHAT CANNOT BE UNDONE: the files unlinked from storage and the content cleared f
 artefact rows. Nothing else is removed: a purged artefact and its recording stay as
 tombstones (no content, no file, the purge time, reason and policy).
 
-THE STEPS, for one batch (every step is a short transaction of its own):
+THE STEPS, for one batch (steps 1 and 3 are a transaction each):
 1. claim: lock due artefacts with SKIP LOCKED (two purges never take the same row),
    lock their profiles FOR SHARE (the lock a hold takes FOR UPDATE, so a hold and a
    purge are ordered), re-check the holds, mark what is held `purge_blocked`, and move
@@ -15,7 +15,7 @@ THE STEPS, for one batch (every step is a short transaction of its own):
 3. finish: tombstone the artefacts still `purging` under *our* attempt number (a stale
    worker whose claim was taken over updates zero rows), tombstone recordings left
    with nothing, revoke their review items, and write one ledger entry for the batch.
-   Its transaction opens while step 2 is still deleting: each chunk of artefacts is
+   On PostgreSQL it runs while step 2 is still deleting: each chunk of artefacts is
    written as soon as its files are gone, and nothing commits before the last one is.
 
 WHY A RERUN IS SAFE: a worker killed after 1 leaves rows `purging`; the sweep takes
@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -210,7 +210,7 @@ def _claim(
                 },
             )
         if claimed:
-            # In id order, as every statement of a batch goes (claimed in expiry order,
+            # In id order, as the statements of a batch go (claimed in expiry order,
             # the rows are scattered over the table's pages). A given reason (a deletion
             # request's) is kept with the claim, so that a take-over by the periodic
             # sweep finishes it under that reason; without one, the reason follows again
@@ -248,18 +248,22 @@ def _unlink(claimed: list[_Claimed]) -> Iterator[list[_Claimed]]:
     # for the caller, which writes the chunks already done meanwhile.
     threads = max(1, min(UNLINK_THREADS, len(with_file)))
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        pending = []
-        for chunk in chunks:
-            keys = [c.storage_key for c in chunk]
-            shares = [keys[n::threads] for n in range(threads) if keys[n::threads]]
-            pending.append((chunk, [pool.submit(_delete_files, share) for share in shares]))
-        without_file = [c for c in in_order if not c.storage_key]
-        if without_file:
-            yield without_file
-        for chunk, futures in pending:
-            for future in futures:
-                future.result()  # re-raises the chunk's first failure
-            yield chunk
+        try:
+            pending = []
+            for chunk in chunks:
+                keys = [c.storage_key for c in chunk]
+                shares = [keys[n::threads] for n in range(threads) if keys[n::threads]]
+                pending.append((chunk, [pool.submit(_delete_files, share) for share in shares]))
+            without_file = [c for c in in_order if not c.storage_key]
+            if without_file:
+                yield without_file
+            for chunk, futures in pending:
+                for future in futures:
+                    future.result()  # re-raises the chunk's first failure
+                yield chunk
+        except BaseException:  # a delete or the caller failed (closed: GeneratorExit)
+            pool.shutdown(cancel_futures=True)  # what has not started never starts
+            raise
 
 
 def _finish(unlinked: Iterable[list[_Claimed]], *, now: datetime, result: BatchResult) -> None:
@@ -269,6 +273,9 @@ def _finish(unlinked: Iterable[list[_Claimed]], *, now: datetime, result: BatchR
     gone: a crash before that leaves the whole batch `purging`, as a crash between
     steps 2 and 3 would. (One after the other, deleting the files was a quarter of a
     batch's time, with PostgreSQL idle meanwhile.)"""
+    if connection.vendor != "postgresql":
+        # SQLite's transaction locks the whole database: delete first, as before.
+        unlinked = list(unlinked)
     claimed: list[_Claimed] = []
     with transaction.atomic():
         purged = 0
@@ -422,7 +429,8 @@ def purge_batch(
     _fault_point("claimed")
     if not claimed:
         return result
-    _finish(_unlink(claimed), now=now, result=result)
+    with closing(_unlink(claimed)) as unlinked:
+        _finish(unlinked, now=now, result=result)
     _fault_point("finished")
     return result
 
@@ -514,7 +522,8 @@ def _take_over(
     ]
     logger.warning("purge.take_over artefacts=%d", len(claimed))
     result = BatchResult(claimed=len(claimed))
-    _finish(_unlink(claimed), now=now, result=result)
+    with closing(_unlink(claimed)) as unlinked:
+        _finish(unlinked, now=now, result=result)
     return result
 
 

@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,8 @@ from auditlog.models import LogEntry
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.storage import default_storage
-from django.db import connection
+from django.db import connection, connections
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -359,6 +361,7 @@ def test_files_are_deleted_by_several_threads_at_once(ingest, monkeypatch):
     assert not set(keys) & stored_files(settings.MEDIA_ROOT)
 
 
+@postgres_only()
 def test_a_chunk_is_tombstoned_while_the_next_chunks_files_are_still_being_deleted(
     ingest, monkeypatch
 ):
@@ -420,6 +423,81 @@ def test_a_delete_failing_in_a_later_chunk_leaves_the_earlier_chunks_purging(ing
         content_type=ContentType.objects.get_for_model(Artefact)
     ).exists()
     assert not LedgerEntry.objects.filter(kind="purge.batch").exists()
+
+
+@postgres_only()
+def test_a_database_error_mid_batch_stops_the_deletes_not_yet_started(ingest, monkeypatch):
+    _due_audio(ingest, 4)
+    keys = list(
+        Artefact.objects.filter(category="audio")
+        .order_by("id")
+        .values_list("storage_key", flat=True)
+    )
+    monkeypatch.setattr(purge, "UNLINK_CHUNK", 1)
+    monkeypatch.setattr(purge, "UNLINK_THREADS", 1)
+    real_delete = default_storage.delete
+
+    def delete(key: str) -> None:
+        if key == keys[1]:  # still deleting when the first chunk's write fails
+            time.sleep(1)
+        real_delete(key)
+
+    def tombstone(chunk, *, now):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(default_storage, "delete", delete)
+    monkeypatch.setattr(purge, "_tombstone_artefacts", tombstone)
+
+    with pytest.raises(RuntimeError):
+        purge.purge_expired()
+    time.sleep(1.5)  # time enough for deletes that went on in the background
+
+    left = set(keys) & stored_files(settings.MEDIA_ROOT)
+    assert left == set(keys[2:]), "the queued deletes went on after the batch had failed"
+    assert Artefact.objects.filter(category="audio", state="purging").count() == 4
+    assert not [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_sqlite_every_file_is_deleted_before_the_finish_locks_the_database(ingest, monkeypatch):
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL locks rows, not the database: there the two overlap")
+    keys = _due_audio(ingest, 3)
+    main = connections["default"]  # this thread's, the purge's (each thread has its own)
+    in_transaction: list[bool] = []
+    real_delete = default_storage.delete
+
+    def delete(key: str) -> None:
+        in_transaction.append(main.in_atomic_block)
+        real_delete(key)
+
+    monkeypatch.setattr(default_storage, "delete", delete)
+
+    assert purge.purge_expired().purged == 3
+    assert in_transaction == [False, False, False]
+    assert not set(keys) & stored_files(settings.MEDIA_ROOT)
+
+
+def test_history_names_only_the_artefacts_a_partly_taken_over_finish_updated(ingest):
+    from tests.security.test_audit import history
+
+    _due_audio(ingest, 4)
+    now = timezone.now()
+    claimed, result = purge._claim(
+        purge.due_artefacts(now), now=now, reason=None, limit=10, order=("id",)
+    )
+    taken = sorted(c.id for c in claimed)[:2]
+    # a takeover re-claimed two of them under a new attempt number meanwhile
+    Artefact.objects.filter(pk__in=taken).update(purge_attempt=F("purge_attempt") + 1)
+
+    purge._finish([claimed], now=now, result=result)
+
+    assert result.purged == 2
+    for artefact in Artefact.objects.filter(category="audio"):
+        if artefact.pk in taken:
+            assert artefact.state == "purging" and not history(artefact)
+        else:
+            assert artefact.state == "purged" and len(history(artefact)) == 1
 
 
 def test_a_stale_worker_cannot_finish_a_claim_that_was_taken_over(ingest):
