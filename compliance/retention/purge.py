@@ -252,7 +252,7 @@ def _unlink(claimed: list[_Claimed]) -> Iterator[list[_Claimed]]:
             pending = []
             for chunk in chunks:
                 keys = [c.storage_key for c in chunk]
-                shares = [keys[n::threads] for n in range(threads) if keys[n::threads]]
+                shares = [share for n in range(threads) if (share := keys[n::threads])]
                 pending.append((chunk, [pool.submit(_delete_files, share) for share in shares]))
             without_file = [c for c in in_order if not c.storage_key]
             if without_file:
@@ -267,12 +267,12 @@ def _unlink(claimed: list[_Claimed]) -> Iterator[list[_Claimed]]:
 
 
 def _finish(unlinked: Iterable[list[_Claimed]], *, now: datetime, result: BatchResult) -> None:
-    """Step 3, fenced by attempt number: `unlinked` is what `_unlink` yields. Each chunk
-    is tombstoned as soon as its files are gone, while the next ones are still being
-    deleted, in one transaction that commits only once every file of the batch is
-    gone: a crash before that leaves the whole batch `purging`, as a crash between
-    steps 2 and 3 would. (One after the other, deleting the files was a quarter of a
-    batch's time, with PostgreSQL idle meanwhile.)"""
+    """Step 3, fenced by attempt number: `unlinked` is what `_unlink` yields. On
+    PostgreSQL each chunk is tombstoned as soon as its files are gone, while the next
+    ones are still being deleted, in one transaction that commits only once every file
+    of the batch is gone: a crash before that leaves the whole batch `purging`, as a
+    crash between steps 2 and 3 would. (One after the other, deleting the files was a
+    quarter of a batch's time, with PostgreSQL idle meanwhile.)"""
     if connection.vendor != "postgresql":
         # SQLite's transaction locks the whole database: delete first, as before.
         unlinked = list(unlinked)

@@ -297,6 +297,16 @@ def _due_audio(ingest, count: int) -> list[str]:
     return [ingest(days_ago=11).artefacts.get(category="audio").storage_key for _ in range(count)]
 
 
+def _due_audio_in_chunk_order(ingest, count: int) -> list[str]:
+    """Like `_due_audio`, in artefact id order: the order the purge's chunks go in."""
+    _due_audio(ingest, count)
+    return list(
+        Artefact.objects.filter(category="audio")
+        .order_by("id")
+        .values_list("storage_key", flat=True)
+    )
+
+
 @pytest.mark.parametrize("storage", ["django", "strict"])
 def test_a_file_already_gone_counts_as_deleted(ingest, monkeypatch, storage):
     keys = _due_audio(ingest, 6)
@@ -365,13 +375,7 @@ def test_files_are_deleted_by_several_threads_at_once(ingest, monkeypatch):
 def test_a_chunk_is_tombstoned_while_the_next_chunks_files_are_still_being_deleted(
     ingest, monkeypatch
 ):
-    _due_audio(ingest, 4)
-    # chunks go in artefact id order
-    keys = list(
-        Artefact.objects.filter(category="audio")
-        .order_by("id")
-        .values_list("storage_key", flat=True)
-    )
+    keys = _due_audio_in_chunk_order(ingest, 4)
     monkeypatch.setattr(purge, "UNLINK_CHUNK", 2)
     monkeypatch.setattr(purge, "UNLINK_THREADS", 1)
     first_chunk_written = threading.Event()
@@ -397,12 +401,7 @@ def test_a_chunk_is_tombstoned_while_the_next_chunks_files_are_still_being_delet
 
 
 def test_a_delete_failing_in_a_later_chunk_leaves_the_earlier_chunks_purging(ingest, monkeypatch):
-    _due_audio(ingest, 6)
-    keys = list(
-        Artefact.objects.filter(category="audio")
-        .order_by("id")
-        .values_list("storage_key", flat=True)
-    )
+    keys = _due_audio_in_chunk_order(ingest, 6)
     monkeypatch.setattr(purge, "UNLINK_CHUNK", 2)
     real_delete = default_storage.delete
 
@@ -427,12 +426,7 @@ def test_a_delete_failing_in_a_later_chunk_leaves_the_earlier_chunks_purging(ing
 
 @postgres_only()
 def test_a_database_error_mid_batch_stops_the_deletes_not_yet_started(ingest, monkeypatch):
-    _due_audio(ingest, 4)
-    keys = list(
-        Artefact.objects.filter(category="audio")
-        .order_by("id")
-        .values_list("storage_key", flat=True)
-    )
+    keys = _due_audio_in_chunk_order(ingest, 4)
     monkeypatch.setattr(purge, "UNLINK_CHUNK", 1)
     monkeypatch.setattr(purge, "UNLINK_THREADS", 1)
     real_delete = default_storage.delete
