@@ -1,5 +1,6 @@
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,24 @@ from compliance.recordings.services import RecordingInput, recording_create
 from tests.factories import UserFactory
 
 PASSWORD = "a long and private passphrase"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def require_browser(*, playwright_found: bool, ci: bool, chromium: Path = CHROMIUM) -> None:
+    """Return when the browser tests can run; otherwise skip them, saying what is
+    missing and how to install it, or fail them when `ci` is true: a CI run without
+    its browser must be red, not green with the browser tests quietly skipped."""
+    missing = []
+    if not chromium.exists():
+        missing.append(f"Debian's Chromium at {chromium} (apt-get install -y chromium)")
+    if not playwright_found:
+        missing.append("the playwright package (pip install -r requirements-dev.txt)")
+    if not missing:
+        return
+    reason = "needs " + " and ".join(missing)
+    if ci:
+        pytest.fail(f"{reason}; CI=true, so this fails instead of skipping", pytrace=False)
+    pytest.skip(reason)
 
 
 @dataclass

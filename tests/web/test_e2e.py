@@ -2,12 +2,14 @@
 against the app served by pytest-django's live server.
 
 Nothing is installed here: without /usr/bin/chromium (`apt-get install -y chromium`) or
-the playwright package (requirements-dev.txt) these tests skip and say why. Playwright
-never downloads a browser of its own; it drives the system's Chromium.
+the playwright package (requirements-dev.txt) these tests skip and say why, except
+under CI=true, where a missing browser fails them (CI must not pass without them).
+Playwright never downloads a browser of its own; it drives the system's Chromium.
 
 Screenshots of every page go to $TEST_OUTPUT_DIR/screenshots/.
 """
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -25,9 +27,19 @@ from compliance.clients.services import service_client_create
 from compliance.consent.services import consent_set
 from compliance.recordings.models import Recording
 from compliance.retention import purge, tasks
-from tests.web.conftest import PASSWORD, make_household, make_officer, seed_history
+from tests.web.conftest import (
+    CHROMIUM,
+    PASSWORD,
+    make_household,
+    make_officer,
+    require_browser,
+    seed_history,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
+try:
+    from playwright import sync_api
+except ImportError:
+    sync_api = None
 # No network here but the package registries: Chromium must not try to reach anything.
 CHROMIUM_ARGS = [
     "--headless",
@@ -41,18 +53,13 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 15_000
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api",
-    reason="needs the playwright package (pip install -r requirements-dev.txt)",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def _browser_present() -> None:
+    """Skip, or under CI=true fail, every test here before any browser is started."""
+    require_browser(playwright_found=sync_api is not None, ci=os.environ.get("CI") == "true")
 
 
 @pytest.fixture(scope="module")

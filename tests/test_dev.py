@@ -1,0 +1,76 @@
+"""dev.py's decisions that do not need a child process: what it exits with and what it
+tells the user about the browser. It runs before any dependency is installed, so it is
+imported here as the plain module it is."""
+
+from pathlib import Path
+
+import pytest
+
+import dev
+
+
+def test_no_test_collected_is_reported_as_a_failure_with_its_own_exit_code():
+    code, message = dev.pytest_exit_code(5)
+
+    assert code == 5
+    assert message is not None
+    assert "no tests" in message
+    assert "failure" in message
+
+
+@pytest.mark.parametrize("code", [0, 1, 2, 3, 4])
+def test_other_pytest_exit_codes_pass_through_without_a_message(code: int):
+    assert dev.pytest_exit_code(code) == (code, None)
+
+
+def test_cmd_test_exits_non_zero_when_pytest_collected_nothing(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("TEST_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setattr(dev, "ensure_venv", lambda _requirements: Path("python"))
+    monkeypatch.setattr(dev, "choose_test_services", lambda: "earshot tests: stubbed")
+    monkeypatch.setattr(dev, "run_foreground", lambda _command: 5)
+
+    assert dev.cmd_test(["tests/nowhere"]) == 5
+
+
+def test_a_missing_chromium_is_named_with_the_command_that_installs_it(tmp_path: Path):
+    notice = dev.chromium_notice(chromium=tmp_path / "chromium", ci=False)
+
+    assert notice is not None
+    assert "apt-get install -y chromium" in notice
+    assert "skip" in notice
+
+
+def test_under_ci_a_missing_chromium_is_announced_as_a_failure(tmp_path: Path):
+    notice = dev.chromium_notice(chromium=tmp_path / "chromium", ci=True)
+
+    assert notice is not None
+    assert "FAIL" in notice
+
+
+def test_a_present_chromium_needs_no_notice(tmp_path: Path):
+    browser = tmp_path / "chromium"
+    browser.write_text("#!/bin/sh\n")
+
+    assert dev.chromium_notice(chromium=browser, ci=True) is None
+
+
+def test_dev_py_never_installs_system_packages(monkeypatch, tmp_path: Path):
+    """Given no Chromium, running as root with apt-get on the PATH,
+    when `dev.py test` runs, then no apt-get (or any other child but pytest) is started."""
+    started: list[list[str]] = []
+
+    def record(command, *args, **kwargs):
+        started.append(list(command))
+        raise AssertionError(f"dev.py started {command!r}")
+
+    monkeypatch.setenv("TEST_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setattr(dev, "CHROMIUM", tmp_path / "chromium")
+    monkeypatch.setattr(dev.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(dev.shutil, "which", lambda _name: "/usr/bin/apt-get")
+    monkeypatch.setattr(dev.subprocess, "run", record)
+    monkeypatch.setattr(dev, "ensure_venv", lambda _requirements: Path("python"))
+    monkeypatch.setattr(dev, "choose_test_services", lambda: "earshot tests: stubbed")
+    monkeypatch.setattr(dev, "run_foreground", lambda _command: 0)
+
+    assert dev.cmd_test([]) == 0
+    assert started == []
