@@ -4,10 +4,12 @@ The draw answers up to 1,000 items, so its output is built as plain dicts, not t
 a serializer (PERFORMANCE.md: the time goes to Python, not to PostgreSQL).
 """
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from django.http import FileResponse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
@@ -18,6 +20,7 @@ from rest_framework.views import APIView
 from compliance.clients.authentication import ApiKeyAuthentication
 from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.consent.models import Purpose
+from compliance.consent.reports import consent_rates_over_time
 from compliance.core.errors import ApplicationError
 from compliance.core.fields import AwareDateTimeField, StrictCharField
 
@@ -29,6 +32,7 @@ from .links import (
     audio_path,
     link_expiry,
 )
+from .reports import DEFAULT_DAYS, reviews_by_location
 from .services import (
     SAMPLE_SIZE_LIMIT,
     Caller,
@@ -238,4 +242,135 @@ class ReviewItemAnnotationApi(_ReviewItemApi):
         return Response(
             {"item": item_id, "state": "done", "created_at": artefact.created_at},
             status=status.HTTP_201_CREATED,
+        )
+
+
+# --- the consent report ------------------------------------------------------------------
+# Served here, not by the consent app, because it joins consent rates with the reviews
+# that sampling owns, and sampling sits above consent (it may import consent, never the
+# reverse).
+
+REPORT_DAYS_MIN = 1
+REPORT_DAYS_MAX = 366
+_DAYS = re.compile(r"[0-9]{1,6}")
+
+
+def _report_days(raw: str | None) -> int:
+    """The report's period in days: an integer from 1 to 366, 30 when not given."""
+    if raw is None:
+        return DEFAULT_DAYS
+    if not _DAYS.fullmatch(raw):
+        raise ApplicationError(
+            "invalid_days",
+            "days must be a whole number of days.",
+            fields={"days": ["not_an_integer"]},
+        )
+    days = int(raw)
+    if not REPORT_DAYS_MIN <= days <= REPORT_DAYS_MAX:
+        raise ApplicationError(
+            "invalid_days",
+            f"days must be from {REPORT_DAYS_MIN} to {REPORT_DAYS_MAX}.",
+            fields={"days": ["out_of_range"]},
+        )
+    return days
+
+
+class ConsentRatePointOutput(serializers.Serializer):
+    date = serializers.DateField()
+    profiles = serializers.IntegerField(help_text="Profiles counted at the end of the day.")
+    granted = serializers.IntegerField(help_text="Of those, how many allowed the purpose.")
+    rate = serializers.FloatField(
+        allow_null=True, help_text="granted / profiles, from 0 to 1; null without profiles."
+    )
+
+
+class ConsentRateSeriesOutput(serializers.Serializer):
+    jurisdiction = serializers.CharField()
+    purpose = serializers.CharField()
+    points = ConsentRatePointOutput(many=True)
+
+
+class ReviewsAtLocationOutput(serializers.Serializer):
+    reviewer_location = serializers.CharField()
+    selected = serializers.IntegerField(help_text="Review items drawn for the location.")
+    heard = serializers.IntegerField(help_text="Of those, whose audio a reviewer fetched.")
+    annotated = serializers.IntegerField()
+    revoked = serializers.IntegerField()
+    cross_border = serializers.IntegerField(
+        help_text="Heard by a reviewer outside the recording's jurisdiction."
+    )
+
+
+class ConsentReportOutput(serializers.Serializer):
+    generated_at = serializers.DateTimeField()
+    days = serializers.IntegerField()
+    first_day = serializers.DateField()
+    last_day = serializers.DateField()
+    consent_rates = ConsentRateSeriesOutput(many=True)
+    reviews_by_location = ReviewsAtLocationOutput(many=True)
+
+
+class ConsentReportApi(APIView):
+    permission_classes = [ScopeRequired]
+    required_scopes = {"GET": "reports:read"}
+    officer_allowed = True
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "days",
+                {"type": "integer", "minimum": REPORT_DAYS_MIN, "maximum": REPORT_DAYS_MAX},
+                OpenApiParameter.QUERY,
+                required=False,
+                description=f"The period: the last `days` calendar days, today included "
+                f"({REPORT_DAYS_MIN} to {REPORT_DAYS_MAX}, default {DEFAULT_DAYS}). Anything "
+                "else is a 400 `invalid_days`.",
+            )
+        ],
+        responses={200: ConsentReportOutput},
+        operation_id="reports_consent",
+        description="Per jurisdiction and purpose, the share of voice profiles that allow "
+        "the purpose at the end of each day (children's profiles never count for "
+        "human_review); and the review items drawn in the period, by reviewer location.",
+    )
+    def get(self, request: Request) -> Response:
+        days = _report_days(request.query_params.get("days"))
+        now = timezone.now()
+        rates = consent_rates_over_time(now=now, days=days)
+        consent_rates = [
+            {
+                "jurisdiction": jurisdiction,
+                "purpose": purpose,
+                "points": [
+                    {
+                        "date": day,
+                        "profiles": profiles,
+                        "granted": granted,
+                        "rate": granted / profiles if profiles else None,
+                    }
+                    for day, (profiles, granted) in zip(rates.days, points, strict=True)
+                ],
+            }
+            for (jurisdiction, purpose), points in sorted(rates.series.items())
+        ]
+        reviews = [
+            {
+                "reviewer_location": r.location,
+                "selected": r.selected,
+                "heard": r.heard,
+                "annotated": r.annotated,
+                "revoked": r.revoked,
+                "cross_border": r.cross_border,
+            }
+            for r in reviews_by_location(now=now, days=days)
+        ]
+        return Response(
+            {
+                "generated_at": now,
+                "days": days,
+                "first_day": rates.days[0],
+                "last_day": rates.days[-1],
+                "consent_rates": consent_rates,
+                "reviews_by_location": reviews,
+            }
         )

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from compliance.consent.models import Purpose
+from compliance.consent.reports import consent_rates_over_time
+from compliance.sampling.reports import reviews_by_location
 
 from . import charts, selectors
 from .forms import PURPOSE_SHORT
@@ -16,8 +18,8 @@ from .forms import PURPOSE_SHORT
 def dashboard_charts(*, report: dict[str, Any], now: datetime) -> dict[str, Any]:
     lag = selectors.purge_lag_by_day(now=now)
     purges = selectors.purges_by_day(report=report, now=now)
-    rates = selectors.consent_rates_over_time(now=now)
-    reviews = selectors.reviews_by_location(now=now)
+    rates = consent_rates_over_time(now=now, days=selectors.DASHBOARD_DAYS)
+    reviews = reviews_by_location(now=now, days=selectors.DASHBOARD_DAYS)
     days = [d.day for d in lag]
     short_days = [d[5:] for d in days]  # MM-DD on the axis; the table keeps the full date
 
@@ -193,7 +195,7 @@ def report_csv(name: str, *, now: datetime) -> str:
         report = retention_report(now=now)
         return _csv(("date", "artefacts_purged"), selectors.purges_by_day(report=report, now=now))
     if name == "consent-rates":
-        rates = selectors.consent_rates_over_time(now=now)
+        rates = consent_rates_over_time(now=now, days=selectors.DASHBOARD_DAYS)
         rows = []
         for (jurisdiction, purpose), points in sorted(rates.series.items()):
             for day, (profiles, granted) in zip(rates.days, points, strict=True):
@@ -208,7 +210,7 @@ def report_csv(name: str, *, now: datetime) -> str:
             ("reviewer_location", "selected", "heard", "annotated", "revoked", "cross_border"),
             (
                 (r.location, r.selected, r.heard, r.annotated, r.revoked, r.cross_border)
-                for r in selectors.reviews_by_location(now=now)
+                for r in reviews_by_location(now=now, days=selectors.DASHBOARD_DAYS)
             ),
         )
     if name == "deletion-requests":

@@ -170,6 +170,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "DELETE": Rule(POLICY, "holds:write", path="api/v1/legal-holds/{hold}")
     },
     "api/v1/reports/retention": {"GET": Rule(POLICY, "reports:read")},
+    "api/v1/reports/consent": {"GET": Rule(POLICY, "reports:read")},
     "api/v1/samples": {
         "POST": Rule(
             CLIENT,
