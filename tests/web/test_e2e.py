@@ -215,7 +215,9 @@ def test_a_user_deletes_a_date_range_and_sees_it_go(
     shoot(page, "delete-done")
 
     page.get_by_role("link", name="Back to the recordings").click()
-    assert page.get_by_text("set a timer for ten minutes").is_visible()
+    # expect() waits for the navigation the click started; is_visible() would read the
+    # page being left, and fail whenever the machine is slow.
+    sync_api.expect(page.get_by_text("set a timer for ten minutes")).to_be_visible()
     assert page.get_by_text("what's the weather tomorrow").count() == 0
     assert page.get_by_text("turn on the lights").count() == 0
     shoot(page, "recordings-after-delete")
