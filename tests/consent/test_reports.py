@@ -226,3 +226,24 @@ def test_the_schema_documents_the_period_parameter(client):
     assert days["in"] == "query"
     assert days["schema"] == {"type": "integer", "minimum": 1, "maximum": 366}
     assert "400" in operation["responses"]
+
+
+def test_the_reports_queries_do_not_grow_with_the_period_or_the_jurisdictions(
+    known_data, api_client_with_scopes
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = api_client_with_scopes("reports:read")
+
+    def queries(query: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            _get(client, query)
+        return len(captured.captured_queries)
+
+    few = queries("?days=3")
+    with time_machine.travel(NOW - timedelta(days=5), tick=False):
+        for country in ("FR", "GB", "IE", "NL", "SE"):
+            ProfileFactory(account__jurisdiction=country)
+
+    assert queries("?days=366") == few
