@@ -79,7 +79,12 @@ def test_a_deletion_request_with_the_broker_down_is_accepted_once_and_swept(brok
     assert LedgerEntry.objects.filter(kind="deletion_request.received").count() == 1
     assert failures("retention.run_deletion_request") == before + 1
 
+    scraped = Client().get("/metrics").content.decode()
+    assert 'earshot_enqueue_failures_total{task="retention.run_deletion_request"}' in scraped
+    waiting = registry.get_sample_value("earshot_deletion_request_oldest_received_seconds")
+    assert waiting is not None and waiting > 0
     assert run_lost_deletion_requests() == [request.public_id]
+    assert registry.get_sample_value("earshot_deletion_request_oldest_received_seconds") == 0
 
     request.refresh_from_db()
     assert request.status == "done"
@@ -103,6 +108,7 @@ def test_a_policy_created_and_retired_with_the_broker_down_is_applied_by_the_swe
     assert created.status_code == 201, created.content
     policy = RetentionPolicy.objects.get()
     assert policy.applied_at is None  # the work, waiting for the sweep
+    assert registry.get_sample_value("earshot_retention_policies_unapplied") == 1
 
     retention_sweep_task()  # the beat's sweep, the broker still down
 
