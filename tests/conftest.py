@@ -1,6 +1,7 @@
 import os
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,10 +97,10 @@ def _ledger_flushable(request: pytest.FixtureRequest):
             cursor.execute("SET session_replication_role = replica")
 
 
-@pytest.fixture
-def broker_down() -> Iterator[str]:
-    """The Celery app's broker moved to a closed local port for the test: every publish
-    is refused at once (no server, so no long connect). Yields the broker URL."""
+@contextmanager
+def broker_unreachable() -> Iterator[str]:
+    """The Celery app's broker moved to a closed local port: every publish is refused at
+    once (no server, so no long connect). Yields the broker URL."""
     from config.celery import app
 
     with socket.socket() as probe:
@@ -120,3 +121,9 @@ def broker_down() -> Iterator[str]:
         yield url
     finally:
         use(None)
+
+
+@pytest.fixture
+def broker_down() -> Iterator[str]:
+    with broker_unreachable() as url:
+        yield url

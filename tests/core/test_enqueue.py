@@ -2,11 +2,18 @@
 work it handed to Celery waits in the database, and the sweeps (or a worker) finish it."""
 
 import logging
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from django.db import transaction
+import time_machine
+from django.conf import settings
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -23,6 +30,8 @@ from compliance.retention.tasks import (
     retention_policies_apply_task,
     retention_sweep_task,
 )
+from config.celery import app as celery_app
+from tests.conftest import broker_unreachable, postgres_only
 from tests.factories import ArtefactFactory, ProfileFactory, RecordingFactory
 from tests.web.conftest import make_household, make_officer, verify_session
 
@@ -189,3 +198,64 @@ def test_the_sweeps_carry_on_past_a_refused_enqueue(broker_down):
     retention_sweep_task()
 
     assert failures("retention.run_deletion_request") == before + 2
+
+
+@postgres_only()
+@pytest.mark.skipif(
+    not settings.CELERY_BROKER_URL.startswith("redis://"),
+    reason="needs a Redis broker (set CELERY_BROKER_URL)",
+)
+@pytest.mark.worker
+def test_a_request_accepted_while_the_broker_was_down_is_run_by_a_real_worker(platform):
+    recording = RecordingFactory()
+    with broker_unreachable():
+        accepted = platform.post(
+            f"/api/v1/profiles/{recording.profile.external_id}/deletion-requests",
+            {},
+            format="json",
+        )
+    assert accepted.status_code == 202
+    request = DeletionRequest.objects.get()
+    celery_app.control.purge()  # this database's queue: only what this test sends
+    worker = _start_worker()
+    try:
+        with time_machine.travel(timezone.now() + timedelta(seconds=31)):
+            retention_sweep_task()  # the beat's sweep finds the lost request; broker up
+
+        assert _wait_until(
+            lambda: DeletionRequest.objects.get(pk=request.pk).status == "done", 60
+        ), "no worker ran the swept request"
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    assert Recording.objects.get(pk=recording.pk).state == "purged"
+
+
+def _start_worker() -> subprocess.Popen:
+    db = connection.settings_dict
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        ),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "TEST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    }
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        [
+            *(sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=environment,
+    )
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
