@@ -101,6 +101,7 @@ def _ledger_flushable(request: pytest.FixtureRequest):
 def broker_unreachable() -> Iterator[str]:
     """The Celery app's broker moved to a closed local port: every publish is refused at
     once (no server, so no long connect). Yields the broker URL."""
+    from compliance.core.enqueue import enqueue_backoff_reset
     from config.celery import app
 
     with socket.socket() as probe:
@@ -115,6 +116,7 @@ def broker_unreachable() -> Iterator[str]:
         app.conf.broker_write_url = write_url
         app._pool = None  # the connection and producer pools were made for the old URL
         app.amqp._producer_pool = None
+        enqueue_backoff_reset()
 
     use(url)
     try:

@@ -235,6 +235,9 @@ CELERY_TASK_IGNORE_RESULT = True
 # A web request enqueues after its commit, as a hint (compliance/core/enqueue.py): with
 # the broker down it must give up within seconds, never hang on an unanswered connect.
 BROKER_CONNECT_TIMEOUT = env.float("BROKER_CONNECT_TIMEOUT", default=2.0)
+# ... and after a refusal, a process does not try again for this long (the sweeps run
+# what it did not send).
+BROKER_BACKOFF_SECONDS = env.float("BROKER_BACKOFF_SECONDS", default=5.0)
 # Redis redelivers a task unacknowledged this long (RELIABILITY.md); the SQLAlchemy
 # transport hands its options to create_engine(), which refuses these.
 CELERY_BROKER_TRANSPORT_OPTIONS = (

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from compliance.core.enqueue import enqueue, enqueue_on_commit
+from compliance.core.enqueue import enqueue, enqueue_backoff_reset, enqueue_on_commit
 from compliance.core.metrics import registry
 from compliance.ledger.models import LedgerEntry, VerificationRun
 from compliance.ledger.services import ledger_verifications_sweep
@@ -61,6 +61,21 @@ def test_an_enqueue_the_broker_refuses_is_counted_logged_and_quick(broker_down, 
     assert time.monotonic() - started < 5
     assert failures("retention.apply_policies") == before + 1
     assert "task.enqueue_failed task=retention.apply_policies" in caplog.text
+
+
+def test_after_a_refusal_the_process_leaves_the_broker_alone_for_a_while(broker_down, monkeypatch):
+    assert enqueue(retention_policies_apply_task) is False
+    before = failures("retention.apply_policies")
+    tried: list[tuple] = []
+    monkeypatch.setattr(retention_policies_apply_task, "delay", lambda *a: tried.append(a))
+
+    during = enqueue(retention_policies_apply_task)
+    enqueue_backoff_reset()  # as when BROKER_BACKOFF_SECONDS have passed
+    after = enqueue(retention_policies_apply_task)
+
+    assert (during, after) == (False, True)
+    assert tried == [()]
+    assert failures("retention.apply_policies") == before + 1
 
 
 def test_nothing_is_enqueued_for_a_change_that_rolled_back(broker_down):
