@@ -51,6 +51,7 @@ from .models import IdempotencyKey
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 CLEANUP_BATCH = 10_000
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's answer to NOWAIT on a row another holds
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     HEADER,
@@ -170,16 +171,16 @@ def _take_over(
 ) -> bool:
     try:
         with transaction.atomic():
-            # NOWAIT: a lock held means the attempt is alive (its transaction has it)
-            locked = (
-                IdempotencyKey.objects.select_for_update(nowait=True)
-                .filter(pk=row.pk, token=row.token)
-                .first()
+            # Only the row as it was read: an attempt that finished since then (same
+            # token, its lease cleared) keeps its answer. NOWAIT: a lock held on the row
+            # means its attempt is alive (its request's transaction holds it): in flight.
+            as_read = IdempotencyKey.objects.filter(
+                pk=row.pk, token=row.token, locked_until=row.locked_until
             )
-            if locked is None:
+            if not list(as_read.select_for_update(nowait=True).values_list("pk", flat=True)):
                 return False
             return bool(
-                IdempotencyKey.objects.filter(pk=row.pk, token=row.token).update(
+                as_read.update(
                     fingerprint=fingerprint,
                     created_at=now,
                     locked_until=lease,
@@ -189,7 +190,9 @@ def _take_over(
                     response_content_type="",
                 )
             )
-    except OperationalError:
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
         raise _in_flight() from None
 
 

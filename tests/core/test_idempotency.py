@@ -432,3 +432,48 @@ def test_two_concurrent_requests_with_one_key_create_once_and_the_other_is_told_
     retry.credentials(HTTP_AUTHORIZATION=client_key)
     replay = post(retry, CREATING["accounts"], CREATING["accounts"].body())
     assert (replay.status_code, replay.content) == (201, winner.content)
+
+
+@postgres_only()
+@pytest.mark.django_db(transaction=True)
+def test_a_request_still_running_past_its_lease_keeps_its_key(
+    monkeypatch, settings, api_client_with_scopes
+):
+    settings.IDEMPOTENCY_IN_FLIGHT_SECONDS = 0  # every lease has lapsed at once
+    client_key = api_client_with_scopes("accounts:write")._credentials["HTTP_AUTHORIZATION"]
+    real = account_apis.account_create
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(**kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(10)
+        return real(**kwargs)
+
+    monkeypatch.setattr(account_apis, "account_create", slow)
+    answers: queue.Queue = queue.Queue()
+
+    def send() -> None:
+        try:
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=client_key)
+            answers.put(post(client, CREATING["accounts"], CREATING["accounts"].body()))
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=send)
+    first.start()
+    assert entered.wait(10)
+    retry = APIClient()
+    retry.credentials(HTTP_AUTHORIZATION=client_key)
+    during = post(retry, CREATING["accounts"], CREATING["accounts"].body())
+    release.set()
+    first.join(10)
+    finished = answers.get(timeout=1)
+    monkeypatch.setattr(account_apis, "account_create", real)
+    after = post(retry, CREATING["accounts"], CREATING["accounts"].body())
+
+    assert during.status_code == 409
+    assert during.json()["error"]["code"] == "idempotency_key_in_flight"
+    assert finished.status_code == 201
+    assert (after.status_code, after.content) == (201, finished.content)
+    assert Account.objects.count() == 1
