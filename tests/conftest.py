@@ -1,5 +1,7 @@
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,37 @@ def _ledger_flushable(request: pytest.FixtureRequest):
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET session_replication_role = replica")
+
+
+@contextmanager
+def broker_unreachable() -> Iterator[str]:
+    """The Celery app's broker moved to a closed local port: every publish is refused at
+    once (no server, so no long connect). Yields the broker URL."""
+    from compliance.core.enqueue import enqueue_backoff_reset
+    from config.celery import app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # closed again: nothing listens on `port` now
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def use(write_url: str | None) -> None:
+        # Publishing connects to broker_write_url; Celery reads broker_url from the
+        # environment first, so the write URL is the one a test can move.
+        app.conf.broker_write_url = write_url
+        app._pool = None  # the connection and producer pools were made for the old URL
+        app.amqp._producer_pool = None
+        enqueue_backoff_reset()
+
+    use(url)
+    try:
+        yield url
+    finally:
+        use(None)
+
+
+@pytest.fixture
+def broker_down() -> Iterator[str]:
+    with broker_unreachable() as url:
+        yield url

@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 
 from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.core.fields import StrictBooleanField, StrictCharField
+from compliance.core.idempotency import idempotent
 
 from .models import Profile, RetentionChoice
 from .selectors import profile_for_caller
@@ -29,6 +30,7 @@ class AccountCreateApi(APIView):
     @extend_schema(
         request=AccountCreateInput, responses={201: AccountOutput}, operation_id="accounts_create"
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         data = self.AccountCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -56,6 +58,7 @@ class ProfileCreateApi(APIView):
     @extend_schema(
         request=ProfileCreateInput, responses={201: ProfileOutput}, operation_id="profiles_create"
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         data = self.ProfileCreateInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -9,6 +9,7 @@ from compliance.accounts.selectors import profile_for_caller
 from compliance.clients.permissions import ScopeRequired, actor_of, is_client, is_officer
 from compliance.core.errors import NotFound
 from compliance.core.fields import StrictBooleanField, StrictCharField
+from compliance.core.idempotency import idempotent
 
 from .models import Channel, Purpose
 from .selectors import (
@@ -161,6 +162,7 @@ class ConsentDefaultListCreateApi(APIView):
         responses={201: ConsentDefaultOutput},
         operation_id="consent_defaults_create",
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         data = self.ConsentDefaultListCreateInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -28,6 +28,8 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from compliance.core.enqueue import enqueue_on_commit
+
 from .models import GENESIS_HASH, LedgerEntry, VerificationRun
 
 if TYPE_CHECKING:
@@ -123,7 +125,8 @@ def ledger_verification_start(*, requested_by: str, by_worker: bool = True) -> V
 
     run = VerificationRun.objects.create(requested_by=requested_by, requested_at=timezone.now())
     if by_worker:
-        ledger_verification_step_task.delay_on_commit(run.pk)
+        # An unclaimed run is the work: the verification sweep resumes it if this is lost.
+        enqueue_on_commit(ledger_verification_step_task, run.pk)
     logger.info("ledger.verification_requested run=%s by=%s", run.pk, requested_by)
     return run
 

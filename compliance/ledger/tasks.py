@@ -4,6 +4,8 @@ once, or never (the sweep then resumes the run)."""
 
 from celery import shared_task
 
+from compliance.core.enqueue import enqueue
+
 from . import services
 from .models import VerificationRun
 
@@ -14,7 +16,7 @@ def ledger_verification_step_task(run_id: int, after_attempt: int | None = None)
     so no task comes near the time limit however long the ledger grows."""
     run = services.ledger_verification_step(run_id=run_id, after_attempt=after_attempt)
     if run is not None and run.status == VerificationRun.Status.RUNNING:
-        ledger_verification_step_task.delay(run_id, run.attempts)
+        enqueue(ledger_verification_step_task, run_id, run.attempts)
 
 
 @shared_task(name="ledger.verification_sweep", acks_late=True, ignore_result=True)
@@ -22,4 +24,4 @@ def ledger_verification_sweep_task() -> None:
     """Every few minutes: the scheduled full verification when it is due, and runs whose
     worker died."""
     for run_id in services.ledger_verifications_sweep().resume:
-        ledger_verification_step_task.delay(run_id)
+        enqueue(ledger_verification_step_task, run_id)

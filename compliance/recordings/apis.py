@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.core.errors import ApplicationError
 from compliance.core.fields import AwareDateTimeField, StrictCharField
+from compliance.core.idempotency import idempotent
 
 from .models import Category, Recording
 from .selectors import recording_for_caller
@@ -87,6 +88,7 @@ class RecordingCreateApi(APIView):
         responses={201: RecordingOutput},
         operation_id="recordings_create",
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         if hasattr(request.data, "getlist"):
             payload = _form_payload(request.data)

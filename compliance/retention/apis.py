@@ -18,6 +18,7 @@ from compliance.clients.permissions import (
 )
 from compliance.core.errors import ApplicationError, NotFound
 from compliance.core.fields import AwareDateTimeField, StrictCharField
+from compliance.core.idempotency import idempotent
 from compliance.recordings.models import Category
 
 from .models import AppliesTo, DeletionRequest
@@ -87,6 +88,7 @@ class RetentionPolicyListCreateApi(_PolicyApi):
         responses={201: RetentionPolicyOutput},
         operation_id="retention_policies_create",
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         data = RetentionPolicyInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -194,6 +196,7 @@ class LegalHoldListCreateApi(_HoldApi):
     @extend_schema(
         request=LegalHoldInput, responses={201: LegalHoldOutput}, operation_id="legal_holds_create"
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         data = LegalHoldInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -267,6 +270,7 @@ class DeletionRequestCreateApi(APIView):
         responses={202: DeletionRequestOutput},
         operation_id="deletion_requests_create",
     )
+    @idempotent
     def post(self, request: Request, profile_id: str) -> Response:
         profile = profile_for_caller(
             caller=request.user, external_id=profile_id, scope="deletions:write"

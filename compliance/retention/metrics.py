@@ -34,3 +34,24 @@ class RetentionCollector(Collector):
                 f"Purge lag ({name}) of artefacts purged in the last 24 hours",
                 value=value if value is not None else 0.0,
             )
+        # Work that waits for a worker. An enqueue the broker refused leaves it here until
+        # the beat's sweep runs it, so a broker outage shows as these growing.
+        from django.db.models import Min
+
+        from .models import DeletionRequest, DeletionStatus, RetentionPolicy
+
+        oldest = DeletionRequest.objects.filter(status=DeletionStatus.RECEIVED).aggregate(
+            oldest=Min("created_at")
+        )["oldest"]
+        yield GaugeMetricFamily(
+            "earshot_deletion_request_oldest_received_seconds",
+            "How long the oldest deletion request not yet started has waited (0: none)",
+            value=(now - oldest).total_seconds() if oldest else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "earshot_retention_policies_unapplied",
+            "Policy versions in force whose scope has not been rescheduled yet",
+            value=RetentionPolicy.objects.filter(
+                applied_at__isnull=True, effective_from__lte=now
+            ).count(),
+        )

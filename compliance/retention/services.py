@@ -18,6 +18,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
+from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category
@@ -266,9 +267,11 @@ def retention_policy_retire(*, policy: RetentionPolicy, actor: str) -> Retention
 
 
 def _apply_after_commit() -> None:
+    """The new or retired version is itself the work (`applied_at` is empty): the beat's
+    retention sweep applies it within a minute if this hint is lost."""
     from .tasks import retention_policies_apply_task
 
-    retention_policies_apply_task.delay_on_commit()
+    enqueue_on_commit(retention_policies_apply_task)
 
 
 # --- holds ----------------------------------------------------------------------
@@ -416,5 +419,6 @@ def deletion_request_create(
     )
     from .tasks import deletion_request_run_task
 
-    deletion_request_run_task.delay_on_commit(request.public_id)
+    # The request in `received` is the work; the beat's sweep runs it if this is lost.
+    enqueue_on_commit(deletion_request_run_task, request.public_id)
     return request

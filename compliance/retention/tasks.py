@@ -3,6 +3,8 @@ is safe to run twice, at once, or never (the beat's sweep then does it)."""
 
 from celery import shared_task
 
+from compliance.core.enqueue import enqueue
+
 from . import purge, services
 
 
@@ -10,7 +12,7 @@ from . import purge, services
 def purge_expired_task() -> None:
     run = purge.purge_expired(budget_seconds=50.0)
     if run.more:
-        purge_expired_task.delay()
+        enqueue(purge_expired_task)
 
 
 @shared_task(name="retention.apply_policies", acks_late=True, ignore_result=True)
@@ -28,7 +30,7 @@ def retention_sweep_task() -> None:
     """Every minute: policies that came into force, lost or stalled deletion requests."""
     services.retention_policies_apply()
     for public_id in purge.deletion_requests_sweep():
-        deletion_request_run_task.delay(public_id)
+        enqueue(deletion_request_run_task, public_id)
 
 
 @shared_task(name="retention.storage_sweep", acks_late=True, ignore_result=True)

@@ -23,6 +23,7 @@ from compliance.consent.models import Purpose
 from compliance.consent.reports import consent_rates_over_time
 from compliance.core.errors import ApplicationError
 from compliance.core.fields import AwareDateTimeField, StrictCharField
+from compliance.core.idempotency import idempotent
 
 from .links import (
     LinkExpired,
@@ -116,6 +117,7 @@ class SampleDrawApi(APIView):
         description="A uniformly random sample of eligible recordings, each handed out "
         "once, as review items. No profile, account or recording identifier is answered.",
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         body = request.data
         if not isinstance(body, dict):

@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 
 from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.core.fields import StrictCharField
+from compliance.core.idempotency import idempotent
 
 from .selectors import transfer_rule_get, transfer_rules_list
 from .services import transfer_rule_create, transfer_rule_delete
@@ -38,6 +39,7 @@ class TransferRuleListCreateApi(APIView):
         responses={201: TransferRuleOutput},
         operation_id="transfer_rules_create",
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         data = self.TransferRuleListCreateInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -215,6 +215,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        # the 409/422 answers of the operations that take an Idempotency-Key
+        "compliance.core.idempotency.document_idempotency",
         # every operation documents the error envelope for its 4xx answers
         "compliance.security.schema.document_error_responses",
     ],
@@ -230,11 +232,27 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_IGNORE_RESULT = True
+# A web request enqueues after its commit, as a hint (compliance/core/enqueue.py): with
+# the broker down it must give up within seconds, never hang on an unanswered connect.
+BROKER_CONNECT_TIMEOUT = env.float("BROKER_CONNECT_TIMEOUT", default=2.0)
+# ... and after a refusal, a process does not try again for this long (the sweeps run
+# what it did not send).
+BROKER_BACKOFF_SECONDS = env.float("BROKER_BACKOFF_SECONDS", default=5.0)
 # Redis redelivers a task unacknowledged this long (RELIABILITY.md); the SQLAlchemy
-# transport hands its options to create_engine(), which refuses this one.
+# transport hands its options to create_engine(), which refuses these.
 CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {"visibility_timeout": 3600} if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else {}
+    {"visibility_timeout": 3600, "socket_connect_timeout": BROKER_CONNECT_TIMEOUT}
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+    else {}
 )
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_CONNECT_TIMEOUT
+# Three tries 0.2 s apart, then the publisher gives up and the sweeps take over.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
@@ -244,7 +262,13 @@ CELERY_BEAT_SCHEDULE: dict = {
     "sampling-expire-items": {"task": "sampling.expire_items", "schedule": 300.0},
     # starts the full ledger verification when due, resumes one whose worker died
     "ledger-verification-sweep": {"task": "ledger.verification_sweep", "schedule": 300.0},
+    "idempotency-keys-cleanup": {"task": "core.idempotency_keys_cleanup", "schedule": 3600.0},
 }
+# Idempotency-Key (compliance/core/idempotency.py): a key and its stored answer are kept
+# this long; a request holds its key in flight at most this long (gunicorn's worker
+# timeout (30 s by default) is shorter, so only a crashed attempt ever reaches it).
+IDEMPOTENCY_KEY_SECONDS = env.int("IDEMPOTENCY_KEY_SECONDS", default=24 * 3600)
+IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("IDEMPOTENCY_IN_FLIGHT_SECONDS", default=120)
 # A full verification of the ledger's chain (re-hashing every entry) at least this often.
 LEDGER_VERIFY_EVERY_SECONDS = env.int("LEDGER_VERIFY_EVERY_SECONDS", default=3600)
 # Tests kill a purge at this step (claimed, unlinked, finished) to prove crash safety.
