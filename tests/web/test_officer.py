@@ -257,6 +257,67 @@ def test_the_ledger_page_reports_a_broken_chain(officer_client, household):
     assert "ledger entry #2" in page
 
 
+# --- the ledger page renders any payload --------------------------------------------------
+
+
+def _record(payload: dict) -> None:
+    from django.db import transaction
+
+    from compliance.ledger.services import ledger_append
+
+    with transaction.atomic():
+        ledger_append(kind="review_items.revoked", subject="profile:p", actor="t", payload=payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "shown"),
+    [
+        ({"reason": "consent_withdrawn", "items": 3}, "items=3"),  # as a revocation writes it
+        ({"items": [1, 2, 3]}, "items=[1, 2, 3]"),
+        ({"items": {"a": 1}}, "items={&quot;a&quot;: 1}"),
+        ({"keys": 7}, "keys=7"),
+        ({"values": "v"}, "values=v"),
+        ({"get": None}, "get=null"),
+        ({"items": 1, "keys": 2, "values": 3, "get": 4}, "get=4, items=1, keys=2, values=3"),
+    ],
+    ids=["revocation", "items-list", "items-dict", "keys", "values", "get", "all-four"],
+)
+def test_the_ledger_page_renders_payload_keys_that_shadow_dict_methods(
+    officer_client, payload, shown
+):
+    _record(payload)
+
+    response = officer_client.get("/officer/ledger/")
+
+    assert response.status_code == 200
+    assert shown in response.content.decode()
+
+
+def test_the_ledger_page_escapes_markup_in_a_payload(officer_client):
+    _record({"<b>key</b>": "<script>alert(1)</script>", "reason": '"><img src=x onerror=1>'})
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    assert "<script>alert(1)</script>" not in page
+    assert "<img src=x" not in page and "<b>key</b>" not in page
+    assert "&lt;b&gt;key&lt;/b&gt;=&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "reason=&quot;&gt;&lt;img src=x onerror=1&gt;" in page
+
+
+def test_the_ledger_page_shows_a_very_long_value_whole_in_a_cell_that_wraps(officer_client):
+    from pathlib import Path
+
+    long_word = "x" * 5000
+    _record({"note": long_word})
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    assert f'<td class="mono small payload">note={long_word}</td>' in page
+    css = (Path(settings.BASE_DIR) / "compliance/web/static/web/earshot.css").read_text()
+    rule = next(line for line in css.splitlines() if line.startswith("td.payload "))
+    assert "overflow-wrap: anywhere" in rule
+
+
 # --- the ledger page and the full verifications ----------------------------------------
 
 
