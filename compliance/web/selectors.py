@@ -628,8 +628,7 @@ def ledger_kinds() -> list[str]:
 
     A few dozen kinds over millions of entries: rather than a DISTINCT over the whole
     table, hop from each kind to the next through the (kind, seq) index, a probe per
-    kind. SQL, as the ORM has no recursive query; 1,000,000 entries: 160 ms with
-    DISTINCT.
+    kind. SQL, as the ORM has no recursive query.
     """
     table = connection.ops.quote_name(LedgerEntry._meta.db_table)
     sql = (
