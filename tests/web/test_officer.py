@@ -501,14 +501,17 @@ def test_acknowledging_a_finding_that_is_not_the_newest_is_refused_on_the_page(
     verify_in_full()
     edit_payload(2, {"forged": True})
     older = verify_in_full()
-    verify_in_full()
+    newer = verify_in_full()
 
     response = officer_client.post(
         "/officer/ledger/acknowledge/", {"run": older.pk, "reason": "seen it"}
     )
 
     assert response.status_code == 400
-    assert "has found the ledger broken since" in response.content.decode()
+    page = response.content.decode()
+    assert f"Full verification #{newer.pk} has found the ledger broken since" in page
+    assert f'name="run" value="{newer.pk}"' in page  # offered now, the reason kept
+    assert "seen it</textarea>" in page
     assert not LedgerEntry.objects.filter(kind="ledger.acknowledged").exists()
 
 

@@ -21,7 +21,7 @@ from compliance.clients.permissions import actor_of
 from compliance.consent.selectors import consent_default_get, consent_defaults_list
 from compliance.consent.services import consent_default_create, consent_default_delete
 from compliance.core.errors import ApplicationError, NotFound
-from compliance.ledger.selectors import ledger_status
+from compliance.ledger.selectors import ledger_status, verification_run_unacknowledged
 from compliance.ledger.services import ACKNOWLEDGEMENT_REASON_MAX, ledger_verification_request
 from compliance.ledger.services import ledger_acknowledge as ledger_acknowledge_finding
 from compliance.retention.reports import retention_report
@@ -405,6 +405,14 @@ def ledger_acknowledge(request: HttpRequest) -> HttpResponse:
             actor=actor_of(request.user),
         )
     except ApplicationError as refusal:
+        standing = verification_run_unacknowledged()
+        if standing is not None and standing.pk != form.cleaned_data["run"]:
+            # A newer finding came in meanwhile: the form now offers that one, the
+            # reason kept, so that a second submit acknowledges what the page shows.
+            form = LedgerAcknowledgeForm(
+                {"run": standing.pk, "reason": form.cleaned_data["reason"]}
+            )
+            form.is_valid()
         apply_error(form, refusal)
         return _ledger_page(request, form, status=400)
     messages.success(
