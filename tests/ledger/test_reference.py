@@ -22,6 +22,8 @@ from compliance.ledger.selectors import (
 from compliance.ledger.services import (
     ledger_acknowledge,
     ledger_append,
+    ledger_verification_start,
+    ledger_verification_step,
 )
 from tests.conftest import postgres_only
 from tests.ledger.conftest import append, delete_newest, edit_payload, reforge_from, verify_in_full
@@ -284,3 +286,60 @@ def test_appends_after_an_acknowledgement_keep_the_chain_whole(verified):
 
     assert entry.prev_hash == ack.through_hash
     assert ledger_verify().ok
+
+
+def test_an_entry_that_fails_on_the_walk_on_is_named_not_called_missing(monkeypatch):
+    from compliance.ledger import selectors
+
+    append(4)
+    walk = selectors.ledger_walk
+    once = iter([True])
+
+    def overtaken_at_the_end(**kwargs):
+        for step in walk(**kwargs):
+            if step.complete and next(once, False):
+                append(2)
+                verify_in_full("command")  # the reference is #6 now
+                edit_payload(5, {"forged": True})  # and #5 is edited after it
+            yield step
+
+    monkeypatch.setattr(selectors, "ledger_walk", overtaken_at_the_end)
+    run = verify_in_full()
+
+    assert (run.status, run.problem_seq, run.through_seq) == ("broken", 5, 4)
+    assert "edited" in run.problem
+
+
+def test_of_overlapping_runs_the_one_that_verified_furthest_is_the_reference_not_the_newest():
+    append(6)
+    earlier = ledger_verification_start(requested_by="schedule", by_worker=False)
+    later = verify_in_full("command")  # asked for after, finished first: 6 entries
+    append(3)
+    earlier = ledger_verification_step(run_id=earlier.pk, budget_seconds=None)  # 9 entries
+    assert (later.through_seq, earlier.through_seq) == (6, 9)
+    delete_newest(2)
+
+    run = verify_in_full()
+
+    assert ledger_reference().run.pk == earlier.pk
+    assert (run.status, run.problem_seq) == ("broken", 8)
+
+
+def test_the_page_checks_on_from_the_reference_a_run_or_an_acknowledgement(verified):
+    append(3)
+    assert ledger_status().since.start == ChainPoint(*_point_of(CHAIN))
+    assert ledger_status().since.entries_checked == 3
+    delete_newest(5)
+    acknowledgement = ledger_acknowledge(run_id=verify_in_full().pk, reason="known", actor="user:1")
+    append(2)
+
+    status = ledger_status()
+
+    assert status.since.start == ChainPoint(*_point_of(acknowledgement.through_seq))
+    assert (status.since.entries_checked, status.since.complete) == (2, True)
+    assert not status.broken
+
+
+def _point_of(seq: int) -> tuple[int, int, str]:
+    entry = LedgerEntry.objects.get(seq=seq)
+    return entry.pk, entry.seq, entry.hash

@@ -339,3 +339,22 @@ def test_an_intact_run_asked_for_after_a_broken_finding_does_not_clear_it_an_ack
     assert status.last_finished is None  # the runs before it are no reference now
     assert status.reference.acknowledgement.pk == acknowledged.pk
     assert _metric("earshot_ledger_broken") == 0.0
+
+
+def test_the_hash_is_the_same_for_the_same_moment_in_any_time_zone():
+    """A connection that hands back times in another zone must not fail verification."""
+    from zoneinfo import ZoneInfo
+
+    moment = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    fields = {
+        "seq": 1,
+        "kind": "k",
+        "subject": "s",
+        "actor": "a",
+        "payload": {},
+        "prev_hash": GENESIS_HASH,
+    }
+
+    assert entry_hash(created_at=moment, **fields) == entry_hash(
+        created_at=moment.astimezone(ZoneInfo("Europe/Berlin")), **fields
+    )
