@@ -316,10 +316,3 @@ def verification_run_unacknowledged() -> VerificationRun | None:
         .order_by("-finished_at", "-id")
         .first()
     )
-
-
-def verification_run_standing() -> VerificationRun | None:
-    """The full verification whose finding stands: an unacknowledged broken one, else
-    the reference's run (None if the reference is an acknowledgement or there is none)."""
-    reference = ledger_reference()
-    return verification_run_unacknowledged() or (reference.run if reference else None)
