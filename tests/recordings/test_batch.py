@@ -606,11 +606,12 @@ def test_two_batches_registering_the_same_keys_at_once_give_each_key_one_owner()
     ProfileFactory(external_id="p-1")
     for round_ in range(5):
         keys = [_put(f"ingest/{round_}/{n}.wav") for n in range(100)]
-        # different external ids, the same objects, in opposite orders
-        left = [_input(1000 * round_ + n, audio_key=k) for n, k in enumerate(keys)]
-        right = [
-            _input(1000 * round_ + 500 + n, audio_key=k) for n, k in reversed(list(enumerate(keys)))
-        ]
+        # different external ids, the same objects: in the order of their external ids
+        # (the order their recordings are written in), one batch names the keys
+        # forwards and the other backwards
+        ids = sorted(range(100), key=lambda n: f"r-{1000 * round_ + n:06d}")
+        left = [_input(f"{1000 * round_ + n:06d}", audio_key=keys[n]) for n in ids]
+        right = [_input(f"{1000 * round_ + 500 + n:06d}", audio_key=keys[99 - n]) for n in ids]
 
         a, b = _in_threads(left, right)
 
