@@ -208,36 +208,53 @@ def _locked_profiles(external_ids: list[str]) -> dict[str, Profile]:
     return profiles
 
 
-_RECORDING_COLUMNS = (
-    "external_id",
-    "profile_id",
-    "recorded_at",
-    "sensitive",
-    "false_wake",
-    "state",
-    "created_at",
-    "purge_reason",
-    "purge_policy",
-)
-
-
-def _insert_recordings(rows: list[tuple[Any, ...]]) -> dict[str, int]:
-    """One multi-row INSERT; the ids of the rows inserted, by external id. A row whose
-    external id exists (or is being inserted by a transaction that then commits) is
-    skipped, not an error."""
-    if not rows:
-        return {}
-    one = "(" + ", ".join(["%s"] * len(_RECORDING_COLUMNS)) + ")"
-    params = [value for row in rows for value in row]
+def _insert(
+    model: type[Recording] | type[Artefact], objs: list[Any], *, suffix: str
+) -> list[tuple[Any, ...]]:
+    """One multi-row INSERT of `objs` (every concrete field but the id, as the objects
+    hold them: no `pre_save`, so `created_at` is the ingest's own time), then `suffix`
+    (ON CONFLICT ..., RETURNING ...); the rows returned. What bulk_create sends, without
+    its per-object bookkeeping, and with ON CONFLICT ... RETURNING, which it lacks."""
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [
+        f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs for f in fields
+    ]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    # only the model's table, its columns and placeholders are formatted in
+    sql = (
+        f"INSERT INTO {model._meta.db_table} ({columns})"  # noqa: S608
+        f" VALUES {', '.join([one] * len(objs))} {suffix}"
+    )
     with connection.cursor() as cursor:
-        # only the table's name, constant columns and placeholders are formatted in
-        sql = (
-            f"INSERT INTO {Recording._meta.db_table} ({', '.join(_RECORDING_COLUMNS)})"  # noqa: S608
-            f" VALUES {', '.join([one] * len(rows))}"
-            " ON CONFLICT (external_id) DO NOTHING RETURNING id, external_id"
-        )
         cursor.execute(sql, params)
-        return {external_id: pk for pk, external_id in cursor.fetchall()}
+        return cursor.fetchall()
+
+
+def _insert_recordings(recordings: list[Recording]) -> None:
+    """Insert what is new; a recording whose external id exists (or is being inserted
+    by a transaction that then commits) is skipped, not an error, and keeps no id."""
+    if not recordings:
+        return
+    ids = dict(
+        (external_id, pk)
+        for pk, external_id in _insert(
+            Recording,
+            recordings,
+            suffix="ON CONFLICT (external_id) DO NOTHING RETURNING id, external_id",
+        )
+    )
+    for recording in recordings:
+        recording.id = ids.get(recording.external_id)
+
+
+def _insert_artefacts(artefacts: list[Artefact]) -> None:
+    if artefacts:
+        # PostgreSQL and SQLite return the rows of a multi-row VALUES in its order
+        for artefact, (pk,) in zip(
+            artefacts, _insert(Artefact, artefacts, suffix="RETURNING id"), strict=True
+        ):
+            artefact.id = pk
 
 
 def _same(data: RecordingInput, found: dict[str, Any]) -> bool:
@@ -414,42 +431,28 @@ def _write_rows(
     items: list[_Item], *, profiles: dict[str, Profile], table: Any, now: datetime
 ) -> dict[str, Recording]:
     """The recordings (one INSERT), then the artefacts of those inserted (one more)."""
-    adapt = connection.ops.adapt_datetimefield_value
-    created_at = adapt(now)
-    rows = [
-        (
-            i.data.external_id,
-            profiles[i.data.profile_external_id].pk,
-            adapt(i.data.recorded_at),
-            Flag.SENSITIVE in i.data.flags,
-            Flag.FALSE_WAKE in i.data.flags,
-            RecordingState.ACTIVE,
-            created_at,
-            "",
-            "",
-        )
-        for i in items
-    ]
-    ids = _insert_recordings(rows)
-    recordings: dict[str, Recording] = {}
-    audio: list[Artefact] = []
-    transcripts: list[Artefact] = []
-    for item in items:
-        pk = ids.get(item.data.external_id)
-        if pk is None:
-            continue
-        data = item.data
-        profile = profiles[data.profile_external_id]
-        recording = Recording(
-            id=pk,
-            external_id=data.external_id,
-            profile=profile,
-            recorded_at=data.recorded_at,
-            sensitive=Flag.SENSITIVE in data.flags,
-            false_wake=Flag.FALSE_WAKE in data.flags,
+    recordings = {
+        i.data.external_id: Recording(
+            external_id=i.data.external_id,
+            profile=profiles[i.data.profile_external_id],
+            recorded_at=i.data.recorded_at,
+            sensitive=Flag.SENSITIVE in i.data.flags,
+            false_wake=Flag.FALSE_WAKE in i.data.flags,
             state=RecordingState.ACTIVE,
             created_at=now,
         )
+        for i in items
+    }
+    _insert_recordings(list(recordings.values()))
+    audio: list[Artefact] = []
+    transcripts: list[Artefact] = []
+    for item in items:
+        data = item.data
+        recording = recordings[data.external_id]
+        if recording.id is None:
+            del recordings[data.external_id]
+            continue
+        profile = profiles[data.profile_external_id]
         artefacts = []
         if item.audio_key:
             artefacts.append(
@@ -479,9 +482,8 @@ def _write_rows(
         # what the single POST answers with, without reading it back (a plain list:
         # `recording.artefacts` stays a live manager for whoever keeps the object)
         recording.written_artefacts = artefacts
-        recordings[data.external_id] = recording
     audio.sort(key=lambda a: a.storage_key)
-    Artefact.objects.bulk_create(audio + transcripts)
+    _insert_artefacts(audio + transcripts)
     return recordings
 
 

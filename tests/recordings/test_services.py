@@ -2,11 +2,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError
 from django.utils import timezone
 
 from compliance.core.errors import ApplicationError, Conflict
+from compliance.recordings import services
 from compliance.recordings.models import Artefact, Recording
 from compliance.recordings.services import RecordingInput, parse_flags, recording_create
 from tests.factories import ProfileFactory, RecordingFactory
@@ -88,7 +90,7 @@ def test_a_duplicate_that_races_past_the_check_removes_its_file(profile, setting
     def lost_the_race(*args, **kwargs):
         raise IntegrityError("duplicate key value violates unique constraint")
 
-    monkeypatch.setattr(Artefact.objects, "bulk_create", lost_the_race)
+    monkeypatch.setattr(services, "_insert_artefacts", lost_the_race)
 
     with pytest.raises(Conflict):
         recording_create(data=_input(audio=_audio(), transcript="hi"), actor="a")
@@ -97,11 +99,31 @@ def test_a_duplicate_that_races_past_the_check_removes_its_file(profile, setting
     assert not Recording.objects.exists()
 
 
+def test_a_recording_written_by_another_ingest_meanwhile_is_a_conflict_and_leaves_no_file(
+    profile, settings, monkeypatch
+):
+    save = default_storage.save
+
+    def and_meanwhile(name, content, *args, **kwargs):
+        key = save(name, content, *args, **kwargs)
+        RecordingFactory(external_id="r-1", profile=profile)  # after the check for it
+        return key
+
+    monkeypatch.setattr(default_storage, "save", and_meanwhile)
+
+    with pytest.raises(Conflict):
+        recording_create(data=_input(audio=_audio(), transcript="hi"), actor="a")
+
+    assert _stored_files(settings.MEDIA_ROOT) == []
+    assert Recording.objects.count() == 1
+    assert not Artefact.objects.exists()
+
+
 def test_any_failure_while_writing_the_rows_removes_the_file(profile, settings, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(Artefact.objects, "bulk_create", broken)
+    monkeypatch.setattr(services, "_insert_artefacts", broken)
 
     with pytest.raises(RuntimeError):
         recording_create(data=_input(audio=_audio()), actor="a")
