@@ -20,6 +20,7 @@ it, and the purge, which deletes the file its row names, never deletes audio tha
 another recording owns.
 """
 
+import functools
 import hashlib
 import logging
 import posixpath
@@ -34,6 +35,7 @@ from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
@@ -244,35 +246,44 @@ def _columns(fields: list[Any], objs: list[Any]) -> list[list[Any]]:
     return columns
 
 
-def _insert(
-    model: type[Recording] | type[Artefact], objs: list[Any], *, suffix: str
-) -> list[tuple[Any, ...]]:
-    """Insert `objs` (every concrete field but the id, as the objects hold them: no
-    `pre_save`, so `created_at` is the ingest's own time), then `suffix` (ON CONFLICT
-    ..., RETURNING ...); the rows returned. One statement on PostgreSQL, whatever the
-    number of rows: a parameter per column (an array, unnested), since psycopg
-    splits a query's text at every placeholder, which for 14 columns of 2,000 rows
-    cost more than the database's work."""
+# Up to this many rows go as VALUES (one parameter per value, the statement's text the
+# same for the same count, so the driver reuses its parse); more as arrays, unnested.
+VALUES_ROWS = 8
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(model: type[Model], suffix: str, vendor: str, rows: int) -> tuple[list, str]:
+    """The fields an insert writes and its statement for `rows` rows (0: unnest)."""
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    columns = _columns(fields, objs)
     names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     table = model._meta.db_table
+    if rows == 0:
+        arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in fields)
+        # only the model's table, its columns and their types are formatted in
+        return fields, f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {suffix}"  # noqa: S608
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    return fields, f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * rows)} {suffix}"  # noqa: S608
+
+
+def _insert(model: type[Model], objs: list[Any], *, suffix: str) -> list[tuple[Any, ...]]:
+    """Insert `objs` (every concrete field but the id, as the objects hold them: no
+    `pre_save`, so `created_at` is the ingest's own time), then `suffix` (ON CONFLICT
+    ..., RETURNING ...); the rows returned. Many rows on PostgreSQL go as one
+    statement with a parameter per column (an array, unnested): psycopg splits a
+    query's text at every placeholder, which for 14 columns of 2,000 rows cost more
+    than the database's work."""
+    vendor = connection.vendor
+    if vendor == "postgresql" and len(objs) > VALUES_ROWS:
+        fields, sql = _insert_sql(model, suffix, vendor, 0)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, _columns(fields, objs))
+            return cursor.fetchall()
     rows: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in fields)
-            # only the model's table, its columns and their types are formatted in
-            sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {suffix}"  # noqa: S608
-            cursor.execute(sql, columns)
-            return cursor.fetchall()
-        one = "(" + ", ".join(["%s"] * len(fields)) + ")"
         for start in range(0, len(objs), SQLITE_ROWS_PER_INSERT):
-            chunk = [column[start : start + SQLITE_ROWS_PER_INSERT] for column in columns]
-            params = [value for row in zip(*chunk, strict=True) for value in row]
-            sql = (
-                f"INSERT INTO {table} ({names})"  # noqa: S608
-                f" VALUES {', '.join([one] * len(chunk[0]))} {suffix}"
-            )
+            chunk = objs[start : start + SQLITE_ROWS_PER_INSERT]
+            fields, sql = _insert_sql(model, suffix, vendor, len(chunk))
+            params = [v for row in zip(*_columns(fields, chunk), strict=True) for v in row]
             cursor.execute(sql, params)
             rows += cursor.fetchall()
     return rows
