@@ -3,6 +3,7 @@ each item on its own; and what the purge, the holds and the policies make of the
 
 import hashlib
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -626,3 +627,42 @@ def test_two_batches_registering_the_same_keys_at_once_give_each_key_one_owner()
         assert set(owners) == created
         # the losers left no recording behind
         assert Recording.objects.filter(artefacts__isnull=True).count() == 0
+
+
+@postgres_only()
+@pytest.mark.django_db(transaction=True)
+def test_a_retention_choice_changed_during_an_ingest_applies_to_what_it_writes(monkeypatch):
+    """The ingest reads the choice under the profile's lock (FOR SHARE), which the
+    change takes FOR UPDATE: the change waits, then reschedules what the ingest wrote."""
+    from compliance.recordings import services
+
+    profile = ProfileFactory(external_id="p-1", retention_choice="18_months")
+    locked = threading.Event()
+    read_table = services.policy_table
+
+    def slow_table(**kwargs):
+        locked.set()  # the profiles are locked and read by now
+        time.sleep(1.0)  # long enough for the change to commit, were it not blocked
+        return read_table(**kwargs)
+
+    monkeypatch.setattr(services, "policy_table", slow_table)
+    errors: list[BaseException] = []
+
+    def ingest() -> None:
+        try:
+            [result] = recordings_register(items=[_input(1)], actor="t")
+            assert result.status == "created"
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=ingest)
+    thread.start()
+    assert locked.wait(10)
+    profile_retention_set(profile=profile, choice="dont_save", actor="t")
+    thread.join()
+
+    assert not errors, errors
+    transcript = Artefact.objects.get(recording__external_id="r-1", category="transcript")
+    assert transcript.expiry_basis == "choice:dont_save"
