@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.core.errors import ApplicationError, Conflict
@@ -211,3 +212,20 @@ def test_other_flag_shapes_are_refused(value):
         parse_flags(value)
 
     assert "flags" in refused.value.fields
+
+
+def test_a_recording_is_written_in_four_statements_whatever_the_policies(profile):
+    from compliance.retention.services import retention_policy_create
+
+    for category in ("audio", "transcript"):
+        retention_policy_create(jurisdiction="*", category=category, retention_days=30, actor="t")
+    recording_create(data=_input(external_id="warm", transcript="hi"), actor="a")
+
+    with CaptureQueriesContext(connection) as queries:
+        recording_create(data=_input(transcript="hi", flags=("sensitive",)), actor="a")
+
+    # (the test's own transaction makes the ingest's a savepoint)
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    statements = [s for s in statements if s not in ("SAVEPOINT", "RELEASE")]
+    # the profile (locked), the policies' stamp, the recording, its artefacts
+    assert statements == ["SELECT", "SELECT", "INSERT", "INSERT"]
