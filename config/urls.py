@@ -14,7 +14,7 @@ from compliance.consent.apis import (
 from compliance.core import views as core_views
 from compliance.core.metrics import metrics_view
 from compliance.eligibility.apis import BenchmarkFloorApi, EligibilityApi, EligibilityBatchApi
-from compliance.recordings.apis import RecordingCreateApi, RecordingDetailApi
+from compliance.recordings.apis import RecordingBatchApi, RecordingCreateApi, RecordingDetailApi
 from compliance.transfers.apis import TransferRuleDeleteApi, TransferRuleListCreateApi
 
 api_v1 = [
@@ -29,6 +29,7 @@ api_v1 = [
     path("transfer-rules", TransferRuleListCreateApi.as_view()),
     path("transfer-rules/<int:pk>", TransferRuleDeleteApi.as_view()),
     path("recordings", RecordingCreateApi.as_view()),
+    path("recordings/batch", RecordingBatchApi.as_view()),
     path("recordings/<str:recording_id>", RecordingDetailApi.as_view()),
     # eligibility: in hot_paths below
 ]

@@ -1,6 +1,8 @@
 import json
+from datetime import UTC
 
 from django.http import QueryDict
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -14,7 +16,14 @@ from compliance.core.idempotency import idempotent
 
 from .models import Category, Recording
 from .selectors import recording_for_caller
-from .services import RecordingInput, parse_flags, recording_create
+from .services import (
+    MAX_BATCH,
+    IngestResult,
+    RecordingInput,
+    parse_flags,
+    recording_create,
+    recordings_register,
+)
 
 
 class ArtefactOutput(serializers.Serializer):
@@ -50,6 +59,39 @@ class RecordingOutput(serializers.Serializer):
         if recording.state != "purged":
             data["purge_reason"] = None
         return data
+
+
+_TIME = serializers.DateTimeField()
+
+
+def _created(recording: Recording) -> dict:
+    """RecordingOutput of a recording just written, from what was written (no read
+    back): the serializer's machinery cost the single POST more than the rendering."""
+    transcript = None
+    artefacts = []
+    for artefact in recording.written_artefacts:
+        if artefact.category == Category.TRANSCRIPT:
+            transcript = artefact.text
+        artefacts.append(
+            {
+                "category": artefact.category,
+                "size_bytes": artefact.size_bytes,
+                "created_at": _TIME.to_representation(artefact.created_at),
+            }
+        )
+    return {
+        "id": recording.external_id,
+        "external_id": recording.external_id,
+        "profile": recording.profile.external_id,
+        "recorded_at": _TIME.to_representation(recording.recorded_at),
+        "state": recording.state,
+        "flags": recording.flags,
+        "transcript": transcript,
+        "artefacts": artefacts,
+        "created_at": _TIME.to_representation(recording.created_at),
+        "purged_at": None,
+        "purge_reason": None,
+    }
 
 
 def _form_payload(form: QueryDict) -> dict:
@@ -100,9 +142,14 @@ class RecordingCreateApi(APIView):
             )
         else:
             payload = request.data
-        data = self.RecordingCreateInput(data=payload)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
+        if isinstance(payload, dict):
+            # the same validation as is_valid(), without a new serializer (and a deep
+            # copy of its fields) per request: run_validation keeps no state
+            values = _CREATE_INPUT.run_validation(payload)
+        else:
+            data = self.RecordingCreateInput(data=payload)
+            data.is_valid(raise_exception=True)
+            values = data.validated_data
         recording = recording_create(
             data=RecordingInput(
                 external_id=values["external_id"],
@@ -114,10 +161,10 @@ class RecordingCreateApi(APIView):
             ),
             actor=actor_of(request.user),
         )
-        recording = recording_for_caller(
-            caller=request.user, external_id=recording.external_id, scope="recordings:write"
-        )
-        return Response(RecordingOutput(recording).data, status=status.HTTP_201_CREATED)
+        return Response(_created(recording), status=status.HTTP_201_CREATED)
+
+
+_CREATE_INPUT = RecordingCreateApi.RecordingCreateInput()
 
 
 class RecordingDetailApi(APIView):
@@ -132,3 +179,148 @@ class RecordingDetailApi(APIView):
             caller=request.user, external_id=recording_id, scope="recordings:read"
         )
         return Response(RecordingOutput(recording).data)
+
+
+# --- the batch ------------------------------------------------------------------------
+
+
+class RecordingBatchItemInput(serializers.Serializer):
+    external_id = serializers.CharField(max_length=128)
+    profile = serializers.CharField(max_length=128)
+    recorded_at = serializers.DateTimeField(help_text="ISO 8601 with a time zone.")
+    transcript = serializers.CharField(required=False, allow_blank=True)
+    flags = serializers.JSONField(
+        required=False, help_text='["sensitive", "false_wake"] or {"sensitive": true, ...}'
+    )
+    audio_key = serializers.CharField(
+        required=False,
+        max_length=255,
+        help_text="An object already in storage, under INGEST_AUDIO_PREFIX (default ingest/).",
+    )
+    audio_size = serializers.IntegerField(required=False, min_value=0)
+    audio_sha256 = serializers.CharField(required=False, min_length=64, max_length=64)
+
+
+class RecordingBatchInput(serializers.Serializer):
+    recordings = serializers.ListField(child=RecordingBatchItemInput(), max_length=MAX_BATCH)
+
+
+class RecordingBatchItemError(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class RecordingBatchResult(serializers.Serializer):
+    external_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=["created", "exists", "error"])
+    error = RecordingBatchItemError(required=False)
+
+
+class RecordingBatchOutput(serializers.Serializer):
+    results = RecordingBatchResult(many=True)
+
+
+_ITEM_FIELDS = frozenset(RecordingBatchItemInput().fields)
+
+
+def _text(raw: dict, name: str, *, required: bool = True) -> str | None:
+    value = raw.get(name)
+    if value is None and not required:  # absent or null
+        return None
+    if not isinstance(value, str) or "\x00" in value:
+        raise ApplicationError("validation_error", f"{name} must be a string.")
+    return value
+
+
+def _batch_item(raw: object) -> RecordingInput | IngestResult:
+    """One item of the batch, parsed as strictly as the single POST parses its body;
+    a refusal is that item's result, not the request's."""
+    external_id = raw.get("external_id") if isinstance(raw, dict) else None
+    label = external_id if isinstance(external_id, str) else ""
+    try:
+        if not isinstance(raw, dict):
+            raise ApplicationError("validation_error", "Each item must be an object.")
+        unknown = set(raw) - _ITEM_FIELDS
+        if unknown:
+            raise ApplicationError("validation_error", f"Unknown fields {sorted(unknown)}.")
+        recorded_at_raw = raw.get("recorded_at")
+        recorded_at = parse_datetime(recorded_at_raw) if isinstance(recorded_at_raw, str) else None
+        if recorded_at is None or recorded_at.tzinfo is None:
+            raise ApplicationError(
+                "validation_error",
+                "recorded_at must be an ISO 8601 date-time with a time zone.",
+            )
+        recorded_at.astimezone(UTC)  # OverflowError: no UTC time to store
+        audio_size = raw.get("audio_size")
+        if audio_size is not None and (
+            not isinstance(audio_size, int) or isinstance(audio_size, bool)
+        ):
+            raise ApplicationError("validation_error", "audio_size must be a whole number.")
+        data = RecordingInput(
+            external_id=_text(raw, "external_id") or "",
+            profile_external_id=_text(raw, "profile") or "",
+            recorded_at=recorded_at,
+            transcript=_text(raw, "transcript", required=False),
+            flags=parse_flags(raw.get("flags")),
+            audio_key=_text(raw, "audio_key", required=False),
+            audio_size=audio_size,
+            audio_sha256=_text(raw, "audio_sha256", required=False),
+        )
+    except (ApplicationError, ValueError, OverflowError) as refused:
+        if isinstance(refused, ApplicationError):
+            return IngestResult(label, "error", refused.code, refused.message)
+        return IngestResult(label, "error", "validation_error", "recorded_at is not a valid time.")
+    return data
+
+
+class RecordingBatchApi(APIView):
+    """Registers up to 1,000 recordings whose audio the platform has put in storage
+    itself; each item succeeds or fails on its own."""
+
+    permission_classes = [ScopeRequired]
+    required_scopes = {"POST": "recordings:write"}
+
+    @extend_schema(
+        request=RecordingBatchInput,
+        responses={200: RecordingBatchOutput},
+        operation_id="recordings_register",
+        description=(
+            "Item errors (`error.code`): validation_error, unknown_profile, conflict (the "
+            "external id names a different recording), purged (a tombstone is never "
+            "resurrected), audio_key_invalid (outside INGEST_AUDIO_PREFIX, `..`, absolute), "
+            "audio_missing, audio_mismatch (size or SHA-256), audio_key_in_use. "
+            "A resend of an ingested item answers `exists` and changes nothing."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data
+        items = body.get("recordings") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise ApplicationError(
+                "validation_error",
+                "The body must be an object with a list `recordings`.",
+                fields={"recordings": ["a list of recordings"]},
+            )
+        if len(items) > MAX_BATCH:
+            raise ApplicationError(
+                "batch_too_large",
+                f"At most {MAX_BATCH} recordings per batch; got {len(items)}.",
+                fields={"recordings": [f"at most {MAX_BATCH}"]},
+            )
+        results = recordings_register(
+            items=[_batch_item(raw) for raw in items], actor=actor_of(request.user)
+        )
+        return Response(
+            {
+                "results": [
+                    {"external_id": r.external_id, "status": r.status}
+                    if r.status != "error"
+                    else {
+                        "external_id": r.external_id,
+                        "status": r.status,
+                        "error": {"code": r.code, "message": r.message},
+                    }
+                    for r in results
+                ]
+            }
+        )

@@ -102,6 +102,16 @@ class Artefact(models.Model):
                 condition=models.Q(category__in=["audio", "transcript"]),
                 name="artefact_one_audio_one_transcript",
             ),
+            # One owner per stored object: a registered key (POST /recordings/batch)
+            # that another recording already names would have its file deleted by
+            # that recording's purge. Purged rows have no key, so a purged object's key
+            # may be registered again (it then names a missing file, and is refused).
+            # Also serves the storage sweep's and the ingest's look-ups by key.
+            models.UniqueConstraint(
+                fields=["storage_key"],
+                condition=~models.Q(storage_key=""),
+                name="artefact_storage_key_owner",
+            ),
         ]
         indexes = [
             # The eligibility rule's retention condition, answered from the index alone

@@ -1,26 +1,62 @@
+"""Ingest: recordings and their artefacts, one at a time (an upload) or by the
+thousand (`recordings_register`, for audio already in storage).
+
+Both share one write (`_write`): a transaction that locks the profiles FOR SHARE,
+resolves the retention policies, and writes the recordings with one multi-row
+`INSERT ... ON CONFLICT (external_id) DO NOTHING` and their artefacts with one more.
+
+LOCK ORDER (the whole codebase's: account -> profile -> consent state -> recording
+-> artefact -> review item -> ledger append last): the profiles FOR SHARE (ordered
+by id), then the new recordings (inserted ordered by external id, so two batches
+that overlap wait for each other in the same order and never deadlock), then the
+new artefacts (audio ordered by storage key, for the same reason), then the ledger.
+The profile lock is the one a retention-choice change takes FOR UPDATE before it
+reschedules the profile's artefacts: an ingest either sees the new choice or its
+artefacts exist when the reschedule reads them, never neither.
+
+A registered object (`audio_key`) is owned by exactly one artefact: a unique index
+on the artefact's storage key holds it, so two batches at once cannot both register
+it, and the purge, which deletes the file its row names, never deletes audio that
+another recording owns.
+"""
+
+import functools
+import hashlib
 import logging
+import posixpath
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db.models import Model
 from django.utils import timezone
 
-from compliance.accounts.models import Profile
+from compliance.accounts.models import Account, Profile
 from compliance.core.errors import ApplicationError, Conflict
+from compliance.ledger.services import ledger_append
+from compliance.retention.selectors import policy_table
 from compliance.retention.services import artefacts_schedule_new
 
-from .models import Artefact, Category, Flag, Recording
+from .models import Artefact, Category, Flag, Recording, RecordingState
 
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".webm", ".aac"}
 MAX_TRANSCRIPT_CHARS = 100_000
 MAX_FUTURE_SKEW = timedelta(days=1)
+MAX_BATCH = 1_000
+# Storage look-ups of one batch at once (HEAD requests on S3; stat and read on disk).
+STORAGE_THREADS = 8
+# Each retry follows a unique-key conflict with a batch that committed meanwhile, and
+# refuses what that batch took; a handful of retries settles any realistic race.
+KEY_CONFLICT_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -31,15 +67,33 @@ class RecordingInput:
     transcript: str | None = None
     flags: tuple[str, ...] = ()
     audio: File | None = None
+    # an object already in storage, under INGEST_AUDIO_PREFIX (the batch endpoint)
+    audio_key: str | None = None
+    audio_size: int | None = None
+    audio_sha256: str | None = None
+
+
+Status = Literal["created", "exists", "error"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    external_id: str
+    status: Status
+    code: str = ""
+    message: str = ""
 
 
 def _invalid(field: str, message: str, code: str = "validation_error") -> ApplicationError:
     return ApplicationError(code, message, fields={field: [message]})
 
 
-def _validate(data: RecordingInput) -> Profile:
+def _check(data: RecordingInput) -> None:
+    """What can be said of an input without the database or the storage."""
     if not data.external_id or len(data.external_id) > 128:
         raise _invalid("external_id", "Must be 1 to 128 characters.")
+    if not data.profile_external_id or len(data.profile_external_id) > 128:
+        raise _invalid("profile", "Must be 1 to 128 characters.")
     if timezone.is_naive(data.recorded_at):
         raise _invalid("recorded_at", "Needs a time zone (e.g. 2026-01-31T12:00:00Z).")
     if data.recorded_at > timezone.now() + MAX_FUTURE_SKEW:
@@ -61,16 +115,38 @@ def _validate(data: RecordingInput) -> Profile:
                 fields={"audio": ["too large"]},
                 status_code=413,
             )
-    profile = (
-        Profile.objects.select_related("account")
-        .filter(external_id=data.profile_external_id)
-        .first()
-    )
-    if profile is None:
+    if data.audio_key is not None:
+        _check_audio_key(data.audio_key)
+    elif data.audio_size is not None or data.audio_sha256 is not None:
+        raise _invalid("audio_key", "audio_size and audio_sha256 describe an audio_key.")
+    if data.audio_size is not None and data.audio_size < 0:
+        raise _invalid("audio_size", "A number of bytes.")
+    if data.audio_sha256 is not None and (
+        len(data.audio_sha256) != 64 or not all(c in "0123456789abcdef" for c in data.audio_sha256)
+    ):
+        raise _invalid("audio_sha256", "64 lower-case hexadecimal digits.")
+
+
+def _check_audio_key(key: str) -> None:
+    """A relative key under INGEST_AUDIO_PREFIX that names itself: no `..`, no `.`, no
+    empty segment, no backslash (some storages read it as a separator)."""
+    prefix = settings.INGEST_AUDIO_PREFIX.rstrip("/") + "/"
+    parts = key.split("/")
+    if (
+        not key.startswith(prefix)
+        or len(key) == len(prefix)
+        or len(key) > 255
+        or key.startswith("/")
+        or "\\" in key
+        or "\x00" in key
+        or any(part in ("", ".", "..") for part in parts)
+        or posixpath.normpath(key) != key
+    ):
         raise _invalid(
-            "profile", f"No profile {data.profile_external_id!r}.", code="unknown_profile"
+            "audio_key",
+            f"A relative key under {prefix!r}, without '..' or empty segments.",
+            code="audio_key_invalid",
         )
-    return profile
 
 
 def _audio_key(name: str | None) -> str:
@@ -83,66 +159,569 @@ def _audio_key(name: str | None) -> str:
     return f"audio/{now:%Y/%m}/{uuid.uuid4().hex}{suffix or '.bin'}"
 
 
+# --- the shared write ---------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    """An input on its way to the database: where it stands in the request, and what
+    the storage said of its audio (an upload's key and size, or a registered one's)."""
+
+    index: int
+    data: RecordingInput
+    audio_key: str = ""
+    audio_size: int = 0
+
+
+@dataclass
+class _Written:
+    results: dict[int, IngestResult] = field(default_factory=dict)
+    recordings: dict[int, Recording] = field(default_factory=dict)
+
+
+def _locked_profiles(external_ids: list[str]) -> dict[str, Profile]:
+    """The profiles, locked FOR SHARE (see the lock order above); with their account's
+    jurisdiction, which is all the expiry needs of the account."""
+    if not external_ids:
+        return {}
+    lock = " FOR SHARE OF p" if connection.vendor == "postgresql" else ""
+    placeholders = ", ".join(["%s"] * len(external_ids))
+    with connection.cursor() as cursor:
+        # only placeholders and constants are formatted in
+        sql = (
+            "SELECT p.id, p.external_id, p.is_child, p.retention_choice, p.account_id,"  # noqa: S608
+            " a.jurisdiction FROM accounts_profile p"
+            " JOIN accounts_account a ON a.id = p.account_id"
+            f" WHERE p.external_id IN ({placeholders}) ORDER BY p.id{lock}"
+        )
+        cursor.execute(sql, external_ids)
+        rows = cursor.fetchall()
+    profiles = {}
+    for pk, external_id, is_child, choice, account_id, jurisdiction in rows:
+        profile = Profile(
+            id=pk,
+            external_id=external_id,
+            is_child=is_child,
+            retention_choice=choice,
+            account_id=account_id,
+        )
+        profile.account = Account(id=account_id, jurisdiction=jurisdiction)
+        profiles[external_id] = profile
+    return profiles
+
+
+# Field types whose Python values the drivers take as they are (no get_db_prep_save)
+_AS_IS = frozenset(
+    {
+        "BigIntegerField",
+        "BooleanField",
+        "CharField",
+        "ForeignKey",
+        "IntegerField",
+        "PositiveIntegerField",
+        "TextField",
+    }
+)
+SQLITE_ROWS_PER_INSERT = 1_000  # keeps the parameters of a statement under SQLite's limit
+
+
+def _columns(fields: list[Any], objs: list[Any]) -> list[list[Any]]:
+    """The values of `objs`, column by column, as the database takes them. The common
+    types are passed through: preparing each value through its field cost more than
+    the INSERT itself for a batch."""
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: the proxy costs per access
+    adapt_datetime = db.ops.adapt_datetimefield_value
+    columns = []
+    for f in fields:
+        values = [getattr(obj, f.attname) for obj in objs]
+        kind = f.get_internal_type()
+        if kind == "DateTimeField":
+            values = [None if v is None else adapt_datetime(v) for v in values]
+        elif kind in ("CharField", "TextField"):
+            # TextChoices members are str subclasses; the driver wants str
+            values = [v if v is None or type(v) is str else str(v) for v in values]
+        elif kind not in _AS_IS:
+            values = [f.get_db_prep_save(v, db) for v in values]
+        columns.append(values)
+    return columns
+
+
+# Up to this many rows go as VALUES (one parameter per value, the statement's text the
+# same for the same count, so the driver reuses its parse); more as arrays, unnested.
+VALUES_ROWS = 8
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(model: type[Model], suffix: str, vendor: str, rows: int) -> tuple[list, str]:
+    """The fields an insert writes and its statement for `rows` rows (0: unnest)."""
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = model._meta.db_table
+    if rows == 0:
+        arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in fields)
+        # only the model's table, its columns and their types are formatted in
+        return fields, f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {suffix}"  # noqa: S608
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    return fields, f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * rows)} {suffix}"  # noqa: S608
+
+
+def _insert(model: type[Model], objs: list[Any], *, suffix: str) -> list[tuple[Any, ...]]:
+    """Insert `objs` (every concrete field but the id, as the objects hold them: no
+    `pre_save`, so `created_at` is the ingest's own time), then `suffix` (ON CONFLICT
+    ..., RETURNING ...); the rows returned. Many rows on PostgreSQL go as one
+    statement with a parameter per column (an array, unnested): psycopg splits a
+    query's text at every placeholder, which for 14 columns of 2,000 rows cost more
+    than the database's work."""
+    vendor = connection.vendor
+    if vendor == "postgresql" and len(objs) > VALUES_ROWS:
+        fields, sql = _insert_sql(model, suffix, vendor, 0)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, _columns(fields, objs))
+            return cursor.fetchall()
+    rows: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), SQLITE_ROWS_PER_INSERT):
+            chunk = objs[start : start + SQLITE_ROWS_PER_INSERT]
+            fields, sql = _insert_sql(model, suffix, vendor, len(chunk))
+            params = [v for row in zip(*_columns(fields, chunk), strict=True) for v in row]
+            cursor.execute(sql, params)
+            rows += cursor.fetchall()
+    return rows
+
+
+def _insert_recordings(recordings: list[Recording]) -> None:
+    """Insert what is new; a recording whose external id exists (or is being inserted
+    by a transaction that then commits) is skipped, not an error, and keeps no id."""
+    if not recordings:
+        return
+    ids = dict(
+        (external_id, pk)
+        for pk, external_id in _insert(
+            Recording,
+            recordings,
+            suffix="ON CONFLICT (external_id) DO NOTHING RETURNING id, external_id",
+        )
+    )
+    for recording in recordings:
+        recording.id = ids.get(recording.external_id)
+
+
+def _insert_artefacts(artefacts: list[Artefact]) -> None:
+    if artefacts:
+        # matched by what is unique among them, not by the order of the returned rows
+        ids = {
+            (recording_id, category): pk
+            for pk, recording_id, category in _insert(
+                Artefact, artefacts, suffix="RETURNING id, recording_id, category"
+            )
+        }
+        for artefact in artefacts:
+            artefact.id = ids[(artefact.recording_id, artefact.category)]
+
+
+def _same(data: RecordingInput, found: dict[str, Any]) -> bool:
+    """Whether `data` describes the recording `found` (see `_existing`) as it was
+    ingested: a resend of the same item."""
+    audio = found["audio"]
+    return (
+        data.profile_external_id == found["profile"]
+        and data.recorded_at == found["recorded_at"]
+        and set(data.flags) == set(found["flags"])
+        and data.transcript == found["transcript"]
+        and (data.audio_key or None) == (audio[0] if audio else None)
+        and (data.audio_size is None or (audio is not None and data.audio_size == audio[1]))
+    )
+
+
+def _existing(external_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The recordings with these external ids, as `_same` compares them: one query for
+    the recordings, one more for their artefacts when there are any."""
+    if not external_ids:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    by_id: dict[int, dict[str, Any]] = {}
+    for pk, external_id, state, profile, recorded_at, sensitive, false_wake in (
+        Recording.objects.filter(external_id__in=list(external_ids))
+        .values_list(
+            "id",
+            "external_id",
+            "state",
+            "profile__external_id",
+            "recorded_at",
+            "sensitive",
+            "false_wake",
+        )
+        .order_by()
+    ):
+        flags = [f for f, on in ((Flag.SENSITIVE, sensitive), (Flag.FALSE_WAKE, false_wake)) if on]
+        entry = {
+            "state": state,
+            "profile": profile,
+            "recorded_at": recorded_at,
+            "flags": flags,
+            "transcript": None,
+            "audio": None,
+        }
+        found[external_id] = by_id[pk] = entry
+    if by_id:
+        for recording_id, category, key, text, size in (
+            Artefact.objects.filter(
+                recording_id__any_of=list(by_id), category__in=[Category.AUDIO, Category.TRANSCRIPT]
+            )
+            .values_list("recording_id", "category", "storage_key", "text", "size_bytes")
+            .order_by()
+        ):
+            if category == Category.TRANSCRIPT:
+                by_id[recording_id]["transcript"] = text
+            else:
+                by_id[recording_id]["audio"] = (key, size)
+    return found
+
+
+def _classify(data: RecordingInput, found: dict[str, Any]) -> IngestResult:
+    """An input whose external id exists: a resend, a different recording, or a tombstone."""
+    if found["state"] == RecordingState.PURGED:
+        return IngestResult(
+            data.external_id,
+            "error",
+            "purged",
+            "This recording was purged; its id cannot be used again.",
+        )
+    if _same(data, found):
+        return IngestResult(data.external_id, "exists")
+    return IngestResult(
+        data.external_id,
+        "error",
+        "conflict",
+        "A different recording with this external id exists.",
+    )
+
+
+def _keys_in_use(keys: Sequence[str]) -> set[str]:
+    if not keys:
+        return set()
+    return set(
+        Artefact.objects.filter(storage_key__in=list(keys))
+        .values_list("storage_key", flat=True)
+        .order_by()
+    )
+
+
+def _key_in_use(external_id: str) -> IngestResult:
+    return IngestResult(
+        external_id,
+        "error",
+        "audio_key_in_use",
+        "Another recording owns this audio object.",
+    )
+
+
+def _write(items: list[_Item], *, actor: str, ledger: bool) -> _Written:
+    """Write `items` (checked, external ids distinct, audio keys distinct and verified in
+    storage) in one transaction; see the module's header for its locks. Each item ends
+    `created`, `exists` or `error` (unknown profile, external id taken by another
+    recording or by a tombstone, audio key owned by another recording). With `ledger`,
+    one ledger entry names what was created. Raises IntegrityError only when key
+    conflicts outlast KEY_CONFLICT_RETRIES."""
+    written = _Written()
+    pending = sorted(items, key=lambda i: i.data.external_id)
+    with transaction.atomic():
+        profiles = _locked_profiles(sorted({i.data.profile_external_id for i in pending}))
+        for item in pending:
+            if item.data.profile_external_id not in profiles:
+                written.results[item.index] = IngestResult(
+                    item.data.external_id,
+                    "error",
+                    "unknown_profile",
+                    f"No profile {item.data.profile_external_id!r}.",
+                )
+        pending = [i for i in pending if i.index not in written.results]
+        now = timezone.now()
+        table = policy_table(at=now)
+        # Only a registered key can be taken meanwhile (an upload's key is new): only
+        # then is the savepoint worth its two statements.
+        registers = any(i.data.audio_key for i in pending)
+        for attempt in range(KEY_CONFLICT_RETRIES + 1):
+            try:
+                with transaction.atomic(savepoint=registers):
+                    created = _write_rows(pending, profiles=profiles, table=table, now=now)
+                break
+            except IntegrityError:
+                if not registers or attempt == KEY_CONFLICT_RETRIES:
+                    raise
+                # Another batch committed a key of ours after our check; it owns it now.
+                in_use = _keys_in_use([i.audio_key for i in pending if i.audio_key])
+                if not in_use:
+                    raise
+                for item in pending:
+                    if item.audio_key in in_use:
+                        written.results[item.index] = _key_in_use(item.data.external_id)
+                pending = [i for i in pending if i.index not in written.results]
+        skipped = [i for i in pending if i.data.external_id not in created]
+        if skipped:
+            # inserted meanwhile by another transaction, which has committed
+            found = _existing([i.data.external_id for i in skipped])
+            for item in skipped:
+                written.results[item.index] = _classify(item.data, found[item.data.external_id])
+        for item in pending:
+            recording = created.get(item.data.external_id)
+            if recording is not None:
+                written.results[item.index] = IngestResult(item.data.external_id, "created")
+                written.recordings[item.index] = recording
+        if ledger and written.recordings:
+            ids = sorted(r.external_id for r in written.recordings.values())
+            ledger_append(
+                kind="recordings.registered",
+                subject="recordings",
+                actor=actor,
+                payload={
+                    "count": len(ids),
+                    "audio": sum(
+                        1 for i in pending if i.audio_key and i.index in written.recordings
+                    ),
+                    # the external ids, sorted, one per line: whoever holds the list can
+                    # prove it is the one recorded here
+                    "external_ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+                    "first": ids[0],
+                    "last": ids[-1],
+                },
+            )
+    return written
+
+
+def _write_rows(
+    items: list[_Item], *, profiles: dict[str, Profile], table: Any, now: datetime
+) -> dict[str, Recording]:
+    """The recordings (one INSERT), then the artefacts of those inserted (one more)."""
+    recordings = {
+        i.data.external_id: Recording(
+            external_id=i.data.external_id,
+            profile=profiles[i.data.profile_external_id],
+            recorded_at=i.data.recorded_at,
+            sensitive=Flag.SENSITIVE in i.data.flags,
+            false_wake=Flag.FALSE_WAKE in i.data.flags,
+            state=RecordingState.ACTIVE,
+            created_at=now,
+        )
+        for i in items
+    }
+    _insert_recordings(list(recordings.values()))
+    audio: list[Artefact] = []
+    transcripts: list[Artefact] = []
+    for item in items:
+        data = item.data
+        recording = recordings[data.external_id]
+        if recording.id is None:
+            del recordings[data.external_id]
+            continue
+        profile = profiles[data.profile_external_id]
+        artefacts = []
+        if item.audio_key:
+            artefacts.append(
+                Artefact(
+                    recording=recording,
+                    category=Category.AUDIO,
+                    storage_key=item.audio_key,
+                    size_bytes=item.audio_size,
+                    created_at=now,
+                )
+            )
+        if data.transcript is not None:
+            artefacts.append(
+                Artefact(
+                    recording=recording,
+                    category=Category.TRANSCRIPT,
+                    text=data.transcript,
+                    size_bytes=len(data.transcript.encode()),
+                    created_at=now,
+                )
+            )
+        artefacts_schedule_new(
+            artefacts=artefacts, profile=profile, recorded_at=data.recorded_at, table=table
+        )
+        for artefact in artefacts:
+            (audio if artefact.category == Category.AUDIO else transcripts).append(artefact)
+        # what the single POST answers with, without reading it back (a plain list:
+        # `recording.artefacts` stays a live manager for whoever keeps the object)
+        recording.written_artefacts = artefacts
+    audio.sort(key=lambda a: a.storage_key)
+    _insert_artefacts(audio + transcripts)
+    return recordings
+
+
+# --- one recording, uploaded ----------------------------------------------------------
+
+
 def recording_create(*, data: RecordingInput, actor: str) -> Recording:
     """Store the audio, then the rows; if the rows fail, the file is removed again.
 
     A crash between the two leaves at worst a file without a row, which the storage
-    sweep settles; never a row pointing at a missing file.
+    sweep settles; never a row pointing at a missing file. The rows are written as a
+    batch of one (see `_write`); the answer is built from what was written.
     """
-    profile = _validate(data)
-    if Recording.objects.filter(external_id=data.external_id).exists():
-        raise Conflict("duplicate", f"A recording {data.external_id!r} exists already.")
-
-    stored_key = ""
-    size = 0
+    _check(data)
+    if data.audio_key is not None:
+        raise _invalid("audio_key", "Register stored audio through /recordings/batch.")
+    item = _Item(index=0, data=data)
     if data.audio is not None:
-        size = data.audio.size or 0
-        stored_key = default_storage.save(_audio_key(data.audio.name), data.audio)
+        # A known id is refused before the file is written (the write refuses it too).
+        if Recording.objects.filter(external_id=data.external_id).exists():
+            raise Conflict("duplicate", f"A recording {data.external_id!r} exists already.")
+        item.audio_size = data.audio.size or 0
+        item.audio_key = default_storage.save(_audio_key(data.audio.name), data.audio)
     try:
-        with transaction.atomic():
-            recording = Recording.objects.create(
-                external_id=data.external_id,
-                profile=profile,
-                recorded_at=data.recorded_at,
-                sensitive=Flag.SENSITIVE in data.flags,
-                false_wake=Flag.FALSE_WAKE in data.flags,
-            )
-            artefacts = []
-            if stored_key:
-                artefacts.append(
-                    Artefact(
-                        recording=recording,
-                        category=Category.AUDIO,
-                        storage_key=stored_key,
-                        size_bytes=size,
-                    )
-                )
-            if data.transcript is not None:
-                artefacts.append(
-                    Artefact(
-                        recording=recording,
-                        category=Category.TRANSCRIPT,
-                        text=data.transcript,
-                        size_bytes=len(data.transcript.encode()),
-                    )
-                )
-            artefacts_schedule_new(
-                artefacts=artefacts, profile=profile, recorded_at=data.recorded_at
-            )
-            Artefact.objects.bulk_create(artefacts)
+        written = _write([item], actor=actor, ledger=False)
     except IntegrityError:
-        _discard(stored_key)
+        _discard(item.audio_key)
         raise Conflict("duplicate", f"A recording {data.external_id!r} exists already.") from None
     except BaseException:
-        _discard(stored_key)
+        _discard(item.audio_key)
         raise
-    logger.info("recording.ingested id=%s artefacts=%d", recording.pk, len(artefacts))
+    result = written.results[0]
+    if result.status != "created":
+        _discard(item.audio_key)
+        if result.code == "unknown_profile":
+            raise _invalid("profile", result.message, code="unknown_profile")
+        raise Conflict("duplicate", f"A recording {data.external_id!r} exists already.")
+    recording = written.recordings[0]
+    logger.info(
+        "recording.ingested id=%s artefacts=%d",
+        recording.pk,
+        len(recording.written_artefacts),
+    )
     return recording
 
 
 def _discard(key: str) -> None:
     if key:
         default_storage.delete(key)
+
+
+# --- many recordings, audio already stored --------------------------------------------
+
+
+def _storage_check(item: _Item) -> IngestResult | None:
+    """The object `item` names exists and matches what was said of it; records its size."""
+    data = item.data
+    key = data.audio_key
+    assert key is not None
+    if not default_storage.exists(key):
+        return IngestResult(data.external_id, "error", "audio_missing", "No object at audio_key.")
+    size = default_storage.size(key)
+    if data.audio_size is not None and data.audio_size != size:
+        return IngestResult(
+            data.external_id,
+            "error",
+            "audio_mismatch",
+            f"The object has {size} bytes, not {data.audio_size}.",
+        )
+    if data.audio_sha256 is not None:
+        digest = hashlib.sha256()
+        with default_storage.open(key, "rb") as stored:
+            for chunk in iter(lambda: stored.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != data.audio_sha256:
+            return IngestResult(
+                data.external_id,
+                "error",
+                "audio_mismatch",
+                "The object's SHA-256 differs from audio_sha256.",
+            )
+    item.audio_key, item.audio_size = key, size
+    return None
+
+
+def recordings_register(
+    *, items: Sequence[RecordingInput | IngestResult], actor: str
+) -> list[IngestResult]:
+    """Register up to MAX_BATCH recordings; one result per item, in order.
+
+    An item that the API could not parse comes as its (error) result. A resend of an item
+    already ingested answers `exists` and writes nothing; the same external id with
+    other data is a `conflict`, and a purged one stays a tombstone (`purged`). Audio
+    is checked in storage before the transaction (no lock is held while waiting for
+    the storage), its owner enforced in it. One ledger entry for what was created.
+    """
+    if len(items) > MAX_BATCH:
+        raise ApplicationError(
+            "batch_too_large",
+            f"At most {MAX_BATCH} recordings per batch; got {len(items)}.",
+            fields={"recordings": [f"at most {MAX_BATCH}"]},
+        )
+    results: dict[int, IngestResult] = {}
+    first_of: dict[str, int] = {}  # external id -> index of the item that stands for it
+    repeats: list[int] = []
+    candidates: list[_Item] = []
+    for index, data in enumerate(items):
+        if isinstance(data, IngestResult):
+            results[index] = data
+            continue
+        try:
+            _check(data)
+        except ApplicationError as refused:
+            results[index] = IngestResult(data.external_id, "error", refused.code, refused.message)
+            continue
+        if data.external_id in first_of:
+            repeats.append(index)
+            continue
+        first_of[data.external_id] = index
+        candidates.append(_Item(index=index, data=data))
+
+    found = _existing([c.data.external_id for c in candidates])
+    fresh: list[_Item] = []
+    for item in candidates:
+        if item.data.external_id in found:
+            results[item.index] = _classify(item.data, found[item.data.external_id])
+        else:
+            fresh.append(item)
+
+    # an object is owned once: by a recording already, or by the first item naming it
+    in_use = _keys_in_use([i.data.audio_key for i in fresh if i.data.audio_key])
+    claimed: set[str] = set()
+    to_check: list[_Item] = []
+    for item in fresh:
+        key = item.data.audio_key
+        if key is None:
+            continue
+        if key in in_use or key in claimed:
+            results[item.index] = _key_in_use(item.data.external_id)
+        else:
+            claimed.add(key)
+            to_check.append(item)
+    if to_check:
+        with ThreadPoolExecutor(min(STORAGE_THREADS, len(to_check))) as pool:
+            for item, refused in zip(to_check, pool.map(_storage_check, to_check), strict=True):
+                if refused is not None:
+                    results[item.index] = refused
+
+    ready = [i for i in fresh if i.index not in results]
+    if ready:
+        written = _write(ready, actor=actor, ledger=True)
+        results.update(written.results)
+
+    for index in repeats:
+        data = items[index]
+        assert isinstance(data, RecordingInput)
+        first = first_of[data.external_id]
+        earlier = items[first]
+        assert isinstance(earlier, RecordingInput)
+        if data != earlier:
+            results[index] = IngestResult(
+                data.external_id,
+                "error",
+                "conflict",
+                "An earlier item of this batch has this external id and other data.",
+            )
+        elif results[first].status == "error":
+            results[index] = results[first]
+        else:
+            results[index] = IngestResult(data.external_id, "exists")
+    logger.info(
+        "recordings.registered items=%d created=%d",
+        len(items),
+        sum(1 for r in results.values() if r.status == "created"),
+    )
+    return [results[index] for index in range(len(items))]
 
 
 def parse_flags(value: Any) -> tuple[str, ...]:

@@ -1,11 +1,13 @@
 """Reading retention: which policy is in force, what an artefact's effective retention
 is, which holds cover what, and the reports built on them."""
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 
@@ -46,10 +48,48 @@ def is_valid_jurisdiction(value: str) -> bool:
     return value == WILDCARD or value in JURISDICTION_GROUPS or is_country(value)
 
 
+# Every policy version, kept per process and revalidated on each use against the
+# table's version stamp: a version is only ever added (a new row) or retired (an
+# UPDATE setting retired_at), and each of those changes the stamp. Reading the stamp
+# is one aggregate over a small table and returns one row, instead of every version
+# instantiated on every ingest. Which versions are in
+# force at a given moment is decided in Python, so a version that starts in the
+# future needs no invalidation. `created_at` is in the stamp because ids can be
+# reused after a rollback (SQLite), and a reused id must not pass for the old row.
+_versions_cache: tuple[tuple[Any, ...], tuple[RetentionPolicy, ...]] | None = None
+_versions_lock = threading.Lock()
+
+
+def _policy_stamp() -> tuple[Any, ...]:
+    # SQL as written: the ORM compiling this aggregate cost more than running it
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), max(id), count(retired_at), max(created_at)"  # noqa: S608 - the model's own table
+            f" FROM {RetentionPolicy._meta.db_table}"
+        )
+        return tuple(cursor.fetchone())
+
+
+def _policy_versions() -> tuple[RetentionPolicy, ...]:
+    """Every version, oldest first, current as of this read: call it inside the
+    transaction whose writes depend on it, so they never follow a superseded version."""
+    global _versions_cache
+    stamp = _policy_stamp()
+    cached = _versions_cache
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    # Read after the stamp: it holds at least what the stamp counted, and anything
+    # newer changes the stamp again, so the next use reloads.
+    versions = tuple(RetentionPolicy.objects.order_by("version", "id"))
+    with _versions_lock:
+        _versions_cache = (stamp, versions)
+    return versions
+
+
 def policies_in_force(*, at: datetime) -> list[RetentionPolicy]:
     """The version in force of every key at `at` (see RetentionPolicy)."""
     current: dict[tuple[str, str, str], RetentionPolicy] = {}
-    versions = RetentionPolicy.objects.filter(effective_from__lte=at).order_by("version")
+    versions = [p for p in _policy_versions() if p.effective_from <= at]
     for policy in versions:
         key = (policy.jurisdiction, policy.category, policy.applies_to)
         if policy.retired_at is not None and policy.retired_at <= at:

@@ -106,10 +106,20 @@ def artefacts_reschedule(*, artefacts: Q, now: datetime, table: PolicyTable | No
 
 
 def artefacts_schedule_new(
-    *, artefacts: Iterable[Artefact], profile: Profile, recorded_at: datetime
+    *,
+    artefacts: Iterable[Artefact],
+    profile: Profile,
+    recorded_at: datetime,
+    table: PolicyTable | None = None,
 ) -> None:
-    """Set the expiry of artefacts being created (before they are saved)."""
-    table = policy_table(at=timezone.now())
+    """Set the expiry of artefacts being created (before they are saved).
+
+    `table` lets an ingest of many recordings resolve the policies once; it must be
+    read inside the transaction that writes the artefacts (`policy_table` checks the
+    per-process copy of the policies against the table there), so that no artefact
+    is scheduled under a version superseded before that transaction began.
+    """
+    table = table or policy_table(at=timezone.now())
     for artefact in artefacts:
         expiry = effective_expiry(
             table=table,

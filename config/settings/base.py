@@ -167,6 +167,10 @@ AWS_QUERYSTRING_AUTH = True
 
 # Uploads: an audio clip of a voice request is seconds long; refuse anything absurd.
 MAX_AUDIO_BYTES = env.int("MAX_AUDIO_BYTES", default=20 * 1024 * 1024)
+# Where the platform puts audio that it then registers (POST /api/v1/recordings/batch):
+# only keys under it are accepted, so a registration cannot claim (and a purge then
+# delete) an object that Earshot stored itself or that lies elsewhere in the bucket.
+INGEST_AUDIO_PREFIX = env.str("INGEST_AUDIO_PREFIX", default="ingest/")
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 

@@ -59,6 +59,8 @@ def test_a_recording_is_ingested_as_json_with_transcript_and_flags(platform, pro
     assert [a["category"] for a in body["artefacts"]] == ["transcript"]
     assert (body["purged_at"], body["purge_reason"]) == (None, None)
     recording = Recording.objects.get(external_id="r-1")
+    # built from what was written, it reads as the recording read back does
+    assert body == platform.get("/api/v1/recordings/r-1").json()
     assert (recording.sensitive, recording.false_wake) == (True, True)
 
 
@@ -113,6 +115,7 @@ def test_a_wav_is_ingested_as_multipart_and_stored_without_the_owners_ids(
     fetched = platform.get("/api/v1/recordings/r-1")
 
     assert fetched.status_code == 200
+    assert fetched.json() == response.json()
     body = fetched.json()
     assert body["transcript"] == "turn on the lights"
     assert sorted(a["category"] for a in body["artefacts"]) == ["audio", "transcript"]

@@ -2,11 +2,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.core.errors import ApplicationError, Conflict
+from compliance.recordings import services
 from compliance.recordings.models import Artefact, Recording
 from compliance.recordings.services import RecordingInput, parse_flags, recording_create
 from tests.factories import ProfileFactory, RecordingFactory
@@ -88,7 +91,7 @@ def test_a_duplicate_that_races_past_the_check_removes_its_file(profile, setting
     def lost_the_race(*args, **kwargs):
         raise IntegrityError("duplicate key value violates unique constraint")
 
-    monkeypatch.setattr(Artefact.objects, "bulk_create", lost_the_race)
+    monkeypatch.setattr(services, "_insert_artefacts", lost_the_race)
 
     with pytest.raises(Conflict):
         recording_create(data=_input(audio=_audio(), transcript="hi"), actor="a")
@@ -97,11 +100,31 @@ def test_a_duplicate_that_races_past_the_check_removes_its_file(profile, setting
     assert not Recording.objects.exists()
 
 
+def test_a_recording_written_by_another_ingest_meanwhile_is_a_conflict_and_leaves_no_file(
+    profile, settings, monkeypatch
+):
+    save = default_storage.save
+
+    def and_meanwhile(name, content, *args, **kwargs):
+        key = save(name, content, *args, **kwargs)
+        RecordingFactory(external_id="r-1", profile=profile)  # after the check for it
+        return key
+
+    monkeypatch.setattr(default_storage, "save", and_meanwhile)
+
+    with pytest.raises(Conflict):
+        recording_create(data=_input(audio=_audio(), transcript="hi"), actor="a")
+
+    assert _stored_files(settings.MEDIA_ROOT) == []
+    assert Recording.objects.count() == 1
+    assert not Artefact.objects.exists()
+
+
 def test_any_failure_while_writing_the_rows_removes_the_file(profile, settings, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(Artefact.objects, "bulk_create", broken)
+    monkeypatch.setattr(services, "_insert_artefacts", broken)
 
     with pytest.raises(RuntimeError):
         recording_create(data=_input(audio=_audio()), actor="a")
@@ -189,3 +212,20 @@ def test_other_flag_shapes_are_refused(value):
         parse_flags(value)
 
     assert "flags" in refused.value.fields
+
+
+def test_a_recording_is_written_in_four_statements_whatever_the_policies(profile):
+    from compliance.retention.services import retention_policy_create
+
+    for category in ("audio", "transcript"):
+        retention_policy_create(jurisdiction="*", category=category, retention_days=30, actor="t")
+    recording_create(data=_input(external_id="warm", transcript="hi"), actor="a")
+
+    with CaptureQueriesContext(connection) as queries:
+        recording_create(data=_input(transcript="hi", flags=("sensitive",)), actor="a")
+
+    # (the test's own transaction makes the ingest's a savepoint)
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    statements = [s for s in statements if s not in ("SAVEPOINT", "RELEASE")]
+    # the profile (locked), the policies' stamp, the recording, its artefacts
+    assert statements == ["SELECT", "SELECT", "INSERT", "INSERT"]

@@ -51,7 +51,6 @@ def _ledger_flushable(transactional_db: None) -> Iterator[None]:
 def _world(count: int) -> list[Recording]:
     """`count` profiles that granted human review, one clip each, recorded a minute
     apart, so that a draw restricted to minute i can only take recording i."""
-    key = default_storage.save("audio/race/clip.wav", ContentFile(CLIP))
     accounts = Account.objects.bulk_create(
         Account(external_id=f"race-a{i}", jurisdiction="DE") for i in range(count)
     )
@@ -67,8 +66,14 @@ def _world(count: int) -> list[Recording]:
         Recording(external_id=f"race-r{i}", profile=p, recorded_at=BASE + timedelta(minutes=i))
         for i, p in enumerate(profiles)
     )
+    # a file of its own each: a stored object has one owner (artefact_storage_key_owner)
     Artefact.objects.bulk_create(
-        Artefact(recording=r, category="audio", storage_key=key) for r in recordings
+        Artefact(
+            recording=r,
+            category="audio",
+            storage_key=default_storage.save(f"audio/race/clip-{i}.wav", ContentFile(CLIP)),
+        )
+        for i, r in enumerate(recordings)
     )
     return recordings
 

@@ -245,7 +245,9 @@ def _pool(total: int, eligible_every: int) -> list[int]:
             sensitive=not ok, profile__account__jurisdiction="DE", recorded_at=NOW
         )
         ConsentState.objects.filter(profile=recording.profile, purpose=HUMAN).update(granted=True)
-        Artefact.objects.create(recording=recording, category="audio", storage_key="a.wav")
+        Artefact.objects.create(
+            recording=recording, category="audio", storage_key=f"a-{recording.pk}.wav"
+        )
         if ok:
             wanted.append(recording.pk)
     return wanted

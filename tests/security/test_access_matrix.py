@@ -109,6 +109,21 @@ MATRIX: dict[str, dict[str, Rule]] = {
             },
         )
     },
+    "api/v1/recordings/batch": {
+        "POST": Rule(
+            CLIENT,
+            "recordings:write",
+            body={
+                "recordings": [
+                    {
+                        "external_id": "r-new-batch",
+                        "profile": "{profile}",
+                        "recorded_at": "2025-06-01T00:00:00Z",
+                    }
+                ]
+            },
+        )
+    },
     "api/v1/recordings/<str:recording_id>": {"GET": Rule(OWNED, "recordings:read")},
     "api/v1/eligibility/batch": {
         "POST": Rule(
