@@ -144,3 +144,31 @@ def test_a_purge_waits_for_a_hold_that_is_being_placed(ingest):
     ) == {"active"}
     assert connection.vendor == "postgresql"
     assert timezone.now() - timedelta(days=11) > recordings[0].recorded_at - timedelta(hours=1)
+
+
+def test_a_purge_goes_past_the_rows_another_purge_holds_instead_of_waiting(ingest):
+    """SKIP LOCKED: two purges share the work; neither waits for the other's rows."""
+    recordings = _expired_recordings(ingest, 6)
+    taken = list(Artefact.objects.filter(recording__in=recordings[:3]).values_list("pk", flat=True))
+    holding, release = threading.Event(), threading.Event()
+
+    def another_purge_holds_its_claim() -> None:
+        with transaction.atomic():
+            list(Artefact.objects.select_for_update().filter(pk__in=taken).values_list("pk"))
+            holding.set()
+            release.wait(30)
+
+    holder = _in_thread(another_purge_holds_its_claim)
+    assert holding.wait(10)
+    runs: list[purge.PurgeRun] = []
+    purger = _in_thread(lambda: runs.append(purge.purge_expired()))
+    purger[0].join(10)
+    went_on = not purger[0].is_alive()
+    release.set()
+    for thread, errors in (holder, purger):
+        thread.join(30)
+        assert not errors, errors
+
+    assert went_on, "the purge waited for rows another purge had claimed"
+    assert runs[0].purged == 6
+    assert set(Artefact.objects.filter(pk__in=taken).values_list("state", flat=True)) == {"active"}

@@ -227,3 +227,31 @@ def test_a_recording_deleted_without_artefacts_becomes_the_same_tombstone_as_a_p
         False,
         False,
     )
+
+
+@pytest.mark.parametrize("scope", ["profile", "account", "range"])
+def test_a_hold_keeps_a_recording_without_artefacts_from_a_deletion_request(ingest, scope):
+    profile = ProfileFactory()
+    bare = ingest(profile, audio=False, days_ago=3)
+    bare.artefacts.all().delete()  # registered with nothing stored
+    outside = ingest(profile, audio=False, days_ago=30)
+    outside.artefacts.all().delete()
+    hold = legal_hold_place(
+        profile=profile if scope != "account" else None,
+        account=profile.account if scope == "account" else None,
+        recorded_from=timezone.now() - timedelta(days=10) if scope == "range" else None,
+        reason="litigation",
+        case_reference="C-9",
+        actor="test",
+    )
+
+    request = _run(
+        deletion_request_create(profile=profile, recorded_from=None, recorded_to=None, actor="t")
+    )
+
+    bare.refresh_from_db()
+    assert bare.state == "active"
+    assert request.recordings_held == (1 if scope == "range" else 2)
+    assert request.holds == [hold.pk]
+    outside.refresh_from_db()
+    assert outside.state == ("purged" if scope == "range" else "active")

@@ -554,3 +554,36 @@ def test_the_storage_sweep_settles_orphan_files_and_rows_without_files(ingest):
     audio = lost.artefacts.get(category="audio")
     assert (audio.state, audio.purge_reason) == ("purged", "file_missing")
     assert LedgerEntry.objects.filter(kind="storage.swept").count() == 2
+
+
+def test_a_stale_worker_waking_between_a_takeovers_claim_and_finish_writes_nothing(
+    ingest, monkeypatch
+):
+    """The takeover re-claims under a new attempt number, so the dead worker's finish,
+    should it wake before the takeover's own finish, updates nothing."""
+    _policy(10)
+    recordings = [ingest(days_ago=11) for _ in range(3)]
+    now = timezone.now()
+    stale, stale_result = purge._claim(
+        purge.due_artefacts(now), now=now, reason=None, limit=10, order=("id",)
+    )
+    real_finish = purge._finish
+    woke: list[bool] = []
+
+    def the_stale_worker_wakes_first(unlinked, **kwargs) -> None:
+        if not woke:
+            woke.append(True)
+            real_finish([stale], now=now, result=stale_result)
+        real_finish(unlinked, **kwargs)
+
+    monkeypatch.setattr(purge, "_finish", the_stale_worker_wakes_first)
+    with time_machine.travel(now + purge.purge_lease() + timedelta(seconds=1), tick=False):
+        run = purge.purge_expired()
+
+    assert woke
+    assert stale_result.purged == 0
+    assert (run.taken_over, run.purged) == (3, 3)
+    audio = Artefact.objects.filter(category="audio")
+    assert set(audio.values_list("state", "purge_attempt")) == {("purged", 2)}
+    assert LedgerEntry.objects.filter(kind="purge.batch").count() == 1
+    assert audio.filter(recording__in=recordings).count() == 3
