@@ -1,6 +1,7 @@
 """Races on PostgreSQL: two purges at once, and a hold placed while a purge runs."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -172,3 +173,32 @@ def test_a_purge_goes_past_the_rows_another_purge_holds_instead_of_waiting(inges
     assert went_on, "the purge waited for rows another purge had claimed"
     assert runs[0].purged == 6
     assert set(Artefact.objects.filter(pk__in=taken).values_list("state", flat=True)) == {"active"}
+
+
+def test_a_live_purge_slower_than_its_lease_is_not_taken_over(ingest, monkeypatch, settings):
+    """The finishing worker holds its batch's rows locked: a takeover (SKIP LOCKED)
+    leaves them to it however long its files take; only a dead worker's are free."""
+    settings.PURGE_LEASE_SECONDS = 1
+    _expired_recordings(ingest, 4)
+    deleting, slow = threading.Event(), threading.Event()
+    real_delete_files = purge._delete_files
+
+    def delete_slowly(keys: list[str]) -> None:
+        deleting.set()
+        slow.wait(20)
+        real_delete_files(keys)
+
+    monkeypatch.setattr(purge, "_delete_files", delete_slowly)
+    runs: list[purge.PurgeRun] = []
+    first = _in_thread(lambda: runs.append(purge.purge_expired()))
+    assert deleting.wait(10)
+    time.sleep(1.5)  # the claim is now older than its lease
+    second = purge.purge_expired()
+    slow.set()
+    first[0].join(30)
+    assert not first[1], first[1]
+
+    assert (second.taken_over, second.purged) == (0, 0)
+    assert runs[0].purged == 8
+    assert set(Artefact.objects.values_list("state", "purge_attempt")) == {("purged", 1)}
+    assert LedgerEntry.objects.filter(kind="purge.batch").count() == 1
