@@ -4,12 +4,22 @@ WHAT CANNOT BE UNDONE: the files unlinked from storage and the content cleared f
 artefact rows. Nothing else is removed: a purged artefact and its recording stay as
 tombstones (no content, no file, the purge time, reason and policy).
 
+LOCK ORDER, the one the whole codebase keeps: account -> profile -> consent state ->
+recording -> artefact -> review item -> (reviewer quota row) -> ledger append last.
+Here: the claim locks profiles, then artefacts; the finish locks recordings, then
+artefacts, then review items, then the ledger; a deletion request's finish locks its
+own row (only its workers do), then the profile, recordings, review items, ledger. A
+retention-choice change and a policy's reschedule lock profiles before artefacts too.
+Taken the other way round (artefacts, then profiles), a claim deadlocked with a
+retention-choice change.
+
 THE STEPS, for one batch (steps 1 and 3 are a transaction each):
-1. claim: lock due artefacts with SKIP LOCKED (two purges never take the same row),
-   lock their profiles FOR SHARE (the lock a hold takes FOR UPDATE, so a hold and a
-   purge are ordered), re-check the holds, mark what is held `purge_blocked`, and move
-   the rest to `purging` with a new attempt number; one ledger entry for what was
-   skipped and why.
+1. claim: read the due artefacts' profiles, lock those FOR SHARE (the lock a hold takes
+   FOR UPDATE, so a hold and a purge are ordered; a retention-choice change holds it
+   too), then lock the due artefacts with SKIP LOCKED (two purges never take the same
+   row, nor wait for each other), re-check the holds, mark what is held
+   `purge_blocked`, and move the rest to `purging` with a new attempt number; one
+   ledger entry for what was skipped and why.
 2. unlink the stored files, a few threads at once (after the claim has committed; a
    missing file is success, any other failure ends the batch with its rows `purging`).
 3. finish: tombstone the artefacts still `purging` under *our* attempt number (a stale
@@ -20,7 +30,9 @@ THE STEPS, for one batch (steps 1 and 3 are a transaction each):
 
 WHY A RERUN IS SAFE: a worker killed after 1 leaves rows `purging`; the sweep takes
 them over after a lease (new attempt number), unlinks again (missing is success) and
-finishes. Killed after 2, the same. Killed after 3, nothing is left to do. Nothing is
+finishes. A live worker holds its batch's rows locked from the start of step 3, and
+the takeover skips locked rows, so the lease can be short: it only has to cover a
+dead worker. Killed after 2, the same. Killed after 3, nothing is left to do. Nothing is
 ever deleted that was not claimed while due and unheld.
 """
 

@@ -6,6 +6,13 @@ choice, stored so the purge can find what is due through an index. It is set at
 ingest, recomputed for one profile when its user changes their choice, and for a
 policy's scope when a version comes into force or is retired (a Celery task, in
 batches, since a scope can hold millions of artefacts).
+
+LOCK ORDER, the one the whole codebase keeps: account -> profile -> consent state ->
+recording -> artefact -> review item -> (reviewer quota row) -> ledger append last. A
+reschedule locks the profiles of a batch FOR SHARE, then the batch's active artefacts
+in id order; a retention-choice change holds its profile before that; a hold locks
+profiles before it is written. The purge's claim locks profiles before artefacts too,
+so none of these can wait for each other in a cycle.
 """
 
 import secrets

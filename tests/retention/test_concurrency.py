@@ -202,3 +202,54 @@ def test_a_live_purge_slower_than_its_lease_is_not_taken_over(ingest, monkeypatc
     assert runs[0].purged == 8
     assert set(Artefact.objects.values_list("state", "purge_attempt")) == {("purged", 1)}
     assert LedgerEntry.objects.filter(kind="purge.batch").count() == 1
+
+
+def _wait_for_lock_wait(seconds: float = 10) -> bool:
+    """Until another backend of this database waits on a lock."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_policy_applied_during_a_claim_leaves_the_claimed_artefacts_alone(ingest):
+    """A reschedule that read the rows as active while a purge was claiming them must
+    not write them once they are `purging`."""
+    recordings = _expired_recordings(ingest, 3)
+    fresh = ingest(days_ago=1)
+    claiming, commit = threading.Event(), threading.Event()
+
+    def claim_slowly() -> None:
+        with transaction.atomic():
+            now = timezone.now()
+            purge._claim(purge.due_artefacts(now), now=now, reason=None, limit=100, order=("id",))
+            claiming.set()
+            commit.wait(20)
+
+    def apply_a_new_policy() -> None:
+        retention_policy_create(jurisdiction="*", category="audio", retention_days=5, actor="t")
+        retention_policies_apply()
+
+    claimer = _in_thread(claim_slowly)
+    assert claiming.wait(10)
+    before = dict(Artefact.objects.values_list("pk", "expiry_basis"))
+    applier = _in_thread(apply_a_new_policy)
+    waited = _wait_for_lock_wait()
+    commit.set()
+    for thread, errors in (claimer, applier):
+        thread.join(30)
+        assert not errors, errors
+
+    assert waited, "the policy's reschedule should have met the claim's locks"
+    claimed = Artefact.objects.filter(recording__in=recordings)
+    assert set(claimed.values_list("state", flat=True)) == {"purging"}
+    assert {a.pk: a.expiry_basis for a in claimed} == {a.pk: before[a.pk] for a in claimed}
+    audio = fresh.artefacts.get(category="audio")
+    assert audio.expiry_basis != before[audio.pk]  # the rest was rescheduled
