@@ -13,6 +13,7 @@ from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, Recording
 from compliance.retention import purge
 from compliance.retention.services import (
+    deletion_request_create,
     legal_hold_place,
     retention_policies_apply,
     retention_policy_create,
@@ -253,3 +254,36 @@ def test_a_policy_applied_during_a_claim_leaves_the_claimed_artefacts_alone(inge
     assert {a.pk: a.expiry_basis for a in claimed} == {a.pk: before[a.pk] for a in claimed}
     audio = fresh.artefacts.get(category="audio")
     assert audio.expiry_basis != before[audio.pk]  # the rest was rescheduled
+
+
+def test_a_deletion_request_waits_for_a_hold_being_placed_and_keeps_what_it_covers(ingest):
+    """Recordings without artefacts are deleted by the request's finish itself: it
+    takes the profile's lock (the hold's) before it reads the holds."""
+    profile = ProfileFactory()
+    bare = ingest(profile, audio=False)
+    bare.artefacts.all().delete()
+    request = deletion_request_create(
+        profile=profile, recorded_from=None, recorded_to=None, actor="t"
+    )
+    hold_locked, release_hold = threading.Event(), threading.Event()
+
+    def place_hold_slowly() -> None:
+        with transaction.atomic():
+            legal_hold_place(profile=profile, reason="r", case_reference="c", actor="t")
+            hold_locked.set()
+            release_hold.wait(20)
+
+    holder = _in_thread(place_hold_slowly)
+    assert hold_locked.wait(10)
+    runner = _in_thread(lambda: purge.deletion_request_run(public_id=request.public_id))
+    waited = _wait_for_lock_wait()
+    release_hold.set()
+    for thread, errors in (holder, runner):
+        thread.join(30)
+        assert not errors, errors
+
+    assert waited, "the request's finish should have waited for the hold's lock"
+    bare.refresh_from_db()
+    assert bare.state == "active"
+    request.refresh_from_db()
+    assert (request.status, request.recordings_held) == ("done", 1)
