@@ -8,6 +8,7 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from compliance.accounts.services import profile_retention_set
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, Recording
@@ -194,12 +195,15 @@ def test_a_live_purge_slower_than_its_lease_is_not_taken_over(ingest, monkeypatc
     first = _in_thread(lambda: runs.append(purge.purge_expired()))
     assert deleting.wait(10)
     time.sleep(1.5)  # the claim is now older than its lease
+    started = time.monotonic()
     second = purge.purge_expired()
+    second_took = time.monotonic() - started
     slow.set()
     first[0].join(30)
     assert not first[1], first[1]
 
     assert (second.taken_over, second.purged) == (0, 0)
+    assert second_took < 5, "the takeover waited for the live worker instead of skipping"
     assert runs[0].purged == 8
     assert set(Artefact.objects.values_list("state", "purge_attempt")) == {("purged", 1)}
     assert LedgerEntry.objects.filter(kind="purge.batch").count() == 1
@@ -287,3 +291,34 @@ def test_a_deletion_request_waits_for_a_hold_being_placed_and_keeps_what_it_cove
     assert bare.state == "active"
     request.refresh_from_db()
     assert (request.status, request.recordings_held) == ("done", 1)
+
+
+def test_a_purge_that_waited_for_a_retention_change_purges_by_the_new_expiry(ingest):
+    """The claim reads its candidates before it locks their profiles: after the wait,
+    what it locks must still be due, or a longer retention the user just chose loses."""
+    profile = ProfileFactory(retention_choice="dont_save")
+    recordings = [ingest(profile) for _ in range(3)]
+    assert not Artefact.objects.filter(recording__in=recordings, expires_at__isnull=True).exists()
+    changed, commit = threading.Event(), threading.Event()
+
+    def keep_until_deleted_slowly() -> None:
+        with transaction.atomic():
+            profile_retention_set(profile=profile, choice="until_deleted", actor="t")
+            changed.set()
+            commit.wait(20)
+
+    changer = _in_thread(keep_until_deleted_slowly)
+    assert changed.wait(10)
+    runs: list[purge.PurgeRun] = []
+    purger = _in_thread(lambda: runs.append(purge.purge_expired()))
+    waited = _wait_for_lock_wait()
+    commit.set()
+    for thread, errors in (changer, purger):
+        thread.join(30)
+        assert not errors, errors
+
+    assert waited, "the purge should have waited for the retention change's lock"
+    assert runs[0].purged == 0
+    assert set(
+        Artefact.objects.filter(recording__in=recordings).values_list("state", "expires_at")
+    ) == {("active", None)}

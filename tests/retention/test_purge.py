@@ -587,3 +587,53 @@ def test_a_stale_worker_waking_between_a_takeovers_claim_and_finish_writes_nothi
     assert set(audio.values_list("state", "purge_attempt")) == {("purged", 2)}
     assert LedgerEntry.objects.filter(kind="purge.batch").count() == 1
     assert audio.filter(recording__in=recordings).count() == 3
+
+
+def test_a_purged_recordings_open_review_items_are_revoked_with_it(ingest):
+    from compliance.sampling.models import ReviewItem
+    from tests.factories import ReviewerFactory
+
+    _policy(10)
+    _policy(10, category="transcript")
+    recording = ingest(days_ago=11)
+    now = timezone.now()
+    item = ReviewItem.objects.create(
+        id="item-purged",
+        recording=recording,
+        purpose="human_review",
+        reviewer=ReviewerFactory(),
+        reviewer_location="DE",
+        state="pending",
+        created_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+
+    assert purge.purge_expired().recordings_purged == 1
+
+    item.refresh_from_db()
+    assert (item.state, item.close_reason) == ("revoked", "purged")
+    assert LedgerEntry.objects.filter(kind="review_items.revoked").count() == 1
+
+
+def test_a_recording_already_a_tombstone_keeps_its_purge_time_and_reason(ingest):
+    recording = ingest(audio=False)
+    then = timezone.now() - timedelta(days=1)
+    Recording.objects.filter(pk=recording.pk).update(
+        state="purged", purged_at=then, purge_reason="retention_policy"
+    )
+
+    purge._tombstone_recordings(
+        [recording.pk], now=timezone.now(), reason="deletion_request", basis="", actor="t"
+    )
+
+    recording.refresh_from_db()
+    assert (recording.purged_at, recording.purge_reason) == (then, "retention_policy")
+
+
+def test_the_storage_sweep_never_deletes_a_file_an_artefact_names(ingest):
+    key = ingest().artefacts.get(category="audio").storage_key
+
+    result = purge.storage_sweep(now=timezone.now() + timedelta(hours=2))
+
+    assert key in stored_files(settings.MEDIA_ROOT)
+    assert (result.files_checked, result.orphan_files_deleted) == (1, 0)
