@@ -53,13 +53,13 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from compliance.accounts.models import Profile
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
 from compliance.security.audit import audit_bulk_change
 
 from .models import DeletionRequest, DeletionStatus, LegalHold
 from .selectors import hold_covers, hold_filter
+from .services import profiles_lock_shared
 
 logger = logging.getLogger(__name__)
 
@@ -127,19 +127,6 @@ class _Claimed:
     expires_at: datetime | None
 
 
-def _lock_profiles_shared(profile_ids: list[int]) -> None:
-    if not profile_ids:
-        return
-    if connection.vendor == "postgresql":
-        table = Profile._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608
-                [profile_ids],
-            )
-    # SQLite: the IMMEDIATE transaction already excludes every other writer.
-
-
 def _recorded_at_under(holds: list[LegalHold], rows: list[tuple]) -> dict[int, datetime]:
     """When the recordings of `rows` were made (what a hold's date range is checked
     against), read only when one of `holds` covers their owners: reading it with every
@@ -172,7 +159,7 @@ def _claim(
             return [], result
         result.looked = len(peeked)
         result.last_id = max(r[0] for r in peeked)
-        _lock_profiles_shared(sorted({r[1] for r in peeked if r[1] is not None}))
+        profiles_lock_shared(sorted({r[1] for r in peeked if r[1] is not None}))
         # each artefact with its recording's owner (read, not locked: only the
         # artefacts are claimed; the profiles are locked above)
         rows = list(
@@ -682,7 +669,7 @@ def _deletion_request_finish(request: DeletionRequest, attempt: int) -> Deletion
         # order: the profile FOR SHARE, the lock a hold takes FOR UPDATE, so that a
         # hold placed at this instant is either seen below or placed after this
         # commits; then the recordings, the review items, the ledger.
-        _lock_profiles_shared([request.profile_id])
+        profiles_lock_shared([request.profile_id])
         # recordings that never had an artefact go too, unless held
         holds = list(
             LegalHold.objects.filter(released_at__isnull=True).filter(

@@ -62,10 +62,11 @@ _EXPIRY_FIELDS = (
 )
 
 
-def _lock_profiles_shared(profile_ids: list[int]) -> None:
-    """FOR SHARE, in id order: a retention-choice change (which holds its profile
-    exclusively) commits before a reschedule reads the choice, and the purge's claim
-    (FOR SHARE as well) goes on beside it."""
+def profiles_lock_shared(profile_ids: list[int]) -> None:
+    """Lock the profiles FOR SHARE, in id order: the lock that orders a reader of a
+    profile's retention and holds (the purge's claim, a deletion request's finish, a
+    reschedule) after a retention-choice change (FOR NO KEY UPDATE) or a hold being
+    placed (FOR UPDATE) on the same profile, while such readers go on side by side."""
     if not profile_ids or connection.vendor != "postgresql":
         return  # SQLite: the transaction already excludes every other writer
     with connection.cursor() as cursor:
@@ -80,9 +81,9 @@ def _expiry_rows(artefacts: Q, after_id: int, limit: int) -> tuple[int, list[tup
     expiry follows from, and the last id looked at (0: nothing is left).
 
     Locks in the codebase's order: first the profiles (found by a read without
-    locks), then the artefacts, FOR NO KEY UPDATE in id order and only
-    those still `active`: a row a purge has claimed (`purging`) or finished (`purged`)
-    is neither waited for nor written. Locking the artefacts without their profiles
+    locks), then the artefacts, FOR NO KEY UPDATE in id order and only those still
+    `active`: a row a purge has claimed (`purging`) or finished (`purged`) is neither
+    waited for nor written. Locking the artefacts without their profiles
     first deadlocked with the purge's claim, which takes the profiles first."""
     peeked = list(
         Artefact.objects.filter(artefacts, state=ArtefactState.ACTIVE, id__gt=after_id)
@@ -91,7 +92,7 @@ def _expiry_rows(artefacts: Q, after_id: int, limit: int) -> tuple[int, list[tup
     )
     if not peeked:
         return 0, []
-    _lock_profiles_shared(sorted({p for _, p in peeked if p is not None}))
+    profiles_lock_shared(sorted({p for _, p in peeked if p is not None}))
     rows = list(
         Artefact.objects.select_for_update(no_key=True, of=("self",))
         .filter(artefacts, state=ArtefactState.ACTIVE, pk__any_of=[pk for pk, _ in peeked])
@@ -123,7 +124,7 @@ def artefacts_reschedule(*, artefacts: Q, now: datetime, table: PolicyTable | No
                 country,
                 choice,
                 old_at,
-                old,
+                old_basis,
             ) in rows:
                 expiry = effective_expiry(
                     table=table,
@@ -134,7 +135,7 @@ def artefacts_reschedule(*, artefacts: Q, now: datetime, table: PolicyTable | No
                     recorded_at=recorded_at,
                     created_at=created_at,
                 )
-                if (expiry.expires_at, expiry.basis) != (old_at, old):
+                if (expiry.expires_at, expiry.basis) != (old_at, old_basis):
                     changed.append(
                         Artefact(id=pk, expires_at=expiry.expires_at, expiry_basis=expiry.basis)
                     )
