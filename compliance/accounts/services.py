@@ -74,7 +74,13 @@ def profile_retention_set(*, profile: Profile, choice: str, actor: str) -> Profi
             f"choice must be one of {', '.join(RetentionChoice.values)}.",
             fields={"choice": ["invalid"]},
         )
-    locked = Profile.objects.select_for_update().get(pk=profile.pk)
+    # Lock order, the codebase's one: account -> profile -> consent state -> recording
+    # -> artefact -> review item -> ledger. The profile first (FOR NO KEY UPDATE: it
+    # orders this change against the purge's claim and policy application, which take
+    # the profile FOR SHARE before any artefact, without blocking an ingest's insert
+    # of a recording); the reschedule then locks the profile's active artefacts in id
+    # order; the ledger last.
+    locked = Profile.objects.select_for_update(no_key=True).get(pk=profile.pk)
     if locked.retention_choice == choice:
         return locked
     previous = locked.retention_choice

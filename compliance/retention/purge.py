@@ -4,12 +4,22 @@ WHAT CANNOT BE UNDONE: the files unlinked from storage and the content cleared f
 artefact rows. Nothing else is removed: a purged artefact and its recording stay as
 tombstones (no content, no file, the purge time, reason and policy).
 
+LOCK ORDER, the one the whole codebase keeps: account -> profile -> consent state ->
+recording -> artefact -> review item -> (reviewer quota row) -> ledger append last.
+Here: the claim locks profiles, then artefacts; the finish locks recordings, then
+artefacts, then review items, then the ledger; a deletion request's finish locks its
+own row (only its workers do), then the profile, recordings, review items, ledger. A
+retention-choice change and a policy's reschedule lock profiles before artefacts too.
+Taken the other way round (artefacts, then profiles), a claim deadlocked with a
+retention-choice change.
+
 THE STEPS, for one batch (steps 1 and 3 are a transaction each):
-1. claim: lock due artefacts with SKIP LOCKED (two purges never take the same row),
-   lock their profiles FOR SHARE (the lock a hold takes FOR UPDATE, so a hold and a
-   purge are ordered), re-check the holds, mark what is held `purge_blocked`, and move
-   the rest to `purging` with a new attempt number; one ledger entry for what was
-   skipped and why.
+1. claim: read the due artefacts' profiles, lock those FOR SHARE (the lock a hold takes
+   FOR UPDATE, so a hold and a purge are ordered; a retention-choice change holds it
+   too), then lock the due artefacts with SKIP LOCKED (two purges never take the same
+   row, nor wait for each other), re-check the holds, mark what is held
+   `purge_blocked`, and move the rest to `purging` with a new attempt number; one
+   ledger entry for what was skipped and why.
 2. unlink the stored files, a few threads at once (after the claim has committed; a
    missing file is success, any other failure ends the batch with its rows `purging`).
 3. finish: tombstone the artefacts still `purging` under *our* attempt number (a stale
@@ -20,7 +30,9 @@ THE STEPS, for one batch (steps 1 and 3 are a transaction each):
 
 WHY A RERUN IS SAFE: a worker killed after 1 leaves rows `purging`; the sweep takes
 them over after a lease (new attempt number), unlinks again (missing is success) and
-finishes. Killed after 2, the same. Killed after 3, nothing is left to do. Nothing is
+finishes. A live worker holds its batch's rows locked from the start of step 3, and
+the takeover skips locked rows, so the lease can be short: it only has to cover a
+dead worker. Killed after 2, the same. Killed after 3, nothing is left to do. Nothing is
 ever deleted that was not claimed while due and unheld.
 """
 
@@ -41,13 +53,13 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from compliance.accounts.models import Profile
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
 from compliance.security.audit import audit_bulk_change
 
 from .models import DeletionRequest, DeletionStatus, LegalHold
 from .selectors import hold_covers, hold_filter
+from .services import profiles_lock_shared
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +100,8 @@ class BatchResult:
     held: int = 0
     recordings_purged: int = 0
     max_lag_seconds: float = 0.0
-    last_id: int = 0  # the highest artefact id looked at (claimed or held)
+    looked: int = 0  # candidates read before locking (claimed, held, or locked by others)
+    last_id: int = 0  # the highest artefact id looked at
     held_by: Counter = field(default_factory=Counter)
 
 
@@ -114,19 +127,6 @@ class _Claimed:
     expires_at: datetime | None
 
 
-def _lock_profiles_shared(profile_ids: list[int]) -> None:
-    if not profile_ids:
-        return
-    if connection.vendor == "postgresql":
-        table = Profile._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608
-                [profile_ids],
-            )
-    # SQLite: the IMMEDIATE transaction already excludes every other writer.
-
-
 def _recorded_at_under(holds: list[LegalHold], rows: list[tuple]) -> dict[int, datetime]:
     """When the recordings of `rows` were made (what a hold's date range is checked
     against), read only when one of `holds` covers their owners: reading it with every
@@ -140,26 +140,41 @@ def _recorded_at_under(holds: list[LegalHold], rows: list[tuple]) -> dict[int, d
 def _claim(
     candidates: Q, *, now: datetime, reason: str | None, limit: int, order: tuple[str, ...]
 ) -> tuple[list[_Claimed], BatchResult]:
-    """Step 1. `reason` None: the reason follows from each artefact's expiry basis."""
+    """Step 1. `reason` None: the reason follows from each artefact's expiry basis.
+
+    Locks in the codebase's order (profile before artefact): a first read, without
+    locks, says which profiles the batch touches; their rows are locked FOR SHARE (a
+    retention-choice change or a hold holds them exclusively, and is waited for); only
+    then are the artefacts locked, SKIP LOCKED, and the candidates' condition checked
+    again on what has committed meanwhile. Locking the artefacts first, as this did,
+    deadlocked with a retention-choice change (profile, then its artefacts)."""
     result = BatchResult()
     with transaction.atomic():
+        peeked = list(
+            Artefact.objects.filter(candidates)
+            .order_by(*order)
+            .values_list("id", "recording__profile_id")[:limit]
+        )
+        if not peeked:
+            return [], result
+        result.looked = len(peeked)
+        result.last_id = max(r[0] for r in peeked)
+        profiles_lock_shared(sorted({r[1] for r in peeked if r[1] is not None}))
         # each artefact with its recording's owner (read, not locked: only the
-        # artefacts are claimed, and the profiles are locked below)
+        # artefacts are claimed; the profiles are locked above)
         rows = list(
             Artefact.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(candidates)
+            .filter(candidates, pk__any_of=sorted(r[0] for r in peeked))
             .order_by(*order)
             .values_list(
                 *_CLAIMED_FIELDS,
                 "recording__profile_id",
                 "recording__profile__account_id",
-            )[:limit]
+            )
         )
         if not rows:
             return [], result
-        result.last_id = max(r[0] for r in rows)
         profile_ids = sorted({r[6] for r in rows if r[6] is not None})
-        _lock_profiles_shared(profile_ids)
         account_ids = {r[7] for r in rows if r[7] is not None}
         holds = list(
             LegalHold.objects.filter(released_at__isnull=True).filter(
@@ -266,18 +281,54 @@ def _unlink(claimed: list[_Claimed]) -> Iterator[list[_Claimed]]:
             raise
 
 
-def _finish(unlinked: Iterable[list[_Claimed]], *, now: datetime, result: BatchResult) -> None:
-    """Step 3, fenced by attempt number: `unlinked` is what `_unlink` yields. On
+def _lock_batch(batch: list[_Claimed]) -> None:
+    """The finish's locks, taken before anything else it does, in the codebase's order:
+    the batch's recordings (two batches may hold a recording's audio and its
+    transcript; whichever finishes second must see the other's work before it looks
+    for what is left of them), then the batch's artefacts still `purging`, both in id
+    order. Holding the artefacts' rows for the whole finish is also the claim's
+    heartbeat: a takeover locks with SKIP LOCKED, so it never takes a batch whose
+    worker is alive, however long its files take, and the lease only has to cover a
+    dead worker, whose locks went with its connection."""
+    if connection.vendor != "postgresql":
+        return  # SQLite: the transaction already excludes every other writer
+    list(
+        Recording.objects.select_for_update()
+        .filter(pk__any_of=sorted({c.recording_id for c in batch}))
+        .order_by("pk")
+        .values_list("pk")
+    )
+    list(
+        Artefact.objects.select_for_update(of=("self",))
+        .filter(pk__any_of=sorted(c.id for c in batch), state=ArtefactState.PURGING)
+        .order_by("pk")
+        .values_list("pk")
+    )
+
+
+def _finish(
+    unlinked: Iterable[list[_Claimed]],
+    *,
+    now: datetime,
+    result: BatchResult,
+    batch: list[_Claimed] | None = None,
+) -> None:
+    """Step 3, fenced by attempt number: `unlinked` is what `_unlink` yields for
+    `batch` (None: `unlinked` is a list of chunks, and they are the batch). On
     PostgreSQL each chunk is tombstoned as soon as its files are gone, while the next
     ones are still being deleted, in one transaction that commits only once every file
     of the batch is gone: a crash before that leaves the whole batch `purging`, as a
     crash between steps 2 and 3 would. (One after the other, deleting the files was a
     quarter of a batch's time, with PostgreSQL idle meanwhile.)"""
+    if batch is None:
+        unlinked = list(unlinked)
+        batch = [c for chunk in unlinked for c in chunk]
     if connection.vendor != "postgresql":
         # SQLite's transaction locks the whole database: delete first, as before.
         unlinked = list(unlinked)
     claimed: list[_Claimed] = []
     with transaction.atomic():
+        _lock_batch(batch)
         purged = 0
         for chunk in unlinked:
             claimed.extend(chunk)
@@ -287,15 +338,7 @@ def _finish(unlinked: Iterable[list[_Claimed]], *, now: datetime, result: BatchR
             return  # another worker took these over and finishes them
         recording_ids = sorted({c.recording_id for c in claimed})
         reason_of = {c.recording_id: (c.reason, c.basis) for c in claimed}
-        # Two batches may hold a recording's audio and its transcript; whichever
-        # finishes second must see the other's work, so both lock the recordings
-        # (in id order) before they look for what is left of them.
-        list(
-            Recording.objects.select_for_update()
-            .filter(pk__any_of=recording_ids)
-            .order_by("pk")
-            .values_list("pk")
-        )
+        # the recordings are locked (by _lock_batch): what is left of them is final
         remaining = Artefact.objects.filter(recording=OuterRef("pk")).exclude(
             state=ArtefactState.PURGED
         )
@@ -430,7 +473,7 @@ def purge_batch(
     if not claimed:
         return result
     with closing(_unlink(claimed)) as unlinked:
-        _finish(unlinked, now=now, result=result)
+        _finish(unlinked, now=now, result=result, batch=claimed)
     _fault_point("finished")
     return result
 
@@ -523,7 +566,7 @@ def _take_over(
     logger.warning("purge.take_over artefacts=%d", len(claimed))
     result = BatchResult(claimed=len(claimed))
     with closing(_unlink(claimed)) as unlinked:
-        _finish(unlinked, now=now, result=result)
+        _finish(unlinked, now=now, result=result, batch=claimed)
     return result
 
 
@@ -597,7 +640,7 @@ def deletion_request_run(*, public_id: str) -> DeletionRequest | None:
         at = timezone.now()
         batch = scope & Q(state=ArtefactState.ACTIVE, id__gt=last_id)
         result = purge_batch(batch, now=at, reason="deletion_request", order=("id",))
-        if not result.claimed and not result.held:
+        if not result.looked:
             break
         last_id = result.last_id
         if not mine.update(lease_until=timezone.now() + DELETION_LEASE):
@@ -622,6 +665,11 @@ def _deletion_request_finish(request: DeletionRequest, attempt: int) -> Deletion
         )
         if locked is None:
             return None
+        # The request's own row first (only its workers lock it), then the codebase's
+        # order: the profile FOR SHARE, the lock a hold takes FOR UPDATE, so that a
+        # hold placed at this instant is either seen below or placed after this
+        # commits; then the recordings, the review items, the ledger.
+        profiles_lock_shared([request.profile_id])
         # recordings that never had an artefact go too, unless held
         holds = list(
             LegalHold.objects.filter(released_at__isnull=True).filter(

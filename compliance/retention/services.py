@@ -6,6 +6,13 @@ choice, stored so the purge can find what is due through an index. It is set at
 ingest, recomputed for one profile when its user changes their choice, and for a
 policy's scope when a version comes into force or is retired (a Celery task, in
 batches, since a scope can hold millions of artefacts).
+
+LOCK ORDER, the one the whole codebase keeps: account -> profile -> consent state ->
+recording -> artefact -> review item -> (reviewer quota row) -> ledger append last. A
+reschedule locks the profiles of a batch FOR SHARE, then the batch's active artefacts
+in id order; a retention-choice change holds its profile before that; a hold locks
+profiles before it is written. The purge's claim locks profiles before artefacts too,
+so none of these can wait for each other in a cycle.
 """
 
 import secrets
@@ -43,66 +50,101 @@ RELEASE_BATCH = 10_000
 # --- expiry ---------------------------------------------------------------------
 
 
-def _expiry_rows(artefacts: Q, after_id: int, limit: int) -> list[tuple]:
-    return list(
+_EXPIRY_FIELDS = (
+    "id",
+    "category",
+    "created_at",
+    "recording__recorded_at",
+    "recording__profile__is_child",
+    "recording__profile__account__jurisdiction",
+    "recording__profile__retention_choice",
+    "expires_at",
+    "expiry_basis",
+)
+
+
+def profiles_lock_shared(profile_ids: list[int]) -> None:
+    """Lock the profiles FOR SHARE, in id order: the lock that orders a reader of a
+    profile's retention and holds (the purge's claim, a deletion request's finish, a
+    reschedule) after a retention-choice change (FOR NO KEY UPDATE) or a hold being
+    placed (FOR UPDATE) on the same profile, while such readers go on side by side."""
+    if not profile_ids or connection.vendor != "postgresql":
+        return  # SQLite: the transaction already excludes every other writer
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {Profile._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608
+            [profile_ids],
+        )
+
+
+def _expiry_rows(artefacts: Q, after_id: int, limit: int) -> tuple[int, list[tuple]]:
+    """The next batch of active artefacts after `after_id`, locked, with what their
+    expiry follows from, and the last id looked at (0: nothing is left).
+
+    Locks in the codebase's order: first the profiles (found by a read without
+    locks), then the artefacts, FOR NO KEY UPDATE in id order and only those still
+    `active`: a row a purge has claimed (`purging`) or finished (`purged`) is neither
+    waited for nor written. Locking the artefacts without their profiles
+    first deadlocked with the purge's claim, which takes the profiles first."""
+    peeked = list(
         Artefact.objects.filter(artefacts, state=ArtefactState.ACTIVE, id__gt=after_id)
         .order_by("id")
-        .values_list(
-            "id",
-            "category",
-            "created_at",
-            "recording__recorded_at",
-            "recording__profile__is_child",
-            "recording__profile__account__jurisdiction",
-            "recording__profile__retention_choice",
-            "expires_at",
-            "expiry_basis",
-        )[:limit]
+        .values_list("id", "recording__profile_id")[:limit]
     )
+    if not peeked:
+        return 0, []
+    profiles_lock_shared(sorted({p for _, p in peeked if p is not None}))
+    rows = list(
+        Artefact.objects.select_for_update(no_key=True, of=("self",))
+        .filter(artefacts, state=ArtefactState.ACTIVE, pk__any_of=[pk for pk, _ in peeked])
+        .order_by("id")
+        .values_list(*_EXPIRY_FIELDS)
+    )
+    return peeked[-1][0], rows
 
 
 def artefacts_reschedule(*, artefacts: Q, now: datetime, table: PolicyTable | None = None) -> int:
     """Recompute `expires_at` for the active artefacts matching `artefacts`; returns how
-    many changed. Idempotent, in id-ordered batches of one transaction each."""
+    many changed. Idempotent, in id-ordered batches of one transaction each (inside
+    the caller's, when it has one)."""
     table = table or policy_table(at=now)
     changed_total = 0
     last_id = 0
     while True:
-        rows = _expiry_rows(artefacts, last_id, RESCHEDULE_BATCH)
-        if not rows:
-            return changed_total
-        changed = []
-        for (
-            pk,
-            category,
-            created_at,
-            recorded_at,
-            is_child,
-            country,
-            choice,
-            old_at,
-            old_basis,
-        ) in rows:
-            expiry = effective_expiry(
-                table=table,
-                category=category,
-                country=country,
-                is_child=is_child,
-                choice=choice,
-                recorded_at=recorded_at,
-                created_at=created_at,
-            )
-            if (expiry.expires_at, expiry.basis) != (old_at, old_basis):
-                changed.append(
-                    Artefact(id=pk, expires_at=expiry.expires_at, expiry_basis=expiry.basis)
+        with transaction.atomic():
+            last_id, rows = _expiry_rows(artefacts, last_id, RESCHEDULE_BATCH)
+            if not last_id:
+                return changed_total
+            changed = []
+            for (
+                pk,
+                category,
+                created_at,
+                recorded_at,
+                is_child,
+                country,
+                choice,
+                old_at,
+                old_basis,
+            ) in rows:
+                expiry = effective_expiry(
+                    table=table,
+                    category=category,
+                    country=country,
+                    is_child=is_child,
+                    choice=choice,
+                    recorded_at=recorded_at,
+                    created_at=created_at,
                 )
-        if changed:
-            with transaction.atomic():
+                if (expiry.expires_at, expiry.basis) != (old_at, old_basis):
+                    changed.append(
+                        Artefact(id=pk, expires_at=expiry.expires_at, expiry_basis=expiry.basis)
+                    )
+            if changed:
                 Artefact.objects.bulk_update(
                     changed, ["expires_at", "expiry_basis"], batch_size=1000
                 )
         changed_total += len(changed)
-        last_id = rows[-1][0]
 
 
 def artefacts_schedule_new(

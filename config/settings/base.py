@@ -260,7 +260,8 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
-    "purge-expired": {"task": "retention.purge_expired", "schedule": 60.0},
+    # with the purge lease below, a dead worker's batch is taken over within 50 s
+    "purge-expired": {"task": "retention.purge_expired", "schedule": 30.0},
     "retention-sweep": {"task": "retention.sweep", "schedule": 60.0},
     "storage-sweep": {"task": "retention.storage_sweep", "schedule": 6 * 3600.0},
     "sampling-expire-items": {"task": "sampling.expire_items", "schedule": 300.0},
@@ -277,8 +278,11 @@ IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("IDEMPOTENCY_IN_FLIGHT_SECONDS", default
 LEDGER_VERIFY_EVERY_SECONDS = env.int("LEDGER_VERIFY_EVERY_SECONDS", default=3600)
 # Tests kill a purge at this step (claimed, unlinked, finished) to prove crash safety.
 PURGE_FAULT_AT = env.str("EARSHOT_PURGE_FAULT", default="")
-# After this long a purge claim counts as abandoned and the sweep takes it over.
-PURGE_LEASE_SECONDS = env.int("EARSHOT_PURGE_LEASE_SECONDS", default=300)
+# After this long a purge claim that no live worker holds locked counts as abandoned,
+# and the next purge run takes it over. A live worker keeps its batch's rows locked
+# while it finishes, however long that takes, so the lease only has to cover the
+# moment between claim and finish; it bounds how late a dead worker's batch goes.
+PURGE_LEASE_SECONDS = env.int("EARSHOT_PURGE_LEASE_SECONDS", default=20)
 
 # How long a verified API key is trusted in-process before it is looked up again:
 # a revoked key stops working within this many seconds.

@@ -1,17 +1,20 @@
 """Races on PostgreSQL: two purges at once, and a hold placed while a purge runs."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from compliance.accounts.services import profile_retention_set
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, Recording
 from compliance.retention import purge
 from compliance.retention.services import (
+    deletion_request_create,
     legal_hold_place,
     retention_policies_apply,
     retention_policy_create,
@@ -144,3 +147,178 @@ def test_a_purge_waits_for_a_hold_that_is_being_placed(ingest):
     ) == {"active"}
     assert connection.vendor == "postgresql"
     assert timezone.now() - timedelta(days=11) > recordings[0].recorded_at - timedelta(hours=1)
+
+
+def test_a_purge_goes_past_the_rows_another_purge_holds_instead_of_waiting(ingest):
+    """SKIP LOCKED: two purges share the work; neither waits for the other's rows."""
+    recordings = _expired_recordings(ingest, 6)
+    taken = list(Artefact.objects.filter(recording__in=recordings[:3]).values_list("pk", flat=True))
+    holding, release = threading.Event(), threading.Event()
+
+    def another_purge_holds_its_claim() -> None:
+        with transaction.atomic():
+            list(Artefact.objects.select_for_update().filter(pk__in=taken).values_list("pk"))
+            holding.set()
+            release.wait(30)
+
+    holder = _in_thread(another_purge_holds_its_claim)
+    assert holding.wait(10)
+    runs: list[purge.PurgeRun] = []
+    purger = _in_thread(lambda: runs.append(purge.purge_expired()))
+    purger[0].join(10)
+    went_on = not purger[0].is_alive()
+    release.set()
+    for thread, errors in (holder, purger):
+        thread.join(30)
+        assert not errors, errors
+
+    assert went_on, "the purge waited for rows another purge had claimed"
+    assert runs[0].purged == 6
+    assert set(Artefact.objects.filter(pk__in=taken).values_list("state", flat=True)) == {"active"}
+
+
+def test_a_live_purge_slower_than_its_lease_is_not_taken_over(ingest, monkeypatch, settings):
+    """The finishing worker holds its batch's rows locked: a takeover (SKIP LOCKED)
+    leaves them to it however long its files take; only a dead worker's are free."""
+    settings.PURGE_LEASE_SECONDS = 1
+    _expired_recordings(ingest, 4)
+    deleting, slow = threading.Event(), threading.Event()
+    real_delete_files = purge._delete_files
+
+    def delete_slowly(keys: list[str]) -> None:
+        deleting.set()
+        slow.wait(20)
+        real_delete_files(keys)
+
+    monkeypatch.setattr(purge, "_delete_files", delete_slowly)
+    runs: list[purge.PurgeRun] = []
+    first = _in_thread(lambda: runs.append(purge.purge_expired()))
+    assert deleting.wait(10)
+    time.sleep(1.5)  # the claim is now older than its lease
+    started = time.monotonic()
+    second = purge.purge_expired()
+    second_took = time.monotonic() - started
+    slow.set()
+    first[0].join(30)
+    assert not first[1], first[1]
+
+    assert (second.taken_over, second.purged) == (0, 0)
+    assert second_took < 5, "the takeover waited for the live worker instead of skipping"
+    assert runs[0].purged == 8
+    assert set(Artefact.objects.values_list("state", "purge_attempt")) == {("purged", 1)}
+    assert LedgerEntry.objects.filter(kind="purge.batch").count() == 1
+
+
+def _wait_for_lock_wait(seconds: float = 10) -> bool:
+    """Until another backend of this database waits on a lock."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_policy_applied_during_a_claim_leaves_the_claimed_artefacts_alone(ingest):
+    """A reschedule that read the rows as active while a purge was claiming them must
+    not write them once they are `purging`."""
+    recordings = _expired_recordings(ingest, 3)
+    fresh = ingest(days_ago=1)
+    claiming, commit = threading.Event(), threading.Event()
+
+    def claim_slowly() -> None:
+        with transaction.atomic():
+            now = timezone.now()
+            purge._claim(purge.due_artefacts(now), now=now, reason=None, limit=100, order=("id",))
+            claiming.set()
+            commit.wait(20)
+
+    def apply_a_new_policy() -> None:
+        retention_policy_create(jurisdiction="*", category="audio", retention_days=5, actor="t")
+        retention_policies_apply()
+
+    claimer = _in_thread(claim_slowly)
+    assert claiming.wait(10)
+    before = dict(Artefact.objects.values_list("pk", "expiry_basis"))
+    applier = _in_thread(apply_a_new_policy)
+    waited = _wait_for_lock_wait()
+    commit.set()
+    for thread, errors in (claimer, applier):
+        thread.join(30)
+        assert not errors, errors
+
+    assert waited, "the policy's reschedule should have met the claim's locks"
+    claimed = Artefact.objects.filter(recording__in=recordings)
+    assert set(claimed.values_list("state", flat=True)) == {"purging"}
+    assert {a.pk: a.expiry_basis for a in claimed} == {a.pk: before[a.pk] for a in claimed}
+    audio = fresh.artefacts.get(category="audio")
+    assert audio.expiry_basis != before[audio.pk]  # the rest was rescheduled
+
+
+def test_a_deletion_request_waits_for_a_hold_being_placed_and_keeps_what_it_covers(ingest):
+    """Recordings without artefacts are deleted by the request's finish itself: it
+    takes the profile's lock (the hold's) before it reads the holds."""
+    profile = ProfileFactory()
+    bare = ingest(profile, audio=False)
+    bare.artefacts.all().delete()
+    request = deletion_request_create(
+        profile=profile, recorded_from=None, recorded_to=None, actor="t"
+    )
+    hold_locked, release_hold = threading.Event(), threading.Event()
+
+    def place_hold_slowly() -> None:
+        with transaction.atomic():
+            legal_hold_place(profile=profile, reason="r", case_reference="c", actor="t")
+            hold_locked.set()
+            release_hold.wait(20)
+
+    holder = _in_thread(place_hold_slowly)
+    assert hold_locked.wait(10)
+    runner = _in_thread(lambda: purge.deletion_request_run(public_id=request.public_id))
+    waited = _wait_for_lock_wait()
+    release_hold.set()
+    for thread, errors in (holder, runner):
+        thread.join(30)
+        assert not errors, errors
+
+    assert waited, "the request's finish should have waited for the hold's lock"
+    bare.refresh_from_db()
+    assert bare.state == "active"
+    request.refresh_from_db()
+    assert (request.status, request.recordings_held) == ("done", 1)
+
+
+def test_a_purge_that_waited_for_a_retention_change_purges_by_the_new_expiry(ingest):
+    """The claim reads its candidates before it locks their profiles: after the wait,
+    what it locks must still be due, or a longer retention the user just chose loses."""
+    profile = ProfileFactory(retention_choice="dont_save")
+    recordings = [ingest(profile) for _ in range(3)]
+    assert not Artefact.objects.filter(recording__in=recordings, expires_at__isnull=True).exists()
+    changed, commit = threading.Event(), threading.Event()
+
+    def keep_until_deleted_slowly() -> None:
+        with transaction.atomic():
+            profile_retention_set(profile=profile, choice="until_deleted", actor="t")
+            changed.set()
+            commit.wait(20)
+
+    changer = _in_thread(keep_until_deleted_slowly)
+    assert changed.wait(10)
+    runs: list[purge.PurgeRun] = []
+    purger = _in_thread(lambda: runs.append(purge.purge_expired()))
+    waited = _wait_for_lock_wait()
+    commit.set()
+    for thread, errors in (changer, purger):
+        thread.join(30)
+        assert not errors, errors
+
+    assert waited, "the purge should have waited for the retention change's lock"
+    assert runs[0].purged == 0
+    assert set(
+        Artefact.objects.filter(recording__in=recordings).values_list("state", "expires_at")
+    ) == {("active", None)}

@@ -3,11 +3,12 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import F
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from compliance.ledger.models import LedgerEntry
-from compliance.recordings.models import Recording
+from compliance.recordings.models import Artefact, Recording
 from compliance.retention import purge
 from compliance.retention.models import DeletionRequest
 from compliance.retention.services import deletion_request_create, legal_hold_place
@@ -227,3 +228,144 @@ def test_a_recording_deleted_without_artefacts_becomes_the_same_tombstone_as_a_p
         False,
         False,
     )
+
+
+@pytest.mark.parametrize("scope", ["profile", "account", "range"])
+def test_a_hold_keeps_a_recording_without_artefacts_from_a_deletion_request(ingest, scope):
+    profile = ProfileFactory()
+    bare = ingest(profile, audio=False, days_ago=3)
+    bare.artefacts.all().delete()  # registered with nothing stored
+    outside = ingest(profile, audio=False, days_ago=30)
+    outside.artefacts.all().delete()
+    hold = legal_hold_place(
+        profile=profile if scope != "account" else None,
+        account=profile.account if scope == "account" else None,
+        recorded_from=timezone.now() - timedelta(days=10) if scope == "range" else None,
+        reason="litigation",
+        case_reference="C-9",
+        actor="test",
+    )
+
+    request = _run(
+        deletion_request_create(profile=profile, recorded_from=None, recorded_to=None, actor="t")
+    )
+
+    bare.refresh_from_db()
+    assert bare.state == "active"
+    assert request.recordings_held == (1 if scope == "range" else 2)
+    assert request.holds == [hold.pk]
+    outside.refresh_from_db()
+    assert outside.state == ("purged" if scope == "range" else "active")
+
+
+def test_a_deletion_request_leaves_the_files_of_what_a_hold_keeps(ingest):
+    profile = ProfileFactory()
+    held = ingest(profile, days_ago=3)
+    doomed = ingest(profile, days_ago=30)
+    held_key = held.artefacts.get(category="audio").storage_key
+    doomed_key = doomed.artefacts.get(category="audio").storage_key
+    legal_hold_place(
+        profile=profile,
+        recorded_from=timezone.now() - timedelta(days=10),
+        reason="litigation",
+        case_reference="C-8",
+        actor="test",
+    )
+
+    request = _run(
+        deletion_request_create(profile=profile, recorded_from=None, recorded_to=None, actor="t")
+    )
+
+    assert (request.recordings_deleted, request.recordings_held) == (1, 1)
+    files = stored_files(settings.MEDIA_ROOT)
+    assert held_key in files and doomed_key not in files
+    assert set(held.artefacts.values_list("state", "purge_attempt")) == {("active", 0)}
+
+
+def test_a_deletion_request_includes_a_recording_made_exactly_at_its_start(ingest):
+    profile = ProfileFactory()
+    at_start = ingest(profile, days_ago=5)
+    request = _run(
+        deletion_request_create(
+            profile=profile,
+            recorded_from=at_start.recorded_at,
+            recorded_to=at_start.recorded_at + timedelta(days=1),
+            actor="t",
+        )
+    )
+    at_start.refresh_from_db()
+    assert (at_start.state, request.recordings_deleted) == ("purged", 1)
+    assert set(at_start.artefacts.values_list("state", flat=True)) == {"purged"}
+
+
+def test_a_stale_workers_finish_does_not_close_a_request_another_worker_took_over(ingest):
+    profile = ProfileFactory()
+    ingest(profile)
+    request = deletion_request_create(
+        profile=profile, recorded_from=None, recorded_to=None, actor="t"
+    )
+    now = timezone.now()
+    stale = purge._claim_request(request.public_id, now)
+    current = purge._claim_request(
+        request.public_id, now + purge.DELETION_LEASE + timedelta(seconds=1)
+    )
+    assert (stale.attempts, current.attempts) == (1, 2)
+
+    assert purge._deletion_request_finish(stale, stale.attempts) is None
+
+    request.refresh_from_db()
+    assert request.status == "running"
+    assert not LedgerEntry.objects.filter(kind="deletion_request.done").exists()
+
+
+def test_a_worker_whose_request_was_taken_over_stops_after_its_batch(ingest, monkeypatch):
+    profile = ProfileFactory()
+    recordings = [ingest(profile, audio=False) for _ in range(3)]
+    request = deletion_request_create(
+        profile=profile, recorded_from=None, recorded_to=None, actor="t"
+    )
+    real_batch = purge.purge_batch
+
+    def one_at_a_time_then_taken_over(candidates, **kwargs):
+        result = real_batch(candidates, **{**kwargs, "limit": 1})
+        # meanwhile the lease lapsed and another worker claimed the request
+        DeletionRequest.objects.filter(pk=request.pk).update(attempts=F("attempts") + 1)
+        return result
+
+    monkeypatch.setattr(purge, "purge_batch", one_at_a_time_then_taken_over)
+
+    assert purge.deletion_request_run(public_id=request.public_id) is None
+    transcripts = Artefact.objects.filter(recording__in=recordings)
+    assert transcripts.filter(state="purged").count() == 1
+    assert transcripts.filter(state="active").count() == 2
+
+
+def test_a_rerun_request_finishes_what_its_dead_predecessor_had_claimed(ingest, monkeypatch):
+    profile = ProfileFactory()
+    recordings = [ingest(profile) for _ in range(2)]
+    request = deletion_request_create(
+        profile=profile, recorded_from=None, recorded_to=None, actor="t"
+    )
+
+    class Killed(BaseException):
+        pass
+
+    def die(at: str) -> None:
+        if at == "claimed":
+            raise Killed
+
+    monkeypatch.setattr(purge, "_fault_point", die)
+    with pytest.raises(Killed):
+        purge.deletion_request_run(public_id=request.public_id)
+    monkeypatch.undo()
+    assert Artefact.objects.filter(state="purging").count() == 4
+    DeletionRequest.objects.filter(pk=request.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+
+    done = purge.deletion_request_run(public_id=request.public_id)
+
+    assert (done.status, done.recordings_deleted) == ("done", 2)
+    assert set(
+        Artefact.objects.filter(recording__in=recordings).values_list("state", flat=True)
+    ) == {"purged"}

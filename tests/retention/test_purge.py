@@ -554,3 +554,86 @@ def test_the_storage_sweep_settles_orphan_files_and_rows_without_files(ingest):
     audio = lost.artefacts.get(category="audio")
     assert (audio.state, audio.purge_reason) == ("purged", "file_missing")
     assert LedgerEntry.objects.filter(kind="storage.swept").count() == 2
+
+
+def test_a_stale_worker_waking_between_a_takeovers_claim_and_finish_writes_nothing(
+    ingest, monkeypatch
+):
+    """The takeover re-claims under a new attempt number, so the dead worker's finish,
+    should it wake before the takeover's own finish, updates nothing."""
+    _policy(10)
+    recordings = [ingest(days_ago=11) for _ in range(3)]
+    now = timezone.now()
+    stale, stale_result = purge._claim(
+        purge.due_artefacts(now), now=now, reason=None, limit=10, order=("id",)
+    )
+    real_finish = purge._finish
+    woke: list[bool] = []
+
+    def the_stale_worker_wakes_first(unlinked, **kwargs) -> None:
+        if not woke:
+            woke.append(True)
+            real_finish([stale], now=now, result=stale_result)
+        real_finish(unlinked, **kwargs)
+
+    monkeypatch.setattr(purge, "_finish", the_stale_worker_wakes_first)
+    with time_machine.travel(now + purge.purge_lease() + timedelta(seconds=1), tick=False):
+        run = purge.purge_expired()
+
+    assert woke
+    assert stale_result.purged == 0
+    assert (run.taken_over, run.purged) == (3, 3)
+    audio = Artefact.objects.filter(category="audio")
+    assert set(audio.values_list("state", "purge_attempt")) == {("purged", 2)}
+    assert LedgerEntry.objects.filter(kind="purge.batch").count() == 1
+    assert audio.filter(recording__in=recordings).count() == 3
+
+
+def test_a_purged_recordings_open_review_items_are_revoked_with_it(ingest):
+    from compliance.sampling.models import ReviewItem
+    from tests.factories import ReviewerFactory
+
+    _policy(10)
+    _policy(10, category="transcript")
+    recording = ingest(days_ago=11)
+    now = timezone.now()
+    item = ReviewItem.objects.create(
+        id="item-purged",
+        recording=recording,
+        purpose="human_review",
+        reviewer=ReviewerFactory(),
+        reviewer_location="DE",
+        state="pending",
+        created_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+
+    assert purge.purge_expired().recordings_purged == 1
+
+    item.refresh_from_db()
+    assert (item.state, item.close_reason) == ("revoked", "purged")
+    assert LedgerEntry.objects.filter(kind="review_items.revoked").count() == 1
+
+
+def test_a_recording_already_a_tombstone_keeps_its_purge_time_and_reason(ingest):
+    recording = ingest(audio=False)
+    then = timezone.now() - timedelta(days=1)
+    Recording.objects.filter(pk=recording.pk).update(
+        state="purged", purged_at=then, purge_reason="retention_policy"
+    )
+
+    purge._tombstone_recordings(
+        [recording.pk], now=timezone.now(), reason="deletion_request", basis="", actor="t"
+    )
+
+    recording.refresh_from_db()
+    assert (recording.purged_at, recording.purge_reason) == (then, "retention_policy")
+
+
+def test_the_storage_sweep_never_deletes_a_file_an_artefact_names(ingest):
+    key = ingest().artefacts.get(category="audio").storage_key
+
+    result = purge.storage_sweep(now=timezone.now() + timedelta(hours=2))
+
+    assert key in stored_files(settings.MEDIA_ROOT)
+    assert (result.files_checked, result.orphan_files_deleted) == (1, 0)

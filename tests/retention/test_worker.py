@@ -168,3 +168,50 @@ def test_a_deletion_request_is_carried_out_by_a_worker_after_commit(ingest, star
     status = platform.get(f"/api/v1/deletion-requests/{request_id}").json()
     assert status["recordings_deleted"] == 2
     assert Recording.objects.get(pk=outside.pk).state == "active"
+
+
+def test_the_lease_and_the_purges_period_take_a_dead_workers_batch_over_within_a_minute():
+    period = settings.CELERY_BEAT_SCHEDULE["purge-expired"]["schedule"]
+    assert settings.PURGE_LEASE_SECONDS + period <= 60
+
+
+def test_a_worker_killed_mid_batch_is_taken_over_within_a_minute_with_the_real_lease(
+    ingest, start_worker
+):
+    """No shortened lease here: the lease and the purge's period as deployed. The
+    victim dies with its files deleted and its finish not committed; the survivor,
+    sent a purge at the beat's period, finishes the batch within 60 s of the kill."""
+    retention_policy_create(jurisdiction="*", category="audio", retention_days=10, actor="t")
+    retention_policies_apply()
+    expired = [ingest(days_ago=11) for _ in range(6)]
+    queue = f"test-{uuid.uuid4().hex}"
+    lease = str(settings.PURGE_LEASE_SECONDS)
+    period = settings.CELERY_BEAT_SCHEDULE["purge-expired"]["schedule"]
+
+    victim = start_worker(queue, EARSHOT_PURGE_FAULT="unlinked", EARSHOT_PURGE_LEASE_SECONDS=lease)
+    purge_expired_task.apply_async(queue=queue)
+    victim.wait(60)
+    killed_at = time.monotonic()
+    assert victim.returncode == -9, "the fault hook should have killed the worker"
+    assert Artefact.objects.filter(recording__in=expired, state="purging").count() == 6
+    doomed_keys = set(
+        Artefact.objects.filter(state="purging").values_list("storage_key", flat=True)
+    )
+
+    start_worker(queue, EARSHOT_PURGE_LEASE_SECONDS=lease)
+    expired_ids = [r.pk for r in expired]
+
+    audio = Artefact.objects.filter(recording__in=expired_ids, category="audio")
+
+    def purged() -> bool:
+        return audio.filter(state="purged", purge_attempt=2).count() == 6
+
+    while not purged() and time.monotonic() - killed_at < 60:
+        purge_expired_task.apply_async(queue=queue)  # the beat's tick
+        _wait_until(purged, period)
+    assert purged(), "the dead worker's batch was not finished within 60 s of the kill"
+    assert time.monotonic() - killed_at <= 60
+    assert not doomed_keys & stored_files(settings.MEDIA_ROOT)
+    counted = sum(e.payload["artefacts"] for e in LedgerEntry.objects.filter(kind="purge.batch"))
+    assert counted == 6
+    assert ledger_verify().ok
