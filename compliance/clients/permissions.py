@@ -67,7 +67,7 @@ class ScopeRequired(permissions.BasePermission):
         user = request.user
         if user is None or not user.is_authenticated:
             return False
-        if not hasattr(view, request.method.lower()):
+        if not hasattr(view, (request.method or "").lower()):
             return True  # nothing to guard: the view answers 405, not a misleading 403
         scopes = getattr(view, "required_scopes", {})
         scope = scopes.get(request.method, scopes.get("*"))

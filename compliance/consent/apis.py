@@ -25,7 +25,9 @@ from .services import consent_default_create, consent_default_delete, consent_se
 class CurrentConsentOutput(serializers.Serializer):
     purpose = serializers.CharField()
     granted = serializers.BooleanField()
-    source = serializers.ChoiceField(choices=["explicit", "default", "none"])
+    # A declared field, moved out of the class attributes by the serializer metaclass; the
+    # stubs see it as Field.source.
+    source = serializers.ChoiceField(choices=["explicit", "default", "none"])  # type: ignore[assignment]
     channel = serializers.CharField(allow_null=True)
     notice_version = serializers.CharField(allow_null=True)
     updated_at = serializers.DateTimeField(allow_null=True)

@@ -69,7 +69,7 @@ def consent_rates_over_time(*, now: datetime, days: int = DEFAULT_DAYS) -> Conse
         (j, p): int(g)
         for j, p, g in ConsentDefault.objects.values_list("jurisdiction", "purpose", "granted")
     }
-    counted = (Purpose.HUMAN_REVIEW, Purpose.MODEL_TRAINING)
+    counted: tuple[str, ...] = (Purpose.HUMAN_REVIEW, Purpose.MODEL_TRAINING)
     new_profiles: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * days)
     granted_change: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * days)
 

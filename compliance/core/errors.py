@@ -14,7 +14,7 @@ from rest_framework.response import Response
 class ApplicationError(Exception):
     """A refusal the caller can act on. `code` is part of the API and never changes."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(
         self,

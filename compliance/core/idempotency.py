@@ -128,6 +128,7 @@ def _fingerprint(request: Request) -> str:
 def _claim(*, caller: str, key: str, fingerprint: str) -> _Claim | IdempotencyKey:
     """The key for this attempt (a claim), or the finished row whose answer to replay.
     Each step commits on its own, so another request sees the key at once."""
+    row: IdempotencyKey | None
     for _ in range(3):
         now = timezone.now()
         token = secrets.token_hex(16)

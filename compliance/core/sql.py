@@ -10,10 +10,15 @@ loses the order, and estimated at a fraction of its size).
 """
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import models
 from django.db.models import Lookup
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.sql.compiler import SQLCompiler
 
 
 def pg_array(values: Iterable[int | str]) -> str:
@@ -33,7 +38,10 @@ class AnyOf(Lookup):
     def get_prep_lookup(self) -> list[int]:
         return [int(value) for value in self.rhs]
 
-    def as_sql(self, compiler, connection):  # type: ignore[no-untyped-def]
+    # Django takes the params as any sequence (a list here); the stubs want a tuple.
+    def as_sql(  # type: ignore[override]
+        self, compiler: "SQLCompiler", connection: "BaseDatabaseWrapper"
+    ) -> tuple[str, list[Any]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         if connection.vendor == "postgresql":
             return f"{lhs} = ANY(%s::bigint[])", [*lhs_params, pg_array(self.rhs)]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -179,7 +180,7 @@ def _facts_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
     if cursor is None or cursor.connection is not raw or cursor.closed:
         cursor = psycopg.Cursor(raw)
         db._eligibility_cursor = cursor  # type: ignore[attr-defined]
-    return db._prepare_cursor(cursor)
+    return db._prepare_cursor(cursor)  # type: ignore[attr-defined]  # private, not in the stubs
 
 
 # Outside a transaction, a batch of several chunks is spread over this many
@@ -210,7 +211,7 @@ def facts_pool_close() -> None:
 
 
 def _read_facts(
-    db: BaseDatabaseWrapper, chunks: list[list[str]], head: list[object], shape: tuple[bool, int]
+    db: BaseDatabaseWrapper, chunks: list[list[str]], head: list[Any], shape: tuple[bool, int]
 ) -> dict[str, Facts]:
     postgresql = db.vendor == "postgresql"
     active = RecordingState.ACTIVE
@@ -240,7 +241,7 @@ def _read_facts(
 
 
 def _read_facts_in_pool(
-    chunks: list[list[str]], head: list[object], shape: tuple[bool, int]
+    chunks: list[list[str]], head: list[Any], shape: tuple[bool, int]
 ) -> dict[str, Facts]:
     """`_read_facts` on the pool thread's own connection; one that failed or outlived
     CONN_MAX_AGE is replaced first, as Django does between requests."""
@@ -267,7 +268,7 @@ def facts_for(
     db = connections[DEFAULT_DB_ALIAS]
     needs = PURPOSE_NEEDS[purpose]
     at = db.ops.adapt_datetimefield_value(now or timezone.now())
-    head: list[object] = []
+    head: list[Any] = []
     if reviewer_location is not None:
         head.append(reviewer_location)
     head += [*needs, ArtefactState.ACTIVE, at, purpose, purpose]
@@ -355,9 +356,9 @@ def eligible_sql(
         f"JOIN {profile} p ON p.id = r.profile_id",
         f"JOIN {account} a ON a.id = p.account_id",
     ]
-    join_params: list[object] = []
+    join_params: list[Any] = []
     where = ["r.state = %s"]
-    where_params: list[object] = [RecordingState.ACTIVE]
+    where_params: list[Any] = [RecordingState.ACTIVE]
     if human:
         where += ["NOT p.is_child", "NOT r.sensitive", "NOT r.false_wake"]
         if reviewer_location is not None:

@@ -217,6 +217,7 @@ def ledger_reference_problem(
             f"missing: expected at least {expected.seq} entries, up to #{expected.seq} with "
             f"hash {expected.hash} ({reference.source}); the chain ends at #{end.seq}",
         )
+    found: str | None
     if end.seq == expected.seq:
         found = end.hash
     else:

@@ -1,5 +1,6 @@
 import json
 from datetime import UTC
+from typing import Any, cast
 
 from django.http import QueryDict
 from django.utils.dateparse import parse_datetime
@@ -69,6 +70,8 @@ def _created(recording: Recording) -> dict:
     back): the serializer's machinery cost the single POST more than the rendering."""
     transcript = None
     artefacts = []
+    profile = recording.profile
+    assert profile is not None  # the ingest writes every recording with its profile
     for artefact in recording.written_artefacts:
         if artefact.category == Category.TRANSCRIPT:
             transcript = artefact.text
@@ -82,7 +85,7 @@ def _created(recording: Recording) -> dict:
     return {
         "id": recording.external_id,
         "external_id": recording.external_id,
-        "profile": recording.profile.external_id,
+        "profile": profile.external_id,
         "recorded_at": _TIME.to_representation(recording.recorded_at),
         "state": recording.state,
         "flags": recording.flags,
@@ -96,7 +99,7 @@ def _created(recording: Recording) -> dict:
 
 def _form_payload(form: QueryDict) -> dict:
     """A multipart form as the JSON body would be; flags as repeated fields, CSV or JSON."""
-    payload = {key: form.get(key) for key in form if key != "flags"}
+    payload: dict[str, Any] = {key: form.get(key) for key in form if key != "flags"}
     flags = form.getlist("flags")
     if len(flags) == 1 and flags[0].lstrip().startswith(("[", "{")):
         try:
@@ -132,8 +135,9 @@ class RecordingCreateApi(APIView):
     )
     @idempotent
     def post(self, request: Request) -> Response:
+        payload: Any
         if hasattr(request.data, "getlist"):
-            payload = _form_payload(request.data)
+            payload = _form_payload(cast(QueryDict, request.data))
         elif isinstance(request.data, dict) and "audio" in request.data:
             raise ApplicationError(
                 "validation_error",

@@ -38,6 +38,8 @@ class Recording(models.Model):
     purged_at = models.DateTimeField(null=True, blank=True)
     purge_reason = models.CharField(max_length=32, blank=True)
     purge_policy = models.CharField(max_length=64, blank=True, help_text="The policy that applied.")
+    # Not a column: the ingest sets it on the object it wrote, for the single POST's answer.
+    written_artefacts: "list[Artefact]"
 
     class Meta:
         indexes = [

@@ -255,7 +255,8 @@ VALUES_ROWS = 8
 def _insert_sql(model: type[Model], suffix: str, vendor: str, rows: int) -> tuple[list, str]:
     """The fields an insert writes and its statement for `rows` rows (0: unnest)."""
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    # a concrete field always has a column (the stubs allow None)
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)  # type: ignore[arg-type]
     table = model._meta.db_table
     if rows == 0:
         arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in fields)
@@ -690,9 +691,9 @@ def recordings_register(
             to_check.append(item)
     if to_check:
         with ThreadPoolExecutor(min(STORAGE_THREADS, len(to_check))) as pool:
-            for item, refused in zip(to_check, pool.map(_storage_check, to_check), strict=True):
-                if refused is not None:
-                    results[item.index] = refused
+            for item, refusal in zip(to_check, pool.map(_storage_check, to_check), strict=True):
+                if refusal is not None:
+                    results[item.index] = refusal
 
     ready = [i for i in fresh if i.index not in results]
     if ready:

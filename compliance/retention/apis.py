@@ -164,7 +164,7 @@ class LegalHoldInput(serializers.Serializer):
     def to_internal_value(self, data: Any) -> dict:
         values = super().to_internal_value(data)
         dates = AwareDateTimeField()
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[Any]] = {}  # ErrorDetail strings
         for name in ("from", "to"):
             raw = data.get(name) if hasattr(data, "get") else None
             if raw is None:
@@ -280,7 +280,7 @@ class DeletionRequestCreateApi(APIView):
             raise ApplicationError("validation_error", "The body must be a JSON object.")
         dates = AwareDateTimeField()
         values: dict[str, Any] = {}
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[Any]] = {}  # ErrorDetail strings
         for name in ("from", "to"):
             raw = body.get(name)
             try:

@@ -41,7 +41,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
@@ -248,7 +248,7 @@ def _delete_files(keys: list[str]) -> None:
             default_storage.delete(key)
 
 
-def _unlink(claimed: list[_Claimed]) -> Iterator[list[_Claimed]]:
+def _unlink(claimed: list[_Claimed]) -> Generator[list[_Claimed]]:
     """Step 2: yields the claimed artefacts, in id order and in chunks of at most
     UNLINK_CHUNK files, each once its files are gone (first those without a file). A
     missing file counts as deleted; any other error is raised where its chunk would

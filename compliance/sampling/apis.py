@@ -100,8 +100,10 @@ def _time(body: dict[str, Any], name: str) -> Any:
     try:
         return field.to_internal_value(body[name])
     except serializers.ValidationError as error:
+        # A field's ValidationError always holds a list (the stubs allow a dict too).
+        first = error.detail[0]  # type: ignore[index]
         raise ApplicationError(
-            "validation_error", f"{name}: {error.detail[0]}", fields={name: error.detail}
+            "validation_error", f"{name}: {first}", fields={name: error.detail}
         ) from None
 
 

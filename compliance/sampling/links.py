@@ -43,7 +43,7 @@ class _DrawSigner(signing.TimestampSigner):
 
     def __init__(self) -> None:
         super().__init__(salt=_SALT)
-        derived = hashlib.sha256(force_bytes(self.salt + "signer") + force_bytes(self.key))
+        derived = hashlib.sha256(force_bytes(self.salt) + b"signer" + force_bytes(self.key))
         self._mac = hmac.new(derived.digest(), digestmod=hashlib.sha256)
         self._timestamp = super().timestamp()
 

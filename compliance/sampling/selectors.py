@@ -25,6 +25,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 
@@ -71,7 +72,7 @@ def candidates_sql(
     ids: int | None = None,
     random_limit: bool = False,
     transcripts: bool = False,
-) -> tuple[str, list[object]]:
+) -> tuple[str, list[Any]]:
     """SQL and parameters selecting the ids of the recordings a draw for `scope` may
     hand out at `now`. With `ids` (a count), only among that many ids given as the last
     parameter(s); with `random_limit`, in random order, limited by a last parameter;
@@ -99,7 +100,7 @@ def candidates_sql(
         f" AND (i.state IN ({', '.join(['%s'] * len(HANDED_OUT))})"
         " OR i.delivered_at IS NOT NULL))",
     ]
-    params: list[object] = [*rule.where_params, *HANDED_OUT]
+    params: list[Any] = [*rule.where_params, *HANDED_OUT]
     if scope.jurisdiction is not None:
         where.append("a.jurisdiction = %s")
         params.append(scope.jurisdiction)
@@ -132,7 +133,7 @@ def candidates_sql(
     return sql, join_params + params
 
 
-def _run(sql: str, params: list[object]) -> list[int]:
+def _run(sql: str, params: list[Any]) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]

@@ -534,7 +534,7 @@ class Caller:
     actor: str
 
 
-_CLOSED_CODES = {
+_CLOSED_CODES: dict[str, tuple[str, str]] = {
     ReviewItemState.REVOKED: ("revoked", "This review item has been revoked."),
     ReviewItemState.EXPIRED: ("expired", "This review item has expired."),
     ReviewItemState.DONE: ("item_done", "This review item is done."),
@@ -619,7 +619,7 @@ def _hand_off(
     caller: Caller,
     action: str,
     now: datetime,
-    deliver: Callable[[ReviewItem, str, Recording], tuple[T, list[str]]],
+    deliver: Callable[[ReviewItem, str, Recording], tuple[T | None, list[str]]],
 ) -> T:
     """Lock, re-check and either refuse (recorded, the item closed) or
     `deliver(item, audio key, recording)` inside the same transaction. Raises the
@@ -659,7 +659,7 @@ def _hand_off(
             key = _playable_audio_key(locked.recording_id, now)
             if key is None:
                 reasons.append("no_audio")
-            if not reasons:
+            if not reasons and key is not None:
                 result, reasons = deliver(locked, key, recording)
             if reasons:
                 locked.state, locked.closed_at, locked.close_reason = (

@@ -133,7 +133,7 @@ def _insert_per_object(
         source = f"({sql}) AS t(id)"
     else:
         source = "unnest(%s::bigint[]) AS t(id)"
-        source_params = [pg_array(pks)]
+        source_params = (pg_array(pks),)
     per_object = {"object_pk": "t.id::text", "object_id": "t.id", "object_repr": "%s || t.id::text"}
     meta = LogEntry._meta
     quote = connection.ops.quote_name

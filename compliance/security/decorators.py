@@ -18,7 +18,7 @@ def officer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
     @wraps(view)
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         user = request.user
-        if not user.is_authenticated or not user.is_verified():
+        if not user.is_authenticated or not user.is_verified():  # type: ignore[attr-defined]  # OTPMiddleware adds it
             return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
         if not is_officer(user):
             return HttpResponseForbidden("Privacy officers only.")

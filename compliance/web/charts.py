@@ -173,7 +173,7 @@ def line_chart(
         )
         drawn.append(Series(name, color, points))
     rows = tuple(
-        (label, *("\u2013" if vs[i] is None else fmt(vs[i]) for _, vs in series))
+        (label, *("\u2013" if (v := vs[i]) is None else fmt(v) for _, vs in series))
         for i, label in enumerate(x_labels)
     )
     return Chart(

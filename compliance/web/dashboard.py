@@ -165,7 +165,7 @@ def report_csv(name: str, *, now: datetime) -> str:
     if name == "retention-summary":
         report = retention_report(now=now)
         lag = report["purge_lag"]
-        rows = [
+        rows: list[tuple[Any, ...]] = [
             ("generated_at", report["generated_at"]),
             ("overdue_artefacts", report["overdue_artefacts"]),
             ("held_artefacts", report["held_artefacts"]),

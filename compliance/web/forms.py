@@ -13,7 +13,7 @@ from compliance.recordings.models import Category
 from compliance.retention.models import AppliesTo
 
 # What each retention choice means, in plain words (the privacy page shows these).
-RETENTION_MEANING = {
+RETENTION_MEANING: dict[str, str] = {
     RetentionChoice.THREE_MONTHS: (
         "Recordings are deleted automatically three months after they were made."
     ),
@@ -30,19 +30,20 @@ RETENTION_MEANING = {
     ),
 }
 
-RETENTION_LABELS = {
+# Keyed by the stored value: forms and templates look labels up with plain strings.
+RETENTION_LABELS: dict[str, str] = {
     RetentionChoice.THREE_MONTHS: "3 months",
     RetentionChoice.EIGHTEEN_MONTHS: "18 months",
     RetentionChoice.UNTIL_DELETED: "Until I delete them",
     RetentionChoice.DONT_SAVE: "Don't save my recordings",
 }
 
-PURPOSE_LABELS = {
+PURPOSE_LABELS: dict[str, str] = {
     Purpose.HUMAN_REVIEW: "People may listen to my recordings",
     Purpose.MODEL_TRAINING: "My recordings may be used to train speech recognition",
 }
 
-PURPOSE_EXPLANATIONS = {
+PURPOSE_EXPLANATIONS: dict[str, str] = {
     Purpose.HUMAN_REVIEW: (
         "A small number of clips are heard by trained reviewers, who write down what was "
         "said to check and improve recognition. Reviewers never learn who spoke."
@@ -53,7 +54,7 @@ PURPOSE_EXPLANATIONS = {
     ),
 }
 
-PURPOSE_SHORT = {
+PURPOSE_SHORT: dict[str, str] = {
     Purpose.HUMAN_REVIEW: "human review",
     Purpose.MODEL_TRAINING: "model training",
 }
@@ -121,7 +122,8 @@ class DeletionForm(forms.Form):
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         scope = data.get("scope")
         if scope == "one" and not data.get("recording"):
             self.add_error(None, "Choose the recording to delete.")

@@ -397,7 +397,8 @@ def ledger_entries(*, page: Any, kind: str = "") -> Page:
     entries = LedgerEntry.objects.order_by("-seq")
     if kind:
         entries = entries.filter(kind=kind)
-    shown = Paginator(entries, LEDGER_PER_PAGE).get_page(page)
+    # Any: the page is handed out with its entries replaced by `LedgerRow`s.
+    shown: Page[Any] = Paginator(entries, LEDGER_PER_PAGE).get_page(page)
     shown.object_list = [ledger_row(entry) for entry in shown.object_list]
     return shown
 

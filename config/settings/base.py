@@ -6,6 +6,7 @@ a SQLite file, a generated secret key) for a zero-setup start.
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -174,7 +175,7 @@ INGEST_AUDIO_PREFIX = env.str("INGEST_AUDIO_PREFIX", default="ingest/")
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "compliance.clients.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",

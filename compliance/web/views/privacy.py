@@ -5,6 +5,7 @@ entry in one transaction; these views translate forms to calls and refusals to f
 A profile that is not the user's does not exist for them (404), as in the API.
 """
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
@@ -216,6 +217,8 @@ def deletion_create(request: HttpRequest, profile_id: str) -> HttpResponse:
     data = form.cleaned_data
     scope = data["scope"]
     recording = None
+    recorded_from: datetime | None
+    recorded_to: datetime | None
     if scope == "one":
         try:
             recording = selectors.recording_of_profile(
@@ -268,7 +271,7 @@ def deletion_status(request: HttpRequest, public_id: str) -> HttpResponse:
         deletion = selectors.deletion_request_of_user(user=request.user, public_id=public_id)
     except NotFound:
         raise Http404("No such deletion request.") from None
-    steps = [DeletionStatus.RECEIVED, DeletionStatus.RUNNING, DeletionStatus.DONE]
+    steps: list[str] = [DeletionStatus.RECEIVED, DeletionStatus.RUNNING, DeletionStatus.DONE]
     done = deletion.status == DeletionStatus.DONE
     response = render(
         request,
