@@ -18,14 +18,22 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
 from compliance.accounts.models import Account, Profile
-from compliance.consent.models import ConsentState
+from compliance.consent.models import ConsentDefault, ConsentState
 from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Artefact, Recording
+from compliance.retention import purge
+from compliance.sampling import services
 from compliance.sampling.models import ReviewItem, ReviewItemState
-from compliance.sampling.services import SampleRequest, review_item_audio_open, sample_draw
+from compliance.sampling.services import (
+    SampleRequest,
+    review_item_annotate,
+    review_item_audio_open,
+    sample_draw,
+)
 from tests.conftest import postgres_only
+from tests.factories import ReviewerFactory
 
 from .conftest import CLIP, HUMAN, LINK
 
@@ -48,9 +56,12 @@ def _ledger_flushable(transactional_db: None) -> Iterator[None]:
         cursor.execute("SET session_replication_role = replica")
 
 
-def _world(count: int) -> list[Recording]:
+def _world(count: int, *, on_default: bool = False) -> list[Recording]:
     """`count` profiles that granted human review, one clip each, recorded a minute
-    apart, so that a draw restricted to minute i can only take recording i."""
+    apart, so that a draw restricted to minute i can only take recording i.
+
+    `on_default`: the profiles have no consent-state row at all and rely on their
+    jurisdiction's default, which grants human review."""
     key = default_storage.save("audio/race/clip.wav", ContentFile(CLIP))
     accounts = Account.objects.bulk_create(
         Account(external_id=f"race-a{i}", jurisdiction="DE") for i in range(count)
@@ -58,11 +69,14 @@ def _world(count: int) -> list[Recording]:
     profiles = Profile.objects.bulk_create(
         Profile(external_id=f"race-p{i}", account=a) for i, a in enumerate(accounts)
     )
-    ConsentState.objects.bulk_create(
-        ConsentState(profile=p, purpose=purpose, granted=purpose == HUMAN)
-        for p in profiles
-        for purpose in (HUMAN, "model_training")
-    )
+    if on_default:
+        ConsentDefault.objects.create(jurisdiction="DE", purpose=HUMAN, granted=True)
+    else:
+        ConsentState.objects.bulk_create(
+            ConsentState(profile=p, purpose=purpose, granted=purpose == HUMAN)
+            for p in profiles
+            for purpose in (HUMAN, "model_training")
+        )
     recordings = Recording.objects.bulk_create(
         Recording(external_id=f"race-r{i}", profile=p, recorded_at=BASE + timedelta(minutes=i))
         for i, p in enumerate(profiles)
@@ -73,15 +87,19 @@ def _world(count: int) -> list[Recording]:
     return recordings
 
 
-def _draw_minute(i: int) -> list[str]:
+def _draw_minute(
+    i: int, *, minutes: int = 1, reviewer: str | None = None, now: datetime | None = None
+) -> list[str]:
     request = SampleRequest(
         purpose=HUMAN,
-        size=1,
+        size=minutes,
         reviewer_location="DE",
+        reviewer=reviewer,
         recorded_from=BASE + timedelta(minutes=i),
-        recorded_to=BASE + timedelta(minutes=i + 1),
+        recorded_to=BASE + timedelta(minutes=i + minutes),
     )
-    return [item.id for item in sample_draw(request=request, actor="client:race").items]
+    draw = sample_draw(request=request, actor="client:race", now=now)
+    return [item.id for item in draw.items]
 
 
 def _withdraw(profile: Profile) -> None:
@@ -298,3 +316,191 @@ def test_concurrent_draws_never_hand_out_one_recording_twice():
 
     recordings = list(ReviewItem.objects.values_list("recording_id", flat=True))
     assert len(drawn) == len(recordings) == len(set(recordings)) == 60
+
+
+# --- a profile that relies on its jurisdiction's default -------------------------------
+
+
+def test_a_draw_of_a_profile_on_its_default_makes_the_opt_out_wait_and_then_revoke_it():
+    # given a profile without a consent-state row: the draw must create one to lock
+    [recording] = _world(1, on_default=True)
+    assert not ConsentState.objects.exists()
+    holding, release = threading.Event(), threading.Event()
+    drawer = _Thread(_held(lambda: _draw_minute(0), holding, release))
+    drawer.start()
+    assert holding.wait(30)
+
+    opt_out = _Thread(lambda: _withdraw(recording.profile))
+    opt_out.start()
+    time.sleep(BLOCKED)
+    assert opt_out.is_alive(), "the opt-out did not wait for the draw's lock"
+    release.set()
+    [item] = drawer.outcome()
+    opt_out.outcome()
+
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.REVOKED
+    assert not _fetchable(item)
+
+
+def test_an_opt_out_of_a_profile_on_its_default_makes_the_draw_wait_and_leave_it_out():
+    [recording] = _world(1, on_default=True)
+    holding, release = threading.Event(), threading.Event()
+    opt_out = _Thread(_held(lambda: _withdraw(recording.profile), holding, release))
+    opt_out.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_minute(0))
+    drawer.start()
+    time.sleep(BLOCKED)
+    assert drawer.is_alive(), "the draw did not wait for the opt-out's lock"
+    release.set()
+    opt_out.outcome()
+
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+# --- the reviewer's daily quota ----------------------------------------------------------
+
+
+def test_two_draws_for_one_reviewer_are_ordered_and_the_second_cannot_pass_the_quota():
+    # given a quota of 2 and two draws of 2 over disjoint recordings (minutes 0-1 and 2-3),
+    # so that nothing but the reviewer's row can order them
+    _world(4)
+    reviewer = ReviewerFactory(location="DE", daily_quota=2)
+    name = reviewer.user.username
+    holding, release = threading.Event(), threading.Event()
+    first = _Thread(_held(lambda: _draw_minute(0, minutes=2, reviewer=name), holding, release))
+    first.start()
+    assert holding.wait(30)
+
+    second = _Thread(lambda: _draw_minute(2, minutes=2, reviewer=name))
+    second.start()
+    time.sleep(BLOCKED)
+    assert second.is_alive(), "the second draw did not wait for the reviewer's row"
+    release.set()
+
+    assert len(first.outcome()) == 2
+    with pytest.raises(ApplicationError) as refused:
+        second.outcome()
+    assert (refused.value.code, refused.value.status_code) == ("quota_exceeded", 429)
+    assert ReviewItem.objects.filter(reviewer=reviewer).count() == 2
+
+
+# --- a purge tombstoning what a draw takes ------------------------------------------------
+
+EXPIRY = datetime(2026, 6, 1, tzinfo=UTC)
+BEFORE_EXPIRY = EXPIRY - timedelta(minutes=1)
+
+
+def _due(recording: Recording) -> None:
+    """The recording's audio (its only artefact) is past its retention since EXPIRY."""
+    Artefact.objects.filter(recording=recording).update(expires_at=EXPIRY, expiry_basis="policy:1")
+
+
+def test_a_purge_holding_the_recording_makes_the_draw_wait_and_leave_it_out():
+    # given a purge that has tombstoned the recording and not committed yet, and a draw
+    # (at an instant before the expiry) whose pick still sees the recording active
+    [recording] = _world(1)
+    _due(recording)
+    holding, release = threading.Event(), threading.Event()
+    purger = _Thread(_held(purge.purge_expired, holding, release))
+    purger.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_minute(0, now=BEFORE_EXPIRY))
+    drawer.start()
+    time.sleep(BLOCKED)
+    assert drawer.is_alive(), "the draw did not wait for the purge's lock"
+    release.set()
+    assert purger.outcome().recordings_purged == 1
+
+    # then the draw's re-check saw the tombstone: no item of a purged recording
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+def test_a_draw_holding_the_recording_makes_the_purge_wait_and_then_revoke_its_item():
+    [recording] = _world(1)
+    _due(recording)
+    holding, release = threading.Event(), threading.Event()
+    drawer = _Thread(_held(lambda: _draw_minute(0, now=BEFORE_EXPIRY), holding, release))
+    drawer.start()
+    assert holding.wait(30)
+
+    purger = _Thread(purge.purge_expired)
+    purger.start()
+    time.sleep(BLOCKED)
+    assert purger.is_alive(), "the purge did not wait for the draw's lock"
+    release.set()
+    [item] = drawer.outcome()
+
+    assert purger.outcome().recordings_purged == 1
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.REVOKED
+    assert ReviewItem.objects.get(pk=item).close_reason == "purged"
+
+
+# --- the lock order ----------------------------------------------------------------------
+
+
+def test_a_writer_locking_consent_then_recording_and_a_draw_do_not_deadlock():
+    """The agreed order puts consent states before recordings: a transaction that
+    withdraws and then changes the recording (as any writer may) must not deadlock with
+    a draw that picked that recording."""
+    [recording] = _world(1)
+    holding, go = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with transaction.atomic():
+            _withdraw(recording.profile)  # the consent-state row, FOR UPDATE
+            holding.set()
+            assert go.wait(30)
+            Recording.objects.filter(pk=recording.pk).update(sensitive=True)
+
+    writing = _Thread(writer)
+    writing.start()
+    assert holding.wait(30)
+    drawer = _Thread(lambda: _draw_minute(0))
+    drawer.start()
+    time.sleep(BLOCKED)
+    assert drawer.is_alive(), "the draw did not wait for the consent row"
+    go.set()
+
+    writing.outcome()  # a deadlock would abort one of the two
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+def test_an_annotation_and_a_purge_of_its_recording_do_not_deadlock(monkeypatch):
+    """The purge locks the recording and then revokes its items; the annotation locks
+    the item and inserts an artefact of the recording (its foreign key locks the
+    recording). The gate takes the recording before the item, so one waits for the
+    other instead of each for the other."""
+    [recording] = _world(1)
+    [item] = _draw_minute(0, now=BEFORE_EXPIRY)
+    _due(recording)
+    checked, go = threading.Event(), threading.Event()
+    schedule = services.artefacts_schedule_new
+
+    def paused(**kwargs: Any) -> None:
+        # the gate has re-checked and holds its locks; the purge now runs into them
+        checked.set()
+        assert go.wait(30)
+        schedule(**kwargs)
+
+    monkeypatch.setattr(services, "artefacts_schedule_new", paused)
+    annotator = _Thread(
+        lambda: review_item_annotate(item_id=item, text="x", caller=LINK, now=BEFORE_EXPIRY)
+    )
+    annotator.start()
+    assert checked.wait(30)
+    purger = _Thread(purge.purge_expired)
+    purger.start()
+    time.sleep(BLOCKED)
+    assert purger.is_alive(), "the purge did not wait for the annotation's locks"
+    go.set()
+
+    annotation = annotator.outcome()  # a deadlock would abort one of the two
+    purger.outcome()
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.DONE
+    assert Artefact.objects.get(pk=annotation.pk).category == "annotation"
