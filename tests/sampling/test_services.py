@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from compliance.accounts.models import Profile
 from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
@@ -25,7 +26,7 @@ from compliance.sampling.services import (
 )
 from tests.factories import ReviewerFactory, UserFactory
 
-from .conftest import HUMAN, LINK, reviewable
+from .conftest import HUMAN, LINK, TRAINING, reviewable
 
 pytestmark = pytest.mark.django_db
 
@@ -36,8 +37,8 @@ GATE_AUDIO_QUERIES = 12
 GATE_ANNOTATE_QUERIES = 14
 
 
-def _draw(size: int = 10, **fields) -> list[str]:
-    request = SampleRequest(purpose=HUMAN, size=size, reviewer_location="DE", **fields)
+def _draw(size: int = 10, purpose: str = HUMAN, **fields) -> list[str]:
+    request = SampleRequest(purpose=purpose, size=size, reviewer_location="DE", **fields)
     return [item.id for item in sample_draw(request=request, actor="client:t").items]
 
 
@@ -316,3 +317,109 @@ def test_a_refused_access_still_rechecks_the_rule_and_reads_the_recording_once(
     assert ReviewItem.objects.get(pk=item).close_reason == "sensitive"
     assert _recording_reads(queries) == 2
     assert _recording_locks(queries) == 1
+
+
+# --- what a withdrawal revokes -------------------------------------------------------
+
+
+def _items_by_purpose() -> tuple[Profile, dict[str, str]]:
+    """A profile that granted both purposes, with one item drawn for model training and
+    one for human review, and another profile's item for human review; the items' ids
+    by name."""
+    training_rec = reviewable(granted={HUMAN: True, TRAINING: True})
+    profile = training_rec.profile
+    [training] = _draw(size=10, purpose=TRAINING)
+    human_rec = reviewable(profile=profile)
+    other_rec = reviewable(granted={HUMAN: True, TRAINING: True})
+    _draw(size=10)
+    item_of = dict(ReviewItem.objects.values_list("recording_id", "pk"))
+    assert item_of[training_rec.pk] == training
+    return profile, {
+        "training": training,
+        "human": item_of[human_rec.pk],
+        "other": item_of[other_rec.pk],
+    }
+
+
+def _withdraw(profile: Profile, purpose: str) -> None:
+    consent_set(
+        profile=profile,
+        purpose=purpose,
+        granted=False,
+        channel="app",
+        notice_version="v1",
+        actor="t",
+    )
+
+
+def test_withdrawing_human_review_revokes_every_open_item_of_the_profile():
+    # people hear every item, whatever purpose it was drawn for
+    profile, ids = _items_by_purpose()
+
+    _withdraw(profile, HUMAN)
+
+    states = _states()
+    assert states[ids["training"]] == ReviewItemState.REVOKED
+    assert states[ids["human"]] == ReviewItemState.REVOKED
+    assert states[ids["other"]] == ReviewItemState.PENDING
+    entry = LedgerEntry.objects.filter(kind="review_items.revoked").latest("seq")
+    assert entry.payload == {"purpose": HUMAN, "reason": "consent_withdrawn", "items": 2}
+
+
+def test_withdrawing_model_training_revokes_only_the_profiles_items_drawn_for_it():
+    profile, ids = _items_by_purpose()
+
+    _withdraw(profile, TRAINING)
+
+    states = _states()
+    assert states[ids["training"]] == ReviewItemState.REVOKED
+    assert states[ids["human"]] == ReviewItemState.PENDING
+    assert states[ids["other"]] == ReviewItemState.PENDING
+    assert ReviewItem.objects.get(pk=ids["training"]).close_reason == "consent_withdrawn"
+
+
+def test_a_withdrawal_leaves_closed_items_as_they_are():
+    profile, ids = _items_by_purpose()
+    ReviewItem.objects.filter(pk=ids["human"]).update(state=ReviewItemState.DONE)
+
+    _withdraw(profile, HUMAN)
+
+    assert _states()[ids["human"]] == ReviewItemState.DONE
+
+
+# --- an item is usable strictly before its expiry ------------------------------------
+
+
+def test_an_item_is_refused_at_its_exact_expiry_instant():
+    reviewable()
+    [item] = _draw(size=1)
+    expires_at = ReviewItem.objects.get(pk=item).expires_at
+
+    with pytest.raises(ApplicationError) as refused:
+        review_item_audio_open(item_id=item, caller=LINK, now=expires_at)
+
+    assert (refused.value.status_code, refused.value.code) == (410, "expired")
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.EXPIRED
+    assert LedgerEntry.objects.latest("seq").kind == "review_item.refused"
+
+
+def test_an_item_is_usable_until_just_before_its_expiry():
+    reviewable()
+    [item] = _draw(size=1)
+    expires_at = ReviewItem.objects.get(pk=item).expires_at
+
+    review_item_audio_open(
+        item_id=item, caller=LINK, now=expires_at - timedelta(microseconds=1)
+    ).file.close()
+
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.DELIVERED
+
+
+def test_the_expiry_sweep_closes_an_item_at_its_exact_expiry_instant_not_before():
+    reviewable()
+    [item] = _draw(size=1)
+    expires_at = ReviewItem.objects.get(pk=item).expires_at
+
+    assert review_items_expire(now=expires_at - timedelta(microseconds=1)) == 0
+    assert review_items_expire(now=expires_at) == 1
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.EXPIRED
