@@ -504,3 +504,98 @@ def test_an_annotation_and_a_purge_of_its_recording_do_not_deadlock(monkeypatch)
     purger.outcome()
     assert ReviewItem.objects.get(pk=item).state == ReviewItemState.DONE
     assert Artefact.objects.get(pk=annotation.pk).category == "annotation"
+
+
+# --- a top-up round, which already holds the first round's locks ------------------------
+
+
+def _picks(monkeypatch: pytest.MonkeyPatch, *rounds: list[Recording]) -> None:
+    """The draw's pick returns these recordings, one list a round, and then nothing: as
+    if the uniform pick had chosen them."""
+    queue = [[r.pk for r in chosen] for chosen in rounds]
+    monkeypatch.setattr(services, "sample_pick", lambda **_: queue.pop(0) if queue else [])
+
+
+def _draw_one(purpose: str = HUMAN, now: datetime | None = None) -> list[str]:
+    request = SampleRequest(purpose=purpose, size=1, reviewer_location="DE")
+    return [item.id for item in sample_draw(request=request, actor="client:race", now=now).items]
+
+
+def _row_lock_waits() -> list[str]:
+    """What the backends of this database that wait on a row (a tuple or a transaction
+    holding one) are running; a wait for the ledger's advisory lock is not one."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _skips_the_held_rows(release: threading.Event) -> None:
+    """The draw runs on while the other side holds its transaction: it may wait for the
+    ledger's lock (appends are serialised, last), never for a row the other side holds.
+    The other side is released either way."""
+    try:
+        time.sleep(BLOCKED)
+        assert _row_lock_waits() == [], "the top-up round waited for a row it should skip"
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize(
+    ("purpose", "withdrawn"),
+    [(HUMAN, HUMAN), ("model_training", HUMAN), ("model_training", "model_training")],
+)
+def test_a_top_up_round_skips_a_recording_whose_consent_an_opt_out_holds(
+    monkeypatch, purpose, withdrawn
+):
+    # given a first pick that the re-check drops (a sensitive clip), and a second pick
+    # whose profile is withdrawing (uncommitted) one of the purposes the draw needs
+    lost, taken = _world(2)
+    ConsentState.objects.update(granted=True)
+    Recording.objects.filter(pk=lost.pk).update(sensitive=True)
+    _picks(monkeypatch, [lost], [taken])
+    holding, release = threading.Event(), threading.Event()
+
+    def withdraw() -> None:
+        consent_set(
+            profile=taken.profile,
+            purpose=withdrawn,
+            granted=False,
+            channel="app",
+            notice_version="v1",
+            actor="race",
+        )
+
+    opt_out = _Thread(_held(withdraw, holding, release))
+    opt_out.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_one(purpose))
+    drawer.start()
+    _skips_the_held_rows(release)
+    opt_out.outcome()
+
+    # then the round left the profile out rather than judge it under a withdrawal in flight
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+def test_a_top_up_round_skips_a_recording_a_purge_holds(monkeypatch):
+    lost, taken = _world(2)
+    Recording.objects.filter(pk=lost.pk).update(sensitive=True)
+    _due(taken)
+    _picks(monkeypatch, [lost], [taken])
+    holding, release = threading.Event(), threading.Event()
+    purger = _Thread(_held(purge.purge_expired, holding, release))
+    purger.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_one(now=BEFORE_EXPIRY))
+    drawer.start()
+    _skips_the_held_rows(release)
+    assert purger.outcome().recordings_purged == 1
+
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()

@@ -13,8 +13,10 @@ from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Recording
+from compliance.sampling import services
 from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.services import (
+    SAMPLE_SIZE_LIMIT,
     SampleRequest,
     review_item_annotate,
     review_item_audio_open,
@@ -423,3 +425,38 @@ def test_the_expiry_sweep_closes_an_item_at_its_exact_expiry_instant_not_before(
     assert review_items_expire(now=expires_at - timedelta(microseconds=1)) == 0
     assert review_items_expire(now=expires_at) == 1
     assert ReviewItem.objects.get(pk=item).state == ReviewItemState.EXPIRED
+
+
+# --- the draw ------------------------------------------------------------------------
+
+
+def test_a_top_up_round_makes_up_for_what_the_recheck_dropped(monkeypatch):
+    # given a first pick that the re-check drops (the clip was flagged after the pick)
+    lost, kept = reviewable(), reviewable()
+    Recording.objects.filter(pk=lost.pk).update(sensitive=True)
+    queue = [[lost.pk], [kept.pk]]
+    monkeypatch.setattr(services, "sample_pick", lambda **_: queue.pop(0) if queue else [])
+
+    [item] = _draw(size=1)
+
+    assert ReviewItem.objects.get(pk=item).recording == kept
+    entry = LedgerEntry.objects.filter(kind="sample.drawn").latest("seq")
+    assert (entry.payload["rounds"], entry.payload["dropped_at_recheck"]) == (2, 1)
+
+
+def test_a_draw_of_the_size_limit_is_accepted():
+    reviewable()
+
+    assert len(_draw(size=SAMPLE_SIZE_LIMIT)) == 1
+    with pytest.raises(ApplicationError) as refused:
+        _draw(size=SAMPLE_SIZE_LIMIT + 1)
+    assert refused.value.code == "sample_too_large"
+
+
+def test_a_withdrawal_with_nothing_to_revoke_records_no_revocation():
+    recording = reviewable()
+
+    _withdraw(recording.profile, HUMAN)
+
+    assert not LedgerEntry.objects.filter(kind="review_items.revoked").exists()
+    assert LedgerEntry.objects.latest("seq").kind == "consent.withdrawn"
