@@ -278,7 +278,7 @@ def lock_consent_states(*, profile_ids: list[int], purposes: list[str]) -> None:
 def _plan_for_lookups() -> None:
     """The draw looks up a few thousand rows by key, on pages that are in memory. At
     PostgreSQL's default random_page_cost (4, for spinning disks) the planner prefers
-    hashing the whole profile table for that, 12 ms a statement here; at 1.1 (the usual
+    hashing the whole profile table for that, many times slower; at 1.1 (the usual
     value for SSDs and cached data) it looks them up. SET LOCAL: this transaction only.
     """
     if connection.vendor == "postgresql":

@@ -460,3 +460,15 @@ def test_a_withdrawal_with_nothing_to_revoke_records_no_revocation():
 
     assert not LedgerEntry.objects.filter(kind="review_items.revoked").exists()
     assert LedgerEntry.objects.latest("seq").kind == "consent.withdrawn"
+
+
+def test_a_draw_over_an_empty_time_range_is_refused():
+    reviewable()
+    at = timezone.now()
+
+    with pytest.raises(ApplicationError) as refused:
+        _draw(size=1, recorded_from=at, recorded_to=at)
+
+    assert (refused.value.status_code, refused.value.code) == (400, "validation_error")
+    assert refused.value.fields == {"recorded_to": ["Must be after recorded_from."]}
+    assert not ReviewItem.objects.exists()
