@@ -365,16 +365,22 @@ def test_an_opt_out_of_a_profile_on_its_default_makes_the_draw_wait_and_leave_it
 
 def test_two_draws_for_one_reviewer_are_ordered_and_the_second_cannot_pass_the_quota():
     # given a quota of 2 and two draws of 2 over disjoint recordings (minutes 0-1 and 2-3),
-    # so that nothing but the reviewer's row can order them
+    # so that nothing but the reviewer's row can order them; the first at midnight, the
+    # first instant of the day whose quota it counts to
     _world(4)
     reviewer = ReviewerFactory(location="DE", daily_quota=2)
     name = reviewer.user.username
+    midnight = datetime(2026, 3, 1, tzinfo=UTC)
     holding, release = threading.Event(), threading.Event()
-    first = _Thread(_held(lambda: _draw_minute(0, minutes=2, reviewer=name), holding, release))
+    first = _Thread(
+        _held(lambda: _draw_minute(0, minutes=2, reviewer=name, now=midnight), holding, release)
+    )
     first.start()
     assert holding.wait(30)
 
-    second = _Thread(lambda: _draw_minute(2, minutes=2, reviewer=name))
+    second = _Thread(
+        lambda: _draw_minute(2, minutes=2, reviewer=name, now=midnight + timedelta(hours=1))
+    )
     second.start()
     time.sleep(BLOCKED)
     assert second.is_alive(), "the second draw did not wait for the reviewer's row"
@@ -596,6 +602,37 @@ def test_a_top_up_round_skips_a_recording_a_purge_holds(monkeypatch):
     drawer.start()
     _skips_the_held_rows(release)
     assert purger.outcome().recordings_purged == 1
+
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+def test_an_opt_out_of_model_training_makes_a_training_draw_wait_and_leave_it_out():
+    # a draw for model training needs both grants, and locks both rows
+    [recording] = _world(1)
+    ConsentState.objects.update(granted=True)
+    holding, release = threading.Event(), threading.Event()
+
+    def withdraw_training() -> None:
+        consent_set(
+            profile=recording.profile,
+            purpose="model_training",
+            granted=False,
+            channel="app",
+            notice_version="v1",
+            actor="race",
+        )
+
+    opt_out = _Thread(_held(withdraw_training, holding, release))
+    opt_out.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_one("model_training"))
+    drawer.start()
+    time.sleep(BLOCKED)
+    assert drawer.is_alive(), "the draw did not wait for the opt-out's lock"
+    release.set()
+    opt_out.outcome()
 
     assert drawer.outcome() == []
     assert not ReviewItem.objects.exists()

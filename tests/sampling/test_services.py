@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -39,9 +39,9 @@ GATE_AUDIO_QUERIES = 12
 GATE_ANNOTATE_QUERIES = 14
 
 
-def _draw(size: int = 10, purpose: str = HUMAN, **fields) -> list[str]:
+def _draw(size: int = 10, purpose: str = HUMAN, now: datetime | None = None, **fields) -> list[str]:
     request = SampleRequest(purpose=purpose, size=size, reviewer_location="DE", **fields)
-    return [item.id for item in sample_draw(request=request, actor="client:t").items]
+    return [item.id for item in sample_draw(request=request, actor="client:t", now=now).items]
 
 
 def _states() -> dict[str, str]:
@@ -472,3 +472,16 @@ def test_a_draw_over_an_empty_time_range_is_refused():
     assert (refused.value.status_code, refused.value.code) == (400, "validation_error")
     assert refused.value.fields == {"recorded_to": ["Must be after recorded_from."]}
     assert not ReviewItem.objects.exists()
+
+
+def test_an_item_drawn_at_midnight_counts_to_that_days_quota():
+    reviewer = ReviewerFactory(location="DE", daily_quota=1)
+    reviewable(), reviewable()
+    midnight = datetime(2026, 3, 1, tzinfo=UTC)
+    _draw(size=1, reviewer=reviewer.user.username, now=midnight)
+
+    with pytest.raises(ApplicationError) as refused:
+        _draw(size=1, reviewer=reviewer.user.username, now=midnight + timedelta(hours=1))
+
+    assert refused.value.code == "quota_exceeded"
+    assert ReviewItem.objects.filter(reviewer=reviewer).count() == 1
