@@ -485,3 +485,29 @@ def test_an_item_drawn_at_midnight_counts_to_that_days_quota():
 
     assert refused.value.code == "quota_exceeded"
     assert ReviewItem.objects.filter(reviewer=reviewer).count() == 1
+
+
+def test_the_expiry_sweep_leaves_closed_items_past_their_expiry_as_they_are():
+    for _ in range(2):
+        reviewable()
+    done, revoked = _draw(size=2)
+    ReviewItem.objects.filter(pk=done).update(state=ReviewItemState.DONE)
+    ReviewItem.objects.filter(pk=revoked).update(state=ReviewItemState.REVOKED)
+
+    assert review_items_expire(now=timezone.now() + timedelta(days=1)) == 0
+
+    assert _states() == {done: ReviewItemState.DONE, revoked: ReviewItemState.REVOKED}
+
+
+def test_the_gate_judges_an_item_drawn_for_model_training_for_human_review_too():
+    # people hear it: a clip flagged sensitive after the draw is refused, although
+    # model training alone would not mind the flag
+    recording = reviewable(granted={HUMAN: True, TRAINING: True})
+    [item] = _draw(size=1, purpose=TRAINING)
+    Recording.objects.filter(pk=recording.pk).update(sensitive=True)
+
+    with pytest.raises(ApplicationError) as refused:
+        review_item_audio_open(item_id=item, caller=LINK)
+
+    assert (refused.value.status_code, refused.value.code) == (410, "revoked")
+    assert ReviewItem.objects.get(pk=item).close_reason == "sensitive"
