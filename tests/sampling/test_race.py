@@ -636,3 +636,45 @@ def test_an_opt_out_of_model_training_makes_a_training_draw_wait_and_leave_it_ou
 
     assert drawer.outcome() == []
     assert not ReviewItem.objects.exists()
+
+
+def test_a_consent_row_created_by_another_just_before_the_draw_creates_it_is_locked_too(
+    monkeypatch,
+):
+    """The draw found no row and goes to create it; a grant creates and commits it first,
+    so the draw's insert does nothing. The row must still be locked by the draw: an
+    opt-out then waits for the draw and revokes its item."""
+    [recording] = _world(1, on_default=True)
+    create = ConsentState.objects.bulk_create
+
+    def grant_first(*args: Any, **kwargs: Any) -> Any:
+        grant = _Thread(
+            lambda: consent_set(
+                profile=recording.profile,
+                purpose=HUMAN,
+                granted=True,
+                channel="app",
+                notice_version="v1",
+                actor="race",
+            )
+        )
+        grant.start()
+        grant.outcome()
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(ConsentState.objects, "bulk_create", grant_first)
+    holding, release = threading.Event(), threading.Event()
+    drawer = _Thread(_held(lambda: _draw_minute(0), holding, release))
+    drawer.start()
+    assert holding.wait(30)
+    monkeypatch.undo()
+
+    opt_out = _Thread(lambda: _withdraw(recording.profile))
+    opt_out.start()
+    time.sleep(BLOCKED)
+    assert opt_out.is_alive(), "the opt-out did not wait for the draw's lock"
+    release.set()
+    [item] = drawer.outcome()
+    opt_out.outcome()
+
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.REVOKED
