@@ -12,7 +12,7 @@ from compliance.accounts.models import Profile
 from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
-from compliance.recordings.models import Recording
+from compliance.recordings.models import Artefact, Recording
 from compliance.sampling import services
 from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.services import (
@@ -511,3 +511,22 @@ def test_the_gate_judges_an_item_drawn_for_model_training_for_human_review_too()
 
     assert (refused.value.status_code, refused.value.code) == (410, "revoked")
     assert ReviewItem.objects.get(pk=item).close_reason == "sensitive"
+
+
+@pytest.mark.parametrize("action", ["audio", "annotate"])
+def test_the_gate_refuses_an_item_whose_recording_has_no_playable_audio_left(action):
+    # the rule itself does not mind a recording without audio; the gate does: there is
+    # nothing to hear, and nothing heard to annotate
+    recording = reviewable()
+    [item] = _draw(size=1)
+    Artefact.objects.filter(recording=recording, category="audio").update(storage_key="")
+
+    with pytest.raises(ApplicationError) as refused:
+        if action == "audio":
+            review_item_audio_open(item_id=item, caller=LINK)
+        else:
+            review_item_annotate(item_id=item, text="intent: lights.on", caller=LINK)
+
+    assert (refused.value.status_code, refused.value.code) == (410, "revoked")
+    assert ReviewItem.objects.get(pk=item).close_reason == "no_audio"
+    assert not Artefact.objects.filter(recording=recording, category="annotation").exists()
