@@ -1,4 +1,4 @@
-"""The eligibility rule — the one place it lives (DESIGN.md, "The eligibility rule").
+"""The eligibility rule: the one place it lives.
 
 Recording R may be used for purpose P (by a reviewer at location L) now iff: R is
 active; none of the artefacts P needs is past its effective retention; for
@@ -8,7 +8,7 @@ default); and, for human_review with L given, L is R's jurisdiction or a transfe
 allows L for it.
 
 It is stated here twice, in the two forms its callers need, and tests prove on
-generated data that both select exactly the recordings DESIGN.md's rule allows
+generated data that both select exactly the recordings the rule above allows
 (tests/eligibility/test_rules.py):
 - `decide()`: the decision for one recording, with a reason code per failed
   condition, from facts that `facts_for()` reads in one query;
@@ -116,8 +116,8 @@ def _facts_sql(vendor: str, count: int, with_location: bool, needs: int) -> str:
     """One query for the facts of many recordings.
 
     Hand-written SQL because this is the hot path: the ORM's query compilation and
-    model machinery cost more than PostgreSQL's 90 µs (PERFORMANCE.md). The conditions
-    themselves stay in `decide()`.
+    model machinery cost more than PostgreSQL's own work on the query (bench/). The
+    conditions themselves stay in `decide()`.
     """
     recording = Recording._meta.db_table
     profile = Profile._meta.db_table
@@ -165,7 +165,7 @@ def _facts_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
     On PostgreSQL it binds on the server (Django's own cursors bind on the client), so
     psycopg prepares the statement once per connection (`prepare_threshold` in the
     database OPTIONS) and PostgreSQL plans it once (`plan_cache_mode`): planning costs
-    several times the query's execution here (bench/eligibility.py). The psycopg
+    more than the query's execution (bench/eligibility.py). The psycopg
     cursor is kept with its connection, so its adapters are looked up once, not per
     call. It is wrapped as Django wraps its cursors, so it is logged and counted like
     any other.
@@ -185,8 +185,8 @@ def _facts_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
 
 # Outside a transaction, a batch of several chunks is spread over this many
 # connections: the request's own and the rest from a small thread pool (each pool
-# thread keeps its own connection). PostgreSQL then answers it on more than one core;
-# a 10,000-id batch takes about half as long (bench/eligibility.py).
+# thread keeps its own connection). PostgreSQL then answers it on more than one core
+# (bench/eligibility.py measures it).
 FACTS_PARALLEL = 2
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
@@ -322,11 +322,11 @@ def eligible_sql(
     place instead of adding a second subquery.
 
     WHY SQL. The sampling draw probes thousands of random ids and re-checks what it
-    locked. Through an ORM filter of the rule those queries took about 180 ms of a
-    1,000-item draw on 1,000,000 recordings (PostgreSQL plans the filter's OR of EXISTS
-    subqueries as hashed scans of the whole consent table, and Django builds and quotes
-    thousands of parameters); the same conditions written as joins, in one statement
-    with the draw's own conditions and one array of ids, about 110 ms (bench/sampling.py).
+    locked. Through an ORM filter of the rule those queries were the larger part of a
+    large draw (PostgreSQL plans the filter's OR of EXISTS subqueries as hashed scans of
+    the whole consent table, and Django builds and quotes thousands of parameters); the
+    same conditions written as joins, in one statement with the draw's own conditions
+    and one array of ids, cost markedly less (bench/sampling.py).
 
     HOW IT IS PROVED. tests/eligibility/test_rules.py runs it on generated worlds, for
     each purpose and all of them at once, with and without a reviewer location and

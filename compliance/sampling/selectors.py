@@ -2,8 +2,8 @@
 
 HAND-WRITTEN SQL. The pick probes thousands of random ids per draw, and the draw
 re-checks its candidates once they are locked: each is one SQL statement over one array
-of ids, because through an ORM filter of the rule the draw took half as long again
-(the figures: `eligible_sql()`'s docstring; bench/sampling.py).
+of ids, because through an ORM filter of the rule the draw took markedly longer
+(`eligible_sql()`'s docstring says why; bench/sampling.py measures it).
 `candidates_sql` composes that statement from:
 
 - the eligibility rule's own SQL fragments, `eligible_sql()` in
@@ -216,8 +216,8 @@ def sample_pick(
     """Up to `count` ids a draw for `scope` may hand out, a uniformly random subset, in
     random order.
 
-    Random id probes (PERFORMANCE.md: milliseconds where ORDER BY random() takes
-    seconds here): every id in [min, max] of the recordings table is equally likely to
+    Random id probes (far cheaper than ORDER BY random() over a large filter; see
+    bench/sampling.py): every id in [min, max] of the recordings table is equally likely to
     be probed, so every candidate is equally likely to be hit; gaps in the id space only
     lower the hit rate. Rounds probe fresh ids until enough are hit, and the hits of
     the last round are taken in random order: the same as walking one random

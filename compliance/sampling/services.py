@@ -6,20 +6,28 @@ streamed, an annotation accepted) except under the lock that orders it against a
 opt-out, after the rule has been re-checked in that same transaction; links live
 minutes; every fetch re-checks.
 
-THE TRANSACTIONS (RELIABILITY.md, "opt-out vs. hand-off")
-- Draw, one transaction: lock the reviewer row (quota); pick candidates; lock their
-  recording rows FOR NO KEY UPDATE (two draws never hand one recording out twice, and a
-  purge's tombstoning waits) and their profiles' consent-state rows FOR NO KEY UPDATE
-  (conflicts with the opt-out's FOR UPDATE); re-check the rule for every candidate in a
-  new statement, which under READ COMMITTED sees every opt-out that committed before
-  the locks were granted; create the items; one ledger entry.
+THE TRANSACTIONS (an opt-out against a hand-off; a purge against a hand-off)
+The lock order of the whole codebase is account -> profile -> consent state ->
+recording -> artefact -> review item -> reviewer (quota) row -> ledger append, last.
+Sampling keeps it: every lock below is taken in that order, or with SKIP LOCKED.
+- Draw, one transaction: pick candidates; lock their profiles' consent-state rows FOR
+  NO KEY UPDATE (conflicts with the opt-out's FOR UPDATE; a missing row is created
+  first, so that a profile on its jurisdiction's default has a row to meet on); then
+  their recording rows FOR NO KEY UPDATE (a purge's tombstoning waits for the draw, or
+  the draw for it); re-check the rule for every candidate in a new statement, which
+  under READ COMMITTED sees every opt-out and purge that committed before the locks
+  were granted; create the items; lock the reviewer row and count the quota, this
+  draw's items included (two draws of one reviewer are ordered there); one ledger
+  entry.
 - Withdrawal: `consent_set` locks the state row FOR UPDATE, saves it, and calls
   `review_items_revoke_for_profile` in its transaction: every open item of the profile
   is revoked. Its UPDATE runs after its lock was granted, so it sees every item of a
   draw that held the lock before it.
 - Audio fetch and annotation, one transaction: lock the consent-state rows (no key),
-  then the item FOR UPDATE; re-check with `facts_for` + `decide`; record the access in
-  the ledger, allowed or refused.
+  then the recording (no key: a purge's tombstoning, which locks the recording and
+  then revokes its items, waits for the access, or the access for it), then the item
+  FOR UPDATE; re-check with `facts_for` + `decide`; record the access in the ledger,
+  allowed or refused.
 Either the opt-out commits first (the draw waits for its lock, re-checks, and leaves the
 profile out) or the draw does (the opt-out waits, then revokes the new items). There is
 no third order.
@@ -215,15 +223,27 @@ def _day_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _check_quota(reviewer: Reviewer, size: int, now: datetime) -> None:
-    """Under the reviewer's row lock, so two draws at once cannot both pass."""
-    locked = Reviewer.objects.select_for_update().get(pk=reviewer.pk)
-    used = ReviewItem.objects.filter(reviewer=locked, created_at__gte=_day_start(now)).count()
-    left = max(0, locked.daily_quota - used)
+def _check_quota(reviewer: Reviewer, size: int, now: datetime, *, drawn: int | None) -> None:
+    """Refuse a draw of `size` beyond what is left of the reviewer's quota today.
+
+    With `drawn` (the number of items this draw has inserted) it is the check that
+    holds: the reviewer's row is locked, after the items, as the lock order has it, and
+    today's items are counted with this draw's own; a second draw of the same reviewer
+    waits here for the first to commit and then counts its items too. Without `drawn`
+    it is an early answer, unlocked, so that a spent quota fails before the draw's work.
+    """
+    if drawn is None:
+        quota, used = reviewer.daily_quota, 0
+        before = ReviewItem.objects.filter(reviewer=reviewer, created_at__gte=_day_start(now))
+    else:
+        locked = Reviewer.objects.select_for_update().get(pk=reviewer.pk)
+        quota, used = locked.daily_quota, drawn
+        before = ReviewItem.objects.filter(reviewer=locked, created_at__gte=_day_start(now))
+    left = max(0, quota - (before.count() - used))
     if size > left:
         raise ApplicationError(
             "quota_exceeded",
-            f"The reviewer's daily quota of {locked.daily_quota} clips has {left} left today.",
+            f"The reviewer's daily quota of {quota} clips has {left} left today.",
             fields={"size": [f"at most {left} today"]},
             status_code=429,
         )
@@ -258,7 +278,7 @@ def lock_consent_states(*, profile_ids: list[int], purposes: list[str]) -> None:
 def _plan_for_lookups() -> None:
     """The draw looks up a few thousand rows by key, on pages that are in memory. At
     PostgreSQL's default random_page_cost (4, for spinning disks) the planner prefers
-    hashing the whole profile table for that, 12 ms a statement here; at 1.1 (the usual
+    hashing the whole profile table for that, many times slower; at 1.1 (the usual
     value for SSDs and cached data) it looks them up. SET LOCAL: this transaction only.
     """
     if connection.vendor == "postgresql":
@@ -266,24 +286,37 @@ def _plan_for_lookups() -> None:
             cursor.execute("SET LOCAL random_page_cost = 1.1")
 
 
-def _lock_recordings(ids: list[int]) -> list[int]:
-    """Lock the picked recordings FOR NO KEY UPDATE, in id order; their profiles' ids.
+def _profiles_of(ids: list[int]) -> list[int]:
+    """The profiles of the picked recordings, read without a lock: their consent rows
+    are locked before the recordings (the lock order), and `_lock_recordings` keeps only
+    the recordings whose profile is among those locked."""
+    rows = Recording.objects.filter(pk__any_of=ids).values_list("profile_id", flat=True)
+    return sorted({p for p in rows if p is not None})
 
-    Two draws that picked the same recording are ordered here, so the later one's
-    re-check sees the earlier one's item; a purge's tombstoning waits for the draw.
+
+def _lock_recordings(ids: list[int], profiles: list[int]) -> list[int]:
+    """Lock the picked recordings FOR NO KEY UPDATE, in id order, after their profiles'
+    consent rows; those whose profile is among `profiles` (the ones locked).
+
+    A purge tombstones a recording under FOR UPDATE and then revokes its open items:
+    it waits here for the draw, and then revokes the draw's items; or the draw waits
+    for the purge, and its re-check then sees the tombstone.
     """
     rows = (
         Recording.objects.filter(pk__any_of=ids)
         .order_by("pk")
         .select_for_update(no_key=True)
-        .values_list("profile_id", flat=True)
+        .values_list("pk", "profile_id")
     )
-    return sorted({p for p in rows if p is not None})
+    held = set(profiles)
+    return [pk for pk, profile in rows if profile in held]
 
 
 def _lock_what_is_free(ids: list[int], purposes: list[str]) -> list[int]:
     """For a top-up round, which already holds locks: lock without waiting (SKIP
-    LOCKED), so that two draws topping up cannot deadlock, and keep the recordings
+    LOCKED), so that two draws topping up cannot deadlock (it takes the recordings
+    before the consent rows, against the lock order, which SKIP LOCKED makes safe), and
+    keep the recordings
     whose row and whose profile's consent rows were all free. A consent row skipped
     is one that an opt-out may hold: that recording is simply not handed out."""
     recordings = dict(
@@ -376,7 +409,7 @@ def sample_draw(
     with transaction.atomic():
         _plan_for_lookups()
         if reviewer is not None:
-            _check_quota(reviewer, size, now)
+            _check_quota(reviewer, size, now, drawn=None)
         while len(items) < size and rounds < _ROUNDS:
             rounds += 1
             wanted = size - len(items)
@@ -384,8 +417,9 @@ def sample_draw(
                 scope=scope, now=now, count=wanted + math.ceil(wanted * _MARGIN), rng=rng
             )
             if rounds == 1:
-                lock_consent_states(profile_ids=_lock_recordings(picked), purposes=purposes)
-                held = picked
+                profiles = _profiles_of(picked)
+                lock_consent_states(profile_ids=profiles, purposes=purposes)
+                held = _lock_recordings(picked, profiles)
             else:
                 held = _lock_what_is_free(picked, purposes)
             # A new statement after the locks: it sees every withdrawal, purge and draw
@@ -409,6 +443,8 @@ def sample_draw(
             dropped += len(picked) - len(still)
             if len(picked) < wanted:
                 break  # the pick found fewer than wanted: nothing more to find
+        if reviewer is not None:
+            _check_quota(reviewer, size, now, drawn=len(items))
         ledger_append(
             kind="sample.drawn",
             subject="sample",
@@ -637,6 +673,15 @@ def _hand_off(
             lock_consent_states(
                 profile_ids=[recording.profile_id], purposes=reviewable_purposes(item.purpose)
             )
+        # The recording before the item, as the lock order has it: a purge locks the
+        # recording and then revokes its items, and an annotation's insert needs a lock
+        # on the recording too (its foreign key); taken after the item, the two would
+        # deadlock.
+        list(
+            Recording.objects.filter(pk=item.recording_id)
+            .select_for_update(no_key=True)
+            .values_list("pk", flat=True)
+        )
         locked = (
             ReviewItem.objects.select_for_update(of=("self",))
             .select_related("reviewer")

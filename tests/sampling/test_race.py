@@ -18,14 +18,22 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
 from compliance.accounts.models import Account, Profile
-from compliance.consent.models import ConsentState
+from compliance.consent.models import ConsentDefault, ConsentState
 from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Artefact, Recording
+from compliance.retention import purge
+from compliance.sampling import services
 from compliance.sampling.models import ReviewItem, ReviewItemState
-from compliance.sampling.services import SampleRequest, review_item_audio_open, sample_draw
+from compliance.sampling.services import (
+    SampleRequest,
+    review_item_annotate,
+    review_item_audio_open,
+    sample_draw,
+)
 from tests.conftest import postgres_only
+from tests.factories import ReviewerFactory
 
 from .conftest import CLIP, HUMAN, LINK
 
@@ -48,20 +56,26 @@ def _ledger_flushable(transactional_db: None) -> Iterator[None]:
         cursor.execute("SET session_replication_role = replica")
 
 
-def _world(count: int) -> list[Recording]:
+def _world(count: int, *, on_default: bool = False) -> list[Recording]:
     """`count` profiles that granted human review, one clip each, recorded a minute
-    apart, so that a draw restricted to minute i can only take recording i."""
+    apart, so that a draw restricted to minute i can only take recording i.
+
+    `on_default`: the profiles have no consent-state row at all and rely on their
+    jurisdiction's default, which grants human review."""
     accounts = Account.objects.bulk_create(
         Account(external_id=f"race-a{i}", jurisdiction="DE") for i in range(count)
     )
     profiles = Profile.objects.bulk_create(
         Profile(external_id=f"race-p{i}", account=a) for i, a in enumerate(accounts)
     )
-    ConsentState.objects.bulk_create(
-        ConsentState(profile=p, purpose=purpose, granted=purpose == HUMAN)
-        for p in profiles
-        for purpose in (HUMAN, "model_training")
-    )
+    if on_default:
+        ConsentDefault.objects.create(jurisdiction="DE", purpose=HUMAN, granted=True)
+    else:
+        ConsentState.objects.bulk_create(
+            ConsentState(profile=p, purpose=purpose, granted=purpose == HUMAN)
+            for p in profiles
+            for purpose in (HUMAN, "model_training")
+        )
     recordings = Recording.objects.bulk_create(
         Recording(external_id=f"race-r{i}", profile=p, recorded_at=BASE + timedelta(minutes=i))
         for i, p in enumerate(profiles)
@@ -78,15 +92,19 @@ def _world(count: int) -> list[Recording]:
     return recordings
 
 
-def _draw_minute(i: int) -> list[str]:
+def _draw_minute(
+    i: int, *, minutes: int = 1, reviewer: str | None = None, now: datetime | None = None
+) -> list[str]:
     request = SampleRequest(
         purpose=HUMAN,
-        size=1,
+        size=minutes,
         reviewer_location="DE",
+        reviewer=reviewer,
         recorded_from=BASE + timedelta(minutes=i),
-        recorded_to=BASE + timedelta(minutes=i + 1),
+        recorded_to=BASE + timedelta(minutes=i + minutes),
     )
-    return [item.id for item in sample_draw(request=request, actor="client:race").items]
+    draw = sample_draw(request=request, actor="client:race", now=now)
+    return [item.id for item in draw.items]
 
 
 def _withdraw(profile: Profile) -> None:
@@ -303,3 +321,365 @@ def test_concurrent_draws_never_hand_out_one_recording_twice():
 
     recordings = list(ReviewItem.objects.values_list("recording_id", flat=True))
     assert len(drawn) == len(recordings) == len(set(recordings)) == 60
+
+
+# --- a profile that relies on its jurisdiction's default -------------------------------
+
+
+def test_a_draw_of_a_profile_on_its_default_makes_the_opt_out_wait_and_then_revoke_it():
+    # given a profile without a consent-state row: the draw must create one to lock
+    [recording] = _world(1, on_default=True)
+    assert not ConsentState.objects.exists()
+    holding, release = threading.Event(), threading.Event()
+    drawer = _Thread(_held(lambda: _draw_minute(0), holding, release))
+    drawer.start()
+    assert holding.wait(30)
+
+    opt_out = _Thread(lambda: _withdraw(recording.profile))
+    opt_out.start()
+    time.sleep(BLOCKED)
+    assert opt_out.is_alive(), "the opt-out did not wait for the draw's lock"
+    release.set()
+    [item] = drawer.outcome()
+    opt_out.outcome()
+
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.REVOKED
+    assert not _fetchable(item)
+
+
+def test_an_opt_out_of_a_profile_on_its_default_makes_the_draw_wait_and_leave_it_out():
+    [recording] = _world(1, on_default=True)
+    holding, release = threading.Event(), threading.Event()
+    opt_out = _Thread(_held(lambda: _withdraw(recording.profile), holding, release))
+    opt_out.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_minute(0))
+    drawer.start()
+    time.sleep(BLOCKED)
+    assert drawer.is_alive(), "the draw did not wait for the opt-out's lock"
+    release.set()
+    opt_out.outcome()
+
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+# --- the reviewer's daily quota ----------------------------------------------------------
+
+
+def test_two_draws_for_one_reviewer_are_ordered_and_the_second_cannot_pass_the_quota():
+    # given a quota of 2 and two draws of 2 over disjoint recordings (minutes 0-1 and 2-3),
+    # so that nothing but the reviewer's row can order them; the first at midnight, the
+    # first instant of the day whose quota it counts to
+    _world(4)
+    reviewer = ReviewerFactory(location="DE", daily_quota=2)
+    name = reviewer.user.username
+    midnight = datetime(2026, 3, 1, tzinfo=UTC)
+    holding, release = threading.Event(), threading.Event()
+    first = _Thread(
+        _held(lambda: _draw_minute(0, minutes=2, reviewer=name, now=midnight), holding, release)
+    )
+    first.start()
+    assert holding.wait(30)
+
+    second = _Thread(
+        lambda: _draw_minute(2, minutes=2, reviewer=name, now=midnight + timedelta(hours=1))
+    )
+    second.start()
+    time.sleep(BLOCKED)
+    assert second.is_alive(), "the second draw did not wait for the reviewer's row"
+    release.set()
+
+    assert len(first.outcome()) == 2
+    with pytest.raises(ApplicationError) as refused:
+        second.outcome()
+    assert (refused.value.code, refused.value.status_code) == ("quota_exceeded", 429)
+    assert ReviewItem.objects.filter(reviewer=reviewer).count() == 2
+
+
+# --- a purge tombstoning what a draw takes ------------------------------------------------
+
+EXPIRY = datetime(2026, 6, 1, tzinfo=UTC)
+BEFORE_EXPIRY = EXPIRY - timedelta(minutes=1)
+
+
+def _due(recording: Recording) -> None:
+    """The recording's audio (its only artefact) is past its retention since EXPIRY."""
+    Artefact.objects.filter(recording=recording).update(expires_at=EXPIRY, expiry_basis="policy:1")
+
+
+def test_a_purge_holding_the_recording_makes_the_draw_wait_and_leave_it_out():
+    # given a purge that has tombstoned the recording and not committed yet, and a draw
+    # (at an instant before the expiry) whose pick still sees the recording active
+    [recording] = _world(1)
+    _due(recording)
+    holding, release = threading.Event(), threading.Event()
+    purger = _Thread(_held(purge.purge_expired, holding, release))
+    purger.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_minute(0, now=BEFORE_EXPIRY))
+    drawer.start()
+    time.sleep(BLOCKED)
+    assert drawer.is_alive(), "the draw did not wait for the purge's lock"
+    release.set()
+    assert purger.outcome().recordings_purged == 1
+
+    # then the draw's re-check saw the tombstone: no item of a purged recording
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+def test_a_draw_holding_the_recording_makes_the_purge_wait_and_then_revoke_its_item():
+    [recording] = _world(1)
+    _due(recording)
+    holding, release = threading.Event(), threading.Event()
+    drawer = _Thread(_held(lambda: _draw_minute(0, now=BEFORE_EXPIRY), holding, release))
+    drawer.start()
+    assert holding.wait(30)
+
+    purger = _Thread(purge.purge_expired)
+    purger.start()
+    time.sleep(BLOCKED)
+    assert purger.is_alive(), "the purge did not wait for the draw's lock"
+    release.set()
+    [item] = drawer.outcome()
+
+    assert purger.outcome().recordings_purged == 1
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.REVOKED
+    assert ReviewItem.objects.get(pk=item).close_reason == "purged"
+
+
+# --- the lock order ----------------------------------------------------------------------
+
+
+def test_a_writer_locking_consent_then_recording_and_a_draw_do_not_deadlock():
+    """The agreed order puts consent states before recordings: a transaction that
+    withdraws and then changes the recording (as any writer may) must not deadlock with
+    a draw that picked that recording."""
+    [recording] = _world(1)
+    holding, go = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with transaction.atomic():
+            _withdraw(recording.profile)  # the consent-state row, FOR UPDATE
+            holding.set()
+            assert go.wait(30)
+            Recording.objects.filter(pk=recording.pk).update(sensitive=True)
+
+    writing = _Thread(writer)
+    writing.start()
+    assert holding.wait(30)
+    drawer = _Thread(lambda: _draw_minute(0))
+    drawer.start()
+    time.sleep(BLOCKED)
+    assert drawer.is_alive(), "the draw did not wait for the consent row"
+    go.set()
+
+    writing.outcome()  # a deadlock would abort one of the two
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+def test_an_annotation_and_a_purge_of_its_recording_do_not_deadlock(monkeypatch):
+    """The purge locks the recording and then revokes its items; the annotation locks
+    the item and inserts an artefact of the recording (its foreign key locks the
+    recording). The gate takes the recording before the item, so one waits for the
+    other instead of each for the other."""
+    [recording] = _world(1)
+    [item] = _draw_minute(0, now=BEFORE_EXPIRY)
+    _due(recording)
+    checked, go = threading.Event(), threading.Event()
+    schedule = services.artefacts_schedule_new
+
+    def paused(**kwargs: Any) -> None:
+        # the gate has re-checked and holds its locks; the purge now runs into them
+        checked.set()
+        assert go.wait(30)
+        schedule(**kwargs)
+
+    monkeypatch.setattr(services, "artefacts_schedule_new", paused)
+    annotator = _Thread(
+        lambda: review_item_annotate(item_id=item, text="x", caller=LINK, now=BEFORE_EXPIRY)
+    )
+    annotator.start()
+    assert checked.wait(30)
+    purger = _Thread(purge.purge_expired)
+    purger.start()
+    time.sleep(BLOCKED)
+    assert purger.is_alive(), "the purge did not wait for the annotation's locks"
+    go.set()
+
+    annotation = annotator.outcome()  # a deadlock would abort one of the two
+    purger.outcome()
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.DONE
+    assert Artefact.objects.get(pk=annotation.pk).category == "annotation"
+
+
+# --- a top-up round, which already holds the first round's locks ------------------------
+
+
+def _picks(monkeypatch: pytest.MonkeyPatch, *rounds: list[Recording]) -> None:
+    """The draw's pick returns these recordings, one list a round, and then nothing: as
+    if the uniform pick had chosen them."""
+    queue = [[r.pk for r in chosen] for chosen in rounds]
+    monkeypatch.setattr(services, "sample_pick", lambda **_: queue.pop(0) if queue else [])
+
+
+def _draw_one(purpose: str = HUMAN, now: datetime | None = None) -> list[str]:
+    request = SampleRequest(purpose=purpose, size=1, reviewer_location="DE")
+    return [item.id for item in sample_draw(request=request, actor="client:race", now=now).items]
+
+
+def _row_lock_waits() -> list[str]:
+    """What the backends of this database that wait on a row (a tuple or a transaction
+    holding one) are running; a wait for the ledger's advisory lock is not one."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _skips_the_held_rows(release: threading.Event) -> None:
+    """The draw runs on while the other side holds its transaction: it may wait for the
+    ledger's lock (appends are serialised, last), never for a row the other side holds.
+    The other side is released either way."""
+    try:
+        time.sleep(BLOCKED)
+        assert _row_lock_waits() == [], "the top-up round waited for a row it should skip"
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize(
+    ("purpose", "withdrawn"),
+    [(HUMAN, HUMAN), ("model_training", HUMAN), ("model_training", "model_training")],
+)
+def test_a_top_up_round_skips_a_recording_whose_consent_an_opt_out_holds(
+    monkeypatch, purpose, withdrawn
+):
+    # given a first pick that the re-check drops (a sensitive clip), and a second pick
+    # whose profile is withdrawing (uncommitted) one of the purposes the draw needs
+    lost, taken = _world(2)
+    ConsentState.objects.update(granted=True)
+    Recording.objects.filter(pk=lost.pk).update(sensitive=True)
+    _picks(monkeypatch, [lost], [taken])
+    holding, release = threading.Event(), threading.Event()
+
+    def withdraw() -> None:
+        consent_set(
+            profile=taken.profile,
+            purpose=withdrawn,
+            granted=False,
+            channel="app",
+            notice_version="v1",
+            actor="race",
+        )
+
+    opt_out = _Thread(_held(withdraw, holding, release))
+    opt_out.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_one(purpose))
+    drawer.start()
+    _skips_the_held_rows(release)
+    opt_out.outcome()
+
+    # then the round left the profile out rather than judge it under a withdrawal in flight
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+def test_a_top_up_round_skips_a_recording_a_purge_holds(monkeypatch):
+    lost, taken = _world(2)
+    Recording.objects.filter(pk=lost.pk).update(sensitive=True)
+    _due(taken)
+    _picks(monkeypatch, [lost], [taken])
+    holding, release = threading.Event(), threading.Event()
+    purger = _Thread(_held(purge.purge_expired, holding, release))
+    purger.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_one(now=BEFORE_EXPIRY))
+    drawer.start()
+    _skips_the_held_rows(release)
+    assert purger.outcome().recordings_purged == 1
+
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+def test_an_opt_out_of_model_training_makes_a_training_draw_wait_and_leave_it_out():
+    # a draw for model training needs both grants, and locks both rows
+    [recording] = _world(1)
+    ConsentState.objects.update(granted=True)
+    holding, release = threading.Event(), threading.Event()
+
+    def withdraw_training() -> None:
+        consent_set(
+            profile=recording.profile,
+            purpose="model_training",
+            granted=False,
+            channel="app",
+            notice_version="v1",
+            actor="race",
+        )
+
+    opt_out = _Thread(_held(withdraw_training, holding, release))
+    opt_out.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_one("model_training"))
+    drawer.start()
+    time.sleep(BLOCKED)
+    assert drawer.is_alive(), "the draw did not wait for the opt-out's lock"
+    release.set()
+    opt_out.outcome()
+
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
+
+
+def test_a_consent_row_created_by_another_just_before_the_draw_creates_it_is_locked_too(
+    monkeypatch,
+):
+    """The draw found no row and goes to create it; a grant creates and commits it first,
+    so the draw's insert does nothing. The row must still be locked by the draw: an
+    opt-out then waits for the draw and revokes its item."""
+    [recording] = _world(1, on_default=True)
+    create = ConsentState.objects.bulk_create
+
+    def grant_first(*args: Any, **kwargs: Any) -> Any:
+        grant = _Thread(
+            lambda: consent_set(
+                profile=recording.profile,
+                purpose=HUMAN,
+                granted=True,
+                channel="app",
+                notice_version="v1",
+                actor="race",
+            )
+        )
+        grant.start()
+        grant.outcome()
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(ConsentState.objects, "bulk_create", grant_first)
+    holding, release = threading.Event(), threading.Event()
+    drawer = _Thread(_held(lambda: _draw_minute(0), holding, release))
+    drawer.start()
+    assert holding.wait(30)
+    monkeypatch.undo()
+
+    opt_out = _Thread(lambda: _withdraw(recording.profile))
+    opt_out.start()
+    time.sleep(BLOCKED)
+    assert opt_out.is_alive(), "the opt-out did not wait for the draw's lock"
+    release.set()
+    [item] = drawer.outcome()
+    opt_out.outcome()
+
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.REVOKED

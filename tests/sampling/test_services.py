@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -8,12 +8,15 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from compliance.accounts.models import Profile
 from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
-from compliance.recordings.models import Recording
+from compliance.recordings.models import Artefact, Recording
+from compliance.sampling import services
 from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.services import (
+    SAMPLE_SIZE_LIMIT,
     SampleRequest,
     review_item_annotate,
     review_item_audio_open,
@@ -25,19 +28,20 @@ from compliance.sampling.services import (
 )
 from tests.factories import ReviewerFactory, UserFactory
 
-from .conftest import HUMAN, LINK, reviewable
+from .conftest import HUMAN, LINK, TRAINING, reviewable
 
 pytestmark = pytest.mark.django_db
 
 # Statements per clip access, the ledger's advisory lock aside (pinned: a new read of
-# the recording, or of anything else, on this path shows up here first).
-GATE_AUDIO_QUERIES = 11
-GATE_ANNOTATE_QUERIES = 13
+# the recording, or of anything else, on this path shows up here first). One of them
+# locks the recording between the consent rows and the item (the lock order).
+GATE_AUDIO_QUERIES = 12
+GATE_ANNOTATE_QUERIES = 14
 
 
-def _draw(size: int = 10, **fields) -> list[str]:
-    request = SampleRequest(purpose=HUMAN, size=size, reviewer_location="DE", **fields)
-    return [item.id for item in sample_draw(request=request, actor="client:t").items]
+def _draw(size: int = 10, purpose: str = HUMAN, now: datetime | None = None, **fields) -> list[str]:
+    request = SampleRequest(purpose=purpose, size=size, reviewer_location="DE", **fields)
+    return [item.id for item in sample_draw(request=request, actor="client:t", now=now).items]
 
 
 def _states() -> dict[str, str]:
@@ -246,8 +250,25 @@ def test_a_purge_revokes_the_open_items_of_what_it_tombstones():
 
 
 def _recording_reads(queries) -> int:
+    """SELECTs of the recording table, its one lock (which reads nothing but its id)
+    aside; the lock itself is counted by `_recording_locks`."""
     table = Recording._meta.db_table
-    return sum(1 for q in queries if q["sql"].startswith("SELECT") and table in q["sql"])
+    return sum(
+        1
+        for q in queries
+        if q["sql"].startswith("SELECT") and table in q["sql"] and not _locks_recording(q)
+    )
+
+
+def _locks_recording(query) -> bool:
+    table = Recording._meta.db_table
+    # Django leaves the FOR NO KEY UPDATE out on SQLite, which locks the whole database
+    lock = f'SELECT "{table}"."id" AS "pk" FROM "{table}" WHERE'  # noqa: S608 (a prefix, not run)
+    return query["sql"].startswith(lock)
+
+
+def _recording_locks(queries) -> int:
+    return sum(1 for q in queries if _locks_recording(q))
 
 
 def _ledger_lock() -> int:
@@ -265,6 +286,7 @@ def test_an_audio_access_reads_its_recording_once_besides_the_recheck(
         review_item_audio_open(item_id=item, caller=LINK).file.close()
 
     assert _recording_reads(queries) == 2  # the gate's one read, and the rule's re-check
+    assert _recording_locks(queries) == 1
     assert ReviewItem.objects.get(pk=item).state == ReviewItemState.DELIVERED
 
 
@@ -278,6 +300,7 @@ def test_an_annotation_reads_its_recording_once_besides_the_recheck(
         annotation = review_item_annotate(item_id=item, text="intent: lights.on", caller=LINK)
 
     assert _recording_reads(queries) == 2  # the gate's one read, and the rule's re-check
+    assert _recording_locks(queries) == 1
     assert (annotation.recording_id, annotation.category) == (recording.pk, "annotation")
     assert ReviewItem.objects.get(pk=item).state == ReviewItemState.DONE
 
@@ -295,3 +318,215 @@ def test_a_refused_access_still_rechecks_the_rule_and_reads_the_recording_once(
     assert (refused.value.status_code, refused.value.code) == (410, "revoked")
     assert ReviewItem.objects.get(pk=item).close_reason == "sensitive"
     assert _recording_reads(queries) == 2
+    assert _recording_locks(queries) == 1
+
+
+# --- what a withdrawal revokes -------------------------------------------------------
+
+
+def _items_by_purpose() -> tuple[Profile, dict[str, str]]:
+    """A profile that granted both purposes, with one item drawn for model training and
+    one for human review, and another profile's item for human review; the items' ids
+    by name."""
+    training_rec = reviewable(granted={HUMAN: True, TRAINING: True})
+    profile = training_rec.profile
+    [training] = _draw(size=10, purpose=TRAINING)
+    human_rec = reviewable(profile=profile)
+    other_rec = reviewable(granted={HUMAN: True, TRAINING: True})
+    _draw(size=10)
+    item_of = dict(ReviewItem.objects.values_list("recording_id", "pk"))
+    assert item_of[training_rec.pk] == training
+    return profile, {
+        "training": training,
+        "human": item_of[human_rec.pk],
+        "other": item_of[other_rec.pk],
+    }
+
+
+def _withdraw(profile: Profile, purpose: str) -> None:
+    consent_set(
+        profile=profile,
+        purpose=purpose,
+        granted=False,
+        channel="app",
+        notice_version="v1",
+        actor="t",
+    )
+
+
+def test_withdrawing_human_review_revokes_every_open_item_of_the_profile():
+    # people hear every item, whatever purpose it was drawn for
+    profile, ids = _items_by_purpose()
+
+    _withdraw(profile, HUMAN)
+
+    states = _states()
+    assert states[ids["training"]] == ReviewItemState.REVOKED
+    assert states[ids["human"]] == ReviewItemState.REVOKED
+    assert states[ids["other"]] == ReviewItemState.PENDING
+    entry = LedgerEntry.objects.filter(kind="review_items.revoked").latest("seq")
+    assert entry.payload == {"purpose": HUMAN, "reason": "consent_withdrawn", "items": 2}
+
+
+def test_withdrawing_model_training_revokes_only_the_profiles_items_drawn_for_it():
+    profile, ids = _items_by_purpose()
+
+    _withdraw(profile, TRAINING)
+
+    states = _states()
+    assert states[ids["training"]] == ReviewItemState.REVOKED
+    assert states[ids["human"]] == ReviewItemState.PENDING
+    assert states[ids["other"]] == ReviewItemState.PENDING
+    assert ReviewItem.objects.get(pk=ids["training"]).close_reason == "consent_withdrawn"
+
+
+def test_a_withdrawal_leaves_closed_items_as_they_are():
+    profile, ids = _items_by_purpose()
+    ReviewItem.objects.filter(pk=ids["human"]).update(state=ReviewItemState.DONE)
+
+    _withdraw(profile, HUMAN)
+
+    assert _states()[ids["human"]] == ReviewItemState.DONE
+
+
+# --- an item is usable strictly before its expiry ------------------------------------
+
+
+def test_an_item_is_refused_at_its_exact_expiry_instant():
+    reviewable()
+    [item] = _draw(size=1)
+    expires_at = ReviewItem.objects.get(pk=item).expires_at
+
+    with pytest.raises(ApplicationError) as refused:
+        review_item_audio_open(item_id=item, caller=LINK, now=expires_at)
+
+    assert (refused.value.status_code, refused.value.code) == (410, "expired")
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.EXPIRED
+    assert LedgerEntry.objects.latest("seq").kind == "review_item.refused"
+
+
+def test_an_item_is_usable_until_just_before_its_expiry():
+    reviewable()
+    [item] = _draw(size=1)
+    expires_at = ReviewItem.objects.get(pk=item).expires_at
+
+    review_item_audio_open(
+        item_id=item, caller=LINK, now=expires_at - timedelta(microseconds=1)
+    ).file.close()
+
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.DELIVERED
+
+
+def test_the_expiry_sweep_closes_an_item_at_its_exact_expiry_instant_not_before():
+    reviewable()
+    [item] = _draw(size=1)
+    expires_at = ReviewItem.objects.get(pk=item).expires_at
+
+    assert review_items_expire(now=expires_at - timedelta(microseconds=1)) == 0
+    assert review_items_expire(now=expires_at) == 1
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.EXPIRED
+
+
+# --- the draw ------------------------------------------------------------------------
+
+
+def test_a_top_up_round_makes_up_for_what_the_recheck_dropped(monkeypatch):
+    # given a first pick that the re-check drops (the clip was flagged after the pick)
+    lost, kept = reviewable(), reviewable()
+    Recording.objects.filter(pk=lost.pk).update(sensitive=True)
+    queue = [[lost.pk], [kept.pk]]
+    monkeypatch.setattr(services, "sample_pick", lambda **_: queue.pop(0) if queue else [])
+
+    [item] = _draw(size=1)
+
+    assert ReviewItem.objects.get(pk=item).recording == kept
+    entry = LedgerEntry.objects.filter(kind="sample.drawn").latest("seq")
+    assert (entry.payload["rounds"], entry.payload["dropped_at_recheck"]) == (2, 1)
+
+
+def test_a_draw_of_the_size_limit_is_accepted():
+    reviewable()
+
+    assert len(_draw(size=SAMPLE_SIZE_LIMIT)) == 1
+    with pytest.raises(ApplicationError) as refused:
+        _draw(size=SAMPLE_SIZE_LIMIT + 1)
+    assert refused.value.code == "sample_too_large"
+
+
+def test_a_withdrawal_with_nothing_to_revoke_records_no_revocation():
+    recording = reviewable()
+
+    _withdraw(recording.profile, HUMAN)
+
+    assert not LedgerEntry.objects.filter(kind="review_items.revoked").exists()
+    assert LedgerEntry.objects.latest("seq").kind == "consent.withdrawn"
+
+
+def test_a_draw_over_an_empty_time_range_is_refused():
+    reviewable()
+    at = timezone.now()
+
+    with pytest.raises(ApplicationError) as refused:
+        _draw(size=1, recorded_from=at, recorded_to=at)
+
+    assert (refused.value.status_code, refused.value.code) == (400, "validation_error")
+    assert refused.value.fields == {"recorded_to": ["Must be after recorded_from."]}
+    assert not ReviewItem.objects.exists()
+
+
+def test_an_item_drawn_at_midnight_counts_to_that_days_quota():
+    reviewer = ReviewerFactory(location="DE", daily_quota=1)
+    reviewable(), reviewable()
+    midnight = datetime(2026, 3, 1, tzinfo=UTC)
+    _draw(size=1, reviewer=reviewer.user.username, now=midnight)
+
+    with pytest.raises(ApplicationError) as refused:
+        _draw(size=1, reviewer=reviewer.user.username, now=midnight + timedelta(hours=1))
+
+    assert refused.value.code == "quota_exceeded"
+    assert ReviewItem.objects.filter(reviewer=reviewer).count() == 1
+
+
+def test_the_expiry_sweep_leaves_closed_items_past_their_expiry_as_they_are():
+    for _ in range(2):
+        reviewable()
+    done, revoked = _draw(size=2)
+    ReviewItem.objects.filter(pk=done).update(state=ReviewItemState.DONE)
+    ReviewItem.objects.filter(pk=revoked).update(state=ReviewItemState.REVOKED)
+
+    assert review_items_expire(now=timezone.now() + timedelta(days=1)) == 0
+
+    assert _states() == {done: ReviewItemState.DONE, revoked: ReviewItemState.REVOKED}
+
+
+def test_the_gate_judges_an_item_drawn_for_model_training_for_human_review_too():
+    # people hear it: a clip flagged sensitive after the draw is refused, although
+    # model training alone would not mind the flag
+    recording = reviewable(granted={HUMAN: True, TRAINING: True})
+    [item] = _draw(size=1, purpose=TRAINING)
+    Recording.objects.filter(pk=recording.pk).update(sensitive=True)
+
+    with pytest.raises(ApplicationError) as refused:
+        review_item_audio_open(item_id=item, caller=LINK)
+
+    assert (refused.value.status_code, refused.value.code) == (410, "revoked")
+    assert ReviewItem.objects.get(pk=item).close_reason == "sensitive"
+
+
+@pytest.mark.parametrize("action", ["audio", "annotate"])
+def test_the_gate_refuses_an_item_whose_recording_has_no_playable_audio_left(action):
+    # the rule itself does not mind a recording without audio; the gate does: there is
+    # nothing to hear, and nothing heard to annotate
+    recording = reviewable()
+    [item] = _draw(size=1)
+    Artefact.objects.filter(recording=recording, category="audio").update(storage_key="")
+
+    with pytest.raises(ApplicationError) as refused:
+        if action == "audio":
+            review_item_audio_open(item_id=item, caller=LINK)
+        else:
+            review_item_annotate(item_id=item, text="intent: lights.on", caller=LINK)
+
+    assert (refused.value.status_code, refused.value.code) == (410, "revoked")
+    assert ReviewItem.objects.get(pk=item).close_reason == "no_audio"
+    assert not Artefact.objects.filter(recording=recording, category="annotation").exists()
