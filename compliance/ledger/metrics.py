@@ -10,7 +10,7 @@ class LedgerCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from .models import LedgerEntry, VerificationRun
-        from .selectors import verification_run_standing
+        from .selectors import verification_run_unacknowledged
 
         last = LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
         yield GaugeMetricFamily("earshot_ledger_entries", "Entries in the ledger", value=last or 0)
@@ -25,12 +25,10 @@ class LedgerCollector(Collector):
             "When the last full verification of the ledger finished (0: never)",
             value=finished.timestamp() if finished else 0.0,
         )
-        standing = verification_run_standing()
         yield GaugeMetricFamily(
             "earshot_ledger_broken",
-            "1 if a full verification found an entry that does not hold, and no intact"
-            " one asked for since has cleared it",
-            value=1.0
-            if standing is not None and standing.status == VerificationRun.Status.BROKEN
-            else 0.0,
+            "1 if a full verification found the ledger broken (an entry that does not hold,"
+            " or entries missing or rewritten since an earlier one) and no officer has"
+            " acknowledged it yet",
+            value=0.0 if verification_run_unacknowledged() is None else 1.0,
         )

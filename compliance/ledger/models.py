@@ -35,6 +35,29 @@ class LedgerEntry(models.Model):
         return f"#{self.seq} {self.kind} {self.subject}"
 
 
+class LedgerAcknowledgement(models.Model):
+    """An officer's acknowledgement of what full verifications found broken: who, when
+    and why, and the ledger entry that records it.
+
+    A broken finding stands until it is acknowledged; later runs that find the chain
+    intact do not clear it, since a run from the first entry would call a shortened
+    chain intact. The acknowledgement also moves the reference: later runs are held
+    against the chain as it stood when the officer acknowledged (its newest entry being
+    the acknowledgement's own), no longer against the runs before it.
+    """
+
+    acknowledged_by = models.CharField(max_length=200)
+    acknowledged_at = models.DateTimeField()
+    reason = models.TextField()
+    # The entry that records this acknowledgement: row id, number, hash.
+    through_id = models.BigIntegerField(default=0)
+    through_seq = models.BigIntegerField(default=0)
+    through_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    def __str__(self) -> str:
+        return f"ledger acknowledgement #{self.pk} by {self.acknowledged_by}"
+
+
 class VerificationRun(models.Model):
     """One full verification of the chain, from its first entry to its newest: who
     asked, how far it has got, what it found. The rows are the history the ledger page
@@ -62,7 +85,16 @@ class VerificationRun(models.Model):
     through_seq = models.BigIntegerField(default=0)
     through_hash = models.CharField(max_length=64, default=GENESIS_HASH)
     problem_seq = models.BigIntegerField(null=True, blank=True)
-    problem = models.CharField(max_length=200, blank=True)
+    problem = models.CharField(max_length=500, blank=True)
+    # Set on a broken run once an officer has acknowledged its finding; until then the
+    # finding stands on the page, in the metric and in `verify_ledger`.
+    acknowledgement = models.ForeignKey(
+        LedgerAcknowledgement,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs",
+    )
     lease_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
 
@@ -78,6 +110,10 @@ class VerificationRun(models.Model):
                 | (~Q(status="broken") & Q(problem_seq__isnull=True)),
                 name="ledger_run_problem_iff_broken",
             ),
+            models.CheckConstraint(
+                condition=Q(acknowledgement__isnull=True) | Q(status="broken"),
+                name="ledger_run_acknowledged_only_if_broken",
+            ),
         ]
         indexes = [
             # the page's newest intact run, and the runs still going (page, sweep)
@@ -86,6 +122,8 @@ class VerificationRun(models.Model):
             models.Index(fields=["-finished_at"], name="ledger_run_finished"),
             # the page's recent runs, and the sweep's "when was one last asked for"
             models.Index(fields=["-requested_at"], name="ledger_run_requested"),
+            # the reference: the intact run that verified furthest into the chain
+            models.Index(fields=["status", "-through_id"], name="ledger_run_status_through"),
         ]
 
     def __str__(self) -> str:

@@ -1,10 +1,11 @@
-"""Reading the ledger: verifying its chain, whole or from a verified point on, and what
-the last full verifications found."""
+"""Reading the ledger: verifying its chain, whole or from a verified point on, holding it
+against the reference (what earlier full verifications verified, or an officer
+accepted), and what the full verifications found."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .models import LedgerEntry, VerificationRun
+from .models import LedgerAcknowledgement, LedgerEntry, VerificationRun
 from .services import GENESIS_HASH, entry_hash
 
 
@@ -145,10 +146,94 @@ def ledger_tail_walk(*, start: ChainPoint, limit: int, chunk: int = 5000) -> Cha
     raise AssertionError("a walk always ends with a problem or complete")
 
 
+# --- the reference ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerReference:
+    """The point of the chain that a full verification must find again: the end of the
+    intact run that verified furthest since the last acknowledgement, or, if none has
+    since, the acknowledgement's own entry.
+
+    A walk from the first entry proves the chain consistent, not complete: deleting
+    the newest entries, or rewriting one and re-hashing everything after it, leaves
+    a chain that links. Held against the reference, the shorter chain lacks the
+    reference's entry, and the re-forged one gives it another hash.
+    """
+
+    point: ChainPoint
+    run: VerificationRun | None
+    acknowledgement: LedgerAcknowledgement | None
+
+    @property
+    def source(self) -> str:
+        if self.run is not None:
+            return f"verified by run #{self.run.pk}"
+        assert self.acknowledgement is not None
+        return f"accepted by acknowledgement #{self.acknowledgement.pk}"
+
+
+def ledger_acknowledgement_last() -> LedgerAcknowledgement | None:
+    return LedgerAcknowledgement.objects.order_by("-id").first()
+
+
+def ledger_reference() -> LedgerReference | None:
+    """What the chain is held against now; None before any intact run or acknowledgement.
+
+    The runs before the last acknowledgement no longer count: what it accepted (a
+    shortened chain, say) would fail against them for ever. Row ids only grow, so a run
+    that verified past the acknowledgement's entry is one that came after it.
+    """
+    acknowledgement = ledger_acknowledgement_last()
+    intact = VerificationRun.objects.filter(status=VerificationRun.Status.INTACT)
+    if acknowledgement is not None:
+        intact = intact.filter(through_id__gte=acknowledgement.through_id)
+    run = intact.order_by("-through_id", "-id").first()
+    if run is not None:
+        point = ChainPoint(run.through_id, run.through_seq, run.through_hash)
+        return LedgerReference(point, run, acknowledgement)
+    if acknowledgement is not None:
+        point = ChainPoint(
+            acknowledgement.through_id, acknowledgement.through_seq, acknowledgement.through_hash
+        )
+        return LedgerReference(point, None, acknowledgement)
+    return None
+
+
+def ledger_reference_problem(
+    *, end: ChainPoint, reference: LedgerReference | None
+) -> LedgerProblem | None:
+    """What a chain that holds from its first entry to `end` lacks of the reference.
+
+    Fewer entries than the reference verified is a removal from the end; another hash
+    at the reference's entry is a rewrite, re-hashed onwards so that the chain links.
+    """
+    if reference is None or reference.point.seq == 0:
+        return None
+    expected = reference.point
+    if end.seq < expected.seq:
+        return LedgerProblem(
+            end.seq + 1,
+            f"missing: expected at least {expected.seq} entries, up to #{expected.seq} with "
+            f"hash {expected.hash} ({reference.source}); the chain ends at #{end.seq}",
+        )
+    if end.seq == expected.seq:
+        found = end.hash
+    else:
+        found = LedgerEntry.objects.filter(seq=expected.seq).values_list("hash", flat=True).first()
+    if found != expected.hash:
+        return LedgerProblem(
+            expected.seq,
+            f"rewritten: expected #{expected.seq} with hash {expected.hash} "
+            f"({reference.source}), found hash {found}",
+        )
+    return None
+
+
 # --- full verifications ----------------------------------------------------------------
 
-# Entries the ledger page re-hashes at most (about 0.1 s); more appended since the last
-# intact full verification are left to the next one, and the page says so.
+# Entries the ledger page re-hashes at most; more appended since the reference are left
+# to the next full verification, and the page says so.
 PAGE_CHECK_LIMIT = 5000
 
 
@@ -157,24 +242,29 @@ class LedgerStatus:
     """What the ledger page says about the chain, without re-hashing all of it."""
 
     newest_seq: int
-    last_finished: VerificationRun | None  # the newest full verification done, whatever it found
-    last_intact: VerificationRun | None  # the newest that found the chain intact
+    # The broken finding that stands (not acknowledged yet), else the reference's run.
+    last_finished: VerificationRun | None
+    last_intact: VerificationRun | None  # the reference's run, if the reference is a run
+    reference: LedgerReference | None
+    acknowledged: LedgerAcknowledgement | None  # the last acknowledgement
     running: VerificationRun | None
     recent: list[VerificationRun]
-    # The entries after the last intact run's end (all, if none), checked now.
+    # The entries after the reference (all, if none), checked now.
     since: ChainWalk
 
     @property
+    def unacknowledged(self) -> VerificationRun | None:
+        """The broken finding an officer has to acknowledge, if any."""
+        last = self.last_finished
+        return last if last is not None and last.status == VerificationRun.Status.BROKEN else None
+
+    @property
     def broken(self) -> bool:
-        last_broken = (
-            self.last_finished is not None
-            and self.last_finished.status == VerificationRun.Status.BROKEN
-        )
-        return last_broken or not self.since.ok
+        return self.unacknowledged is not None or not self.since.ok
 
     @property
     def left_unchecked(self) -> int:
-        """Entries appended since the last intact run that the page did not get to."""
+        """Entries appended since the reference that the page did not get to."""
         if self.since.complete or not self.since.ok:
             return 0
         return self.newest_seq - self.since.end.seq
@@ -187,48 +277,49 @@ class LedgerStatus:
 
 def ledger_status(*, limit: int | None = None) -> LedgerStatus:
     runs = VerificationRun.objects
-    last_intact = verification_run_last_intact()
-    last_finished = _standing(last_intact)
-    start = (
-        ChainPoint(last_intact.through_id, last_intact.through_seq, last_intact.through_hash)
-        if last_intact is not None
-        else GENESIS
-    )
+    reference = ledger_reference()
+    last_intact = reference.run if reference is not None else None
     return LedgerStatus(
         newest_seq=LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True).first() or 0,
-        last_finished=last_finished,
+        last_finished=verification_run_unacknowledged() or last_intact,
         last_intact=last_intact,
+        reference=reference,
+        acknowledged=reference.acknowledgement
+        if reference is not None
+        else ledger_acknowledgement_last(),
         running=runs.filter(status=VerificationRun.Status.RUNNING).order_by("requested_at").first(),
         recent=verification_runs_recent(),
-        since=ledger_tail_walk(start=start, limit=limit or PAGE_CHECK_LIMIT),
+        since=ledger_tail_walk(
+            start=reference.point if reference is not None else GENESIS,
+            limit=limit or PAGE_CHECK_LIMIT,
+        ),
     )
 
 
 def verification_runs_recent(*, limit: int = 10) -> list[VerificationRun]:
-    return list(VerificationRun.objects.order_by("-requested_at", "-id")[:limit])
+    return list(
+        VerificationRun.objects.select_related("acknowledgement").order_by("-requested_at", "-id")[
+            :limit
+        ]
+    )
 
 
-def verification_run_last_intact() -> VerificationRun | None:
-    """The full verification that found the chain intact and was asked for last (its
-    walk started last, so it saw the latest state): its end is the point the ledger
-    page checks on from."""
+def verification_run_unacknowledged() -> VerificationRun | None:
+    """The newest full verification that found the chain broken and whose finding no
+    officer has acknowledged: it stands (on the page, in the metric, in `verify_ledger`)
+    whatever later runs find. Runs overlap, and a later one may find a chain intact
+    that is not (a shortened one, or one restored with the edit still unexplained)."""
     return (
-        VerificationRun.objects.filter(status=VerificationRun.Status.INTACT)
-        .order_by("-requested_at", "-id")
+        VerificationRun.objects.filter(
+            status=VerificationRun.Status.BROKEN, acknowledgement__isnull=True
+        )
+        .order_by("-finished_at", "-id")
         .first()
     )
 
 
 def verification_run_standing() -> VerificationRun | None:
-    """The full verification whose finding stands (the page's verdict, the broken
-    metric). A broken finding stands until an intact run asked for after it finished:
-    runs overlap, and one that started earlier may have passed an entry before it was
-    edited; finishing later, it must not clear the alarm."""
-    return _standing(verification_run_last_intact())
-
-
-def _standing(last_intact: VerificationRun | None) -> VerificationRun | None:
-    broken = VerificationRun.objects.filter(status=VerificationRun.Status.BROKEN)
-    if last_intact is not None:
-        broken = broken.filter(finished_at__gt=last_intact.requested_at)
-    return broken.order_by("-finished_at", "-id").first() or last_intact
+    """The full verification whose finding stands: an unacknowledged broken one, else
+    the reference's run (None if the reference is an acknowledgement or there is none)."""
+    reference = ledger_reference()
+    return verification_run_unacknowledged() or (reference.run if reference else None)

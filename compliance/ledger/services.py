@@ -9,10 +9,21 @@ A full verification re-hashes the whole chain, which grows by an entry per purge
 batch, consent change, clip access...: far too much for a page load. So it runs as a
 `VerificationRun` in steps of bounded time, from Celery beat (every
 LEDGER_VERIFY_EVERY_SECONDS), from an officer's button and from `verify_ledger`; the
-page checks on only from the newest intact run's end. A step claims its run with a
+page checks on only from the reference's end. A step claims its run with a
 conditional UPDATE and a lease, commits the run's progress after each chunk, and
 writes nothing once another worker has taken the run over (attempt fencing), so a
 step is safe to run twice, at once, or to be killed at any point.
+
+A chain that links from its first entry may still be short of entries (the newest
+deleted) or re-forged (an entry rewritten and every later hash recomputed). So a run
+that finds it linked holds it against the reference, the furthest point an earlier
+run verified or an officer accepted, before it calls it intact; and a broken finding
+stands until an officer acknowledges it (`ledger_acknowledge`), whatever later runs
+find.
+
+Locks, in the codebase's order (account -> profile -> consent state -> recording ->
+artefact -> review item -> reviewer quota row -> ledger append last): the verification
+lock (an advisory lock) and then verification run rows come before the ledger append.
 """
 
 import hashlib
@@ -25,10 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from .models import GENESIS_HASH, LedgerEntry, VerificationRun
+from compliance.core.errors import ApplicationError, Conflict
+
+from .models import GENESIS_HASH, LedgerAcknowledgement, LedgerEntry, VerificationRun
 
 if TYPE_CHECKING:
     from .selectors import ChainPoint, LedgerProblem
@@ -44,6 +57,8 @@ VERIFY_LEASE = timedelta(minutes=5)
 VERIFY_STEP_SECONDS = 50.0
 # A run asked for this long ago and never claimed lost its task: the sweep sends another.
 VERIFY_UNCLAIMED_GRACE = timedelta(seconds=30)
+# An acknowledgement's reason, at most (it goes into the ledger whole).
+ACKNOWLEDGEMENT_REASON_MAX = 2000
 
 
 def entry_hash(
@@ -177,30 +192,76 @@ def ledger_verification_step(
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     start = ChainPoint(run.through_id, run.through_seq, run.through_hash)
     for walk in ledger_walk(start=start, chunk=chunk):
+        if walk.problem is not None or walk.complete:
+            if not _finish(mine, run_id, walk.end, walk.problem, chunk=chunk):
+                return None
+            break
         progress = {
             "through_id": walk.end.id,
             "through_seq": walk.end.seq,
             "through_hash": walk.end.hash,
             "lease_until": timezone.now() + VERIFY_LEASE,
         }
-        if walk.problem is not None or walk.complete:
-            outcome = VerificationRun.Status.INTACT if walk.ok else VerificationRun.Status.BROKEN
-            progress.update(
-                status=outcome,
-                finished_at=timezone.now(),
-                lease_until=None,
-                problem_seq=walk.problem.seq if walk.problem else None,
-                problem=walk.problem.problem if walk.problem else "",
-            )
         if not mine.update(**progress):
             return None  # the lease lapsed and another worker took the run over
-        if walk.problem is not None or walk.complete:
-            _log_finished(run_id, walk.end, walk.problem)
-            break
         if deadline is not None and time.monotonic() >= deadline:
             break
     run.refresh_from_db()
     return run
+
+
+def _finish(
+    mine: "QuerySet[VerificationRun]",
+    run_id: int,
+    end: "ChainPoint",
+    problem: "LedgerProblem | None",
+    *,
+    chunk: int,
+) -> bool:
+    """Record how a run ended: broken at `problem`, or, when the chain links up to
+    `end`, as the reference says. False if the run is no longer ours.
+
+    Under the verification lock, so that the reference cannot move (an acknowledgement)
+    between reading it and recording what was held against it.
+    """
+    with transaction.atomic():
+        _verification_lock()
+        if problem is None:
+            end, problem = _held_against_reference(end, chunk=chunk)
+        finished = mine.update(
+            through_id=end.id,
+            through_seq=end.seq,
+            through_hash=end.hash,
+            status=VerificationRun.Status.INTACT
+            if problem is None
+            else VerificationRun.Status.BROKEN,
+            finished_at=timezone.now(),
+            lease_until=None,
+            problem_seq=problem.seq if problem else None,
+            problem=problem.problem if problem else "",
+        )
+    if finished:
+        _log_finished(run_id, end, problem)
+    return bool(finished)
+
+
+def _held_against_reference(
+    end: "ChainPoint", *, chunk: int
+) -> tuple["ChainPoint", "LedgerProblem | None"]:
+    """Where a chain that links from its first entry to `end` ends, and what it lacks
+    of the reference, if anything."""
+    from .selectors import ledger_reference, ledger_reference_problem, ledger_walk
+
+    reference = ledger_reference()
+    if reference is not None and reference.point.seq > end.seq:
+        # Entries appended after this walk read its last chunk may reach the reference
+        # (a run that finished meanwhile, or an acknowledgement, fixed a later point):
+        # walk on before calling any entry missing.
+        *_, more = ledger_walk(start=end, chunk=chunk)
+        if more.problem is not None:
+            return more.end, more.problem
+        end = more.end
+    return end, ledger_reference_problem(end=end, reference=reference)
 
 
 def _log_finished(run_id: int, end: "ChainPoint", problem: "LedgerProblem | None") -> None:
@@ -215,6 +276,77 @@ def _log_finished(run_id: int, end: "ChainPoint", problem: "LedgerProblem | None
             problem.seq,
             end.seq,
         )
+
+
+def ledger_acknowledge(*, run_id: int, reason: str, actor: str) -> LedgerAcknowledgement:
+    """An officer acknowledges the broken findings that stand, the newest being run
+    `run_id`'s (the one they were shown: if a newer one has come since, they are
+    refused, to read it first). The acknowledgement goes into the ledger, and its
+    entry becomes the reference later full verifications are held against.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ApplicationError(
+            "reason_required",
+            "Say why the finding is acknowledged.",
+            fields={"reason": ["This field is required."]},
+        )
+    if len(reason) > ACKNOWLEDGEMENT_REASON_MAX:
+        raise ApplicationError(
+            "reason_too_long",
+            f"The reason is longer than {ACKNOWLEDGEMENT_REASON_MAX} characters.",
+            fields={"reason": [f"At most {ACKNOWLEDGEMENT_REASON_MAX} characters."]},
+        )
+    with transaction.atomic():
+        # Lock order: the verification lock, the run rows, the ledger append last.
+        _verification_lock()
+        standing = list(
+            VerificationRun.objects.filter(
+                status=VerificationRun.Status.BROKEN, acknowledgement__isnull=True
+            ).order_by("-finished_at", "-id")
+        )
+        if not standing:
+            raise Conflict("nothing_to_acknowledge", "No broken finding waits to be acknowledged.")
+        newest = standing[0]
+        if newest.pk != run_id:
+            raise Conflict(
+                "finding_superseded",
+                f"Full verification #{newest.pk} has found the ledger broken since; read its "
+                "finding, then acknowledge that.",
+            )
+        acknowledgement = LedgerAcknowledgement.objects.create(
+            acknowledged_by=actor, acknowledged_at=timezone.now(), reason=reason
+        )
+        # By id, the runs read above: one that finds the ledger broken from now on
+        # was not seen, and stands.
+        VerificationRun.objects.filter(pk__in=[run.pk for run in standing]).update(
+            acknowledgement=acknowledgement
+        )
+        entry = ledger_append(
+            kind="ledger.acknowledged",
+            subject=f"verification_run:{newest.pk}",
+            actor=actor,
+            payload={
+                "acknowledgement": acknowledgement.pk,
+                "reason": reason,
+                "runs": [run.pk for run in standing],
+                "problem_seq": newest.problem_seq,
+                "problem": newest.problem,
+            },
+        )
+        acknowledgement.through_id = entry.pk
+        acknowledgement.through_seq = entry.seq
+        acknowledgement.through_hash = entry.hash
+        acknowledgement.save(update_fields=["through_id", "through_seq", "through_hash"])
+    logger.warning(
+        "ledger.acknowledged acknowledgement=%s runs=%s by=%s seq=%d hash=%s",
+        acknowledgement.pk,
+        [run.pk for run in standing],
+        actor,
+        entry.seq,
+        entry.hash,
+    )
+    return acknowledgement
 
 
 @dataclass(frozen=True)

@@ -49,5 +49,10 @@ urlpatterns = [
     path("officer/holds/<int:pk>/release/", officer.hold_release, name="officer-hold-release"),
     path("officer/ledger/", officer.ledger, name="officer-ledger"),
     path("officer/ledger/verify/", officer.ledger_verify, name="officer-ledger-verify"),
+    path(
+        "officer/ledger/acknowledge/",
+        officer.ledger_acknowledge,
+        name="officer-ledger-acknowledge",
+    ),
     path("officer/reports/<slug:name>.csv", reports.report, name="officer-report"),
 ]

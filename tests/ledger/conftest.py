@@ -63,3 +63,38 @@ def verify_in_full(requested_by: str = "schedule") -> VerificationRun:
     finished = ledger_verification_step(run_id=run.pk, budget_seconds=None)
     assert finished is not None
     return finished
+
+
+def delete_newest(n: int) -> None:
+    """A tamperer removes the newest `n` entries (all, if `n` is as long as the chain)."""
+    newest = LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    with tampering():
+        sql(f"DELETE FROM {TABLE} WHERE seq > %s", [newest - n])  # noqa: S608
+
+
+def reforge_from(seq: int, payload: dict) -> None:
+    """A tamperer rewrites entry `seq` and recomputes its hash and every later entry's
+    link and hash, so that the chain is consistent in itself."""
+    from compliance.ledger.services import entry_hash
+
+    prev_hash = None
+    with tampering():
+        for entry in LedgerEntry.objects.filter(seq__gte=seq).order_by("seq"):
+            if entry.seq == seq:
+                entry.payload = payload
+            else:
+                entry.prev_hash = prev_hash
+            entry.hash = entry_hash(
+                seq=entry.seq,
+                created_at=entry.created_at,
+                kind=entry.kind,
+                subject=entry.subject,
+                actor=entry.actor,
+                payload=entry.payload,
+                prev_hash=entry.prev_hash,
+            )
+            sql(
+                f"UPDATE {TABLE} SET payload = %s, prev_hash = %s, hash = %s WHERE id = %s",  # noqa: S608
+                [json.dumps(entry.payload), entry.prev_hash, entry.hash, entry.pk],
+            )
+            prev_hash = entry.hash

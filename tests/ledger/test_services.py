@@ -314,9 +314,9 @@ def test_an_older_run_finishing_intact_never_clears_a_newer_runs_broken_finding(
 
 
 @pytest.mark.django_db
-def test_an_intact_run_asked_for_after_a_broken_finding_clears_it():
-    """E.g. the ledger restored from a backup: a full run started after the broken
-    one finished has the last word."""
+def test_an_intact_run_asked_for_after_a_broken_finding_does_not_clear_it_an_acknowledgement_does():
+    """E.g. the ledger restored from a backup: a full run that finds it intact again
+    does not say what happened; the finding stands until an officer acknowledges it."""
     append(4)
     edit_payload(2, {"i": 99})
     broken = verify_in_full("command")
@@ -327,6 +327,15 @@ def test_an_intact_run_asked_for_after_a_broken_finding_clears_it():
     intact = verify_in_full("command")
     assert intact.status == "intact"
     status = ledger_status()
+    assert status.broken
+    assert status.last_finished.pk == broken.pk
+    assert _metric("earshot_ledger_broken") == 1.0
+
+    acknowledged = services.ledger_acknowledge(
+        run_id=broken.pk, reason="restored entry #2", actor="user:1"
+    )
+    status = ledger_status()
     assert not status.broken
-    assert status.last_finished.pk == intact.pk
+    assert status.last_finished is None  # the runs before it are no reference now
+    assert status.reference.acknowledgement.pk == acknowledged.pk
     assert _metric("earshot_ledger_broken") == 0.0

@@ -17,7 +17,8 @@ from compliance.retention.models import LegalHold, RetentionPolicy
 from compliance.retention.services import legal_hold_place, retention_policy_create
 from compliance.transfers.models import TransferRule
 from compliance.web.dashboard import REPORTS
-from tests.ledger.conftest import append, edit_payload, verify_in_full
+from tests.conftest import postgres_only
+from tests.ledger.conftest import append, delete_newest, edit_payload, verify_in_full
 from tests.web.conftest import make_household, make_officer, person, verify_session
 
 pytestmark = pytest.mark.django_db
@@ -257,6 +258,67 @@ def test_the_ledger_page_reports_a_broken_chain(officer_client, household):
     assert "ledger entry #2" in page
 
 
+# --- the ledger page renders any payload --------------------------------------------------
+
+
+def _record(payload: dict) -> None:
+    from django.db import transaction
+
+    from compliance.ledger.services import ledger_append
+
+    with transaction.atomic():
+        ledger_append(kind="review_items.revoked", subject="profile:p", actor="t", payload=payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "shown"),
+    [
+        ({"reason": "consent_withdrawn", "items": 3}, "items=3"),  # as a revocation writes it
+        ({"items": [1, 2, 3]}, "items=[1, 2, 3]"),
+        ({"items": {"a": 1}}, "items={&quot;a&quot;: 1}"),
+        ({"keys": 7}, "keys=7"),
+        ({"values": "v"}, "values=v"),
+        ({"get": None}, "get=null"),
+        ({"items": 1, "keys": 2, "values": 3, "get": 4}, "get=4, items=1, keys=2, values=3"),
+    ],
+    ids=["revocation", "items-list", "items-dict", "keys", "values", "get", "all-four"],
+)
+def test_the_ledger_page_renders_payload_keys_that_shadow_dict_methods(
+    officer_client, payload, shown
+):
+    _record(payload)
+
+    response = officer_client.get("/officer/ledger/")
+
+    assert response.status_code == 200
+    assert shown in response.content.decode()
+
+
+def test_the_ledger_page_escapes_markup_in_a_payload(officer_client):
+    _record({"<b>key</b>": "<script>alert(1)</script>", "reason": '"><img src=x onerror=1>'})
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    assert "<script>alert(1)</script>" not in page
+    assert "<img src=x" not in page and "<b>key</b>" not in page
+    assert "&lt;b&gt;key&lt;/b&gt;=&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "reason=&quot;&gt;&lt;img src=x onerror=1&gt;" in page
+
+
+def test_the_ledger_page_shows_a_very_long_value_whole_in_a_cell_that_wraps(officer_client):
+    from pathlib import Path
+
+    long_word = "x" * 5000
+    _record({"note": long_word})
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    assert f'<td class="mono small payload">note={long_word}</td>' in page
+    css = (Path(settings.BASE_DIR) / "compliance/web/static/web/earshot.css").read_text()
+    rule = next(line for line in css.splitlines() if line.startswith("td.payload "))
+    assert "overflow-wrap: anywhere" in rule
+
+
 # --- the ledger page and the full verifications ----------------------------------------
 
 
@@ -381,6 +443,100 @@ def test_starting_a_verification_is_for_verified_officers_and_only_by_post(clien
     assert by_get.status_code == 405
     assert not_officer.post("/officer/ledger/verify/").status_code in (302, 403)
     assert not VerificationRun.objects.exists()
+
+
+# --- a shortened ledger, and its acknowledgement ----------------------------------------------
+
+
+@postgres_only()
+@pytest.mark.parametrize("removed", [1, 10, "all"])
+def test_entries_removed_from_the_end_stay_broken_on_the_page_until_an_officer_acknowledges(
+    officer_client, officer, household, removed
+):
+    append(12)
+    reference = verify_in_full()
+    newest = reference.through_seq
+    removed = newest if removed == "all" else removed
+    delete_newest(removed)
+    first = verify_in_full()
+    standing = verify_in_full()  # the next scheduled run: still broken, not cleared
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+    no_reason = officer_client.post(
+        "/officer/ledger/acknowledge/", {"run": standing.pk, "reason": "  "}
+    )
+    acknowledged = officer_client.post(
+        "/officer/ledger/acknowledge/",
+        {"run": standing.pk, "reason": "rows lost in the restore of <backup 12>"},
+        follow=True,
+    )
+    after = verify_in_full()
+    later = officer_client.get("/officer/ledger/").content.decode()
+
+    assert (first.status, standing.status) == ("broken", "broken")
+    assert "The chain is intact." not in page
+    assert f"at ledger entry #{newest - removed + 1}: missing: expected at least {newest}" in page
+    assert f"up to #{newest} with hash {reference.through_hash}" in page
+    assert f'name="run" value="{standing.pk}"' in page
+    assert no_reason.status_code == 400
+    assert "This field is required." in no_reason.content.decode()
+    assert "Verification failed" in no_reason.content.decode()
+    assert acknowledged.status_code == 200
+    done = acknowledged.content.decode()
+    assert "Acknowledged, and recorded as ledger entry" in done
+    assert "Verification failed" not in done and "Acknowledge this finding" not in done
+    entry = LedgerEntry.objects.order_by("-seq").first()
+    assert (entry.kind, entry.actor) == ("ledger.acknowledged", f"user:{officer[0].pk}")
+    assert entry.payload["reason"] == "rows lost in the restore of <backup 12>"
+    assert f"Last acknowledged by user:{officer[0].pk}" in done
+    assert "rows lost in the restore of &lt;backup 12&gt;" in done
+    assert "<td>ledger.acknowledged</td>" in done
+    assert after.status == "intact"
+    assert "The chain is intact." in later
+
+
+def test_acknowledging_a_finding_that_is_not_the_newest_is_refused_on_the_page(
+    officer_client, household
+):
+    verify_in_full()
+    edit_payload(2, {"forged": True})
+    older = verify_in_full()
+    newer = verify_in_full()
+
+    response = officer_client.post(
+        "/officer/ledger/acknowledge/", {"run": older.pk, "reason": "seen it"}
+    )
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert f"Full verification #{newer.pk} has found the ledger broken since" in page
+    assert f'name="run" value="{newer.pk}"' in page  # offered now, the reason kept
+    assert "seen it</textarea>" in page
+    assert not LedgerEntry.objects.filter(kind="ledger.acknowledged").exists()
+
+
+def test_acknowledging_is_for_verified_officers_and_only_by_post(client: Client, household):
+    officer, device = make_officer()
+    client.force_login(officer)
+    edit_payload(2, {"forged": True})
+    run = verify_in_full()
+    body = {"run": run.pk, "reason": "r"}
+
+    unverified = client.post("/officer/ledger/acknowledge/", body)
+    verify_session(client, device)
+    by_get = client.get("/officer/ledger/acknowledge/")
+    not_officer = Client()
+    not_officer.force_login(person("mallory"))
+
+    assert unverified.status_code == 302
+    assert by_get.status_code == 405
+    assert not_officer.post("/officer/ledger/acknowledge/", body).status_code in (302, 403)
+    assert not LedgerEntry.objects.filter(kind="ledger.acknowledged").exists()
+
+
+@pytest.mark.parametrize("body", [{}, {"run": "x", "reason": "r"}, {"run": "-1", "reason": "r"}])
+def test_a_malformed_acknowledgement_is_a_400_not_a_500(officer_client, household, body):
+    assert officer_client.post("/officer/ledger/acknowledge/", body).status_code == 400
 
 
 @pytest.mark.parametrize("name", sorted(REPORTS))

@@ -16,9 +16,11 @@ from compliance.consent.services import consent_set
 from compliance.retention.services import retention_policy_create
 from compliance.web.selectors import (
     ConsentRates,
+    LedgerRow,
     PolicyLimit,
     consent_rates_over_time,
     days_ending,
+    ledger_entries,
     ledger_kinds,
     privacy_overview,
 )
@@ -323,3 +325,19 @@ def test_the_ledger_filter_offers_each_kind_once_in_order_in_one_query(
         kinds = ledger_kinds()
 
     assert kinds == ["consent.granted", "purge.batch", "sample.drawn"]
+
+
+@pytest.mark.django_db
+def test_a_ledger_page_gives_each_entrys_payload_as_key_and_text_pairs():
+    from compliance.ledger.services import ledger_append
+
+    with transaction.atomic():
+        ledger_append(kind="k", payload={"items": 2, "get": [1, "a"], "values": {"b": None}})
+        ledger_append(kind="k", payload={"reason": "<i>x</i>"})
+
+    newest, oldest = ledger_entries(page=1).object_list
+
+    assert isinstance(newest, LedgerRow)
+    assert newest.details == [("reason", "<i>x</i>")]
+    assert oldest.details == [("get", '[1, "a"]'), ("items", "2"), ("values", '{"b": null}')]
+    assert (oldest.seq, oldest.kind) == (1, "k")

@@ -21,8 +21,9 @@ from compliance.clients.permissions import actor_of
 from compliance.consent.selectors import consent_default_get, consent_defaults_list
 from compliance.consent.services import consent_default_create, consent_default_delete
 from compliance.core.errors import ApplicationError, NotFound
-from compliance.ledger.selectors import ledger_status
-from compliance.ledger.services import ledger_verification_request
+from compliance.ledger.selectors import ledger_status, verification_run_unacknowledged
+from compliance.ledger.services import ACKNOWLEDGEMENT_REASON_MAX, ledger_verification_request
+from compliance.ledger.services import ledger_acknowledge as ledger_acknowledge_finding
 from compliance.retention.reports import retention_report
 from compliance.retention.selectors import (
     is_valid_jurisdiction,
@@ -347,23 +348,79 @@ def hold_release(request: HttpRequest, pk: int) -> HttpResponse:
 # --- the ledger ----------------------------------------------------------------------------
 
 
-@require_GET
-@officer_required
-def ledger(request: HttpRequest) -> HttpResponse:
-    """The chain as the last full verification found it, and the entries appended since
-    checked now: cheap however long the ledger, since only those are re-hashed."""
+class LedgerAcknowledgeForm(forms.Form):
+    """An officer's acknowledgement of the broken finding the page showed them."""
+
+    run = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+    reason = forms.CharField(
+        max_length=ACKNOWLEDGEMENT_REASON_MAX,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What happened, and why the chain as it is now may be trusted from here.",
+    )
+
+
+def _ledger_page(
+    request: HttpRequest, acknowledge_form: LedgerAcknowledgeForm | None = None, status: int = 200
+) -> HttpResponse:
     kind = request.GET.get("kind", "")
+    ledger_state = ledger_status()
+    standing = ledger_state.unacknowledged
+    if acknowledge_form is None and standing is not None:
+        acknowledge_form = LedgerAcknowledgeForm(initial={"run": standing.pk})
     return render(
         request,
         "web/officer/ledger.html",
         {
-            "status": ledger_status(),
+            "status": ledger_state,
+            "acknowledge_form": acknowledge_form,
             "verify_every": charts.duration(settings.LEDGER_VERIFY_EVERY_SECONDS),
             "page": selectors.ledger_entries(page=request.GET.get("page"), kind=kind),
             "kinds": selectors.ledger_kinds(),
             "kind": kind,
         },
+        status=status,
     )
+
+
+@require_GET
+@officer_required
+def ledger(request: HttpRequest) -> HttpResponse:
+    """The chain as the full verifications found it, and the entries appended since the
+    reference checked now: cheap however long the ledger, since only those are
+    re-hashed. A broken finding stays on the page until an officer acknowledges it."""
+    return _ledger_page(request)
+
+
+@require_POST
+@officer_required
+def ledger_acknowledge(request: HttpRequest) -> HttpResponse:
+    form = LedgerAcknowledgeForm(request.POST)
+    if not form.is_valid():
+        return _ledger_page(request, form, status=400)
+    try:
+        acknowledgement = ledger_acknowledge_finding(
+            run_id=form.cleaned_data["run"],
+            reason=form.cleaned_data["reason"],
+            actor=actor_of(request.user),
+        )
+    except ApplicationError as refusal:
+        standing = verification_run_unacknowledged()
+        if standing is not None and standing.pk != form.cleaned_data["run"]:
+            # A newer finding came in meanwhile: the form now offers that one, the
+            # reason kept, so that a second submit acknowledges what the page shows.
+            form = LedgerAcknowledgeForm(
+                {"run": standing.pk, "reason": form.cleaned_data["reason"]}
+            )
+            form.is_valid()
+        apply_error(form, refusal)
+        return _ledger_page(request, form, status=400)
+    messages.success(
+        request,
+        f"Acknowledged, and recorded as ledger entry #{acknowledgement.through_seq}. Later "
+        "full verifications are held against the chain as it stands now.",
+    )
+    return redirect("web:officer-ledger")
 
 
 @require_POST

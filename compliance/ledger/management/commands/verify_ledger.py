@@ -1,13 +1,17 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from compliance.ledger.models import VerificationRun
+from compliance.ledger.selectors import verification_run_unacknowledged
 from compliance.ledger.services import ledger_verification_start, ledger_verification_step
 
 
 class Command(BaseCommand):
     help = (
-        "Verify the hash chain of the ledger from its first entry; exit non-zero naming "
-        "the first bad entry. The run is recorded, and the officers' ledger page shows it."
+        "Verify the hash chain of the ledger from its first entry and hold it against the "
+        "last intact verification (entries removed from the end, or rewritten with every "
+        "later hash recomputed); exit non-zero naming the first bad entry, or while an "
+        "earlier broken finding waits for an officer's acknowledgement on the ledger page. "
+        "The run is recorded, and the officers' ledger page shows it."
     )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -21,5 +25,16 @@ class Command(BaseCommand):
             raise CommandError(
                 f"ledger verification FAILED at ledger entry #{finished.problem_seq}: "
                 f"{finished.problem}"
+            )
+        standing = verification_run_unacknowledged()
+        if standing is not None:
+            # A chain that verifies now does not undo what an earlier run found: a
+            # shortened chain verifies from its first entry, and an edit put back still
+            # needs explaining. Only an officer's acknowledgement clears it.
+            raise CommandError(
+                f"ledger verification FAILED: full verification #{standing.pk} found ledger "
+                f"entry #{standing.problem_seq}: {standing.problem}; not acknowledged yet "
+                f"(acknowledge it on the officers' ledger page). This run found "
+                f"{finished.entries_checked} entries that hold."
             )
         self.stdout.write(f"ledger OK: {finished.entries_checked} entries verified")
