@@ -21,6 +21,12 @@ class LedgerEntry(models.Model):
     payload = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # The entry's canonical encoding (RFC 8785 JSON of the fields above but `hash`),
+    # stored as written and never re-encoded: `hash` is its SHA-256, and it is the
+    # entry's leaf in the Merkle tree that checkpoints sign.
+    leaf = models.BinaryField()
+    # SHA-256(0x00 || leaf), the leaf's hash in the tree (RFC 9162).
+    leaf_hash = models.BinaryField(max_length=32)
 
     class Meta:
         ordering = ["seq"]

@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from compliance.core.errors import ApplicationError, Conflict
 
+from .canonical import canonical_bytes, leaf_hash
 from .models import GENESIS_HASH, LedgerAcknowledgement, LedgerEntry, VerificationRun
 
 if TYPE_CHECKING:
@@ -61,6 +62,33 @@ VERIFY_UNCLAIMED_GRACE = timedelta(seconds=30)
 ACKNOWLEDGEMENT_REASON_MAX = 2000
 
 
+def entry_leaf(
+    *,
+    seq: int,
+    created_at: datetime,
+    kind: str,
+    subject: str,
+    actor: str,
+    payload: dict[str, Any],
+    prev_hash: str,
+    allow_floats: bool = False,
+) -> bytes:
+    """The entry's canonical encoding: its leaf in the Merkle tree, and what its chain
+    hash is the SHA-256 of. Raises NotCanonical for what the encoding refuses."""
+    return canonical_bytes(
+        {
+            "seq": seq,
+            "created_at": created_at.astimezone(UTC).isoformat(),
+            "kind": kind,
+            "subject": subject,
+            "actor": actor,
+            "payload": payload,
+            "prev_hash": prev_hash,
+        },
+        allow_floats=allow_floats,
+    )
+
+
 def entry_hash(
     *,
     seq: int,
@@ -71,27 +99,30 @@ def entry_hash(
     payload: dict[str, Any],
     prev_hash: str,
 ) -> str:
-    canonical = json.dumps(
-        {
-            "seq": seq,
-            "created_at": created_at.astimezone(UTC).isoformat(),
-            "kind": kind,
-            "subject": subject,
-            "actor": actor,
-            "payload": payload,
-            "prev_hash": prev_hash,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+    """The chain hash of an entry with these fields: SHA-256 of its leaf, hex. Floats
+    are taken (entries from before they were refused), so this also re-checks those."""
+    leaf = entry_leaf(
+        seq=seq,
+        created_at=created_at,
+        kind=kind,
+        subject=subject,
+        actor=actor,
+        payload=payload,
+        prev_hash=prev_hash,
+        allow_floats=True,
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(leaf).hexdigest()
 
 
 def ledger_append(
     *, kind: str, subject: str = "", actor: str = "", payload: dict[str, Any] | None = None
 ) -> LedgerEntry:
-    """Append one entry. Must run inside the transaction of the change it records."""
+    """Append one entry. Must run inside the transaction of the change it records.
+
+    The entry's leaf (its canonical bytes) is encoded here, once, and stored; a payload
+    the encoding refuses (a float, say) is a programming error and raises NotCanonical
+    before anything is written. The Merkle tree is not touched: the checkpointer
+    extends it, so an append costs one encoding and one INSERT."""
     if not connection.in_atomic_block:
         raise RuntimeError("ledger_append must run inside the transaction of the change")
     payload = json.loads(json.dumps(payload or {}, default=str))
@@ -101,6 +132,15 @@ def ledger_append(
     last = LedgerEntry.objects.order_by("-seq").values_list("seq", "hash").first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     created_at = timezone.now()
+    leaf = entry_leaf(
+        seq=seq,
+        created_at=created_at,
+        kind=kind,
+        subject=subject,
+        actor=actor,
+        payload=payload,
+        prev_hash=prev_hash,
+    )
     return LedgerEntry.objects.create(
         seq=seq,
         created_at=created_at,
@@ -109,15 +149,9 @@ def ledger_append(
         actor=actor,
         payload=payload,
         prev_hash=prev_hash,
-        hash=entry_hash(
-            seq=seq,
-            created_at=created_at,
-            kind=kind,
-            subject=subject,
-            actor=actor,
-            payload=payload,
-            prev_hash=prev_hash,
-        ),
+        hash=hashlib.sha256(leaf).hexdigest(),
+        leaf=leaf,
+        leaf_hash=leaf_hash(leaf),
     )
 
 
