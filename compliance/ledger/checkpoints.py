@@ -1,0 +1,218 @@
+"""Signed checkpoints of the ledger's Merkle tree, and their publication outside the
+database.
+
+A checkpoint is a C2SP tlog-checkpoint (`<origin>\\n<tree size>\\n<base64 root>\\n`)
+inside a signed note. The checkpointer extends the tree to the newest committed entry,
+proves the new tree consistent with the previous checkpoint (RFC 9162) and only then
+signs: a tree that does not extend what was signed before (a rewritten, reordered or
+removed entry) is refused, loudly, and never signed. It runs from beat every minute
+while the log grows, and on demand, at most once a second, for an entry not yet
+covered.
+
+Every checkpoint and the leaves it adds go to LEDGER_EXPORT as files that are created
+once and never rewritten (written under a temporary name, then linked; an existing file
+must hold the same bytes). They are written before the checkpoint's row commits, so a
+stored checkpoint is always published; a file for a checkpoint whose transaction then
+failed holds the same bytes the retry writes (Ed25519 signatures are deterministic).
+
+Locks: the checkpointer's own advisory lock only. It reads committed entries without
+the append lock (appends are serialised, so committed entries are a prefix of `seq`)
+and writes only tree nodes, keys and checkpoints, which nothing else locks.
+"""
+
+import base64
+import logging
+import os
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from earshot_verify.merkle import ProofError, verify_consistency
+
+from . import tree
+from .models import LedgerCheckpoint, LedgerEntry, LedgerKey
+from .signing import SigningKey, signing_key
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT_LOCK_KEY = 0x4541_5253_484F_56
+ON_DEMAND_INTERVAL = timedelta(seconds=1)
+
+
+class CheckpointRefused(Exception):
+    """The tree does not extend the last signed checkpoint: the ledger was rewritten."""
+
+
+class ExportConflict(Exception):
+    """An exported file exists with other bytes than the ones to publish."""
+
+
+def checkpoint_text(*, origin: str, tree_size: int, root: bytes) -> str:
+    return f"{origin}\n{tree_size}\n{base64.b64encode(root).decode()}\n"
+
+
+def ledger_key_register(*, key: SigningKey, use: str) -> LedgerKey:
+    """The published row of `key`, created when it is first used; the keys used before
+    for the same purpose are marked retired (and stay published)."""
+    now = timezone.now()
+    row, created = LedgerKey.objects.get_or_create(
+        use=use,
+        public_key=key.public_key,
+        defaults={"name": key.name, "key_hash": f"{key.key_hash:08x}", "created_at": now},
+    )
+    if created:
+        LedgerKey.objects.filter(use=use, retired_at__isnull=True).exclude(pk=row.pk).update(
+            retired_at=now
+        )
+    elif row.retired_at is not None:
+        LedgerKey.objects.filter(pk=row.pk).update(retired_at=None)
+        LedgerKey.objects.filter(use=use, retired_at__isnull=True).exclude(pk=row.pk).update(
+            retired_at=now
+        )
+    return row
+
+
+def _lock() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHECKPOINT_LOCK_KEY])
+
+
+def ledger_checkpoint_issue(*, min_interval: timedelta | None = None) -> LedgerCheckpoint | None:
+    """Sign a checkpoint of every committed entry, unless the last one covers them all
+    already or was signed less than `min_interval` ago; returns the latest checkpoint
+    (None while the ledger is empty). Raises CheckpointRefused, signing nothing, when
+    the tree is inconsistent with the last checkpoint."""
+    with transaction.atomic():
+        _lock()
+        previous = LedgerCheckpoint.objects.order_by("-tree_size").first()
+        if (
+            previous is not None
+            and min_interval is not None
+            and previous.created_at > timezone.now() - min_interval
+        ):
+            return previous
+        newest = LedgerEntry.objects.aggregate(newest=Max("seq"))["newest"] or 0
+        if newest == 0 or (previous is not None and newest <= previous.tree_size):
+            return previous
+        try:
+            size = tree.tree_extend(through_size=newest)
+        except tree.TreeError as exc:
+            logger.error("ledger.checkpoint_refused reason=%s", exc)
+            raise CheckpointRefused(str(exc)) from exc
+        root = tree.tree_root(size=size)
+        if previous is not None:
+            _check_consistent(previous, size, root)
+        key = signing_key()
+        text = checkpoint_text(origin=settings.LEDGER_ORIGIN, tree_size=size, root=root)
+        note = key.sign_note(text)
+        first = previous.tree_size + 1 if previous is not None else 1
+        _export_entries(first, size)
+        _export_file(Path("checkpoints") / f"{size:020d}", note.encode())
+        checkpoint = LedgerCheckpoint.objects.create(
+            tree_size=size,
+            root_hash=root,
+            note=note,
+            key=ledger_key_register(key=key, use=LedgerKey.Use.CHECKPOINT),
+            created_at=timezone.now(),
+        )
+    logger.info("ledger.checkpoint size=%d root=%s", size, base64.b64encode(root).decode())
+    return checkpoint
+
+
+def _check_consistent(previous: LedgerCheckpoint, size: int, root: bytes) -> None:
+    proof = tree.tree_consistency_proof(first=previous.tree_size, second=size)
+    try:
+        verify_consistency(
+            first_size=previous.tree_size,
+            second_size=size,
+            proof=proof,
+            first_root=bytes(previous.root_hash),
+            second_root=root,
+        )
+    except ProofError as exc:
+        logger.error(
+            "ledger.checkpoint_refused previous_size=%d size=%d reason=%s",
+            previous.tree_size,
+            size,
+            exc,
+        )
+        raise CheckpointRefused(
+            f"the tree of {size} entries is not consistent with checkpoint "
+            f"{previous.tree_size}: {exc}"
+        ) from exc
+
+
+def ledger_checkpoint_covering(*, seq: int, wait_seconds: float = 2.0) -> LedgerCheckpoint | None:
+    """The latest checkpoint, signed now if it does not cover entry `seq` yet (at most
+    one on-demand checkpoint a second, so callers may wait up to about a second).
+    None if `seq` is not a committed entry."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        latest = LedgerCheckpoint.objects.order_by("-tree_size").first()
+        if latest is not None and latest.tree_size >= seq:
+            return latest
+        if not LedgerEntry.objects.filter(seq=seq).exists():
+            return None
+        latest = ledger_checkpoint_issue(min_interval=ON_DEMAND_INTERVAL)
+        if latest is not None and latest.tree_size >= seq:
+            return latest
+        if time.monotonic() >= deadline:
+            return latest
+        time.sleep(0.1)
+
+
+# --- publication ---------------------------------------------------------------------------
+
+
+def _export_file(relative: Path, content: bytes) -> None:
+    path = Path(settings.LEDGER_EXPORT) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        if path.read_bytes() != content:
+            raise ExportConflict(f"{path} exists and holds other bytes")
+        return
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".export-")
+    try:
+        os.write(fd, content)
+        os.fsync(fd)
+        os.close(fd)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            if path.read_bytes() != content:
+                raise ExportConflict(f"{path} exists and holds other bytes") from None
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+EXPORT_CHUNK = 10000
+
+
+def _export_entries(first: int, last: int) -> None:
+    """Leaves `first`..`last` as files `entries/<first>-<last>`, one line per entry:
+    `<seq> <base64 leaf>`."""
+    start = first
+    while start <= last:
+        end = min(last, start + EXPORT_CHUNK - 1)
+        rows = LedgerEntry.objects.filter(seq__gte=start, seq__lte=end).order_by("seq")
+        lines = [
+            f"{seq} {base64.b64encode(bytes(leaf)).decode()}\n"
+            for seq, leaf in rows.values_list("seq", "leaf")
+        ]
+        _export_file(Path("entries") / f"{start:020d}-{end:020d}", "".join(lines).encode())
+        start = end + 1
+
+
+def ledger_export_checkpoints() -> list[str]:
+    """The exported checkpoint notes, oldest first."""
+    directory = Path(settings.LEDGER_EXPORT) / "checkpoints"
+    if not directory.is_dir():
+        return []
+    return [path.read_text() for path in sorted(directory.iterdir()) if path.name.isdigit()]
