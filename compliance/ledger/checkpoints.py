@@ -21,6 +21,7 @@ and writes only tree nodes, keys and checkpoints, which nothing else locks.
 """
 
 import base64
+import hashlib
 import logging
 import os
 import tempfile
@@ -33,7 +34,8 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from earshot_verify.merkle import ProofError, verify_consistency
+from earshot_verify.merkle import ProofError, hash_children, hash_leaf, verify_consistency
+from earshot_verify.note import Checkpoint, NoteError, Verifier, key_hash, open_checkpoint
 
 from . import tree
 from .models import LedgerCheckpoint, LedgerEntry, LedgerKey
@@ -216,3 +218,98 @@ def ledger_export_checkpoints() -> list[str]:
     if not directory.is_dir():
         return []
     return [path.read_text() for path in sorted(directory.iterdir()) if path.name.isdigit()]
+
+
+# --- holding the database against what was published ----------------------------------------
+
+
+def _published_verifiers() -> list[Verifier]:
+    current = signing_key()
+    keys = {(current.name, current.public_key)}
+    for name, public_key in LedgerKey.objects.filter(use=LedgerKey.Use.CHECKPOINT).values_list(
+        "name", "public_key"
+    ):
+        keys.add((name, bytes(public_key)))
+    return [Verifier(name, key_hash(name, key), key) for name, key in keys]
+
+
+def _newest_exported() -> tuple[Checkpoint, str] | None:
+    """The newest exported checkpoint that a published key signed, with its file name;
+    an exported file no key opens is skipped (and logged): it proves nothing."""
+    directory = Path(settings.LEDGER_EXPORT) / "checkpoints"
+    if not directory.is_dir():
+        return None
+    verifiers = _published_verifiers()
+    for path in sorted((p for p in directory.iterdir() if p.name.isdigit()), reverse=True):
+        note = path.read_text()
+        for verifier in verifiers:
+            try:
+                return open_checkpoint(note, verifier), path.name
+            except NoteError:
+                continue
+        logger.error("ledger.export_unverifiable file=%s", path)
+    return None
+
+
+def _exported_leaves(upto: int) -> dict[int, bytes]:
+    leaves: dict[int, bytes] = {}
+    directory = Path(settings.LEDGER_EXPORT) / "entries"
+    if not directory.is_dir():
+        return leaves
+    for path in sorted(directory.iterdir()):
+        for line in path.read_text().splitlines():
+            seq_text, _, encoded = line.partition(" ")
+            if seq_text.isdigit() and int(seq_text) <= upto:
+                leaves.setdefault(int(seq_text), base64.b64decode(encoded))
+    return leaves
+
+
+def ledger_checkpoint_problem(*, chunk: int = 5000) -> tuple[int, str] | None:
+    """Rebuild the tree from the stored leaves and hold it against the newest exported
+    checkpoint: (the entry, what is wrong) if the database contradicts it, else None.
+
+    Each stored leaf must be what its chain hash commits to. Fewer entries than the
+    checkpoint signed is a truncation (or a restore from an older backup); a different
+    root over its first entries is a rewrite or a reorder, and the exported leaves name
+    the first entry that differs.
+    """
+    exported = _newest_exported()
+    if exported is None:
+        return None
+    checkpoint, _ = exported
+    size = checkpoint.tree_size
+    name = f"signed checkpoint {size} ({checkpoint.origin})"
+    stack: list[tuple[int, bytes]] = []
+    count = 0
+    rows = LedgerEntry.objects.filter(seq__lte=size).order_by("seq")
+    for seq, leaf, stored_leaf_hash, hash_ in rows.values_list(
+        "seq", "leaf", "leaf_hash", "hash"
+    ).iterator(chunk_size=chunk):
+        leaf = bytes(leaf)
+        if seq != count + 1:
+            return count + 1, f"missing (removed); contradicts {name}"
+        if hashlib.sha256(leaf).hexdigest() != hash_ or bytes(stored_leaf_hash) != hash_leaf(leaf):
+            return seq, f"stored leaf does not match its hash (edited); contradicts {name}"
+        node, width = hash_leaf(leaf), 1
+        while stack and stack[-1][0] == width:
+            node, width = hash_children(stack.pop()[1], node), width * 2
+        stack.append((width, node))
+        count = seq
+    if count < size:
+        return count + 1, (
+            f"missing: the ledger holds {count} entries but {name} covers {size} (shortened, "
+            "or restored from an older backup)"
+        )
+    root = stack[-1][1]
+    for _, node in reversed(stack[:-1]):
+        root = hash_children(node, root)
+    if root == checkpoint.root_hash:
+        return None
+    published = _exported_leaves(size)
+    for seq, leaf in rows.values_list("seq", "leaf").iterator(chunk_size=chunk):
+        if published.get(seq) != bytes(leaf):
+            return (
+                seq,
+                f"differs from the published entry (rewritten or reordered); contradicts {name}",
+            )
+    return size, f"the tree of its first {size} entries does not match {name}"

@@ -42,6 +42,7 @@ from django.utils import timezone
 from compliance.core.errors import ApplicationError, Conflict
 
 from .canonical import canonical_bytes, leaf_hash
+from .checkpoints import ledger_checkpoint_problem
 from .models import GENESIS_HASH, LedgerAcknowledgement, LedgerEntry, VerificationRun
 
 if TYPE_CHECKING:
@@ -262,6 +263,8 @@ def _finish(
         _verification_lock()
         if problem is None:
             end, problem = _held_against_reference(end, chunk=chunk)
+        if problem is None:
+            problem = _held_against_checkpoint(chunk=chunk)
         finished = mine.update(
             through_id=end.id,
             through_seq=end.seq,
@@ -296,6 +299,16 @@ def _held_against_reference(
             return more.end, more.problem
         end = more.end
     return end, ledger_reference_problem(end=end, reference=reference)
+
+
+def _held_against_checkpoint(*, chunk: int) -> "LedgerProblem | None":
+    """What the entries lack of the newest published checkpoint: the reference above
+    lives in this database, the checkpoint outside it, so a rewrite of both (or a
+    restore of an older backup) still contradicts the checkpoint."""
+    from .selectors import LedgerProblem
+
+    found = ledger_checkpoint_problem(chunk=chunk)
+    return None if found is None else LedgerProblem(*found)
 
 
 def _log_finished(run_id: int, end: "ChainPoint", problem: "LedgerProblem | None") -> None:
