@@ -1,6 +1,7 @@
 """python3 -m earshot_verify BUNDLE.json --key KEY [--checkpoint EARLIER_CHECKPOINT]
 python3 -m earshot_verify checkpoint CHECKPOINT --key KEY
     [--checkpoint EARLIER --consistency PROOF.json]
+python3 -m earshot_verify receipt RECEIPT --key KEY [--bundle BUNDLE.json]
 
 KEY is a verifier key (`<name>+<hex>+<base64>`), as text or as a file holding it.
 Exit 0 when everything holds; 1 naming the first thing that does not; 2 for bad usage.
@@ -11,12 +12,14 @@ import json
 import sys
 from pathlib import Path
 
+from .jws import ReceiptError, receipt_open
 from .note import NoteError, parse_verifier_key
 from .verify import (
     VerificationFailed,
     bundle_verified,
     checkpoint_verified,
     consistent,
+    receipt_bound,
 )
 
 
@@ -46,20 +49,36 @@ def _json(path: str, what: str) -> object:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    checkpoint_mode = bool(argv) and argv[0] == "checkpoint"
+    mode = argv[0] if argv and argv[0] in ("checkpoint", "receipt") else "bundle"
     parser = argparse.ArgumentParser(prog="python3 -m earshot_verify", description=__doc__)
     parser.add_argument("target", help="the bundle (JSON), or the checkpoint after 'checkpoint'")
     parser.add_argument("--key", required=True, help="verifier key, or a file holding it")
     parser.add_argument("--checkpoint", help="an earlier checkpoint you kept")
     parser.add_argument("--consistency", help="consistency proof JSON {from, to, hashes}")
-    args = parser.parse_args(argv[1:] if checkpoint_mode else argv)
+    parser.add_argument("--bundle", help="with a receipt: a bundle holding its ledger entry")
+    args = parser.parse_args(argv if mode == "bundle" else argv[1:])
     try:
         try:
             verifier = parse_verifier_key(_read(args.key))
         except NoteError as exc:
             raise VerificationFailed(f"the key: {exc}") from exc
         earlier = _read_file(args.checkpoint, "earlier checkpoint") if args.checkpoint else None
-        if checkpoint_mode:
+        if mode == "receipt":
+            token = _read(args.target).strip()
+            try:
+                claims = receipt_open(token, verifier)
+            except ReceiptError as exc:
+                raise VerificationFailed(f"the receipt: {exc}") from exc
+            ledger = claims.get("ledger") if isinstance(claims.get("ledger"), dict) else {}
+            if args.bundle:
+                checkpoint = receipt_bound(claims, _json(args.bundle, "bundle"), verifier)
+                print(
+                    f"OK: receipt signed, bound to ledger entry #{ledger.get('seq')}, proven in "
+                    f"the checkpoint at size {checkpoint.tree_size}"
+                )
+            else:
+                print(f"OK: receipt signed, for ledger entry #{ledger.get('seq')}")
+        elif mode == "checkpoint":
             checkpoint = checkpoint_verified(_read_file(args.target, "checkpoint"), verifier)
             if earlier is not None:
                 proof = _json(args.consistency, "consistency proof") if args.consistency else None

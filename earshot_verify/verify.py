@@ -151,3 +151,40 @@ def bundle_verified(
     if seqs != sorted(seqs) or len(set(seqs)) != len(seqs):
         raise VerificationFailed("the bundle's entries are not in ledger order")
     return checkpoint, len(entries)
+
+
+def receipt_bound(claims: dict[str, Any], bundle: Any, verifier: Verifier) -> Checkpoint:
+    """The receipt's ledger entry is in the (verified) bundle, with the same leaf hash,
+    and what the receipt says is what the leaf records."""
+    checkpoint, _ = bundle_verified(bundle, verifier)
+    ledger = claims.get("ledger")
+    if not isinstance(ledger, dict) or not isinstance(ledger.get("seq"), int):
+        raise VerificationFailed("the receipt binds no ledger entry")
+    entry = next((e for e in bundle["entries"] if e.get("seq") == ledger["seq"]), None)
+    if entry is None:
+        raise VerificationFailed(f"the bundle does not hold ledger entry #{ledger['seq']}")
+    leaf = _b64(entry["leaf"], "leaf")
+    if _b64(ledger.get("leaf_hash"), "the receipt's leaf_hash") != hash_leaf(leaf):
+        raise VerificationFailed(
+            f"the receipt's leaf_hash is not that of ledger entry #{ledger['seq']}"
+        )
+    recorded = json.loads(leaf)
+    payload = recorded.get("payload", {})
+    if "event" in claims:
+        kind = {"given": "consent.granted", "withdrawn": "consent.withdrawn"}.get(claims["event"])
+        if recorded.get("kind") != kind:
+            raise VerificationFailed(
+                f"the receipt says consent was {claims['event']} but ledger entry "
+                f"#{ledger['seq']} records {recorded.get('kind')}"
+            )
+        for claim, field in (("method", "channel"), ("notice_version", "notice_version")):
+            if claims.get(claim) != payload.get(field):
+                raise VerificationFailed(
+                    f"the receipt's {claim} is {claims.get(claim)!r} but ledger entry "
+                    f"#{ledger['seq']} records {payload.get(field)!r}"
+                )
+        if claims.get("purposes") != [payload.get("purpose")]:
+            raise VerificationFailed(
+                f"the receipt's purposes differ from ledger entry #{ledger['seq']}"
+            )
+    return checkpoint

@@ -11,6 +11,7 @@ from compliance.core.errors import NotFound
 from compliance.core.fields import StrictBooleanField, StrictCharField
 
 from .models import Channel, Purpose
+from .receipts import consent_receipt_latest
 from .selectors import (
     consent_current,
     consent_current_for,
@@ -130,6 +131,23 @@ class ConsentHistoryApi(_ProfileConsentApi):
                 {"profile": profile.external_id, "purpose": purpose, "events": events}
             ).data
         )
+
+
+class ConsentReceiptOutput(serializers.Serializer):
+    receipt = serializers.CharField(help_text="compact JWS, EdDSA, the ledger's published key")
+    seq = serializers.IntegerField(help_text="the ledger entry recording the event")
+    leaf_hash = serializers.CharField(help_text="base64 of that entry's leaf hash")
+    tree_size = serializers.IntegerField(
+        allow_null=True, help_text="the signed checkpoint that covers the entry"
+    )
+
+
+class ConsentReceiptApi(_ProfileConsentApi):
+    @extend_schema(responses={200: ConsentReceiptOutput}, operation_id="consents_receipt")
+    def get(self, request: Request, profile_id: str, purpose: str) -> Response:
+        profile = self.profile(request, profile_id)
+        receipt = consent_receipt_latest(profile=profile, purpose=_purpose(purpose))
+        return Response(ConsentReceiptOutput(receipt).data)
 
 
 class ConsentDefaultOutput(serializers.Serializer):

@@ -16,12 +16,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from earshot_verify.jws import b64url
 from earshot_verify.note import (
     ALG_ED25519,
     key_hash,
@@ -29,6 +31,8 @@ from earshot_verify.note import (
     valid_name,
     verifier_key,
 )
+
+from .canonical import canonical_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -127,3 +131,13 @@ def _load(configured: str, key_dir: str) -> SigningKey:
 def signing_key() -> SigningKey:
     """The key checkpoints are signed with now."""
     return _load(settings.LEDGER_SIGNING_KEY, str(settings.LEDGER_KEY_DIR))
+
+
+def receipt_sign(claims: dict[str, Any]) -> str:
+    """`claims` as a compact JWS (EdDSA) signed with the ledger's key; `kid` names the
+    key as its verifier key does (`<name>+<key hash>`)."""
+    key = signing_key()
+    header = {"alg": "EdDSA", "typ": "earshot-receipt+jwt", "kid": f"{key.name}+{key.key_hash:08x}"}
+    signing_input = f"{b64url(canonical_bytes(header))}.{b64url(canonical_bytes(claims))}"
+    signature = key.private_key.sign(signing_input.encode())
+    return f"{signing_input}.{b64url(signature)}"

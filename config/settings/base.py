@@ -256,6 +256,8 @@ LEDGER_SIGNING_KEY = env.str("LEDGER_SIGNING_KEY", default="")
 LEDGER_KEY_DIR = env.path("LEDGER_KEY_DIR", default=VAR_DIR / "ledger")
 # The checkpoints' origin line, and the name a generated key gets.
 LEDGER_ORIGIN = env.str("LEDGER_ORIGIN", default="earshot.local/ledger")
+# Who consent receipts name as the controller.
+LEDGER_CONTROLLER = env.str("LEDGER_CONTROLLER", default="Earshot operator")
 # Every checkpoint and every entry's leaf are also written here (files never rewritten).
 LEDGER_EXPORT = env.path("LEDGER_EXPORT", default=VAR_DIR / "ledger" / "export")
 # Tests kill a purge at this step (claimed, unlinked, finished) to prove crash safety.

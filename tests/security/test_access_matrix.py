@@ -103,6 +103,9 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api/v1/profiles/<str:profile_id>/consents/<str:purpose>/history": {
         "GET": Rule(OWNED, "consents:read")
     },
+    "api/v1/profiles/<str:profile_id>/consents/<str:purpose>/receipt": {
+        "GET": Rule(OWNED, "consents:read")
+    },
     "api/v1/profiles/<str:profile_id>/deletion-requests": {
         "POST": Rule(OWNED, "deletions:write", body={})
     },
