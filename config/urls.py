@@ -11,6 +11,7 @@ from compliance.consent.apis import (
     ConsentHistoryApi,
     ConsentListApi,
     ConsentReceiptApi,
+    ProfileEvidenceApi,
 )
 from compliance.core import views as core_views
 from compliance.core.metrics import metrics_view
@@ -26,6 +27,7 @@ api_v1 = [
     path("profiles/<str:profile_id>/consents/<str:purpose>", ConsentDetailApi.as_view()),
     path("profiles/<str:profile_id>/consents/<str:purpose>/history", ConsentHistoryApi.as_view()),
     path("profiles/<str:profile_id>/consents/<str:purpose>/receipt", ConsentReceiptApi.as_view()),
+    path("profiles/<str:profile_id>/evidence", ProfileEvidenceApi.as_view()),
     path("consent-defaults", ConsentDefaultListCreateApi.as_view()),
     path("consent-defaults/<int:pk>", ConsentDefaultDeleteApi.as_view()),
     path("transfer-rules", TransferRuleListCreateApi.as_view()),

@@ -150,6 +150,7 @@ def bundle_verified(
         entry_verified(entry, checkpoint, f"entry {index + 1}")
     if seqs != sorted(seqs) or len(set(seqs)) != len(seqs):
         raise VerificationFailed("the bundle's entries are not in ledger order")
+    plain_fields_verified(bundle)
     return checkpoint, len(entries)
 
 
@@ -188,3 +189,65 @@ def receipt_bound(claims: dict[str, Any], bundle: Any, verifier: Verifier) -> Ch
                 f"the receipt's purposes differ from ledger entry #{ledger['seq']}"
             )
     return checkpoint
+
+
+def plain_fields_verified(bundle: dict[str, Any]) -> None:
+    """The plain fields of an evidence bundle against the leaves beside them: each
+    consent event says what its leaf records, none is dropped, they keep ledger order;
+    every other record's kind, time and payload are its leaf's."""
+    leaves = {}
+    for entry in bundle.get("entries", []):
+        leaves[entry["seq"]] = json.loads(_b64(entry["leaf"], "leaf"))
+    if "consent_events" not in bundle:
+        return  # a plain proof bundle: no plain fields beside its leaves
+    events = bundle["consent_events"]
+    if not isinstance(events, list):
+        raise VerificationFailed("consent_events is not a list")
+    seqs = []
+    for index, event in enumerate(events):
+        what = f"consent event {index + 1}"
+        if not isinstance(event, dict) or event.get("seq") not in leaves:
+            raise VerificationFailed(f"{what} has no leaf in the bundle")
+        leaf = leaves[event["seq"]]
+        what = f"{what} (ledger entry #{event['seq']})"
+        kind = {True: "consent.granted", False: "consent.withdrawn"}.get(event.get("granted"))
+        if leaf.get("kind") != kind:
+            raise VerificationFailed(
+                f"{what}: granted is {event.get('granted')!r} but the leaf records "
+                f"{leaf.get('kind')}"
+            )
+        payload = leaf.get("payload", {})
+        for field in ("purpose", "channel", "notice_version"):
+            if event.get(field) != payload.get(field):
+                raise VerificationFailed(
+                    f"{what}: {field} is {event.get(field)!r} but the leaf records "
+                    f"{payload.get(field)!r}"
+                )
+        if event.get("time") != leaf.get("created_at"):
+            raise VerificationFailed(f"{what}: time is not the leaf's")
+        seqs.append(event["seq"])
+    if seqs != sorted(seqs):
+        raise VerificationFailed("the consent events are not in ledger order (reordered)")
+    recorded = sorted(s for s, leaf in leaves.items() if leaf.get("kind") in CONSENT_KINDS)
+    missing = sorted(set(recorded) - set(seqs))
+    if missing:
+        raise VerificationFailed(
+            f"ledger entry #{missing[0]} records a consent event the bundle's consent_events "
+            "leave out (dropped)"
+        )
+    for name in ("retention_choices", "deletions", "other_records"):
+        for index, record in enumerate(bundle.get(name, [])):
+            what = f"{name} {index + 1}"
+            if not isinstance(record, dict) or record.get("seq") not in leaves:
+                raise VerificationFailed(f"{what} has no leaf in the bundle")
+            leaf = leaves[record["seq"]]
+            for field, leaf_field in (("kind", "kind"), ("time", "created_at"),
+                                      ("payload", "payload")):  # fmt: skip
+                if record.get(field) != leaf.get(leaf_field):
+                    raise VerificationFailed(
+                        f"{what} (ledger entry #{record['seq']}): {field} is not what the "
+                        "leaf records"
+                    )
+
+
+CONSENT_KINDS = ("consent.granted", "consent.withdrawn")

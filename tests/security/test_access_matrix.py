@@ -106,6 +106,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api/v1/profiles/<str:profile_id>/consents/<str:purpose>/receipt": {
         "GET": Rule(OWNED, "consents:read")
     },
+    "api/v1/profiles/<str:profile_id>/evidence": {"GET": Rule(OWNED, "ledger:read")},
     "api/v1/profiles/<str:profile_id>/deletion-requests": {
         "POST": Rule(OWNED, "deletions:write", body={})
     },
