@@ -92,26 +92,51 @@ def old_append_factory():
         cursor.execute("SELECT setval(pg_get_serial_sequence('ledger_ledgerentry', 'id'),"
                        " (SELECT max(id) FROM ledger_ledgerentry))")  # fmt: skip
 
+    from django.db import models
+
+    class BaselineEntry(models.Model):
+        """The ledger entry as it was: no leaf columns."""
+
+        seq = models.BigIntegerField(unique=True)
+        created_at = models.DateTimeField()
+        kind = models.CharField(max_length=64)
+        subject = models.CharField(max_length=200, blank=True)
+        actor = models.CharField(max_length=200, blank=True)
+        payload = models.JSONField(default=dict)
+        prev_hash = models.CharField(max_length=64)
+        hash = models.CharField(max_length=64, unique=True)
+
+        class Meta:
+            app_label = "ledger"
+            db_table = "bench_ledger_baseline"
+            managed = False
+
+        def __str__(self) -> str:
+            return f"#{self.seq}"
+
     def old_append(*, kind: str, subject: str, actor: str, payload: dict) -> None:
+        """The append before this change, line for line (through the ORM as it was)."""
         payload = json.loads(json.dumps(payload or {}, default=str))
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [0x4541_5253_484F_54])
-            cursor.execute("SELECT seq, hash FROM bench_ledger_baseline ORDER BY seq DESC LIMIT 1")
-            last = cursor.fetchone()
-            seq, prev_hash = (last[0] + 1, last[1]) if last else (1, "0" * 64)
-            created_at = timezone.now()
-            canonical = json.dumps(
-                {"seq": seq, "created_at": created_at.astimezone(UTC).isoformat(), "kind": kind,
-                 "subject": subject, "actor": actor, "payload": payload, "prev_hash": prev_hash},
-                sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-            )  # fmt: skip
-            cursor.execute(
-                "INSERT INTO bench_ledger_baseline (id, seq, created_at, kind, subject, actor,"
-                " payload, prev_hash, hash) VALUES (nextval(pg_get_serial_sequence("
-                "'ledger_ledgerentry', 'id')), %s, %s, %s, %s, %s, %s, %s, %s)",
-                [seq, created_at, kind, subject, actor, json.dumps(payload), prev_hash,
-                 hashlib.sha256(canonical.encode()).hexdigest()],
-            )  # fmt: skip
+        last = BaselineEntry.objects.order_by("-seq").values_list("seq", "hash").first()
+        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, "0" * 64)
+        created_at = timezone.now()
+        canonical = json.dumps(
+            {"seq": seq, "created_at": created_at.astimezone(UTC).isoformat(), "kind": kind,
+             "subject": subject, "actor": actor, "payload": payload, "prev_hash": prev_hash},
+            sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+        )  # fmt: skip
+        BaselineEntry.objects.create(
+            seq=seq,
+            created_at=created_at,
+            kind=kind,
+            subject=subject,
+            actor=actor,
+            payload=payload,
+            prev_hash=prev_hash,
+            hash=hashlib.sha256(canonical.encode()).hexdigest(),
+        )
 
     return old_append
 
