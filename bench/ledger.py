@@ -89,8 +89,8 @@ def old_append_factory():
             "INSERT INTO bench_ledger_baseline SELECT id, seq, created_at, kind, subject, actor,"
             " payload, prev_hash, hash FROM ledger_ledgerentry"
         )
-        cursor.execute("SELECT setval(pg_get_serial_sequence('ledger_ledgerentry', 'id'),"
-                       " (SELECT max(id) FROM ledger_ledgerentry))")  # fmt: skip
+        cursor.execute("SELECT setval(pg_get_serial_sequence('bench_ledger_baseline', 'id'),"
+                       " (SELECT max(id) FROM bench_ledger_baseline))")  # fmt: skip
 
     from django.db import models
 
