@@ -407,7 +407,9 @@ def main() -> int:
     parser.add_argument("--single-seconds", type=float, default=15)
     parser.add_argument("--profiles", type=int, default=2000)
     parser.add_argument("--base-ref", default="f08203d")
-    parser.add_argument("--base-tree", type=Path, default=Path("/tmp/ingest-base"))
+    parser.add_argument(
+        "--base-tree", type=Path, default=Path(tempfile.gettempdir()) / "ingest-base"
+    )
     parser.add_argument("--keep-data", action="store_true")
     args = parser.parse_args()
     if args.profiles < 2000:
@@ -449,8 +451,8 @@ def main() -> int:
                 " FROM recordings_recording"
             ).fetchone()
             ledger = conn.execute(
-                "SELECT count(*), coalesce(sum((payload->>'count')::int), 0) FROM ledger_ledgerentry"
-                " WHERE kind = 'recordings.registered'"
+                "SELECT count(*), coalesce(sum((payload->>'count')::int), 0)"
+                " FROM ledger_ledgerentry WHERE kind = 'recordings.registered'"
             ).fetchone()
         if counts != (sql_n + http_n, 2 * (sql_n + http_n)) or ledger[1] != http_n:
             raise BenchError(f"rows {counts}, ledger {ledger}: not what was sent")

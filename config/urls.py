@@ -10,6 +10,8 @@ from compliance.consent.apis import (
     ConsentDetailApi,
     ConsentHistoryApi,
     ConsentListApi,
+    ConsentReceiptApi,
+    ProfileEvidenceApi,
 )
 from compliance.core import views as core_views
 from compliance.core.metrics import metrics_view
@@ -24,6 +26,8 @@ api_v1 = [
     path("profiles/<str:profile_id>/consents", ConsentListApi.as_view()),
     path("profiles/<str:profile_id>/consents/<str:purpose>", ConsentDetailApi.as_view()),
     path("profiles/<str:profile_id>/consents/<str:purpose>/history", ConsentHistoryApi.as_view()),
+    path("profiles/<str:profile_id>/consents/<str:purpose>/receipt", ConsentReceiptApi.as_view()),
+    path("profiles/<str:profile_id>/evidence", ProfileEvidenceApi.as_view()),
     path("consent-defaults", ConsentDefaultListCreateApi.as_view()),
     path("consent-defaults/<int:pk>", ConsentDefaultDeleteApi.as_view()),
     path("transfer-rules", TransferRuleListCreateApi.as_view()),
@@ -54,6 +58,7 @@ urlpatterns = [
     *[path(f"api/v1/{p.pattern}", p.callback) for p in api_v1],
     path("api/v1/", include("compliance.retention.urls")),
     path("api/v1/", include("compliance.sampling.urls")),
+    path("api/v1/", include("compliance.ledger.urls")),
     path("", include("compliance.security.urls")),
     path("", include("compliance.web.urls")),
 ]

@@ -27,6 +27,17 @@ def _fresh_key_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _ledger_files(settings, tmp_path: Path) -> None:
+    """Each test signs with its own generated key and publishes to its own directory."""
+    from compliance.ledger import signing
+
+    settings.LEDGER_SIGNING_KEY = ""
+    settings.LEDGER_KEY_DIR = tmp_path / "ledger"
+    settings.LEDGER_EXPORT = tmp_path / "ledger" / "export"
+    signing._load.cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def _facts_pool_closed():
     """A large batch's pool threads keep their own database connections: close them
     after each test, so that none outlives the test database."""

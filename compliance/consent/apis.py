@@ -1,4 +1,5 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -7,11 +8,13 @@ from rest_framework.views import APIView
 from compliance.accounts.models import Profile
 from compliance.accounts.selectors import profile_for_caller
 from compliance.clients.permissions import ScopeRequired, actor_of, is_client, is_officer
-from compliance.core.errors import NotFound
+from compliance.core.errors import ApplicationError, NotFound
 from compliance.core.fields import StrictBooleanField, StrictCharField
 from compliance.core.idempotency import idempotent
 
+from .evidence import profile_evidence
 from .models import Channel, Purpose
+from .receipts import consent_receipt_latest
 from .selectors import (
     consent_current,
     consent_current_for,
@@ -133,6 +136,54 @@ class ConsentHistoryApi(_ProfileConsentApi):
                 {"profile": profile.external_id, "purpose": purpose, "events": events}
             ).data
         )
+
+
+class ConsentReceiptOutput(serializers.Serializer):
+    receipt = serializers.CharField(help_text="compact JWS, EdDSA, the ledger's published key")
+    seq = serializers.IntegerField(help_text="the ledger entry recording the event")
+    leaf_hash = serializers.CharField(help_text="base64 of that entry's leaf hash")
+    tree_size = serializers.IntegerField(
+        allow_null=True, help_text="the signed checkpoint that covers the entry"
+    )
+
+
+class ConsentReceiptApi(_ProfileConsentApi):
+    @extend_schema(responses={200: ConsentReceiptOutput}, operation_id="consents_receipt")
+    def get(self, request: Request, profile_id: str, purpose: str) -> Response:
+        profile = self.profile(request, profile_id)
+        receipt = consent_receipt_latest(profile=profile, purpose=_purpose(purpose))
+        return Response(ConsentReceiptOutput(receipt).data)
+
+
+class ProfileEvidenceApi(APIView):
+    """`ledger:read`, an officer, or the owner."""
+
+    permission_classes = [ScopeRequired]
+    required_scopes = {"GET": "ledger:read"}
+    owner_allowed = True
+    officer_allowed = True
+
+    @extend_schema(
+        parameters=[OpenApiParameter("since_size", int, required=False)],
+        responses={200: OpenApiTypes.OBJECT},
+        operation_id="profile_evidence",
+        description="One JSON bundle that `python3 -m earshot_verify BUNDLE --key KEY` checks.",
+    )
+    def get(self, request: Request, profile_id: str) -> Response:
+        profile = profile_for_caller(
+            caller=request.user, external_id=profile_id, scope="ledger:read"
+        )
+        raw = request.query_params.get("since_size")
+        since_size = None
+        if raw is not None:
+            if not (raw.isascii() and raw.isdigit()) or int(raw) > 2**63 - 1:
+                raise ApplicationError(
+                    "invalid_parameter",
+                    "since_size must be a non-negative integer.",
+                    fields={"since_size": ["not a non-negative integer"]},
+                )
+            since_size = int(raw)
+        return Response(profile_evidence(profile=profile, since_size=since_size))
 
 
 class ConsentDefaultOutput(serializers.Serializer):

@@ -21,6 +21,12 @@ class LedgerEntry(models.Model):
     payload = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # The entry's canonical encoding (RFC 8785 JSON of the fields above but `hash`),
+    # stored as written and never re-encoded: `hash` is its SHA-256, and it is the
+    # entry's leaf in the Merkle tree that checkpoints sign.
+    leaf = models.BinaryField()
+    # SHA-256(0x00 || leaf), the leaf's hash in the tree (RFC 9162).
+    leaf_hash = models.BinaryField(max_length=32)
 
     class Meta:
         ordering = ["seq"]
@@ -132,3 +138,68 @@ class VerificationRun(models.Model):
     @property
     def entries_checked(self) -> int:
         return self.through_seq
+
+
+class LedgerTreeNode(models.Model):
+    """A complete subtree of the ledger's Merkle tree: the root of leaves
+    [index * 2**level, (index + 1) * 2**level). Written only by the checkpointer, never
+    changed (a complete subtree's leaves never change)."""
+
+    level = models.PositiveSmallIntegerField()
+    index = models.BigIntegerField()
+    hash = models.BinaryField(max_length=32)
+
+    class Meta:
+        constraints = [
+            # roots and proofs read nodes by (level, index); the tree's size is the
+            # highest index at level 0
+            models.UniqueConstraint(fields=["level", "index"], name="ledger_tree_node_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"tree node {self.level}/{self.index}"
+
+
+class LedgerKey(models.Model):
+    """A public key the ledger signs with, published with its use; retired keys stay,
+    so that what they signed stays verifiable."""
+
+    class Use(models.TextChoices):
+        CHECKPOINT = "checkpoint"
+        RECEIPT = "receipt"
+
+    name = models.CharField(max_length=200)
+    use = models.CharField(max_length=16, choices=Use.choices)
+    public_key = models.BinaryField(max_length=32)
+    key_hash = models.CharField(max_length=8)  # hex, as in the verifier key
+    created_at = models.DateTimeField()
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["use", "public_key"], name="ledger_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.use} key {self.name}+{self.key_hash}"
+
+
+class LedgerCheckpoint(models.Model):
+    """A signed checkpoint: the tree's size and root, as a C2SP signed note. Each is
+    consistent with the one before it (checked before it was signed)."""
+
+    tree_size = models.BigIntegerField(unique=True)
+    root_hash = models.BinaryField(max_length=32)
+    note = models.TextField()
+    key = models.ForeignKey(LedgerKey, on_delete=models.PROTECT, related_name="checkpoints")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # the latest checkpoint; the first covering an entry (tree_size >= seq) is
+            # served by the unique index on tree_size
+            models.Index(fields=["-created_at"], name="ledger_checkpoint_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.tree_size}"

@@ -5,6 +5,7 @@ accepted), and what the full verifications found."""
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .canonical import NotCanonical
 from .models import LedgerAcknowledgement, LedgerEntry, VerificationRun
 from .services import GENESIS_HASH, entry_hash
 
@@ -61,6 +62,13 @@ class ChainWalk:
 
 
 def _recomputed(entry: LedgerEntry) -> str:
+    try:
+        return _recomputed_or_raise(entry)
+    except NotCanonical:
+        return ""  # a value no append could have written: edited
+
+
+def _recomputed_or_raise(entry: LedgerEntry) -> str:
     return entry_hash(
         seq=entry.seq,
         created_at=entry.created_at,

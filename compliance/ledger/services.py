@@ -42,6 +42,8 @@ from django.utils import timezone
 from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError, Conflict
 
+from .canonical import canonical_bytes, leaf_hash
+from .checkpoints import ledger_checkpoint_problem
 from .models import GENESIS_HASH, LedgerAcknowledgement, LedgerEntry, VerificationRun
 
 if TYPE_CHECKING:
@@ -62,6 +64,33 @@ VERIFY_UNCLAIMED_GRACE = timedelta(seconds=30)
 ACKNOWLEDGEMENT_REASON_MAX = 2000
 
 
+def entry_leaf(
+    *,
+    seq: int,
+    created_at: datetime,
+    kind: str,
+    subject: str,
+    actor: str,
+    payload: dict[str, Any],
+    prev_hash: str,
+    allow_floats: bool = False,
+) -> bytes:
+    """The entry's canonical encoding: its leaf in the Merkle tree, and what its chain
+    hash is the SHA-256 of. Raises NotCanonical for what the encoding refuses."""
+    return canonical_bytes(
+        {
+            "seq": seq,
+            "created_at": created_at.astimezone(UTC).isoformat(),
+            "kind": kind,
+            "subject": subject,
+            "actor": actor,
+            "payload": payload,
+            "prev_hash": prev_hash,
+        },
+        allow_floats=allow_floats,
+    )
+
+
 def entry_hash(
     *,
     seq: int,
@@ -72,27 +101,30 @@ def entry_hash(
     payload: dict[str, Any],
     prev_hash: str,
 ) -> str:
-    canonical = json.dumps(
-        {
-            "seq": seq,
-            "created_at": created_at.astimezone(UTC).isoformat(),
-            "kind": kind,
-            "subject": subject,
-            "actor": actor,
-            "payload": payload,
-            "prev_hash": prev_hash,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+    """The chain hash of an entry with these fields: SHA-256 of its leaf, hex. Floats
+    are taken (entries from before they were refused), so this also re-checks those."""
+    leaf = entry_leaf(
+        seq=seq,
+        created_at=created_at,
+        kind=kind,
+        subject=subject,
+        actor=actor,
+        payload=payload,
+        prev_hash=prev_hash,
+        allow_floats=True,
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(leaf).hexdigest()
 
 
 def ledger_append(
     *, kind: str, subject: str = "", actor: str = "", payload: dict[str, Any] | None = None
 ) -> LedgerEntry:
-    """Append one entry. Must run inside the transaction of the change it records."""
+    """Append one entry. Must run inside the transaction of the change it records.
+
+    The entry's leaf (its canonical bytes) is encoded here, once, and stored; a payload
+    the encoding refuses (a float, say) is a programming error and raises NotCanonical
+    before anything is written. The Merkle tree is not touched: the checkpointer
+    extends it, so an append costs one encoding and one INSERT."""
     if not connection.in_atomic_block:
         raise RuntimeError("ledger_append must run inside the transaction of the change")
     payload = json.loads(json.dumps(payload or {}, default=str))
@@ -102,6 +134,15 @@ def ledger_append(
     last = LedgerEntry.objects.order_by("-seq").values_list("seq", "hash").first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     created_at = timezone.now()
+    leaf = entry_leaf(
+        seq=seq,
+        created_at=created_at,
+        kind=kind,
+        subject=subject,
+        actor=actor,
+        payload=payload,
+        prev_hash=prev_hash,
+    )
     return LedgerEntry.objects.create(
         seq=seq,
         created_at=created_at,
@@ -110,15 +151,9 @@ def ledger_append(
         actor=actor,
         payload=payload,
         prev_hash=prev_hash,
-        hash=entry_hash(
-            seq=seq,
-            created_at=created_at,
-            kind=kind,
-            subject=subject,
-            actor=actor,
-            payload=payload,
-            prev_hash=prev_hash,
-        ),
+        hash=hashlib.sha256(leaf).hexdigest(),
+        leaf=leaf,
+        leaf_hash=leaf_hash(leaf),
     )
 
 
@@ -230,6 +265,8 @@ def _finish(
         _verification_lock()
         if problem is None:
             end, problem = _held_against_reference(end, chunk=chunk)
+        if problem is None:
+            problem = _held_against_checkpoint(chunk=chunk)
         finished = mine.update(
             through_id=end.id,
             through_seq=end.seq,
@@ -264,6 +301,16 @@ def _held_against_reference(
             return more.end, more.problem
         end = more.end
     return end, ledger_reference_problem(end=end, reference=reference)
+
+
+def _held_against_checkpoint(*, chunk: int) -> "LedgerProblem | None":
+    """What the entries lack of the newest published checkpoint: the reference above
+    lives in this database, the checkpoint outside it, so a rewrite of both (or a
+    restore of an older backup) still contradicts the checkpoint."""
+    from .selectors import LedgerProblem
+
+    found = ledger_checkpoint_problem(chunk=chunk)
+    return None if found is None else LedgerProblem(*found)
 
 
 def _log_finished(run_id: int, end: "ChainPoint", problem: "LedgerProblem | None") -> None:

@@ -6,7 +6,7 @@ from celery import shared_task
 
 from compliance.core.enqueue import enqueue
 
-from . import services
+from . import checkpoints, services
 from .models import VerificationRun
 
 
@@ -25,3 +25,10 @@ def ledger_verification_sweep_task() -> None:
     worker died."""
     for run_id in services.ledger_verifications_sweep().resume:
         enqueue(ledger_verification_step_task, run_id)
+
+
+@shared_task(name="ledger.checkpoint", acks_late=True, ignore_result=True)
+def ledger_checkpoint_task() -> None:
+    """Every minute: sign a checkpoint if the ledger grew. Safe to run twice: the second
+    finds nothing new (or waits for the first's lock and then finds nothing new)."""
+    checkpoints.ledger_checkpoint_issue()

@@ -372,7 +372,8 @@ def _finish(
                 "policies": sorted({c.basis for c in claimed if c.basis}),
                 "first_artefact": min(c.id for c in claimed),
                 "last_artefact": max(c.id for c in claimed),
-                "max_lag_seconds": round(result.max_lag_seconds, 3),
+                # whole milliseconds: the ledger takes no floats
+                "max_lag_ms": round(result.max_lag_seconds * 1000),
             },
         )
 

@@ -269,6 +269,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     # starts the full ledger verification when due, resumes one whose worker died
     "ledger-verification-sweep": {"task": "ledger.verification_sweep", "schedule": 300.0},
     "idempotency-keys-cleanup": {"task": "core.idempotency_keys_cleanup", "schedule": 3600.0},
+    # signs a checkpoint when the ledger grew since the last one
+    "ledger-checkpoint": {"task": "ledger.checkpoint", "schedule": 60.0},
 }
 # Idempotency-Key (compliance/core/idempotency.py): a key and its stored answer are kept
 # this long; a request holds its key in flight at most this long (gunicorn's worker
@@ -277,6 +279,17 @@ IDEMPOTENCY_KEY_SECONDS = env.int("IDEMPOTENCY_KEY_SECONDS", default=24 * 3600)
 IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("IDEMPOTENCY_IN_FLIGHT_SECONDS", default=120)
 # A full verification of the ledger's chain (re-hashing every entry) at least this often.
 LEDGER_VERIFY_EVERY_SECONDS = env.int("LEDGER_VERIFY_EVERY_SECONDS", default=3600)
+# The checkpoint signing key, in the signed-note signer format (PRIVATE+KEY+name+hash+key),
+# or the path of a file holding it. Unset: the first process that needs one creates it
+# under LEDGER_KEY_DIR and every process of the deployment then reads that file.
+LEDGER_SIGNING_KEY = env.str("LEDGER_SIGNING_KEY", default="")
+LEDGER_KEY_DIR = env.path("LEDGER_KEY_DIR", default=VAR_DIR / "ledger")
+# The checkpoints' origin line, and the name a generated key gets.
+LEDGER_ORIGIN = env.str("LEDGER_ORIGIN", default="earshot.local/ledger")
+# Who consent receipts name as the controller.
+LEDGER_CONTROLLER = env.str("LEDGER_CONTROLLER", default="Earshot operator")
+# Every checkpoint and every entry's leaf are also written here (files never rewritten).
+LEDGER_EXPORT = env.path("LEDGER_EXPORT", default=VAR_DIR / "ledger" / "export")
 # Tests kill a purge at this step (claimed, unlinked, finished) to prove crash safety.
 PURGE_FAULT_AT = env.str("EARSHOT_PURGE_FAULT", default="")
 # After this long a purge claim that no live worker holds locked counts as abandoned,

@@ -33,6 +33,7 @@ from rest_framework.views import APIView
 from compliance.clients.scopes import SCOPES
 from compliance.clients.services import service_client_create
 from compliance.consent.services import consent_default_create, consent_set
+from compliance.ledger.checkpoints import ledger_checkpoint_issue
 from compliance.retention.services import (
     deletion_request_create,
     legal_hold_place,
@@ -71,6 +72,14 @@ class Rule:
 
 MATRIX: dict[str, dict[str, Rule]] = {
     "api/schema/": {"GET": Rule(PUBLIC)},
+    "api/v1/ledger/key": {"GET": Rule(PUBLIC)},
+    "api/v1/ledger/keys": {"GET": Rule(PUBLIC)},
+    "api/v1/ledger/checkpoint": {"GET": Rule(PUBLIC)},
+    "api/v1/ledger/proof/inclusion": {"GET": Rule(PUBLIC, path="{route}?seq=1&tree_size=1")},
+    "api/v1/ledger/proof/consistency": {"GET": Rule(PUBLIC, path="{route}?from=1&to=1")},
+    "api/v1/ledger/entries/<int:seq>": {
+        "GET": Rule(POLICY, "ledger:read", path="api/v1/ledger/entries/1")
+    },
     "api/docs/": {"GET": Rule(PUBLIC)},
     "api/v1/accounts": {
         "POST": Rule(CLIENT, "accounts:write", body={"external_id": "a-new", "jurisdiction": "DE"})
@@ -94,6 +103,10 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api/v1/profiles/<str:profile_id>/consents/<str:purpose>/history": {
         "GET": Rule(OWNED, "consents:read")
     },
+    "api/v1/profiles/<str:profile_id>/consents/<str:purpose>/receipt": {
+        "GET": Rule(OWNED, "consents:read")
+    },
+    "api/v1/profiles/<str:profile_id>/evidence": {"GET": Rule(OWNED, "ledger:read")},
     "api/v1/profiles/<str:profile_id>/deletion-requests": {
         "POST": Rule(OWNED, "deletions:write", body={})
     },
@@ -348,6 +361,8 @@ def world(db) -> World:
     )
     assert len(draw.items) == 1, "the world's recording must be reviewable"
     item_id = draw.items[0].id
+
+    ledger_checkpoint_issue()  # what the public ledger endpoints prove against
 
     officer = person("olivia")
     second_factor_issue(username="olivia", create=False, officer=True)

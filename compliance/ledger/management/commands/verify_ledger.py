@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from compliance.ledger.checkpoints import ledger_checkpoint_problem
 from compliance.ledger.models import VerificationRun
 from compliance.ledger.selectors import verification_run_unacknowledged
 from compliance.ledger.services import ledger_verification_start, ledger_verification_step
@@ -8,9 +9,10 @@ from compliance.ledger.services import ledger_verification_start, ledger_verific
 class Command(BaseCommand):
     help = (
         "Verify the hash chain of the ledger from its first entry and hold it against the "
-        "last intact verification (entries removed from the end, or rewritten with every "
-        "later hash recomputed); exit non-zero naming the first bad entry, or while an "
-        "earlier broken finding waits for an officer's acknowledgement on the ledger page. "
+        "last intact verification and the newest published checkpoint (entries removed from "
+        "the end, rewritten with every later hash recomputed, reordered); exit non-zero "
+        "naming the first bad entry, or while an earlier broken finding waits for an "
+        "officer's acknowledgement on the ledger page. "
         "The run is recorded, and the officers' ledger page shows it."
     )
 
@@ -22,10 +24,15 @@ class Command(BaseCommand):
         if finished is None:
             raise CommandError(f"ledger verification run #{run.pk} was taken over; see its row")
         if finished.status == VerificationRun.Status.BROKEN:
-            raise CommandError(
+            message = (
                 f"ledger verification FAILED at ledger entry #{finished.problem_seq}: "
                 f"{finished.problem}"
             )
+            published = ledger_checkpoint_problem()
+            if published is not None and published[1] not in finished.problem:
+                # the chain's finding first; what it does to the published tree beside it
+                message += f"; and at ledger entry #{published[0]}: {published[1]}"
+            raise CommandError(message)
         standing = verification_run_unacknowledged()
         if standing is not None:
             # A chain that verifies now does not undo what an earlier run found: a

@@ -1,0 +1,115 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compliance.accounts.services import profile_retention_set
+from compliance.consent.services import consent_set
+from compliance.ledger import signing
+from compliance.ledger.checkpoints import ledger_checkpoint_issue
+from tests.conftest import postgres_only
+from tests.factories import AccountFactory, ProfileFactory
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+pytestmark = [pytest.mark.django_db, postgres_only()]
+
+
+def _verify(tmp_path: Path, bundle: dict, *extra: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "earshot_verify", str(path), "--key",
+         signing.signing_key().verifier_key, *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def history(tmp_path) -> dict:
+    """Three consent events and a retention choice of one profile, another profile's
+    event, and a checkpoint the auditor kept after the first event."""
+    profile = ProfileFactory(external_id="prof-e", account=AccountFactory(jurisdiction="DE"))
+    other = ProfileFactory(external_id="prof-other", account=AccountFactory(jurisdiction="DE"))
+    consent_set(profile=profile, purpose="human_review", granted=True, channel="app",
+                notice_version="n1", actor="t")  # fmt: skip
+    kept = ledger_checkpoint_issue()
+    consent_set(profile=other, purpose="human_review", granted=True, channel="app",
+                notice_version="secret-notice", actor="t")  # fmt: skip
+    consent_set(profile=profile, purpose="model_training", granted=True, channel="web",
+                notice_version="n1", actor="t")  # fmt: skip
+    consent_set(profile=profile, purpose="human_review", granted=False, channel="web",
+                notice_version="n2", actor="t")  # fmt: skip
+    profile_retention_set(profile=profile, choice="3_months", actor="t")
+    (tmp_path / "kept").write_text(kept.note)
+    return {"kept": kept, "kept_path": str(tmp_path / "kept")}
+
+
+def test_the_owner_s_bundle_verifies_offline_against_the_checkpoint_they_kept(
+    history, platform, tmp_path
+):
+    size = history["kept"].tree_size
+    bundle = platform.get(f"/api/v1/profiles/prof-e/evidence?since_size={size}").json()
+
+    result = _verify(tmp_path, bundle, "--checkpoint", history["kept_path"])
+
+    assert result.returncode == 0, result.stderr
+    assert [(e["purpose"], e["granted"]) for e in bundle["consent_events"]] == [
+        ("human_review", True),
+        ("model_training", True),
+        ("human_review", False),
+    ]
+    assert bundle["consistency"]["from"] == size
+    assert [r["kind"] for r in bundle["retention_choices"]] == ["retention_choice.changed"]
+    assert "prof-other" not in json.dumps(bundle)
+    assert "secret-notice" not in json.dumps(bundle)
+
+
+def _flip(bundle: dict) -> None:
+    bundle["consent_events"][2]["granted"] = True
+
+
+def _drop(bundle: dict) -> None:
+    del bundle["consent_events"][1]
+
+
+def _reorder(bundle: dict) -> None:
+    bundle["consent_events"].reverse()
+
+
+def _notice(bundle: dict) -> None:
+    bundle["consent_events"][0]["notice_version"] = "n9"
+
+
+def _retention(bundle: dict) -> None:
+    bundle["retention_choices"][0]["payload"] = {"choice": "until_deleted"}
+
+
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [
+        (_flip, "granted is True but the leaf records consent.withdrawn"),
+        (_drop, "leave out (dropped)"),
+        (_reorder, "not in ledger order"),
+        (_notice, "notice_version is 'n9'"),
+        (_retention, "payload is not what the leaf records"),
+    ],
+    ids=["flipped consent", "dropped event", "reordered events", "notice", "retention"],
+)
+def test_a_tampered_bundle_is_refused(history, platform, tmp_path, tamper, named):
+    bundle = platform.get("/api/v1/profiles/prof-e/evidence").json()
+    tamper(bundle)
+
+    result = _verify(tmp_path, bundle)
+
+    assert result.returncode == 1
+    assert named in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("since", ["x", "-1", "99999"])
+def test_a_bad_since_size_is_a_400(history, platform, since):
+    response = platform.get(f"/api/v1/profiles/prof-e/evidence?since_size={since}")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] in {"invalid_parameter", "out_of_range"}

@@ -1,0 +1,106 @@
+import hashlib
+import json
+
+import pytest
+from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
+
+from compliance.ledger.canonical import NotCanonical, canonical_bytes, leaf_hash
+from compliance.ledger.models import LedgerEntry
+from compliance.ledger.services import ledger_append
+from tests.conftest import postgres_only
+from tests.ledger.conftest import TABLE, append, sql
+
+# --- the encoding ----------------------------------------------------------------------
+
+
+def test_keys_sort_by_utf16_code_units_as_rfc_8785_sorts_them():
+    # RFC 8785, 3.2.3: U+1F600 (a surrogate pair, D83D DE00) sorts before U+FB33.
+    value = {
+        "\u20ac": "Euro Sign",
+        "\r": "Carriage Return",
+        "\ufb33": "Hebrew Letter Dalet With Dagesh",
+        "1": "One",
+        "\U0001f600": "Emoji: Grinning Face",
+        "\u0080": "Control",
+        "\u00f6": "Latin Small Letter O With Diaeresis",
+    }
+
+    keys = list(json.loads(canonical_bytes(value)))
+
+    assert keys == ["\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001f600", "\ufb33"]
+
+
+def test_the_encoding_is_compact_utf8_with_only_the_escapes_json_requires():
+    value = {"b": [1, True, None], "a": 'é"\\\n\x1f\u2028/'}
+
+    expected = '{"a":"é\\"\\\\\\n\\u001f\u2028/","b":[1,true,null]}'
+    assert canonical_bytes(value) == expected.encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"x": 1.5}, {"x": [0.0]}, {"x": 2**53}, {1: "a"}, {"x": "\ud800"}, {"x": object()}],
+    ids=["float", "nested float", "huge int", "int key", "lone surrogate", "object"],
+)
+def test_what_has_no_canonical_form_is_refused(value):
+    with pytest.raises(NotCanonical):
+        canonical_bytes(value)
+
+
+# --- the append ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_append_stores_its_leaf_whose_hashes_are_the_chain_and_tree_hashes():
+    with transaction.atomic():
+        entry = ledger_append(
+            kind="consent.granted", subject="profile:p", actor="t", payload={"n": 3}
+        )
+    stored = LedgerEntry.objects.get(pk=entry.pk)
+    leaf = bytes(stored.leaf)
+
+    assert json.loads(leaf) == {
+        "seq": 1,
+        "created_at": stored.created_at.isoformat(),
+        "kind": "consent.granted",
+        "subject": "profile:p",
+        "actor": "t",
+        "payload": {"n": 3},
+        "prev_hash": "0" * 64,
+    }
+    assert hashlib.sha256(leaf).hexdigest() == stored.hash
+    assert bytes(stored.leaf_hash) == hashlib.sha256(b"\x00" + leaf).digest() == leaf_hash(leaf)
+
+
+@pytest.mark.django_db
+def test_an_append_with_a_float_is_refused_and_writes_nothing():
+    with pytest.raises(NotCanonical), transaction.atomic():
+        ledger_append(kind="x", payload={"ratio": 0.5})
+
+    assert not LedgerEntry.objects.exists()
+
+
+# --- the migration that backfills the leaves -------------------------------------------
+
+
+@postgres_only()
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_backfills_every_leaf_and_leaves_the_trigger_on():
+    append(5)
+    expected = {e.seq: (bytes(e.leaf), bytes(e.leaf_hash)) for e in LedgerEntry.objects.all()}
+    executor = MigrationExecutor(connection)
+    executor.migrate([("ledger", "0004_acknowledgement")])
+    try:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate([("ledger", "0005_entry_leaf")])
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes("ledger"))
+
+    backfilled = {e.seq: (bytes(e.leaf), bytes(e.leaf_hash)) for e in LedgerEntry.objects.all()}
+    assert backfilled == expected
+    with pytest.raises(Exception, match="append-only"), transaction.atomic():
+        sql(f"UPDATE {TABLE} SET kind = 'x' WHERE seq = 1", [])  # noqa: S608
