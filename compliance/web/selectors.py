@@ -342,6 +342,49 @@ def oldest_overdue_by_category(*, now: datetime) -> dict[str, datetime]:
     )
 
 
+HOLD_SEARCH_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class HoldTargets:
+    """What an officer's search for an account or a profile found, for the hold form."""
+
+    query: str
+    accounts: list[Account]
+    profiles: list[Profile]
+
+    @property
+    def truncated(self) -> bool:
+        return HOLD_SEARCH_LIMIT in (len(self.accounts), len(self.profiles))
+
+
+def hold_targets_search(*, query: str) -> HoldTargets:
+    """Accounts and profiles whose external id, or whose owner's email or username,
+    contains `query` (any case): an officer rarely knows the id a hold asks for, but
+    knows the person's email from the request in front of them. At most
+    HOLD_SEARCH_LIMIT of each."""
+    query = query.strip()
+    if not query:
+        return HoldTargets(query="", accounts=[], profiles=[])
+    people = Q(user__email__icontains=query) | Q(user__username__icontains=query)
+    accounts = list(
+        Account.objects.filter(Q(external_id__icontains=query) | people)
+        .select_related("user")
+        .order_by("external_id")[:HOLD_SEARCH_LIMIT]
+    )
+    owners = (
+        Q(account__external_id__icontains=query)
+        | Q(account__user__email__icontains=query)
+        | Q(account__user__username__icontains=query)
+    )
+    profiles = list(
+        Profile.objects.filter(Q(external_id__icontains=query) | owners)
+        .select_related("account__user")
+        .order_by("external_id")[:HOLD_SEARCH_LIMIT]
+    )
+    return HoldTargets(query=query, accounts=accounts, profiles=profiles)
+
+
 def account_by_external_id(*, external_id: str) -> Account:
     account = Account.objects.filter(external_id=external_id).first()
     if account is None:

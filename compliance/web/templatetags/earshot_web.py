@@ -29,3 +29,9 @@ def requester(requested_by: str) -> str:
     return {"schedule": "the schedule", "command": "manage.py verify_ledger"}.get(
         requested_by, requested_by
     )
+
+
+@register.filter
+def thousands(value: int) -> str:
+    """2000 as "2,000": a limit a person reads at a glance."""
+    return f"{value:,}"

@@ -299,11 +299,22 @@ def _holds_page(request: HttpRequest, form: LegalHoldForm, status: int = 200) ->
     )
 
 
+HOLD_SEARCH_QUERY_MAX = 200
+
+
 @require_http_methods(["GET", "POST"])
 @officer_required
 def holds(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
-        return _holds_page(request, LegalHoldForm())
+        # The search's links fill the form through the query string.
+        initial = {
+            name: request.GET[name][:128]
+            for name in ("scope", "target")
+            if isinstance(request.GET.get(name), str)
+        }
+        if initial.get("scope") not in (None, "account", "profile"):
+            del initial["scope"]
+        return _holds_page(request, LegalHoldForm(initial=initial))
     form = LegalHoldForm(request.POST)
     if not form.is_valid():
         return _holds_page(request, form, status=400)
@@ -331,6 +342,21 @@ def holds(request: HttpRequest) -> HttpResponse:
         return _holds_page(request, form, status=400)
     messages.success(request, f"Legal hold placed ({hold.case_reference}).")
     return redirect("web:officer-holds")
+
+
+@require_GET
+@officer_required
+def hold_targets(request: HttpRequest) -> HttpResponse:
+    """Find the account or profile a hold is for, by external id, email or username."""
+    query = request.GET.get("q", "")[:HOLD_SEARCH_QUERY_MAX]
+    return render(
+        request,
+        "web/officer/hold_targets.html",
+        {
+            "found": selectors.hold_targets_search(query=query),
+            "query_max": HOLD_SEARCH_QUERY_MAX,
+        },
+    )
 
 
 @require_POST
