@@ -3,7 +3,7 @@ figures of the officers' dashboard. Writes go through the owning apps' services.
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,8 @@ from compliance.retention.selectors import CHOICE_DAYS, PolicyTable, policy_tabl
 from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.reports import ReviewsAtLocation as ReviewsAtLocation
 from compliance.sampling.reports import reviews_by_location as reviews_by_location
+
+from .wording import actor_names
 
 RECORDINGS_PER_PAGE = 25
 LEDGER_PER_PAGE = 50
@@ -409,6 +411,7 @@ class LedgerRow:
     actor: str
     hash: str
     details: list[tuple[str, str]]
+    actor_name: str = ""  # the actor as the page names it (a username, not user:12)
 
 
 def _detail_text(value: Any) -> str:
@@ -441,7 +444,9 @@ def ledger_entries(*, page: Any, kind: str = "") -> Page:
     if kind:
         entries = entries.filter(kind=kind)
     shown = Paginator(entries, LEDGER_PER_PAGE).get_page(page)
-    shown.object_list = [ledger_row(entry) for entry in shown.object_list]
+    rows = [ledger_row(entry) for entry in shown.object_list]
+    names = actor_names(row.actor for row in rows)  # one query for the page's users
+    shown.object_list = [replace(row, actor_name=names[row.actor]) for row in rows]
     return shown
 
 
