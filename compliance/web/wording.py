@@ -111,3 +111,74 @@ def transfer_rule_words(rule: Any) -> str:
         f"recordings from {country(rule.jurisdiction)} may be reviewed in "
         f"{country(rule.reviewer_location)}"
     )
+
+
+# --- refusals on the forms -------------------------------------------------------------
+# The services refuse with a stable code, a message written for API clients (it may
+# name a JSON field in backticks) and per-field codes ("unknown", "after to"). A page
+# says the same in sentences for the person at the form, naming the form's own fields.
+
+REFUSAL_SENTENCES = {
+    "invalid_range": "That was not saved: the first day lies after the last day.",
+    "unknown_jurisdiction": "That was not saved: the country code is not one we know.",
+    "unknown_location": "That was not saved: the country code is not one we know.",
+}
+
+# The services name some fields as the API does; the forms name them for people.
+FORM_FIELDS = {"from": "date_from", "to": "date_to", "account": "target", "profile": "target"}
+
+FIELD_SENTENCES = {
+    ("from", "after to"): "The first day must be on or before the last day.",
+    ("to", "before from"): "The last day must be on or after the first day.",
+    ("jurisdiction", "unknown"): "Use a two-letter country code, such as DE or US.",
+    ("reviewer_location", "unknown"): "Use a two-letter country code, such as IE or US.",
+    ("purpose", "unknown"): "Choose one of the purposes in the list.",
+    ("account", "unknown"): "There is no account with this id. Use the search to find it.",
+    ("profile", "unknown"): "There is no profile with this id. Use the search to find it.",
+    ("account", "give account or profile"): "Give the id of an account or a profile.",
+    ("profile", "give account or profile"): "Give the id of an account or a profile.",
+}
+GENERIC_FIELD_SENTENCES = {
+    "required": "This field is required.",
+    "unknown": "This value is not one we know.",
+}
+
+
+def _is_sentence(text: str) -> bool:
+    return text[:1].isupper() and text.rstrip().endswith((".", "?", "!")) and "`" not in text
+
+
+def refusal_sentence(error: Any) -> str:
+    """A service's refusal as one sentence for a form's reader."""
+    message = str(error.message)
+    if _is_sentence(message):
+        return message
+    if error.code in REFUSAL_SENTENCES:
+        return REFUSAL_SENTENCES[error.code]
+    return "That was not saved: please check the fields marked below."
+
+
+def field_sentence(field: str, problem: str) -> str:
+    if (field, problem) in FIELD_SENTENCES:
+        return FIELD_SENTENCES[(field, problem)]
+    if _is_sentence(problem):
+        return problem
+    if problem in GENERIC_FIELD_SENTENCES:
+        return GENERIC_FIELD_SENTENCES[problem]
+    if " " in problem and "`" not in problem:  # words, not a code: "one of audio, text"
+        return f"{sentence_start(problem.strip())}."
+    return "Please check this value."
+
+
+def apply_refusal(form: Any, error: Any) -> None:
+    """Put a service's refusal on the form, in sentences: the refusal above the form and
+    each field's complaint on the field when the form has it (once per field)."""
+    form.add_error(None, refusal_sentence(error))
+    for name, problems in (error.fields or {}).items():
+        target = FORM_FIELDS.get(name, name)
+        if target not in form.fields:
+            continue
+        for problem in problems if isinstance(problems, list) else [problems]:
+            sentence = field_sentence(name, str(problem))
+            if sentence not in form.errors.get(target, []):
+                form.add_error(target, sentence)

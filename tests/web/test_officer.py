@@ -198,7 +198,8 @@ def test_transfer_rules_are_added_validated_and_removed(officer_client):
 
     assert (rule.jurisdiction, rule.reviewer_location) == ("DE", "IE")
     assert bad.status_code == 400
-    assert "is not an ISO 3166-1 alpha-2 country code" in bad.content.decode()
+    assert "the country code is not one we know" in bad.content.decode()
+    assert "Use a two-letter country code, such as IE or US." in bad.content.decode()
     assert not TransferRule.objects.exists()
 
 

@@ -173,3 +173,51 @@ def test_without_a_policy_the_privacy_page_says_recordings_are_kept_until_delete
         "recordings are kept until you delete them, since there is no retention policy for "
         "the United States."
     ) in body
+
+
+@pytest.mark.django_db
+def test_a_hold_with_its_days_the_wrong_way_round_is_refused_in_sentences(
+    officer_client, household
+):
+    response = officer_client.post(
+        "/officer/holds/",
+        {
+            "scope": "account",
+            "target": "acct-alice",
+            "date_from": "2026-03-10",
+            "date_to": "2026-03-01",
+            "case_reference": "C-1",
+            "reason": "litigation",
+        },
+    )
+
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert "the first day lies after the last day" in body
+    assert "The first day must be on or before the last day." in body
+    assert "The last day must be on or after the first day." in body
+    for code in ("`", "after to", "before from", "lies after `to`"):
+        assert code not in body
+
+
+@pytest.mark.django_db
+def test_an_unknown_country_is_refused_in_sentences_not_codes(officer_client):
+    response = officer_client.post(
+        "/officer/consent-defaults/",
+        {"jurisdiction": "QQ", "purpose": "model_training", "granted": "false"},
+    )
+
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert "Use a two-letter country code, such as DE or US." in body
+    assert ">unknown<" not in body
+    assert "ISO 3166" not in body
+
+
+def test_field_codes_become_sentences_and_sentences_stay():
+    from compliance.web.wording import field_sentence
+
+    assert field_sentence("category", "one of audio, transcript") == "One of audio, transcript."
+    assert field_sentence("reason", "Too long.") == "Too long."
+    assert field_sentence("x", "required") == "This field is required."
+    assert field_sentence("x", "weird_code") == "Please check this value."

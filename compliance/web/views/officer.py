@@ -51,13 +51,13 @@ from ..forms import (
     LegalHoldForm,
     PolicyForm,
     TransferRuleForm,
-    apply_error,
     end_of_day,
     start_of_day,
 )
 from ..wording import (
     actor_name,
     actor_names,
+    apply_refusal,
     consent_default_words,
     country,
     policy_words,
@@ -180,7 +180,7 @@ def policies(request: HttpRequest) -> HttpResponse:
             actor=actor_of(request.user),
         )
     except ApplicationError as refusal:
-        apply_error(form, refusal)
+        apply_refusal(form, refusal)
         return render(request, "web/officer/policies.html", _policies_context(form), status=400)
     messages.success(
         request,
@@ -218,7 +218,7 @@ def _show_or_create(
     try:
         created = create(**form.cleaned_data, actor=actor_of(request.user))
     except ApplicationError as refusal:
-        apply_error(form, refusal)
+        apply_refusal(form, refusal)
         return page(request, form, status=400)
     messages.success(request, done(created))
     return redirect(back_to)
@@ -369,7 +369,7 @@ def holds(request: HttpRequest) -> HttpResponse:
             actor=actor_of(request.user),
         )
     except ApplicationError as refusal:
-        apply_error(form, refusal)
+        apply_refusal(form, refusal)
         return _holds_page(request, form, status=400)
     messages.success(request, f"Legal hold placed ({hold.case_reference}).")
     return redirect("web:officer-holds")
@@ -470,7 +470,7 @@ def ledger_acknowledge(request: HttpRequest) -> HttpResponse:
                 {"run": standing.pk, "reason": form.cleaned_data["reason"]}
             )
             form.is_valid()
-        apply_error(form, refusal)
+        apply_refusal(form, refusal)
         return _ledger_page(request, form, status=400)
     messages.success(
         request,

@@ -35,10 +35,10 @@ from ..forms import (
     ConsentForm,
     DeletionForm,
     RetentionForm,
-    apply_error,
     end_of_day,
     start_of_day,
 )
+from ..wording import apply_refusal
 
 # How often the deletion page reloads itself while the deletion runs (no JS needed).
 PROGRESS_REFRESH_SECONDS = 2
@@ -255,7 +255,7 @@ def deletion_create(request: HttpRequest, profile_id: str) -> HttpResponse:
             actor=actor_of(request.user),
         )
     except ApplicationError as refusal:
-        apply_error(form, refusal)
+        apply_refusal(form, refusal)
         context = _recordings_context(request, profile, form)
         return render(request, "web/privacy/recordings.html", context, status=400)
     return redirect("web:deletion", public_id=request_row.public_id)
