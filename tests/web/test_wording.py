@@ -221,3 +221,17 @@ def test_field_codes_become_sentences_and_sentences_stay():
     assert field_sentence("reason", "Too long.") == "Too long."
     assert field_sentence("x", "required") == "This field is required."
     assert field_sentence("x", "weird_code") == "Please check this value."
+
+
+@pytest.mark.django_db
+def test_placing_a_hold_says_what_it_holds_and_what_that_means(officer_client, household):
+    response = officer_client.post(
+        "/officer/holds/",
+        {"scope": "profile", "target": "prof-alice", "case_reference": "C-9", "reason": "court"},
+        follow=True,
+    )
+
+    assert success_message(response) == (
+        "Legal hold placed for case C-9 on profile prof-alice: its recordings are kept from "
+        "every deletion until the hold is released."
+    )

@@ -371,7 +371,16 @@ def holds(request: HttpRequest) -> HttpResponse:
     except ApplicationError as refusal:
         apply_refusal(form, refusal)
         return _holds_page(request, form, status=400)
-    messages.success(request, f"Legal hold placed ({hold.case_reference}).")
+    held = (
+        f"account {hold.account.external_id}"
+        if hold.account_id
+        else f"profile {hold.profile.external_id}"
+    )
+    messages.success(
+        request,
+        f"Legal hold placed for case {hold.case_reference} on {held}: its recordings are "
+        "kept from every deletion until the hold is released.",
+    )
     return redirect("web:officer-holds")
 
 
