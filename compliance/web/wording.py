@@ -148,14 +148,18 @@ def _is_sentence(text: str) -> bool:
     return text[:1].isupper() and text.rstrip().endswith((".", "?", "!")) and "`" not in text
 
 
-def refusal_sentence(error: Any) -> str:
-    """A service's refusal as one sentence for a form's reader."""
+FIELDS_BELOW = "That was not saved: please check the fields marked below."
+
+
+def refusal_sentence(error: Any, *, fallback: str = FIELDS_BELOW) -> str:
+    """A service's refusal as one sentence for a form's reader; `fallback` when the
+    service's message was written for an API client."""
     message = str(error.message)
     if _is_sentence(message):
         return message
     if error.code in REFUSAL_SENTENCES:
         return REFUSAL_SENTENCES[error.code]
-    return "That was not saved: please check the fields marked below."
+    return fallback
 
 
 def field_sentence(field: str, problem: str) -> str:

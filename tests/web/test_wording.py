@@ -235,3 +235,44 @@ def test_placing_a_hold_says_what_it_holds_and_what_that_means(officer_client, h
         "Legal hold placed for case C-9 on profile prof-alice: its recordings are kept from "
         "every deletion until the hold is released."
     )
+
+
+@pytest.mark.django_db
+def test_a_refusal_worded_for_api_clients_reaches_the_privacy_page_as_a_sentence(
+    household, monkeypatch
+):
+    from compliance.core.errors import ApplicationError
+    from compliance.web.views import privacy
+
+    def refuse(**kwargs):
+        raise ApplicationError(
+            "validation_error", "channel must be one of app, web.", fields={"channel": ["invalid"]}
+        )
+
+    monkeypatch.setattr(privacy, "consent_set", refuse)
+    client = Client()
+    client.force_login(household.user)
+
+    response = client.post(
+        f"/privacy/profiles/{household.adult.external_id}/consents/model_training/",
+        {"granted": "true"},
+    )
+
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert "That was not saved. Please reload the page and try again." in body
+    assert "channel must be one of" not in body
+
+
+@pytest.mark.django_db
+def test_a_refusal_already_in_a_sentence_is_shown_as_it_is(household):
+    client = Client()
+    client.force_login(household.user)
+
+    response = client.post(
+        f"/privacy/profiles/{household.child.external_id}/consents/human_review/",
+        {"granted": "true"},
+    )
+
+    assert response.status_code == 400
+    assert "A child&#x27;s profile can never be granted human review." in response.content.decode()

@@ -38,7 +38,10 @@ from ..forms import (
     end_of_day,
     start_of_day,
 )
-from ..wording import apply_refusal
+from ..wording import apply_refusal, refusal_sentence
+
+# A refusal whose message was written for API clients: the page says this instead.
+NOT_SAVED = "That was not saved. Please reload the page and try again."
 
 # How often the deletion page reloads itself while the deletion runs (no JS needed).
 PROGRESS_REFRESH_SECONDS = 2
@@ -124,7 +127,7 @@ def consent_change(request: HttpRequest, profile_id: str, purpose: str) -> HttpR
                 actor=actor_of(request.user),
             )
         except ApplicationError as refusal:
-            error = refusal.message
+            error = refusal_sentence(refusal, fallback=NOT_SAVED)
     else:
         error = "Choose whether to turn this on or off."
     if error is not None:
@@ -171,7 +174,10 @@ def retention_change(request: HttpRequest, profile_id: str) -> HttpResponse:
         profile_retention_set(profile=profile, choice=choice, actor=actor_of(request.user))
     except ApplicationError as refusal:
         context = _overview_context(
-            request, errors={f"{profile.external_id}:retention": refusal.message}
+            request,
+            errors={
+                f"{profile.external_id}:retention": refusal_sentence(refusal, fallback=NOT_SAVED)
+            },
         )
         return render(request, "web/privacy/index.html", context, status=400)
     plural = "s" if doomed != 1 else ""
