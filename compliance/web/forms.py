@@ -64,6 +64,11 @@ FIELD_ALIASES = {"from": "date_from", "to": "date_to", "choice": "choice"}
 
 NOTICE_VERSION = "web-2026-01"
 
+# A hold's reason is free text that the model does not bound; a page must not accept
+# a book. The same limit as a ledger acknowledgement's reason.
+HOLD_REASON_MAX = 2000
+HOLD_CASE_REFERENCE_MAX = 200  # LegalHold.case_reference's column
+
 
 def apply_error(form: forms.Form, error: ApplicationError) -> None:
     """Put a service's refusal on the form: its message, and each field's complaint on
@@ -198,8 +203,20 @@ class LegalHoldForm(forms.Form):
         initial="account",
         label="Hold",
     )
-    target = forms.CharField(max_length=128, label="Account or profile id")
+    target = forms.CharField(
+        max_length=128,
+        label="Account or profile id",
+        help_text="The external id; find it by id or email with the search above.",
+    )
     date_from = forms.DateField(required=False, label="Recorded from", widget=DateInput())
     date_to = forms.DateField(required=False, label="Recorded to (inclusive)", widget=DateInput())
-    case_reference = forms.CharField(max_length=200, label="Case reference")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
+    case_reference = forms.CharField(
+        max_length=HOLD_CASE_REFERENCE_MAX,
+        label="Case reference",
+        help_text="The court's or the investigation's reference.",
+    )
+    reason = forms.CharField(
+        max_length=HOLD_REASON_MAX,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why the recordings must be kept.",
+    )

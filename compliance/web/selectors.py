@@ -3,7 +3,7 @@ figures of the officers' dashboard. Writes go through the owning apps' services.
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,8 @@ from compliance.retention.selectors import CHOICE_DAYS, PolicyTable, policy_tabl
 from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.reports import ReviewsAtLocation as ReviewsAtLocation
 from compliance.sampling.reports import reviews_by_location as reviews_by_location
+
+from .wording import actor_names
 
 RECORDINGS_PER_PAGE = 25
 LEDGER_PER_PAGE = 50
@@ -342,6 +344,49 @@ def oldest_overdue_by_category(*, now: datetime) -> dict[str, datetime]:
     )
 
 
+HOLD_SEARCH_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class HoldTargets:
+    """What an officer's search for an account or a profile found, for the hold form."""
+
+    query: str
+    accounts: list[Account]
+    profiles: list[Profile]
+
+    @property
+    def truncated(self) -> bool:
+        return HOLD_SEARCH_LIMIT in (len(self.accounts), len(self.profiles))
+
+
+def hold_targets_search(*, query: str) -> HoldTargets:
+    """Accounts and profiles whose external id, or whose owner's email or username,
+    contains `query` (any case): an officer rarely knows the id a hold asks for, but
+    knows the person's email from the request in front of them. At most
+    HOLD_SEARCH_LIMIT of each."""
+    query = query.strip()
+    if not query:
+        return HoldTargets(query="", accounts=[], profiles=[])
+    people = Q(user__email__icontains=query) | Q(user__username__icontains=query)
+    accounts = list(
+        Account.objects.filter(Q(external_id__icontains=query) | people)
+        .select_related("user")
+        .order_by("external_id")[:HOLD_SEARCH_LIMIT]
+    )
+    owners = (
+        Q(account__external_id__icontains=query)
+        | Q(account__user__email__icontains=query)
+        | Q(account__user__username__icontains=query)
+    )
+    profiles = list(
+        Profile.objects.filter(Q(external_id__icontains=query) | owners)
+        .select_related("account__user")
+        .order_by("external_id")[:HOLD_SEARCH_LIMIT]
+    )
+    return HoldTargets(query=query, accounts=accounts, profiles=profiles)
+
+
 def account_by_external_id(*, external_id: str) -> Account:
     account = Account.objects.filter(external_id=external_id).first()
     if account is None:
@@ -366,6 +411,7 @@ class LedgerRow:
     actor: str
     hash: str
     details: list[tuple[str, str]]
+    actor_name: str = ""  # the actor as the page names it (a username, not user:12)
 
 
 def _detail_text(value: Any) -> str:
@@ -399,7 +445,9 @@ def ledger_entries(*, page: Any, kind: str = "") -> Page:
         entries = entries.filter(kind=kind)
     # Any: the page is handed out with its entries replaced by `LedgerRow`s.
     shown: Page[Any] = Paginator(entries, LEDGER_PER_PAGE).get_page(page)
-    shown.object_list = [ledger_row(entry) for entry in shown.object_list]
+    rows = [ledger_row(entry) for entry in shown.object_list]
+    names = actor_names(row.actor for row in rows)  # one query for the page's users
+    shown.object_list = [replace(row, actor_name=names[row.actor]) for row in rows]
     return shown
 
 

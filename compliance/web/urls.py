@@ -46,6 +46,7 @@ urlpatterns = [
         name="officer-transfer-rule-delete",
     ),
     path("officer/holds/", officer.holds, name="officer-holds"),
+    path("officer/holds/search/", officer.hold_targets, name="officer-hold-targets"),
     path("officer/holds/<int:pk>/release/", officer.hold_release, name="officer-hold-release"),
     path("officer/ledger/", officer.ledger, name="officer-ledger"),
     path("officer/ledger/verify/", officer.ledger_verify, name="officer-ledger-verify"),

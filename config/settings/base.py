@@ -19,6 +19,8 @@ SECRET_KEY = env.str("SECRET_KEY")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# A page in the site's frame that says nothing changed and how to go on.
+CSRF_FAILURE_VIEW = "compliance.web.views.errors.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

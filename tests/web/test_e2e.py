@@ -324,3 +324,46 @@ def test_an_officer_signs_in_through_the_sign_in_page_with_a_totp_code(page, liv
 
     page.wait_for_url(re.compile(r"/officer/$"))
     sync_api.expect(page.get_by_role("heading", level=1)).to_have_text("Privacy dashboard")
+
+
+def test_an_officer_finds_a_profile_holds_it_with_a_long_reference_and_releases_it_after_confirming(
+    browser, live_server, shoot
+):
+    household = make_household("hanna")
+    household.user.email = "hanna@example.org"
+    household.user.save()
+    officer, device = make_officer("otto")
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 390, "height": 844})
+    context.set_default_timeout(TIMEOUT_MS)
+    sign_in_by_cookie(context, live_server, officer, device)
+    page = context.new_page()
+
+    page.goto("/officer/holds/")
+    page.get_by_label("Find an account or profile").fill("hanna@example")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("row", name=re.compile(r"^prof-hanna-kid")).get_by_role(
+        "link", name="Hold this profile"
+    ).click()
+    sync_api.expect(page.get_by_label("Account or profile id")).to_have_value("prof-hanna-kid")
+    sync_api.expect(page.get_by_label("a voice profile")).to_be_checked()
+    long_reference = "CASE-" + "7" * 195  # one word of 200 characters, the limit
+    page.get_by_label("Case reference").fill(long_reference)
+    page.get_by_label("Reason", exact=False).fill("Court order")
+    page.get_by_role("button", name="Place hold").click()
+    sync_api.expect(page.locator(".message-success")).to_be_visible()
+
+    # The 200-character reference wraps in its cell: neither the cell nor the table
+    # grows to its length (about 1,600 px unwrapped) on a 390 px screen.
+    wrap_width = page.locator(".table-wrap").first.evaluate("w => w.clientWidth")
+    cell = page.get_by_role("cell", name=long_reference)
+    assert cell.evaluate("c => c.getBoundingClientRect().width") < wrap_width
+    assert page.locator("table").first.evaluate("t => t.scrollWidth") < 2 * wrap_width
+    shoot(page, "officer-holds-390")
+
+    yes = page.get_by_role("button", name="Yes, release it")
+    sync_api.expect(yes).to_be_hidden()  # nothing is released by a single click
+    page.get_by_text("Release…").click()
+    sync_api.expect(yes).to_be_visible()
+    yes.click()
+    sync_api.expect(page.locator(".message-success")).to_contain_text("released")
+    context.close()

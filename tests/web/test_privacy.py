@@ -288,3 +288,61 @@ def test_someone_elses_deletion_request_does_not_exist_for_the_user(owner_client
     request = DeletionRequest.objects.get()
 
     assert owner_client.get(f"/privacy/deletions/{request.public_id}/").status_code == 404
+
+
+def _delete_everything_of(owner_client, household) -> str:
+    owner_client.post(
+        f"/privacy/profiles/{household.adult.external_id}/deletions/",
+        {"scope": "all", "confirm": "on"},
+    )
+    request = DeletionRequest.objects.get()
+    purge.deletion_request_run(public_id=request.public_id)
+    return owner_client.get(f"/privacy/deletions/{request.public_id}/").content.decode()
+
+
+def _heading(page: str) -> str:
+    return " ".join(page.split("<h1>", 1)[1].split("</h1>", 1)[0].split())
+
+
+def test_a_deletion_partly_kept_by_a_hold_says_how_many_were_deleted_and_kept_and_why(
+    owner_client, household
+):
+    now = timezone.now()
+    legal_hold_place(  # covers rec-alice-5 only (recorded 5 days ago)
+        profile=household.adult,
+        recorded_from=now - timedelta(days=6),
+        recorded_to=now - timedelta(days=4),
+        reason="litigation",
+        case_reference="C-1",
+        actor="officer",
+    )
+
+    page = _delete_everything_of(owner_client, household)
+
+    assert _heading(page) == "2 recordings deleted, 1 kept under a legal hold"
+    assert "Your recordings are deleted" not in page
+    assert "1 recording could not be deleted yet: it is kept under a legal hold" in page
+    assert "needed as evidence" in page
+    assert "Finished, 1 kept" in page
+    assert "<title>Partly deleted" in page
+
+
+def test_a_deletion_wholly_kept_by_a_hold_does_not_say_the_recordings_are_deleted(
+    owner_client, household
+):
+    legal_hold_place(
+        profile=household.adult, reason="litigation", case_reference="C-1", actor="officer"
+    )
+
+    page = _delete_everything_of(owner_client, household)
+
+    assert _heading(page) == "Your recordings are kept under a legal hold: nothing was deleted"
+    assert "Your recordings are deleted" not in page
+    assert "<title>Kept under a legal hold" in page
+
+
+def test_a_deletion_with_no_hold_says_the_recordings_are_deleted(owner_client, household):
+    page = _delete_everything_of(owner_client, household)
+
+    assert _heading(page) == "Your recordings are deleted"
+    assert "legal hold" not in page

@@ -5,6 +5,8 @@ from typing import Any
 from django import template
 
 from compliance.clients.permissions import is_officer as _is_officer
+from compliance.web import wording
+from compliance.web.wording import actor_name
 
 register = template.Library()
 
@@ -26,6 +28,22 @@ def get_item(mapping: Any, key: Any) -> Any:
 @register.filter
 def requester(requested_by: str) -> str:
     """Who asked for a full ledger verification, as the ledger page names them."""
-    return {"schedule": "the schedule", "command": "manage.py verify_ledger"}.get(
-        requested_by, requested_by
-    )
+    return actor_name(requested_by)
+
+
+@register.filter
+def thousands(value: int) -> str:
+    """2000 as "2,000": a limit a person reads at a glance."""
+    return f"{value:,}"
+
+
+@register.filter
+def country(code: str) -> str:
+    """DE as "Germany"."""
+    return wording.country(code)
+
+
+@register.filter
+def duration(days: int) -> str:
+    """540 days as "18 months"."""
+    return wording.duration(days)

@@ -51,9 +51,18 @@ from ..forms import (
     LegalHoldForm,
     PolicyForm,
     TransferRuleForm,
-    apply_error,
     end_of_day,
     start_of_day,
+)
+from ..wording import (
+    actor_name,
+    actor_names,
+    apply_refusal,
+    consent_default_words,
+    country,
+    policy_words,
+    sentence_start,
+    transfer_rule_words,
 )
 
 
@@ -171,9 +180,12 @@ def policies(request: HttpRequest) -> HttpResponse:
             actor=actor_of(request.user),
         )
     except ApplicationError as refusal:
-        apply_error(form, refusal)
+        apply_refusal(form, refusal)
         return render(request, "web/officer/policies.html", _policies_context(form), status=400)
-    messages.success(request, f"Policy created: {policy}. Its scope is being rescheduled.")
+    messages.success(
+        request,
+        f"Policy created: {policy_words(policy)}. The recordings it covers are being rescheduled.",
+    )
     return redirect("web:officer-policies")
 
 
@@ -182,7 +194,7 @@ def policies(request: HttpRequest) -> HttpResponse:
 def policy_retire(request: HttpRequest, pk: int) -> HttpResponse:
     policy = _or_404(retention_policy_get, pk=pk)
     policy = retention_policy_retire(policy=policy, actor=actor_of(request.user))
-    messages.success(request, f"Retired: {policy} and the versions before it.")
+    messages.success(request, f"Retired: {policy_words(policy)}, and the versions before it.")
     return redirect("web:officer-policies")
 
 
@@ -206,7 +218,7 @@ def _show_or_create(
     try:
         created = create(**form.cleaned_data, actor=actor_of(request.user))
     except ApplicationError as refusal:
-        apply_error(form, refusal)
+        apply_refusal(form, refusal)
         return page(request, form, status=400)
     messages.success(request, done(created))
     return redirect(back_to)
@@ -221,7 +233,12 @@ def _defaults_page(
     return render(
         request,
         "web/officer/consent_defaults.html",
-        {"form": form, "defaults": consent_defaults_list(), "purpose_short": PURPOSE_SHORT},
+        {
+            "form": form,
+            "defaults": (defaults := list(consent_defaults_list())),
+            "purpose_short": PURPOSE_SHORT,
+            "actors": actor_names(d.created_by for d in defaults),
+        },
         status=status,
     )
 
@@ -234,7 +251,7 @@ def consent_defaults(request: HttpRequest) -> HttpResponse:
         form_class=ConsentDefaultForm,
         page=_defaults_page,
         create=consent_default_create,
-        done=lambda default: f"Consent default set: {default}.",
+        done=lambda default: f"{consent_default_words(default)}.",
         back_to="web:officer-consent-defaults",
     )
 
@@ -244,7 +261,12 @@ def consent_defaults(request: HttpRequest) -> HttpResponse:
 def consent_default_remove(request: HttpRequest, pk: int) -> HttpResponse:
     default = _or_404(consent_default_get, pk=pk)
     consent_default_delete(default=default, actor=actor_of(request.user))
-    messages.success(request, f"Consent default removed: {default.jurisdiction}/{default.purpose}.")
+    purpose = PURPOSE_SHORT.get(default.purpose, default.purpose)
+    messages.success(
+        request,
+        f"Default removed. {sentence_start(country(default.jurisdiction))}: {purpose} is now "
+        "off until each user turns it on.",
+    )
     return redirect("web:officer-consent-defaults")
 
 
@@ -255,7 +277,11 @@ def _rules_page(request: HttpRequest, form: TransferRuleForm, status: int = 200)
     return render(
         request,
         "web/officer/transfer_rules.html",
-        {"form": form, "rules": transfer_rules_list()},
+        {
+            "form": form,
+            "rules": (rules := list(transfer_rules_list())),
+            "actors": actor_names(r.created_by for r in rules),
+        },
         status=status,
     )
 
@@ -268,7 +294,7 @@ def transfer_rules(request: HttpRequest) -> HttpResponse:
         form_class=TransferRuleForm,
         page=_rules_page,
         create=transfer_rule_create,
-        done=lambda rule: f"Transfer rule added: {rule}.",
+        done=lambda rule: f"Transfer rule added: {transfer_rule_words(rule)}.",
         back_to="web:officer-transfer-rules",
     )
 
@@ -278,7 +304,11 @@ def transfer_rules(request: HttpRequest) -> HttpResponse:
 def transfer_rule_remove(request: HttpRequest, pk: int) -> HttpResponse:
     rule = _or_404(transfer_rule_get, pk=pk)
     transfer_rule_delete(rule=rule, actor=actor_of(request.user))
-    messages.success(request, f"Transfer rule removed: {rule}.")
+    messages.success(
+        request,
+        f"Transfer rule removed: recordings from {country(rule.jurisdiction)} may no longer "
+        f"be reviewed in {country(rule.reviewer_location)}.",
+    )
     return redirect("web:officer-transfer-rules")
 
 
@@ -292,18 +322,30 @@ def _holds_page(request: HttpRequest, form: LegalHoldForm, status: int = 200) ->
         "web/officer/holds.html",
         {
             "form": form,
-            "holds": list(legal_holds_list(include_released=show_released)[:200]),
+            "holds": (hold_list := list(legal_holds_list(include_released=show_released)[:200])),
+            "actors": actor_names(h.created_by for h in hold_list),
             "show_released": show_released,
         },
         status=status,
     )
 
 
+HOLD_SEARCH_QUERY_MAX = 200
+
+
 @require_http_methods(["GET", "POST"])
 @officer_required
 def holds(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
-        return _holds_page(request, LegalHoldForm())
+        # The search's links fill the form through the query string.
+        initial = {
+            name: request.GET[name][:128]
+            for name in ("scope", "target")
+            if isinstance(request.GET.get(name), str)
+        }
+        if initial.get("scope") not in (None, "account", "profile"):
+            del initial["scope"]
+        return _holds_page(request, LegalHoldForm(initial=initial))
     form = LegalHoldForm(request.POST)
     if not form.is_valid():
         return _holds_page(request, form, status=400)
@@ -327,10 +369,36 @@ def holds(request: HttpRequest) -> HttpResponse:
             actor=actor_of(request.user),
         )
     except ApplicationError as refusal:
-        apply_error(form, refusal)
+        apply_refusal(form, refusal)
         return _holds_page(request, form, status=400)
-    messages.success(request, f"Legal hold placed ({hold.case_reference}).")
+    held = (
+        f"account {hold.account.external_id}"
+        if hold.account is not None
+        else f"profile {hold.profile.external_id}"
+        if hold.profile is not None
+        else "its scope"
+    )
+    messages.success(
+        request,
+        f"Legal hold placed for case {hold.case_reference} on {held}: its recordings are "
+        "kept from every deletion until the hold is released.",
+    )
     return redirect("web:officer-holds")
+
+
+@require_GET
+@officer_required
+def hold_targets(request: HttpRequest) -> HttpResponse:
+    """Find the account or profile a hold is for, by external id, email or username."""
+    query = request.GET.get("q", "")[:HOLD_SEARCH_QUERY_MAX]
+    return render(
+        request,
+        "web/officer/hold_targets.html",
+        {
+            "found": selectors.hold_targets_search(query=query),
+            "query_max": HOLD_SEARCH_QUERY_MAX,
+        },
+    )
 
 
 @require_POST
@@ -413,7 +481,7 @@ def ledger_acknowledge(request: HttpRequest) -> HttpResponse:
                 {"run": standing.pk, "reason": form.cleaned_data["reason"]}
             )
             form.is_valid()
-        apply_error(form, refusal)
+        apply_refusal(form, refusal)
         return _ledger_page(request, form, status=400)
     messages.success(
         request,
@@ -435,7 +503,8 @@ def ledger_verify(request: HttpRequest) -> HttpResponse:
     else:
         messages.info(
             request,
-            f"A full verification is already running (asked for by {run.requested_by} at "
+            f"A full verification is already running (asked for by "
+            f"{actor_name(run.requested_by)} at "
             f"{run.requested_at:%Y-%m-%d %H:%M:%S} UTC); this page shows its progress.",
         )
     return redirect("web:officer-ledger")

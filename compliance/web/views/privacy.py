@@ -36,10 +36,13 @@ from ..forms import (
     ConsentForm,
     DeletionForm,
     RetentionForm,
-    apply_error,
     end_of_day,
     start_of_day,
 )
+from ..wording import apply_refusal, refusal_sentence
+
+# A refusal whose message was written for API clients: the page says this instead.
+NOT_SAVED = "That was not saved. Please reload the page and try again."
 
 # How often the deletion page reloads itself while the deletion runs (no JS needed).
 PROGRESS_REFRESH_SECONDS = 2
@@ -125,7 +128,7 @@ def consent_change(request: HttpRequest, profile_id: str, purpose: str) -> HttpR
                 actor=actor_of(request.user),
             )
         except ApplicationError as refusal:
-            error = refusal.message
+            error = refusal_sentence(refusal, fallback=NOT_SAVED)
     else:
         error = "Choose whether to turn this on or off."
     if error is not None:
@@ -172,7 +175,10 @@ def retention_change(request: HttpRequest, profile_id: str) -> HttpResponse:
         profile_retention_set(profile=profile, choice=choice, actor=actor_of(request.user))
     except ApplicationError as refusal:
         context = _overview_context(
-            request, errors={f"{profile.external_id}:retention": refusal.message}
+            request,
+            errors={
+                f"{profile.external_id}:retention": refusal_sentence(refusal, fallback=NOT_SAVED)
+            },
         )
         return render(request, "web/privacy/index.html", context, status=400)
     plural = "s" if doomed != 1 else ""
@@ -258,7 +264,7 @@ def deletion_create(request: HttpRequest, profile_id: str) -> HttpResponse:
             actor=actor_of(request.user),
         )
     except ApplicationError as refusal:
-        apply_error(form, refusal)
+        apply_refusal(form, refusal)
         context = _recordings_context(request, profile, form)
         return render(request, "web/privacy/recordings.html", context, status=400)
     return redirect("web:deletion", public_id=request_row.public_id)
