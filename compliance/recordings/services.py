@@ -14,6 +14,7 @@ from compliance.accounts.models import Profile
 from compliance.core.errors import ApplicationError, Conflict
 from compliance.retention.services import artefacts_schedule_new
 
+from .media import audio_media_type
 from .models import Artefact, Category, Flag, Recording
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def _validate(data: RecordingInput) -> Profile:
                 fields={"audio": ["too large"]},
                 status_code=413,
             )
+        audio_media_type(data.audio)  # 415 unless its bytes are audio
     profile = (
         Profile.objects.select_related("account")
         .filter(external_id=data.profile_external_id)
