@@ -17,6 +17,7 @@ from auditlog.cid import set_cid
 from auditlog.middleware import AuditlogMiddleware
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from rest_framework.permissions import SAFE_METHODS
 
 from compliance.core.errors import error_body
@@ -189,7 +190,9 @@ class RequestGuardMiddleware:
       them in any text parameter, so one reaching a lookup would be a 500. Form
       bodies are checked by the API's parsers (compliance/security/parsers.py) and by
       Django's form fields;
-    - a cookie holding a NUL is dropped: the request is served as signed out.
+    - a cookie holding a NUL is dropped: the request is served as signed out;
+    - an API OPTIONS request is answered with the path's Allow header (see
+      `_allowed_methods`).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -225,7 +228,34 @@ class RequestGuardMiddleware:
             )
         if request.META.get("HTTP_COOKIE"):
             _cookies_without_bad_text(request)
+        if request.method == "OPTIONS" and request.path.startswith("/api/"):
+            allowed = _allowed_methods(request.path_info)
+            if allowed is not None:
+                response = HttpResponse(status=200)
+                response["Allow"] = ", ".join(allowed)
+                return response
         return self.get_response(request)
+
+
+def _allowed_methods(path: str) -> list[str] | None:
+    """The methods the view at `path` answers, None for no such path (a 404 follows).
+
+    An API OPTIONS request is answered here, with its Allow header only: DRF would
+    check the view's scopes first and refuse a key (no scope is needed to ask), or ask
+    an anonymous caller to authenticate, and describe the view's fields otherwise.
+    """
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return None
+    view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
+    if view_class is None:
+        return ["GET", "HEAD", "OPTIONS"]
+    return [
+        method.upper()
+        for method in view_class.http_method_names
+        if method != "trace" and hasattr(view_class, method)
+    ]
 
 
 class AuditContextMiddleware(AuditlogMiddleware):

@@ -303,6 +303,8 @@ OTP_STATIC_THROTTLE_FACTOR = 1
 REQUEST_MAX_BYTES = env.int(
     "REQUEST_MAX_BYTES", default=MAX_AUDIO_BYTES + DATA_UPLOAD_MAX_MEMORY_SIZE
 )
+# When set, /metrics answers only a scraper sending `Authorization: Bearer <token>`.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Features the pages never use, switched off for them and anything they embed.
 PERMISSIONS_POLICY = (
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
