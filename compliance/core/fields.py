@@ -47,6 +47,26 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class ExternalIdField(StrictCharField):
+    """The platform's id for a thing, which becomes one segment of our URLs
+    (/api/v1/profiles/<id>/..., the privacy page's links): a "/" would split it, "." and
+    ".." are rewritten by every client, control characters belong in no address."""
+
+    default_error_messages = {
+        "not_a_segment": 'Must not contain "/" or control characters, nor be "." or "..".',
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 128)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if "/" in value or value in (".", "..") or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            self.fail("not_a_segment")
+        return value
+
+
 class AwareDateTimeField(serializers.DateTimeField):
     """ISO 8601 with an explicit offset or Z; a naive time is refused, not assumed UTC."""
 

@@ -320,3 +320,51 @@ def test_a_form_body_keeps_its_own_spelling_of_booleans(platform, home):
 
     assert response.status_code == 200
     assert response.json()["granted"] is True
+
+
+# --- ids become URL segments ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "external_id", ["../../etc/passwd", "a/b", ".", "..", "tab\there", "x\x7f"]
+)
+def test_an_id_that_cannot_be_a_url_segment_is_refused(platform, home, external_id):
+    account = platform.post(
+        "/api/v1/accounts", {"external_id": external_id, "jurisdiction": "US"}, format="json"
+    )
+    profile = platform.post(
+        "/api/v1/profiles",
+        {"external_id": external_id, "account": "acct-alice", "is_child": False},
+        format="json",
+    )
+    recording = platform.post(
+        "/api/v1/recordings",
+        {
+            "external_id": external_id,
+            "profile": home.adult.external_id,
+            "recorded_at": "2026-01-01T00:00:00Z",
+        },
+        format="json",
+    )
+
+    for answer in (account, profile, recording):
+        assert answer.status_code == 400
+        assert "external_id" in _error(answer)["fields"]
+
+
+def test_the_privacy_page_shows_profiles_with_unusual_but_valid_ids(platform, owner):
+    response = platform.post(
+        "/api/v1/profiles",
+        {"external_id": "kid ü 🎙️ ?#%", "account": "acct-alice", "is_child": True},
+        format="json",
+    )
+
+    assert response.status_code == 201
+    page = owner.get("/privacy/")
+    assert page.status_code == 200
+    assert (
+        owner.get(
+            "/privacy/profiles/kid%20%C3%BC%20%F0%9F%8E%99%EF%B8%8F%20%3F%23%25/recordings/"
+        ).status_code
+        == 200
+    )
