@@ -141,6 +141,14 @@ def _json_fields_with_bad_text(request: HttpRequest) -> dict[str, list[str]] | N
     if request.content_type != "application/json":
         return None
     body = request.body
+    # What the views will read: DRF decodes by the charset parameter, json.loads (the
+    # eligibility batch) by the bytes; a UTF-16 body hides the escapes from a search.
+    encoding = request.content_params.get("charset") or json.detect_encoding(body)
+    if encoding.lower().replace("-", "") != "utf8":
+        try:
+            body = body.decode(encoding).encode("utf-8", "surrogatepass")
+        except (LookupError, UnicodeError):
+            return None  # not readable: the view says so
     if _ESCAPED_NUL not in body and not any(e in body for e in _ESCAPED_SURROGATES):
         return None
     try:

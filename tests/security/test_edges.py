@@ -368,3 +368,22 @@ def test_the_privacy_page_shows_profiles_with_unusual_but_valid_ids(platform, ow
         ).status_code
         == 200
     )
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-16"])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/eligibility/batch", '{"purpose": "human_review", "recordings": ["x\\udfff"]}'),
+        (
+            "/api/v1/samples",
+            '{"purpose": "human_review", "size": 1, "reviewer_location": "US", '
+            '"reviewer": "\\udfff"}',
+        ),
+    ],
+)
+def test_a_utf16_body_cannot_hide_a_lone_surrogate(platform, path, body, content_type):
+    response = platform.post(path, body.encode("utf-16"), content_type=content_type)
+
+    assert 400 <= response.status_code < 500
+    assert _error(response)["code"]
