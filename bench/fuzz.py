@@ -365,6 +365,8 @@ class Generator:
                 if rng.random() < 0.15:
                     value[text(rng)] = hostile(rng)
                 body = json_bytes(value, rng)
+                if rng.random() < 0.05:  # the same JSON in UTF-16, which json.loads detects
+                    body = body.decode("utf-8", "surrogatepass").encode("utf-16", "surrogatepass")
             headers["Content-Type"] = (
                 b"application/json"
                 if rng.random() < 0.92
