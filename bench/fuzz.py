@@ -578,7 +578,7 @@ def main() -> int:
     say(f"5xx: {server_errors:,} (goal 0) {verdict}")
     for sample in samples[:10]:
         say(f"  {sample}")
-    if answered < args.requests:
+    if answered + errors < args.requests:
         say(f"note: {args.requests - answered - errors:,} requests not sent (time bound)")
     return 0
 

@@ -178,11 +178,18 @@ def _cookies_without_bad_text(request: HttpRequest) -> None:
         }
 
 
+# Cookies are dropped instead (the request goes on signed out); the credentials are
+# judged by authentication, which never looks one up as text (a 401).
+_HEADERS_CHECKED_ELSEWHERE = ("HTTP_COOKIE", "HTTP_AUTHORIZATION")
+
+
 def _header_with_nul(request: HttpRequest) -> bool:
     return any(
         "\x00" in value
         for name, value in request.META.items()
-        if name.startswith("HTTP_") and name != "HTTP_COOKIE" and isinstance(value, str)
+        if name.startswith("HTTP_")
+        and name not in _HEADERS_CHECKED_ELSEWHERE
+        and isinstance(value, str)
     )
 
 
@@ -199,7 +206,7 @@ class RequestGuardMiddleware:
       bodies are checked by the API's parsers (compliance/security/parsers.py) and by
       Django's form fields;
     - a cookie holding a NUL is dropped: the request is served as signed out;
-    - an API OPTIONS request is answered with the path's Allow header (see
+    - an API OPTIONS request is answered 405 with the path's Allow header (see
       `_allowed_methods`).
     """
 
@@ -239,7 +246,12 @@ class RequestGuardMiddleware:
         if request.method == "OPTIONS" and request.path.startswith("/api/"):
             allowed = _allowed_methods(request.path_info)
             if allowed is not None:
-                response = HttpResponse(status=200)
+                response = _refusal(
+                    request,
+                    405,
+                    "method_not_allowed",
+                    "OPTIONS describes nothing here: the API is described at /api/schema/.",
+                )
                 response["Allow"] = ", ".join(allowed)
                 return response
         return self.get_response(request)
@@ -248,9 +260,10 @@ class RequestGuardMiddleware:
 def _allowed_methods(path: str) -> list[str] | None:
     """The methods the view at `path` answers, None for no such path (a 404 follows).
 
-    An API OPTIONS request is answered here, with its Allow header only: DRF would
-    check the view's scopes first and refuse a key (no scope is needed to ask), or ask
-    an anonymous caller to authenticate, and describe the view's fields otherwise.
+    An API OPTIONS request is answered here, the same for every caller: 405 with the
+    path's Allow header. DRF would check the view's scopes first and refuse a key that
+    lacks them with a 403 (no scope is needed to ask), ask an anonymous caller to
+    authenticate, and otherwise describe the view, which the schema already does.
     """
     try:
         match = resolve(path)
@@ -258,11 +271,11 @@ def _allowed_methods(path: str) -> list[str] | None:
         return None
     view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
     if view_class is None:
-        return ["GET", "HEAD", "OPTIONS"]
+        return ["GET", "HEAD"]
     return [
         method.upper()
         for method in view_class.http_method_names
-        if method != "trace" and hasattr(view_class, method)
+        if method not in ("trace", "options") and hasattr(view_class, method)
     ]
 
 

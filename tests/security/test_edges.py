@@ -75,14 +75,22 @@ def test_a_nul_in_the_csrf_cookie_is_refused_as_a_csrf_failure_not_a_500(db):
     assert client.post("/accounts/login/", {"username": "x", "password": "y"}).status_code == 403
 
 
-@pytest.mark.parametrize(
-    "header", ["HTTP_AUTHORIZATION", "HTTP_X_FORWARDED_FOR", "HTTP_IDEMPOTENCY_KEY", "HTTP_ACCEPT"]
-)
+@pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_FOR", "HTTP_IDEMPOTENCY_KEY", "HTTP_ACCEPT"])
 def test_a_nul_in_a_header_is_a_400(db, header):
     response = APIClient().get("/api/v1/profiles/p/consents", **{header: "Api-Key a\x00b"})
 
     assert response.status_code == 400
     assert _error(response)["code"] == "malformed_request"
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/profiles/p/consents", "/api/v1/eligibility/r-1?purpose=human_review"]
+)
+def test_a_nul_in_the_api_key_is_a_401(db, path):
+    response = APIClient().get(path, HTTP_AUTHORIZATION="Api-Key esk_a\x00b")
+
+    assert response.status_code == 401
+    assert _error(response)["code"] == "authentication_failed"
 
 
 # --- lone surrogates in JSON --------------------------------------------------------

@@ -1,4 +1,5 @@
-"""OPTIONS answers what a path allows, to anyone; /metrics can require a bearer token."""
+"""OPTIONS answers what a path allows, the same to anyone (405 with Allow, never a 403);
+/metrics can require a bearer token."""
 
 import pytest
 from rest_framework.test import APIClient
@@ -11,11 +12,12 @@ pytestmark = pytest.mark.django_db
 @pytest.mark.parametrize(
     ("path", "allowed"),
     [
-        ("/api/v1/accounts", {"POST", "OPTIONS"}),
-        ("/api/v1/profiles/p-1/consents/human_review", {"GET", "PUT", "OPTIONS"}),
-        ("/api/v1/retention-policies", {"GET", "POST", "OPTIONS"}),
-        ("/api/v1/eligibility/batch", {"POST", "OPTIONS"}),
-        ("/api/v1/eligibility/r-1", {"GET", "OPTIONS"}),
+        ("/api/v1/accounts", {"POST"}),
+        ("/api/v1/profiles/p-1/consents/human_review", {"GET", "PUT"}),
+        ("/api/v1/retention-policies", {"GET", "POST"}),
+        ("/api/v1/eligibility/batch", {"POST"}),
+        ("/api/v1/eligibility/r-1", {"GET"}),
+        ("/api/v1/review-items/i-1/audio", {"GET"}),
     ],
 )
 @pytest.mark.parametrize("who", ["key", "anonymous"])
@@ -24,13 +26,13 @@ def test_options_answers_the_allowed_methods_with_or_without_a_key(platform, pat
 
     response = client.options(path)
 
-    assert response.status_code == 200
+    assert response.status_code == 405
     assert set(response["Allow"].split(", ")) == allowed
-    assert response.content == b""
+    assert response.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_options_with_a_key_lacking_every_scope_is_not_a_403(api_client_with_scopes):
-    assert api_client_with_scopes().options("/api/v1/samples").status_code == 200
+    assert api_client_with_scopes().options("/api/v1/samples").status_code == 405
 
 
 def test_options_changes_nothing_and_runs_no_view(platform):
