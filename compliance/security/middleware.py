@@ -96,6 +96,9 @@ _ESCAPED_NUL = b"\\u0000"
 # A lone surrogate can reach Python from JSON only as the escape \udXXX (raw UTF-8
 # cannot encode one; Django decodes forms, queries and paths with replacement).
 _ESCAPED_SURROGATES = (b"\\ud", b"\\uD")
+# ...or as the bytes a careless encoder writes for one (ED A0..BF xx), which json.loads
+# decodes with "surrogatepass" where DRF's parser refuses them.
+_RAW_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -135,7 +138,7 @@ def _json_fields_with_bad_text(request: HttpRequest) -> dict[str, list[str]] | N
     """The top-level fields of a JSON body that hold a NUL or a lone surrogate ({} for
     a body that is not an object), None when there is none. request.body is read once
     and kept, so the view reads nothing twice; both can only arrive in JSON as
-    escapes, so only a body containing one is parsed here."""
+    escapes (or raw surrogate bytes), so only a body containing one is parsed here."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return None
     if request.content_type != "application/json":
@@ -146,10 +149,14 @@ def _json_fields_with_bad_text(request: HttpRequest) -> dict[str, list[str]] | N
     encoding = request.content_params.get("charset") or json.detect_encoding(body)
     if encoding.lower().replace("-", "") != "utf8":
         try:
-            body = body.decode(encoding).encode("utf-8", "surrogatepass")
+            body = body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
         except (LookupError, UnicodeError):
             return None  # not readable: the view says so
-    if _ESCAPED_NUL not in body and not any(e in body for e in _ESCAPED_SURROGATES):
+    if (
+        _ESCAPED_NUL not in body
+        and not any(e in body for e in _ESCAPED_SURROGATES)
+        and not (b"\xed" in body and _RAW_SURROGATE.search(body))
+    ):
         return None
     try:
         data = json.loads(body)

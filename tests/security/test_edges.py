@@ -395,3 +395,30 @@ def test_a_utf16_body_cannot_hide_a_lone_surrogate(platform, path, body, content
 
     assert 400 <= response.status_code < 500
     assert _error(response)["code"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"purpose": "human_review", "recordings": ["\xed\xbf\xbf\xf0\x9f\x98\x80"]}',
+        '{"purpose": "human_review", "recordings": ["x\udfff"]}'.encode("utf-16", "surrogatepass"),
+    ],
+    ids=["utf-8 bytes of a surrogate", "utf-16 lone code unit"],
+)
+def test_raw_surrogate_bytes_in_a_batch_are_a_400(platform, body):
+    """json.loads decodes bytes with "surrogatepass": raw surrogate bytes would reach
+    the query as a lone surrogate."""
+    response = platform.post("/api/v1/eligibility/batch", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert _error(response)["code"] == "validation_error"
+
+
+def test_korean_text_is_not_mistaken_for_a_surrogate(platform):
+    response = platform.post(
+        "/api/v1/eligibility/batch",
+        '{"purpose": "human_review", "recordings": ["녹음-\ud7a3"]}'.encode(),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 200
