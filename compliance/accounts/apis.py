@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.clients.permissions import ScopeRequired, actor_of
-from compliance.core.fields import StrictBooleanField, StrictCharField
+from compliance.core.fields import ExternalIdField, StrictBooleanField, StrictCharField
 from compliance.core.idempotency import idempotent
 
 from .models import Profile, RetentionChoice
@@ -24,7 +24,7 @@ class AccountCreateApi(APIView):
     required_scopes = {"POST": "accounts:write"}
 
     class AccountCreateInput(serializers.Serializer):
-        external_id = StrictCharField(max_length=128)
+        external_id = ExternalIdField()
         jurisdiction = StrictCharField(max_length=2, min_length=2)
 
     @extend_schema(
@@ -51,7 +51,7 @@ class ProfileCreateApi(APIView):
     required_scopes = {"POST": "accounts:write"}
 
     class ProfileCreateInput(serializers.Serializer):
-        external_id = StrictCharField(max_length=128)
+        external_id = ExternalIdField()
         account = StrictCharField(max_length=128)
         is_child = StrictBooleanField(required=False, default=False)
 

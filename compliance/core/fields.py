@@ -1,21 +1,38 @@
 """Serializer fields that refuse what DRF would silently coerce ("yes" for true, 12 for
 "12", a naive time for UTC): in a compliance record, a guessed value is a wrong value."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+from django.http import QueryDict
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
+# Every date and time accepted from outside lies within these years. Nothing Earshot
+# records happened before 1970 or will be kept past 9000, and the bound leaves room
+# for the date arithmetic done on accepted values (a retention period added to a
+# date, the day after an inclusive end): at year 9999 that arithmetic overflows.
+EARLIEST_YEAR = 1970
+LATEST_YEAR = 9000
+OUT_OF_RANGE_MESSAGE = f"Must lie between the years {EARLIEST_YEAR} and {LATEST_YEAR}."
+
+
+def year_in_range(value: date) -> bool:
+    return EARLIEST_YEAR <= value.year <= LATEST_YEAR
+
 
 class StrictBooleanField(serializers.BooleanField):
-    default_error_messages = {"invalid": "Must be true or false."}
+    """A JSON body's boolean is a JSON boolean: the string "true" is refused. A form
+    body (multipart or urlencoded) carries only strings, so there "true" and "false"
+    are the booleans' spelling."""
+
+    default_error_messages = {"invalid": "Must be true or false (a JSON boolean)."}
 
     def to_internal_value(self, data: Any) -> bool:
         if isinstance(data, bool):
             return data
-        # multipart forms carry only strings
-        if isinstance(data, str) and data in ("true", "false"):
+        from_form = isinstance(getattr(self.root, "initial_data", None), QueryDict)
+        if from_form and isinstance(data, str) and data in ("true", "false"):
             return data == "true"
         self.fail("invalid")
         raise AssertionError("unreachable")
@@ -30,11 +47,32 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class ExternalIdField(StrictCharField):
+    """The platform's id for a thing, which becomes one segment of our URLs
+    (/api/v1/profiles/<id>/..., the privacy page's links): a "/" would split it, "." and
+    ".." are rewritten by every client, control characters belong in no address."""
+
+    default_error_messages = {
+        "not_a_segment": 'Must not contain "/" or control characters, nor be "." or "..".',
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 128)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if "/" in value or value in (".", "..") or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            self.fail("not_a_segment")
+        return value
+
+
 class AwareDateTimeField(serializers.DateTimeField):
     """ISO 8601 with an explicit offset or Z; a naive time is refused, not assumed UTC."""
 
     default_error_messages = {
         "invalid": "Must be an ISO 8601 date-time with a time zone, e.g. 2026-01-31T12:00:00Z.",
+        "out_of_range": OUT_OF_RANGE_MESSAGE,
     }
 
     def to_internal_value(self, value: Any) -> datetime:
@@ -49,7 +87,9 @@ class AwareDateTimeField(serializers.DateTimeField):
         assert parsed is not None
         try:
             # Stored in UTC: 0001-01-01T00:00+01:00 has no UTC time to store.
-            parsed.astimezone(UTC)
+            in_utc = parsed.astimezone(UTC)
         except OverflowError:
-            self.fail("invalid")
+            self.fail("out_of_range")
+        if not year_in_range(in_utc):
+            self.fail("out_of_range")
         return parsed

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.core.errors import ApplicationError
-from compliance.core.fields import AwareDateTimeField, StrictCharField
+from compliance.core.fields import AwareDateTimeField, ExternalIdField, StrictCharField
 from compliance.core.idempotency import idempotent
 
 from .models import Category, Recording
@@ -118,7 +118,7 @@ class RecordingCreateApi(APIView):
     required_scopes = {"POST": "recordings:write"}
 
     class RecordingCreateInput(serializers.Serializer):
-        external_id = StrictCharField(max_length=128)
+        external_id = ExternalIdField()
         profile = StrictCharField(max_length=128)
         recorded_at = AwareDateTimeField()
         transcript = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)

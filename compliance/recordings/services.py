@@ -44,6 +44,7 @@ from compliance.ledger.services import ledger_append
 from compliance.retention.selectors import policy_table
 from compliance.retention.services import artefacts_schedule_new
 
+from .media import audio_media_type
 from .models import Artefact, Category, Flag, Recording, RecordingState
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def _check(data: RecordingInput) -> None:
                 fields={"audio": ["too large"]},
                 status_code=413,
             )
+        audio_media_type(data.audio)  # 415 unless its bytes are audio
     if data.audio_key is not None:
         _check_audio_key(data.audio_key)
     elif data.audio_size is not None or data.audio_sha256 is not None:

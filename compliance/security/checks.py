@@ -19,3 +19,16 @@ def shared_cache_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def metrics_token_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    if not settings.METRICS_TOKEN:
+        return [
+            Info(
+                "/metrics answers anyone who reaches it.",
+                hint="Set METRICS_TOKEN, or keep /metrics off the public network.",
+                id="security.I002",
+            )
+        ]
+    return []

@@ -8,6 +8,7 @@ keeps API answers (personal data) out of caches.
 
 import ipaddress
 import json
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from auditlog.cid import set_cid
 from auditlog.middleware import AuditlogMiddleware
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from rest_framework.permissions import SAFE_METHODS
 
 from compliance.core.errors import error_body
@@ -89,43 +91,113 @@ def _refusal(
 
 
 NUL_MESSAGE = "contains a NUL character"
+SURROGATE_MESSAGE = "contains a lone UTF-16 surrogate (not a Unicode character)"
 _ESCAPED_NUL = b"\\u0000"
+# A lone surrogate can reach Python from JSON only as the escape \udXXX (raw UTF-8
+# cannot encode one; Django decodes forms, queries and paths with replacement).
+_ESCAPED_SURROGATES = (b"\\ud", b"\\uD")
+# ...or as the bytes a careless encoder writes for one (ED A0..BF xx), which json.loads
+# decodes with "surrogatepass" where DRF's parser refuses them.
+_RAW_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _has_nul(value: Any) -> bool:
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as text, or None. PostgreSQL refuses a NUL in any
+    text parameter and psycopg cannot encode a lone surrogate to UTF-8: either would
+    fail the query with a 500 instead of answering the 400 the input deserves."""
+    if "\x00" in value:
+        return NUL_MESSAGE
+    if _SURROGATE.search(value):
+        return SURROGATE_MESSAGE
+    return None
+
+
+def printable(value: str) -> str:
+    """`value` with NULs and lone surrogates escaped, safe to echo in an error body."""
+    return value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
+
+
+def _problem(value: Any) -> str | None:
     if isinstance(value, str):
-        return "\x00" in value
+        return text_problem(value)
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        for key, item in value.items():
+            problem = _problem(key) or _problem(item)
+            if problem:
+                return problem
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        for item in value:
+            problem = _problem(item)
+            if problem:
+                return problem
+    return None
 
 
-def _json_fields_with_nul(request: HttpRequest) -> dict[str, list[str]] | None:
-    """The top-level fields of a JSON body that hold a NUL ({} for a body that is not
-    an object), None when there is none. request.body is read once and kept, so the
-    view reads nothing twice; a NUL can only arrive in JSON as the escape \\u0000,
-    so only a body containing that is parsed here."""
+def _json_fields_with_bad_text(request: HttpRequest) -> dict[str, list[str]] | None:
+    """The top-level fields of a JSON body that hold a NUL or a lone surrogate ({} for
+    a body that is not an object), None when there is none. request.body is read once
+    and kept, so the view reads nothing twice; both can only arrive in JSON as
+    escapes (or raw surrogate bytes), so only a body containing one is parsed here."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return None
     if request.content_type != "application/json":
         return None
     body = request.body
-    if _ESCAPED_NUL not in body:
+    # What the views will read: DRF decodes by the charset parameter, json.loads (the
+    # eligibility batch) by the bytes; a UTF-16 body hides the escapes from a search.
+    encoding = (request.content_params or {}).get("charset") or json.detect_encoding(body)
+    if encoding.lower().replace("-", "") != "utf8":
+        try:
+            body = body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+        except (LookupError, UnicodeError):
+            return None  # not readable: the view says so
+    if (
+        _ESCAPED_NUL not in body
+        and not any(e in body for e in _ESCAPED_SURROGATES)
+        and not (b"\xed" in body and _RAW_SURROGATE.search(body))
+    ):
         return None
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
         return None  # not JSON: the view says so
     if isinstance(data, dict):
-        fields = {
-            str(key).replace("\x00", "\\x00"): [NUL_MESSAGE]
-            for key, value in data.items()
-            if _has_nul(key) or _has_nul(value)
-        }
+        fields = {}
+        for key, value in data.items():
+            problem = _problem(key) or _problem(value)
+            if problem:
+                fields[printable(str(key))] = [problem]
         return fields or None
-    return {} if _has_nul(data) else None
+    return {} if _problem(data) else None
+
+
+def _cookies_without_bad_text(request: HttpRequest) -> None:
+    """Drops every cookie whose name or value holds a NUL (Django unquotes the octal
+    escape \\000 in a quoted cookie value): such a cookie is no session anyone was
+    given, so the request goes on as signed out instead of failing the session lookup."""
+    cookies = request.COOKIES
+    if any("\x00" in name or "\x00" in value for name, value in cookies.items()):
+        request.COOKIES = {
+            name: value
+            for name, value in cookies.items()
+            if "\x00" not in name and "\x00" not in value
+        }
+
+
+# Cookies are dropped instead (the request goes on signed out); the credentials are
+# judged by authentication, which never looks one up as text (a 401).
+_HEADERS_CHECKED_ELSEWHERE = ("HTTP_COOKIE", "HTTP_AUTHORIZATION")
+
+
+def _header_with_nul(request: HttpRequest) -> bool:
+    return any(
+        "\x00" in value
+        for name, value in request.META.items()
+        if name.startswith("HTTP_")
+        and name not in _HEADERS_CHECKED_ELSEWHERE
+        and isinstance(value, str)
+    )
 
 
 class RequestGuardMiddleware:
@@ -134,11 +206,15 @@ class RequestGuardMiddleware:
     - a body larger than REQUEST_MAX_BYTES, judged by its Content-Length before a
       byte of it is read or spooled to disk (413). Django's DATA_UPLOAD_MAX_MEMORY_SIZE
       still limits what is read into memory, MAX_AUDIO_BYTES the audio file itself;
-    - a NUL character in the path or query string (400 malformed_request) or in a
-      JSON body (400 validation_error naming the fields): no field holds one, and
-      PostgreSQL refuses it in any text parameter, so a NUL reaching a lookup would be
-      a 500. Form bodies are checked by the API's parsers
-      (compliance/security/parsers.py).
+    - a NUL character in the path, the query string or a header (400
+      malformed_request), or a NUL or lone surrogate in a JSON body (400
+      validation_error naming the fields): no field holds one, and PostgreSQL refuses
+      them in any text parameter, so one reaching a lookup would be a 500. Form
+      bodies are checked by the API's parsers (compliance/security/parsers.py) and by
+      Django's form fields;
+    - a cookie holding a NUL is dropped: the request is served as signed out;
+    - an API OPTIONS request is answered 405 with the path's Allow header (see
+      `_allowed_methods`).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -154,20 +230,60 @@ class RequestGuardMiddleware:
                 request, 413, "payload_too_large", "The request body exceeds the size limit."
             )
         query = request.META.get("QUERY_STRING", "")
-        if "\x00" in request.path_info or "%00" in query or "\x00" in query:
+        if (
+            "\x00" in request.path_info
+            or "%00" in query
+            or "\x00" in query
+            or _header_with_nul(request)
+        ):
             return _refusal(
                 request, 400, "malformed_request", "The request contains a NUL character."
             )
-        fields = _json_fields_with_nul(request)
+        fields = _json_fields_with_bad_text(request)
         if fields is not None:
             return _refusal(
                 request,
                 400,
                 "validation_error",
-                "Text may not contain a NUL character.",
+                "Text may not contain a NUL character or a lone surrogate.",
                 fields,
             )
+        if request.META.get("HTTP_COOKIE"):
+            _cookies_without_bad_text(request)
+        if request.method == "OPTIONS" and request.path.startswith("/api/"):
+            allowed = _allowed_methods(request.path_info)
+            if allowed is not None:
+                response = _refusal(
+                    request,
+                    405,
+                    "method_not_allowed",
+                    "OPTIONS describes nothing here: the API is described at /api/schema/.",
+                )
+                response["Allow"] = ", ".join(allowed)
+                return response
         return self.get_response(request)
+
+
+def _allowed_methods(path: str) -> list[str] | None:
+    """The methods the view at `path` answers, None for no such path (a 404 follows).
+
+    An API OPTIONS request is answered here, the same for every caller: 405 with the
+    path's Allow header. DRF would check the view's scopes first and refuse a key that
+    lacks them with a 403 (no scope is needed to ask), ask an anonymous caller to
+    authenticate, and otherwise describe the view, which the schema already does.
+    """
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return None
+    view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
+    if view_class is None:
+        return ["GET", "HEAD"]
+    return [
+        method.upper()
+        for method in view_class.http_method_names
+        if method not in ("trace", "options") and hasattr(view_class, method)
+    ]
 
 
 class AuditContextMiddleware(AuditlogMiddleware):

@@ -1,4 +1,4 @@
-"""DRF's form parsers, refusing a NUL character in any field name or value.
+"""DRF's form parsers, refusing a NUL character (or a lone surrogate) in any field name or value.
 
 No field of Earshot's holds one, and PostgreSQL refuses it in any text parameter: a NUL
 that reached a query would be a 500, not the 400 it deserves. JSON bodies are checked
@@ -11,17 +11,17 @@ from django.http import QueryDict
 from rest_framework import parsers
 from rest_framework.exceptions import ValidationError
 
-from .middleware import NUL_MESSAGE
-
-_NUL = "\x00"
+from .middleware import printable, text_problem
 
 
 def _check(data: QueryDict) -> None:
-    fields = {
-        key.replace(_NUL, "\\x00"): [NUL_MESSAGE]
-        for key, values in data.lists()
-        if _NUL in key or any(_NUL in v for v in values)
-    }
+    fields = {}
+    for key, values in data.lists():
+        problem = text_problem(key) or next(
+            (p for v in values if isinstance(v, str) and (p := text_problem(v))), None
+        )
+        if problem:
+            fields[printable(key)] = [problem]
     if fields:
         raise ValidationError(fields)
 

@@ -9,6 +9,7 @@ from django import forms
 from compliance.accounts.models import RetentionChoice
 from compliance.consent.models import Purpose
 from compliance.core.errors import ApplicationError
+from compliance.core.fields import OUT_OF_RANGE_MESSAGE, year_in_range
 from compliance.recordings.models import Category
 from compliance.retention.models import AppliesTo
 
@@ -94,6 +95,29 @@ def end_of_day(value: date | None) -> datetime | None:
     )
 
 
+class BoundedDateField(forms.DateField):
+    """A day within the years every date in Earshot lies in: the pages add a day to an
+    inclusive end, which overflows at 9999-12-31."""
+
+    default_error_messages = {"out_of_range": OUT_OF_RANGE_MESSAGE}
+
+    def to_python(self, value: Any) -> date | None:
+        parsed = super().to_python(value)
+        if parsed is not None and not year_in_range(parsed):
+            raise forms.ValidationError(self.error_messages["out_of_range"], code="out_of_range")
+        return parsed
+
+
+class BoundedDateTimeField(forms.DateTimeField):
+    default_error_messages = {"out_of_range": OUT_OF_RANGE_MESSAGE}
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is not None and not year_in_range(parsed):
+            raise forms.ValidationError(self.error_messages["out_of_range"], code="out_of_range")
+        return parsed
+
+
 class DateInput(forms.DateInput):
     input_type = "date"
 
@@ -122,8 +146,8 @@ class DeletionForm(forms.Form):
 
     scope = forms.ChoiceField(choices=SCOPES, widget=forms.HiddenInput)
     recording = forms.CharField(required=False, max_length=128, widget=forms.HiddenInput)
-    date_from = forms.DateField(required=False, label="From", widget=DateInput())
-    date_to = forms.DateField(required=False, label="To (inclusive)", widget=DateInput())
+    date_from = BoundedDateField(required=False, label="From", widget=DateInput())
+    date_to = BoundedDateField(required=False, label="To (inclusive)", widget=DateInput())
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean(self) -> dict[str, Any]:
@@ -151,7 +175,7 @@ class PolicyForm(forms.Form):
         choices=[(a, a) for a in AppliesTo.values], label="Applies to", initial=AppliesTo.ALL
     )
     retention_days = forms.IntegerField(label="Keep for (days)", min_value=0, max_value=36_500)
-    effective_from = forms.DateTimeField(
+    effective_from = BoundedDateTimeField(
         required=False,
         label="In force from (UTC)",
         help_text="Leave empty for now.",
@@ -208,8 +232,8 @@ class LegalHoldForm(forms.Form):
         label="Account or profile id",
         help_text="The external id; find it by id or email with the search above.",
     )
-    date_from = forms.DateField(required=False, label="Recorded from", widget=DateInput())
-    date_to = forms.DateField(required=False, label="Recorded to (inclusive)", widget=DateInput())
+    date_from = BoundedDateField(required=False, label="Recorded from", widget=DateInput())
+    date_to = BoundedDateField(required=False, label="Recorded to (inclusive)", widget=DateInput())
     case_reference = forms.CharField(
         max_length=HOLD_CASE_REFERENCE_MAX,
         label="Case reference",

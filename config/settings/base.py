@@ -320,9 +320,18 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
 # The sign-in throttle, the API throttles and anything else that must be shared by
-# every process live here. Local memory is per process: fine for one process and for
-# tests; production runs several, so give it a shared cache (CACHE_URL=redis://...).
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# every process live here. Local memory is per process, so with several web workers
+# each would count failed sign-ins for itself and an attacker would get that many more
+# tries: when the broker is Redis, the cache defaults to the same Redis, which every
+# process already reaches. Without Redis (the zero-setup start, one process) it stays
+# in local memory. The key prefix keeps the cache's keys apart from the broker's.
+_BROKER_IS_REDIS = CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+CACHES = {
+    "default": env.cache(
+        "CACHE_URL", default=CELERY_BROKER_URL if _BROKER_IS_REDIS else "locmemcache://"
+    )
+}
+CACHES["default"].setdefault("KEY_PREFIX", "earshot")
 
 # Sign-in (compliance/security): failures allowed per username and address, and per
 # address, within the window; then refused until the window has passed.
@@ -342,6 +351,8 @@ OTP_STATIC_THROTTLE_FACTOR = 1
 REQUEST_MAX_BYTES = env.int(
     "REQUEST_MAX_BYTES", default=MAX_AUDIO_BYTES + DATA_UPLOAD_MAX_MEMORY_SIZE
 )
+# When set, /metrics answers only a scraper sending `Authorization: Bearer <token>`.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Features the pages never use, switched off for them and anything they embed.
 PERMISSIONS_POLICY = (
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "

@@ -16,5 +16,9 @@ STORAGES = {
 }
 MEDIA_ROOT = os.environ.get("TEST_MEDIA_ROOT", str(MEDIA_ROOT) + "-test")
 
+# Each test process counts in its own memory (tests clear the cache between tests); the
+# shared Redis cache is tested explicitly (tests/security/test_throttle_cache.py).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True

@@ -27,7 +27,7 @@ from compliance.clients.scopes import SCOPES
 from compliance.clients.services import service_client_create
 from tests.factories import ProfileFactory, RecordingFactory
 
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = 20
 
 app = get_wsgi_application()
 schema = schemathesis.openapi.from_wsgi("/api/schema/", app)
