@@ -53,6 +53,7 @@ urlpatterns = [
     *[path(f"api/v1/{p.pattern}", p.callback) for p in api_v1],
     path("api/v1/", include("compliance.retention.urls")),
     path("api/v1/", include("compliance.sampling.urls")),
+    path("api/v1/", include("compliance.webhooks.urls")),
     path("", include("compliance.security.urls")),
     path("", include("compliance.web.urls")),
 ]

@@ -12,4 +12,5 @@ SCOPES: dict[str, str] = {
     "holds:write": "place and release legal holds",
     "deletions:write": "request deletions",
     "reports:read": "read reports",
+    "webhooks:write": "manage webhook subscriptions and replay their deliveries",
 }

@@ -330,6 +330,13 @@ def _finish(unlinked: Iterable[list[_Claimed]], *, now: datetime, result: BatchR
                 "first_artefact": min(c.id for c in claimed),
                 "last_artefact": max(c.id for c in claimed),
                 "max_lag_seconds": round(result.max_lag_seconds, 3),
+                # what subscribers are told (webhooks read the ledger): [profile, recording, reason]
+                "purged_recordings": [
+                    [profile, recording, reason_of[pk][0]]
+                    for pk, recording, profile in Recording.objects.filter(pk__any_of=emptied)
+                    .order_by("pk")
+                    .values_list("pk", "external_id", "profile__external_id")
+                ],
             },
         )
 
