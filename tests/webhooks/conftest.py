@@ -43,7 +43,7 @@ class Receiver:
 
 def _serve(receiver: Receiver) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             code = receiver.answer(request)

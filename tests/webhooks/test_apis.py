@@ -70,7 +70,10 @@ def test_rotate_secret_returns_a_new_secret_and_keeps_the_old_for_the_overlap(ho
         ({"url": "http://user:pw@127.0.0.1/a", "events": ["*"]}, "webhook_url_invalid"),
         ({"url": "http://[::1/a", "events": ["*"]}, "webhook_url_invalid"),
         ({"url": 5, "events": ["*"]}, "validation_error"),
-        ({"url": "http://127.0.0.1:9/a", "events": ["*"], "holds_copies": "yes"}, "validation_error"),
+        (
+            {"url": "http://127.0.0.1:9/a", "events": ["*"], "holds_copies": "yes"},
+            "validation_error",
+        ),
     ],
 )
 def test_bad_input_is_a_400_with_a_code(hooks_client, body, code):
