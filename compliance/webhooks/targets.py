@@ -39,9 +39,11 @@ def address_class(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | No
         return "link_local"  # 169.254.169.254, the metadata service, is one
     if ip.is_multicast:
         return "multicast"
+    if ip.is_reserved:
+        return "reserved"
     if ip.is_private:
         return "private"
-    if ip.is_reserved or not ip.is_global:
+    if not ip.is_global:
         return "reserved"
     return None
 
