@@ -41,6 +41,8 @@ from compliance.retention.services import (
 from compliance.sampling.services import SampleRequest, sample_draw
 from compliance.security.services import second_factor_issue
 from compliance.transfers.services import transfer_rule_create
+from compliance.webhooks.models import Subscription
+from compliance.webhooks.signing import secret_encrypt, secret_new
 from tests.factories import (
     AccountFactory,
     ArtefactFactory,
@@ -178,6 +180,23 @@ MATRIX: dict[str, dict[str, Rule]] = {
             body={"purpose": "model_training", "size": 1, "reviewer_location": "DE"},
         )
     },
+    "api/v1/webhooks": {
+        "GET": Rule(POLICY, "webhooks:write"),
+        "POST": Rule(
+            POLICY,
+            "webhooks:write",
+            body={"url": "https://93.184.216.34/hook", "events": ["consent.changed"]},
+        ),
+    },
+    "api/v1/webhooks/<str:webhook_id>": {
+        "GET": Rule(POLICY, "webhooks:write"),
+        "PATCH": Rule(POLICY, "webhooks:write", body={"description": "annotation tool"}),
+        "DELETE": Rule(POLICY, "webhooks:write"),
+    },
+    "api/v1/webhooks/<str:webhook_id>/rotate-secret": {"POST": Rule(POLICY, "webhooks:write")},
+    "api/v1/webhooks/<str:webhook_id>/test": {"POST": Rule(POLICY, "webhooks:write")},
+    "api/v1/webhooks/<str:webhook_id>/replay": {"POST": Rule(POLICY, "webhooks:write")},
+    "api/v1/webhooks/<str:webhook_id>/deliveries": {"GET": Rule(POLICY, "webhooks:write")},
     "api/v1/review-items/<str:item_id>/audio": {"GET": Rule(REVIEW)},
     "api/v1/review-items/<str:item_id>/annotations": {
         "POST": Rule(REVIEW, body={"text": "a request to turn on the lights"})
@@ -359,6 +378,13 @@ def world(db) -> World:
         "hold": legal_hold_place(
             account=account, reason="litigation", case_reference="C-1", actor="t"
         ).pk,
+        "webhook_id": Subscription.objects.create(
+            external_id="wh_matrix",
+            url="https://93.184.216.34/hook",
+            events=["*"],
+            secret_encrypted=secret_encrypt(secret_new()),
+            created_by="t",
+        ).external_id,
     }
     return World(
         ids=ids,
