@@ -13,4 +13,5 @@ SCOPES: dict[str, str] = {
     "deletions:write": "request deletions",
     "reports:read": "read reports",
     "webhooks:write": "manage webhook subscriptions and replay their deliveries",
+    "webhooks:confirm": "confirm, for a subscriber, that it deleted what an event named",
 }

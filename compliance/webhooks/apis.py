@@ -5,19 +5,22 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from compliance.clients.permissions import ScopeRequired, actor_of
+from compliance.clients.permissions import ScopeRequired, actor_of, is_client
 from compliance.core.errors import ApplicationError
 from compliance.core.fields import StrictCharField
 from compliance.core.idempotency import idempotent
 
 from .selectors import deliveries_list, subscription_get, subscriptions_list
 from .services import (
+    confirmations_record,
     subscription_create,
     subscription_delete,
     subscription_ping,
     subscription_replay,
     subscription_rotate_secret,
+    subscription_secrets,
     subscription_update,
 )
 
@@ -182,3 +185,75 @@ class WebhookDeliveriesApi(_WebhookApi):
     def get(self, request: Request, webhook_id: str) -> Response:
         subscription = subscription_get(external_id=webhook_id)
         return Response(DeliveryOutput(deliveries_list(subscription=subscription), many=True).data)
+
+
+class ConfirmationInput(serializers.Serializer):
+    event_ids = serializers.ListField(
+        child=StrictCharField(max_length=64), min_length=1, max_length=1000
+    )
+
+
+class WebhookConfirmationsApi(APIView):
+    """The subscriber says it deleted what these events told it of. It signs the request
+    with its own secret, in the Standard Webhooks scheme (`webhook-id`,
+    `webhook-timestamp`, `webhook-signature` over the raw body), or calls with a key of
+    scope `webhooks:confirm`."""
+
+    # the caller is checked in `post` (a signature or a key): nothing to tell anyone else
+    permission_classes: list[Any] = []
+    metadata_class = None
+
+    @extend_schema(
+        request=ConfirmationInput,
+        responses={
+            200: inline_serializer("WebhookConfirmed", {"confirmed": serializers.IntegerField()})
+        },
+        operation_id="webhooks_confirm",
+    )
+    def post(self, request: Request, webhook_id: str) -> Response:
+        raw = request.body  # before parsing: the signature covers these bytes
+        user = request.user
+        signed = "webhook-signature" in {k.lower() for k in request.headers}
+        if is_client(user) and not signed:
+            if not user.has_scope("webhooks:confirm"):
+                raise ApplicationError(
+                    "insufficient_scope",
+                    "This API key lacks the scope 'webhooks:confirm'.",
+                    status_code=403,
+                )
+            subscription, via, actor = (
+                subscription_get(external_id=webhook_id),
+                "api_key",
+                actor_of(user),
+            )
+        elif signed:
+            subscription = subscription_get(external_id=webhook_id)
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            for secret in subscription_secrets(subscription):
+                try:
+                    Webhook(secret).verify(raw, headers, json_parse=False)
+                    break
+                except WebhookVerificationError:
+                    continue
+            else:
+                raise ApplicationError(
+                    "webhook_signature_invalid",
+                    "The signature does not verify with this subscription's secret.",
+                    status_code=401,
+                )
+            via, actor = "signature", f"webhook:{subscription.external_id}"
+        else:
+            raise ApplicationError(
+                "not_authenticated",
+                "Sign the request with the subscription's secret, or use an API key.",
+                status_code=401,
+            )
+        data = ConfirmationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        confirmed = confirmations_record(
+            subscription=subscription,
+            event_ids=data.validated_data["event_ids"],
+            via=via,
+            actor=actor,
+        )
+        return Response({"confirmed": confirmed})

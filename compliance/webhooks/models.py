@@ -125,3 +125,25 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} -> {self.subscription_id} ({self.status})"
+
+
+class Confirmation(models.Model):
+    """A subscriber's word that it deleted what an event told it of (a delivery only
+    says the event arrived)."""
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="confirmations"
+    )
+    event_id = models.CharField(max_length=64)
+    confirmed_at = models.DateTimeField()
+    via = models.CharField(max_length=16)  # "signature" or "api_key"
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "event_id"], name="webhooks_confirmation_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} confirmed {self.event_id}"

@@ -37,6 +37,7 @@ from compliance.ledger.services import ledger_append
 
 from .events import EVENT_TYPES, Event, events_from_entry
 from .models import (
+    Confirmation,
     Delivery,
     DeliveryStatus,
     DispatchCursor,
@@ -385,13 +386,7 @@ def deliveries_claim(*, limit: int, now: datetime | None = None) -> list[Claimed
     claimed = []
     for row in rows:
         sub = row.subscription
-        keys = [secret_decrypt(sub.secret_encrypted)]
-        if (
-            sub.previous_secret_encrypted
-            and sub.previous_secret_until
-            and sub.previous_secret_until > now
-        ):
-            keys.append(secret_decrypt(sub.previous_secret_encrypted))
+        keys = subscription_secrets(sub, now=now)
         claimed.append(
             Claimed(
                 id=row.pk,
@@ -569,3 +564,63 @@ def webhooks_send(*, budget_seconds: float = 10.0, threads: int | None = None) -
     finally:
         pools.close()
     return attempts
+
+
+# --- confirmations ----------------------------------------------------------------------
+
+
+def subscription_secrets(subscription: Subscription, *, now: datetime | None = None) -> list[str]:
+    """The secrets that sign for it now: the current one, and the previous during the
+    overlap after a rotation."""
+    now = now or timezone.now()
+    keys = [secret_decrypt(subscription.secret_encrypted)]
+    if (
+        subscription.previous_secret_encrypted
+        and subscription.previous_secret_until
+        and subscription.previous_secret_until > now
+    ):
+        keys.append(secret_decrypt(subscription.previous_secret_encrypted))
+    return keys
+
+
+@transaction.atomic
+def confirmations_record(
+    *, subscription: Subscription, event_ids: list[str], via: str, actor: str
+) -> int:
+    """The subscriber deleted what these events told it of; how many are new. Only
+    events delivered to it can be confirmed; confirming again changes nothing."""
+    known = set(
+        Delivery.objects.filter(subscription=subscription, event_id__in=event_ids).values_list(
+            "event_id", flat=True
+        )
+    )
+    unknown = sorted(set(event_ids) - known)
+    if unknown:
+        raise ApplicationError(
+            "webhook_event_unknown",
+            "These events were never sent to this subscription.",
+            fields={"event_ids": unknown[:20]},
+        )
+    already = set(
+        Confirmation.objects.filter(subscription=subscription, event_id__in=known).values_list(
+            "event_id", flat=True
+        )
+    )
+    new = sorted(known - already)
+    if not new:
+        return 0
+    now = timezone.now()
+    Confirmation.objects.bulk_create(
+        [
+            Confirmation(subscription=subscription, event_id=e, confirmed_at=now, via=via)
+            for e in new
+        ],
+        ignore_conflicts=True,  # a concurrent confirmation of the same event
+    )
+    ledger_append(
+        kind="webhook.confirmed",
+        subject=f"webhook:{subscription.external_id}",
+        actor=actor,
+        payload={"event_ids": new, "via": via},
+    )
+    return len(new)

@@ -11,4 +11,5 @@ urlpatterns = [
     path("webhooks/<str:webhook_id>/test", apis.WebhookTestApi.as_view()),
     path("webhooks/<str:webhook_id>/replay", apis.WebhookReplayApi.as_view()),
     path("webhooks/<str:webhook_id>/deliveries", apis.WebhookDeliveriesApi.as_view()),
+    path("webhooks/<str:webhook_id>/confirmations", apis.WebhookConfirmationsApi.as_view()),
 ]

@@ -27,6 +27,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
@@ -41,7 +42,7 @@ from compliance.retention.services import (
 from compliance.sampling.services import SampleRequest, sample_draw
 from compliance.security.services import second_factor_issue
 from compliance.transfers.services import transfer_rule_create
-from compliance.webhooks.models import Subscription
+from compliance.webhooks.models import Delivery, Subscription
 from compliance.webhooks.signing import secret_encrypt, secret_new
 from tests.factories import (
     AccountFactory,
@@ -197,6 +198,9 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api/v1/webhooks/<str:webhook_id>/test": {"POST": Rule(POLICY, "webhooks:write")},
     "api/v1/webhooks/<str:webhook_id>/replay": {"POST": Rule(POLICY, "webhooks:write")},
     "api/v1/webhooks/<str:webhook_id>/deliveries": {"GET": Rule(POLICY, "webhooks:write")},
+    "api/v1/webhooks/<str:webhook_id>/confirmations": {
+        "POST": Rule(CLIENT, "webhooks:confirm", body={"event_ids": ["evt_matrix"]})
+    },
     "api/v1/review-items/<str:item_id>/audio": {"GET": Rule(REVIEW)},
     "api/v1/review-items/<str:item_id>/annotations": {
         "POST": Rule(REVIEW, body={"text": "a request to turn on the lights"})
@@ -311,6 +315,27 @@ def _client_with(scopes: list[str]) -> APIClient:
     return client
 
 
+def _webhook_with_a_delivery() -> Subscription:
+    subscription = Subscription.objects.create(
+        external_id="wh_matrix",
+        url="https://93.184.216.34/hook",
+        events=["*"],
+        secret_encrypted=secret_encrypt(secret_new()),
+        created_by="t",
+    )
+    now = timezone.now()
+    Delivery.objects.create(
+        subscription=subscription,
+        event_id="evt_matrix",
+        event_type="webhook.ping",
+        body="{}",
+        next_attempt_at=now,
+        retry_from=now,
+        created_at=now,
+    )
+    return subscription
+
+
 @pytest.fixture
 def world(db) -> World:
     alice = person("alice")
@@ -378,13 +403,7 @@ def world(db) -> World:
         "hold": legal_hold_place(
             account=account, reason="litigation", case_reference="C-1", actor="t"
         ).pk,
-        "webhook_id": Subscription.objects.create(
-            external_id="wh_matrix",
-            url="https://93.184.216.34/hook",
-            events=["*"],
-            secret_encrypted=secret_encrypt(secret_new()),
-            created_by="t",
-        ).external_id,
+        "webhook_id": _webhook_with_a_delivery().external_id,
     }
     return World(
         ids=ids,
