@@ -82,6 +82,15 @@ def subscription_create(
     """A new subscription and its secret (shown to the caller once)."""
     target_check(url)
     events = _events_validate(events)
+    # The first subscription starts the dispatcher at the ledger's end: the history from
+    # before anyone subscribed is not announced.
+    DispatchCursor.objects.get_or_create(
+        pk=1,
+        defaults={
+            "last_seq": LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
+            or 0
+        },
+    )
     secret = secret_new()
     subscription = Subscription.objects.create(
         external_id=f"wh_{secrets.token_hex(10)}",

@@ -253,3 +253,11 @@ def test_a_slow_receiver_delays_nobody_else(receiver, subscribe, settings):
     # the slow one held at most its limit of the threads at a time
     assert len(slow_path_seen) == 2
     assert time.monotonic() - started < 6
+
+
+def test_changes_from_before_the_first_subscription_are_not_announced(receiver, subscribe):
+    _consent(ProfileFactory(), True)
+    subscribe(receiver.url)
+    _consent(ProfileFactory(), False)
+    drain()
+    assert [r.json["data"]["granted"] for r in receiver.got] == [False]
