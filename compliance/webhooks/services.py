@@ -477,8 +477,9 @@ def delivery_send(claimed: Claimed, pools: Pools) -> Outcome:
         )
         try:
             response.read(RESPONSE_BODY_LIMIT)
+            if response.read(1):  # more than we read: drop the connection, never drain it
+                response.close()
         finally:
-            response.drain_conn() if response.status < 300 else None
             response.release_conn()
         return Outcome(status_code=response.status)
     except urllib3.exceptions.HTTPError as error:

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ class Receiver:
     got: list[Received] = field(default_factory=list)
     seen: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    body: bytes = b"ok"
 
     @property
     def url(self) -> str:
@@ -51,10 +53,13 @@ def _serve(receiver: Receiver) -> ThreadingHTTPServer:
                 receiver.seen.append(request)
                 if 200 <= code < 300:
                     receiver.got.append(request)
+            answer = receiver.body
             self.send_response(code)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"ok")
+            # the sender may stop reading (as it should, past its limit)
+            with contextlib.suppress(OSError):
+                self.wfile.write(answer)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -145,3 +145,25 @@ def test_redirects_are_not_followed(receiver, subscribe):
     assert len(receiver.seen) == 1
     delivery = Delivery.objects.get()
     assert delivery.status == "pending" and delivery.last_status_code == 307
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_huge_answer_is_not_read_past_the_limit(receiver, subscribe, monkeypatch):
+    from compliance.webhooks import services
+
+    reads: list[int | None] = []
+    original = services.urllib3.response.HTTPResponse.read
+
+    def read(self, amt=None, *args, **kwargs):
+        reads.append(amt)
+        return original(self, amt, *args, **kwargs)
+
+    monkeypatch.setattr(services.urllib3.response.HTTPResponse, "read", read)
+    receiver.body = b"x" * (8 * 1024 * 1024)
+    subscription, _ = subscribe(receiver.url)
+    subscription_ping(subscription=subscription, actor="t")
+    webhooks_send(budget_seconds=1.0)
+
+    assert Delivery.objects.get().status == "delivered"
+    assert reads and None not in reads
+    assert sum(reads) <= services.RESPONSE_BODY_LIMIT + 1
