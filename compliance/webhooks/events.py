@@ -27,6 +27,87 @@ EVENT_TYPES: dict[str, str] = {
 }
 
 
+_TIME = {"type": "string", "format": "date-time"}
+_TEXT = {"type": "string"}
+_MAYBE = {"type": ["string", "null"]}
+
+
+def _object(required: dict[str, dict[str, Any]], **optional: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": sorted(required),
+        "properties": {**required, **optional},
+    }
+
+
+# The JSON Schema of each event type's `data` (what receivers may rely on).
+EVENT_DATA_SCHEMAS: dict[str, dict[str, Any]] = {
+    "consent.changed": _object(
+        {
+            "profile": _TEXT,
+            "purpose": _TEXT,
+            "granted": {"type": "boolean"},
+            "channel": _TEXT,
+            "time": _TIME,
+        }
+    ),
+    "recording.purged": _object(
+        {
+            "profile": _TEXT,
+            "recordings": {"type": "array", "items": _TEXT, "minItems": 1},
+            "reason": _TEXT,
+            "time": _TIME,
+        }
+    ),
+    "review_item.revoked": _object(
+        {"profile": _MAYBE, "reason": _TEXT, "items": {"type": "integer"}, "time": _TIME},
+        purpose=_MAYBE,
+    ),
+    "deletion_request.completed": _object(
+        {
+            "request": _TEXT,
+            "profile": _TEXT,
+            "recordings_deleted": {"type": "integer"},
+            "recordings_held": {"type": "integer"},
+            "receipt": _TEXT,
+            "time": _TIME,
+        }
+    ),
+    "retention_policy.created": _object(
+        {
+            "id": _TEXT,
+            "jurisdiction": _TEXT,
+            "category": _TEXT,
+            "retention_days": {"type": "integer"},
+            "version": {"type": "integer"},
+            "time": _TIME,
+        },
+        applies_to=_TEXT,
+        effective_from=_TEXT,
+    ),
+    "retention_policy.retired": _object(
+        {
+            "id": _TEXT,
+            "jurisdiction": _TEXT,
+            "category": _TEXT,
+            "version": {"type": "integer"},
+            "time": _TIME,
+        }
+    ),
+    "legal_hold.placed": _object(
+        {"id": _TEXT, "account": _MAYBE, "profile": _MAYBE, "case_reference": _TEXT, "time": _TIME},
+        **{"from": _MAYBE, "to": _MAYBE},
+    ),
+    "legal_hold.released": _object(
+        {"id": _TEXT, "account": _MAYBE, "profile": _MAYBE, "case_reference": _TEXT, "time": _TIME}
+    ),
+    "retention_choice.changed": _object(
+        {"profile": _TEXT, "from": _MAYBE, "to": _TEXT, "time": _TIME}
+    ),
+    "webhook.ping": _object({"subscription": _TEXT}),
+}
+
+
 @dataclass(frozen=True)
 class Event:
     id: str

@@ -92,3 +92,51 @@ def test_holds_and_retention_choices_name_their_profile(receiver, subscribe):
     assert got["legal_hold.released"]["profile"] == profile.external_id
     assert got["retention_choice.changed"]["profile"] == profile.external_id
     assert got["retention_choice.changed"]["to"] == "3_months"
+
+
+def test_every_event_sent_matches_its_documented_schema(
+    receiver,
+    subscribe,
+    ingest,  # noqa: F811
+):
+    import jsonschema
+
+    from compliance.consent.services import consent_set
+    from compliance.retention.services import retention_policy_retire
+    from compliance.webhooks.events import EVENT_DATA_SCHEMAS, EVENT_TYPES
+    from compliance.webhooks.services import subscription_ping
+
+    assert set(EVENT_DATA_SCHEMAS) == set(EVENT_TYPES)
+    subscription, _ = subscribe(receiver.url)
+    profile = ProfileFactory()
+    consent_set(
+        profile=profile,
+        purpose="human_review",
+        granted=True,
+        channel="app",
+        notice_version="v1",
+        actor="t",
+    )
+    policy = retention_policy_create(
+        jurisdiction="*", category="audio", retention_days=10, actor="t"
+    )
+    retention_policy_create(jurisdiction="*", category="transcript", retention_days=10, actor="t")
+    retention_policies_apply()
+    ingest(profile, days_ago=11)
+    purge_expired()
+    retention_policy_retire(policy=policy, actor="t")
+    hold = legal_hold_place(profile=profile, reason="case", case_reference="C-9", actor="t")
+    legal_hold_release(hold=hold, actor="t")
+    profile_retention_set(profile=profile, choice="3_months", actor="t")
+    request = deletion_request_create(
+        profile=profile, recorded_from=None, recorded_to=None, actor="t"
+    )
+    deletion_request_run(public_id=request.public_id)
+    subscription_ping(subscription=subscription, actor="t")
+    drain()
+
+    seen = set()
+    for r in receiver.got:
+        jsonschema.validate(r.json["data"], EVENT_DATA_SCHEMAS[r.json["type"]])
+        seen.add(r.json["type"])
+    assert seen >= set(EVENT_TYPES) - {"review_item.revoked"}
