@@ -4,14 +4,15 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from compliance.clients.permissions import ScopeRequired, actor_of, is_client
+from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.core.errors import ApplicationError
 from compliance.core.fields import StrictCharField
 from compliance.core.idempotency import idempotent
 
+from .authentication import SubscriberPrincipal, WebhookSignatureAuthentication
 from .selectors import deliveries_list, subscription_get, subscriptions_list
 from .services import (
     confirmations_record,
@@ -20,7 +21,6 @@ from .services import (
     subscription_ping,
     subscription_replay,
     subscription_rotate_secret,
-    subscription_secrets,
     subscription_update,
 )
 
@@ -199,9 +199,12 @@ class WebhookConfirmationsApi(APIView):
     `webhook-timestamp`, `webhook-signature` over the raw body), or calls with a key of
     scope `webhooks:confirm`."""
 
-    # the caller is checked in `post` (a signature or a key): nothing to tell anyone else
-    permission_classes: list[Any] = []
-    metadata_class = None
+    authentication_classes = [
+        WebhookSignatureAuthentication,
+        *api_settings.DEFAULT_AUTHENTICATION_CLASSES,
+    ]
+    permission_classes = [ScopeRequired]
+    required_scopes = {"POST": "webhooks:confirm"}
 
     @extend_schema(
         request=ConfirmationInput,
@@ -211,49 +214,15 @@ class WebhookConfirmationsApi(APIView):
         operation_id="webhooks_confirm",
     )
     def post(self, request: Request, webhook_id: str) -> Response:
-        raw = request.body  # before parsing: the signature covers these bytes
+        subscription = subscription_get(external_id=webhook_id)
         user = request.user
-        signed = "webhook-signature" in {k.lower() for k in request.headers}
-        if is_client(user) and not signed:
-            if not user.has_scope("webhooks:confirm"):
-                raise ApplicationError(
-                    "insufficient_scope",
-                    "This API key lacks the scope 'webhooks:confirm'.",
-                    status_code=403,
-                )
-            subscription, via, actor = (
-                subscription_get(external_id=webhook_id),
-                "api_key",
-                actor_of(user),
-            )
-        elif signed:
-            subscription = subscription_get(external_id=webhook_id)
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            for secret in subscription_secrets(subscription):
-                try:
-                    Webhook(secret).verify(raw, headers, json_parse=False)
-                    break
-                except WebhookVerificationError:
-                    continue
-            else:
-                raise ApplicationError(
-                    "webhook_signature_invalid",
-                    "The signature does not verify with this subscription's secret.",
-                    status_code=401,
-                )
-            via, actor = "signature", f"webhook:{subscription.external_id}"
-        else:
-            raise ApplicationError(
-                "not_authenticated",
-                "Sign the request with the subscription's secret, or use an API key.",
-                status_code=401,
-            )
+        signed = isinstance(user, SubscriberPrincipal)
         data = ConfirmationInput(data=request.data)
         data.is_valid(raise_exception=True)
         confirmed = confirmations_record(
             subscription=subscription,
             event_ids=data.validated_data["event_ids"],
-            via=via,
-            actor=actor,
+            via="signature" if signed else "api_key",
+            actor=actor_of(user),
         )
         return Response({"confirmed": confirmed})
