@@ -92,6 +92,9 @@ class Delivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
     lease_until = models.DateTimeField(null=True, blank=True)
+    # the sender's lane that holds it: a lane sends its deliveries one after another on
+    # one connection; a subscription has at most WEBHOOKS_MAX_IN_FLIGHT lanes at a time
+    lane = models.CharField(max_length=32, blank=True)
     # retries run until retry_from + WEBHOOKS_RETRY_SECONDS (a replay restarts it)
     retry_from = models.DateTimeField()
     last_attempt_at = models.DateTimeField(null=True, blank=True)

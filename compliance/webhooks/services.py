@@ -342,20 +342,21 @@ def _lease() -> timedelta:
 
 
 @transaction.atomic
-def deliveries_claim(*, limit: int, now: datetime | None = None) -> list[Claimed]:
-    """Due deliveries whose earlier ones (same subscription and profile) are all
-    delivered, at most WEBHOOKS_MAX_IN_FLIGHT per subscription counting those already
-    in flight, leased to the caller."""
-    if limit <= 0:
+def deliveries_claim(*, lanes: int, now: datetime | None = None) -> list[list[Claimed]]:
+    """Up to `lanes` lanes of due deliveries, leased to the caller: each lane holds up to
+    WEBHOOKS_LANE_SIZE deliveries of one subscription, each with no earlier undelivered
+    one of the same subscription and profile (so a lane never holds two of a profile);
+    a subscription gets lanes only while it has fewer than WEBHOOKS_MAX_IN_FLIGHT."""
+    if lanes <= 0:
         return []
     now = now or timezone.now()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CLAIM_LOCK_KEY])
-    in_flight = dict(
+    busy = dict(
         Delivery.objects.filter(status=DeliveryStatus.PENDING, lease_until__gt=now)
         .values("subscription_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("lane", distinct=True))
         .values_list("subscription_id", "n")
     )
     earlier = Delivery.objects.filter(
@@ -364,49 +365,52 @@ def deliveries_claim(*, limit: int, now: datetime | None = None) -> list[Claimed
         id__lt=OuterRef("id"),
         status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
     )
-    candidates = list(
-        Delivery.objects.filter(
-            Q(lease_until__isnull=True) | Q(lease_until__lte=now),
-            status=DeliveryStatus.PENDING,
-            next_attempt_at__lte=now,
-            subscription__status=SubscriptionStatus.ACTIVE,
-        )
-        .exclude(Exists(earlier))
-        .order_by("next_attempt_at", "id")
-        .select_for_update(skip_locked=True, of=("self",))
-        .values_list("id", "subscription_id")[: limit * 4]
-    )
-    cap = settings.WEBHOOKS_MAX_IN_FLIGHT
-    chosen: list[int] = []
-    for delivery_id, subscription_id in candidates:
-        if len(chosen) >= limit:
-            break
-        if in_flight.get(subscription_id, 0) >= cap:
-            continue
-        in_flight[subscription_id] = in_flight.get(subscription_id, 0) + 1
-        chosen.append(delivery_id)
-    if not chosen:
-        return []
+    subscriptions = list(Subscription.objects.filter(status=SubscriptionStatus.ACTIVE))
+    random.shuffle(subscriptions)  # no subscription first every time
+    cap, size = settings.WEBHOOKS_MAX_IN_FLIGHT, settings.WEBHOOKS_LANE_SIZE
     lease_until = now + _lease()
-    Delivery.objects.filter(pk__in=chosen).update(
-        lease_until=lease_until, attempts=F("attempts") + 1, last_attempt_at=now
-    )
-    rows = Delivery.objects.filter(pk__in=chosen).select_related("subscription").order_by("id")
-    claimed = []
-    for row in rows:
-        sub = row.subscription
-        keys = subscription_secrets(sub, now=now)
-        claimed.append(
-            Claimed(
-                id=row.pk,
-                attempt=row.attempts,
-                subscription_id=sub.pk,
-                url=sub.url,
-                secrets=keys,
-                event_id=row.event_id,
-                body=row.body,
+    claimed: list[list[Claimed]] = []
+    for subscription in subscriptions:
+        free = min(cap - busy.get(subscription.pk, 0), lanes - len(claimed))
+        if free <= 0:
+            continue
+        ids = list(
+            Delivery.objects.filter(
+                Q(lease_until__isnull=True) | Q(lease_until__lte=now),
+                subscription=subscription,
+                status=DeliveryStatus.PENDING,
+                next_attempt_at__lte=now,
             )
+            .exclude(Exists(earlier))
+            .order_by("id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[: free * size]
         )
+        if not ids:
+            continue
+        keys = subscription_secrets(subscription, now=now)
+        count = min(free, len(ids))
+        for n in range(count):
+            lane_ids = ids[n::count]  # spread: a slow receiver's few go out in parallel
+            token = secrets.token_hex(8)
+            Delivery.objects.filter(pk__in=lane_ids).update(
+                lease_until=lease_until, attempts=F("attempts") + 1, last_attempt_at=now, lane=token
+            )
+            rows = Delivery.objects.filter(pk__in=lane_ids).order_by("id")
+            claimed.append(
+                [
+                    Claimed(
+                        id=row.pk,
+                        attempt=row.attempts,
+                        subscription_id=subscription.pk,
+                        url=subscription.url,
+                        secrets=keys,
+                        event_id=row.event_id,
+                        body=row.body,
+                    )
+                    for row in rows.only("id", "attempts", "event_id", "body")
+                ]
+            )
     return claimed
 
 
@@ -549,31 +553,68 @@ def _subscription_mark(subscription_id: int, status: str, reason: str) -> None:
         _status_set(locked, status, reason=reason, actor="webhooks")
 
 
+def lane_send(lane: list[Claimed], pools: Pools, deadline: float) -> list[Outcome | None]:
+    """Send a lane's deliveries in order; None for those left unsent because the lane's
+    lease would run out before an answer could come."""
+    outcomes: list[Outcome | None] = []
+    for claimed in lane:
+        if time.monotonic() + settings.WEBHOOKS_TIMEOUT_SECONDS + 5 > deadline:
+            outcomes.append(None)
+        else:
+            outcomes.append(delivery_send(claimed, pools))
+    return outcomes
+
+
+def lane_record(lane: list[Claimed], outcomes: list[Outcome | None]) -> None:
+    now = timezone.now()
+    delivered = Q(pk__in=[])
+    unsent = Q(pk__in=[])
+    for claimed, outcome in zip(lane, outcomes, strict=True):
+        mine = Q(pk=claimed.id, attempts=claimed.attempt)
+        if outcome is None:
+            unsent |= mine
+        elif outcome.status_code is not None and 200 <= outcome.status_code < 300:
+            delivered |= mine
+        else:
+            delivery_record(claimed, outcome, now=now)
+    pending = Delivery.objects.filter(status=DeliveryStatus.PENDING)
+    pending.filter(delivered).update(
+        status=DeliveryStatus.DELIVERED,
+        delivered_at=now,
+        lease_until=None,
+        last_status_code=200,
+        last_error="",
+    )
+    pending.filter(unsent).update(lease_until=None, lane="")
+
+
 def webhooks_send(*, budget_seconds: float = 10.0, threads: int | None = None) -> int:
-    """Send due deliveries for up to `budget_seconds` (then finish those in flight);
-    how many attempts were made. A slow receiver holds at most WEBHOOKS_MAX_IN_FLIGHT
+    """Send due deliveries for up to `budget_seconds` (then finish the lanes in flight);
+    how many deliveries were tried. A slow receiver holds at most WEBHOOKS_MAX_IN_FLIGHT
     of the threads; the others keep serving everyone else."""
     threads = threads or settings.WEBHOOKS_SENDER_THREADS
     deadline = time.monotonic() + budget_seconds
     pools = Pools()
-    running: dict[Future[Outcome], Claimed] = {}
-    attempts = 0
+    running: dict[Future[list[Outcome | None]], list[Claimed]] = {}
+    tried = 0
     try:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook") as pool:
             while True:
                 if time.monotonic() < deadline:
-                    for claimed in deliveries_claim(limit=threads - len(running)):
-                        running[pool.submit(delivery_send, claimed, pools)] = claimed
+                    lease_end = time.monotonic() + _lease().total_seconds()
+                    for lane in deliveries_claim(lanes=threads - len(running)):
+                        running[pool.submit(lane_send, lane, pools, lease_end)] = lane
                 if not running:
                     break
-                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                done, _ = wait(list(running), timeout=0.05, return_when=FIRST_COMPLETED)
                 for future in done:
-                    claimed = running.pop(future)
-                    delivery_record(claimed, future.result())
-                    attempts += 1
+                    lane = running.pop(future)
+                    outcomes = future.result()
+                    lane_record(lane, outcomes)
+                    tried += sum(1 for o in outcomes if o is not None)
     finally:
         pools.close()
-    return attempts
+    return tried
 
 
 # --- confirmations ----------------------------------------------------------------------

@@ -278,6 +278,8 @@ WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=15.0)
 # deliveries in flight per subscription: a slow receiver holds no more of the senders
 WEBHOOKS_MAX_IN_FLIGHT = env.int("WEBHOOKS_MAX_IN_FLIGHT", default=4)
 WEBHOOKS_SENDER_THREADS = env.int("WEBHOOKS_SENDER_THREADS", default=16)
+# deliveries a sender's lane takes at once, sent one after another on one connection
+WEBHOOKS_LANE_SIZE = env.int("WEBHOOKS_LANE_SIZE", default=50)
 # a failing delivery is retried for this long, then its subscription is marked failing
 WEBHOOKS_RETRY_SECONDS = env.int("WEBHOOKS_RETRY_SECONDS", default=25 * 3600)
 WEBHOOKS_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOKS_RETRY_MAX_DELAY_SECONDS", default=3600.0)
