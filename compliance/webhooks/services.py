@@ -28,7 +28,7 @@ from typing import Any
 import urllib3
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from compliance.core.errors import ApplicationError
@@ -359,12 +359,6 @@ def deliveries_claim(*, lanes: int, now: datetime | None = None) -> list[list[Cl
         .annotate(n=Count("lane", distinct=True))
         .values_list("subscription_id", "n")
     )
-    earlier = Delivery.objects.filter(
-        subscription_id=OuterRef("subscription_id"),
-        ordering_key=OuterRef("ordering_key"),
-        id__lt=OuterRef("id"),
-        status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
-    )
     subscriptions = list(Subscription.objects.filter(status=SubscriptionStatus.ACTIVE))
     random.shuffle(subscriptions)  # no subscription first every time
     cap, size = settings.WEBHOOKS_MAX_IN_FLIGHT, settings.WEBHOOKS_LANE_SIZE
@@ -374,14 +368,23 @@ def deliveries_claim(*, lanes: int, now: datetime | None = None) -> list[list[Cl
         free = min(cap - busy.get(subscription.pk, 0), lanes - len(claimed))
         if free <= 0:
             continue
+        # the oldest undelivered delivery of each profile: only it may go now
+        heads = (
+            Delivery.objects.filter(
+                subscription=subscription,
+                status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+            )
+            .values("ordering_key")
+            .annotate(head=Min("id"))
+            .values("head")
+        )
         ids = list(
             Delivery.objects.filter(
                 Q(lease_until__isnull=True) | Q(lease_until__lte=now),
-                subscription=subscription,
+                pk__in=heads,
                 status=DeliveryStatus.PENDING,
                 next_attempt_at__lte=now,
             )
-            .exclude(Exists(earlier))
             .order_by("id")
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)[: free * size]
