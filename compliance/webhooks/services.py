@@ -329,6 +329,7 @@ class Claimed:
     secrets: list[str]
     event_id: str
     body: str
+    lane: str = ""  # the claim's token: a lane taken over since writes nothing
 
 
 @dataclass
@@ -410,6 +411,7 @@ def deliveries_claim(*, lanes: int, now: datetime | None = None) -> list[list[Cl
                         secrets=keys,
                         event_id=row.event_id,
                         body=row.body,
+                        lane=token,
                     )
                     for row in rows.only("id", "attempts", "event_id", "body")
                 ]
@@ -569,26 +571,29 @@ def lane_send(lane: list[Claimed], pools: Pools, deadline: float) -> list[Outcom
 
 
 def lane_record(lane: list[Claimed], outcomes: list[Outcome | None]) -> None:
+    """A lane's outcomes: its 2xx in one update, fenced by the lane's token (a new claim
+    of the same rows carries another); failures one by one."""
     now = timezone.now()
-    delivered = Q(pk__in=[])
-    unsent = Q(pk__in=[])
+    delivered: list[int] = []
+    unsent: list[int] = []
     for claimed, outcome in zip(lane, outcomes, strict=True):
-        mine = Q(pk=claimed.id, attempts=claimed.attempt)
         if outcome is None:
-            unsent |= mine
+            unsent.append(claimed.id)
         elif outcome.status_code is not None and 200 <= outcome.status_code < 300:
-            delivered |= mine
+            delivered.append(claimed.id)
         else:
             delivery_record(claimed, outcome, now=now)
-    pending = Delivery.objects.filter(status=DeliveryStatus.PENDING)
-    pending.filter(delivered).update(
-        status=DeliveryStatus.DELIVERED,
-        delivered_at=now,
-        lease_until=None,
-        last_status_code=200,
-        last_error="",
-    )
-    pending.filter(unsent).update(lease_until=None, lane="")
+    mine = Delivery.objects.filter(status=DeliveryStatus.PENDING, lane=lane[0].lane)
+    if delivered:
+        mine.filter(pk__in=delivered).update(
+            status=DeliveryStatus.DELIVERED,
+            delivered_at=now,
+            lease_until=None,
+            last_status_code=200,
+            last_error="",
+        )
+    if unsent:
+        mine.filter(pk__in=unsent).update(lease_until=None, lane="")
 
 
 def webhooks_send(*, budget_seconds: float = 10.0, threads: int | None = None) -> int:
