@@ -558,12 +558,16 @@ def _subscription_mark(subscription_id: int, status: str, reason: str) -> None:
         _status_set(locked, status, reason=reason, actor="webhooks")
 
 
-def lane_send(lane: list[Claimed], pools: Pools, deadline: float) -> list[Outcome | None]:
-    """Send a lane's deliveries in order; None for those left unsent because the lane's
-    lease would run out before an answer could come."""
+def lane_send(
+    lane: list[Claimed], pools: Pools, lease_end: float, budget_end: float
+) -> list[Outcome | None]:
+    """Send a lane's deliveries in order; None for those left unsent, because an answer
+    could come after the lane's lease, or the sender's time is up (a slow receiver's
+    lane must not keep the sender from returning)."""
     outcomes: list[Outcome | None] = []
     for claimed in lane:
-        if time.monotonic() + settings.WEBHOOKS_TIMEOUT_SECONDS + 5 > deadline:
+        now = time.monotonic()
+        if now + settings.WEBHOOKS_TIMEOUT_SECONDS + 5 > lease_end or now > budget_end:
             outcomes.append(None)
         else:
             outcomes.append(delivery_send(claimed, pools))
@@ -611,7 +615,7 @@ def webhooks_send(*, budget_seconds: float = 10.0, threads: int | None = None) -
                 if time.monotonic() < deadline:
                     lease_end = time.monotonic() + _lease().total_seconds()
                     for lane in deliveries_claim(lanes=threads - len(running)):
-                        running[pool.submit(lane_send, lane, pools, lease_end)] = lane
+                        running[pool.submit(lane_send, lane, pools, lease_end, deadline)] = lane
                 if not running:
                     break
                 done, _ = wait(list(running), timeout=0.05, return_when=FIRST_COMPLETED)
