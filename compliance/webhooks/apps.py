@@ -8,6 +8,7 @@ class WebhooksConfig(AppConfig):
     def ready(self) -> None:
         from compliance.core.metrics import register
 
+        from . import schema  # noqa: F401 - registers the OpenAPI security scheme
         from .metrics import WebhooksCollector
 
         register(WebhooksCollector())
