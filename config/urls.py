@@ -59,6 +59,7 @@ urlpatterns = [
     path("api/v1/", include("compliance.retention.urls")),
     path("api/v1/", include("compliance.sampling.urls")),
     path("api/v1/", include("compliance.ledger.urls")),
+    path("api/v1/", include("compliance.webhooks.urls")),
     path("", include("compliance.security.urls")),
     path("", include("compliance.web.urls")),
 ]

@@ -13,4 +13,6 @@ SCOPES: dict[str, str] = {
     "deletions:write": "request deletions",
     "reports:read": "read reports",
     "ledger:read": "read ledger entries, their leaves and the evidence they prove",
+    "webhooks:write": "manage webhook subscriptions and replay their deliveries",
+    "webhooks:confirm": "confirm, for a subscriber, that it deleted what an event named",
 }

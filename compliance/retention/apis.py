@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +20,7 @@ from compliance.core.errors import ApplicationError, NotFound
 from compliance.core.fields import AwareDateTimeField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.recordings.models import Category
+from compliance.webhooks.selectors import deletion_request_confirmations
 
 from .models import AppliesTo, DeletionRequest
 from .reports import retention_report
@@ -246,9 +247,24 @@ class DeletionRequestOutput(serializers.Serializer):
     recordings_held = serializers.IntegerField()
     blocked_by_hold = serializers.SerializerMethodField()
     receipt = serializers.CharField()
+    # Earshot's own part is `status`; the systems holding copies confirm theirs (webhooks)
+    confirmations = serializers.SerializerMethodField()
 
     def get_blocked_by_hold(self, request: DeletionRequest) -> bool:
         return request.recordings_held > 0
+
+    @extend_schema_field(
+        inline_serializer(
+            "DeletionConfirmations",
+            {
+                "required": serializers.IntegerField(),
+                "confirmed": serializers.ListField(child=serializers.DictField()),
+                "pending": serializers.ListField(child=serializers.CharField()),
+            },
+        )
+    )
+    def get_confirmations(self, request: DeletionRequest) -> dict[str, Any]:
+        return deletion_request_confirmations(receipt=request.receipt)
 
     def to_representation(self, instance: Any) -> dict:
         data = super().to_representation(instance)

@@ -374,6 +374,13 @@ def _finish(
                 "last_artefact": max(c.id for c in claimed),
                 # whole milliseconds: the ledger takes no floats
                 "max_lag_ms": round(result.max_lag_seconds * 1000),
+                # what subscribers are told (webhooks read the ledger): [profile, recording, reason]
+                "purged_recordings": [
+                    [profile, recording, reason_of[pk][0]]
+                    for pk, recording, profile in Recording.objects.filter(pk__any_of=emptied)
+                    .order_by("pk")
+                    .values_list("pk", "external_id", "profile__external_id")
+                ],
             },
         )
 

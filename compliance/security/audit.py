@@ -33,6 +33,7 @@ AUDITED: dict[str, dict[str, Any]] = {
     "retention.RetentionPolicy": {},
     "retention.LegalHold": {},
     "clients.ServiceClient": {"exclude_fields": ["key_hash"]},
+    "webhooks.Subscription": {"exclude_fields": ["secret_encrypted", "previous_secret_encrypted"]},
     # Who has which second factor, never its secret.
     "otp_totp.TOTPDevice": {"include_fields": ["user", "name", "confirmed"]},
     "otp_static.StaticDevice": {"include_fields": ["user", "name", "confirmed"]},

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "compliance.retention",
     "compliance.sampling",
     "compliance.security",
+    "compliance.webhooks",
     "compliance.web",
     "compliance.demo",
 ]
@@ -273,7 +274,27 @@ CELERY_BEAT_SCHEDULE: dict = {
     "idempotency-keys-cleanup": {"task": "core.idempotency_keys_cleanup", "schedule": 3600.0},
     # signs a checkpoint when the ledger grew since the last one
     "ledger-checkpoint": {"task": "ledger.checkpoint", "schedule": 60.0},
+    # turns new ledger entries into deliveries and sends what is due; one not started
+    # within 2 s is dropped, so a busy worker does not pile them up
+    "webhooks-send": {"task": "webhooks.send", "schedule": 1.0, "options": {"expires": 2.0}},
 }
+# Webhooks (compliance/webhooks/): subscribers' URLs must be https and resolve to public
+# addresses unless these say otherwise (local receivers in development and tests).
+WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=False)
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default=False)
+# Encrypts the subscribers' signing secrets at rest; derived from SECRET_KEY when empty.
+WEBHOOKS_ENCRYPTION_KEY = env.str("WEBHOOKS_ENCRYPTION_KEY", default="")
+WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=15.0)
+# deliveries in flight per subscription: a slow receiver holds no more of the senders
+WEBHOOKS_MAX_IN_FLIGHT = env.int("WEBHOOKS_MAX_IN_FLIGHT", default=4)
+WEBHOOKS_SENDER_THREADS = env.int("WEBHOOKS_SENDER_THREADS", default=16)
+# deliveries a sender's lane takes at once, sent one after another on one connection
+WEBHOOKS_LANE_SIZE = env.int("WEBHOOKS_LANE_SIZE", default=50)
+# a failing delivery is retried for this long, then its subscription is marked failing
+WEBHOOKS_RETRY_SECONDS = env.int("WEBHOOKS_RETRY_SECONDS", default=25 * 3600)
+WEBHOOKS_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOKS_RETRY_MAX_DELAY_SECONDS", default=3600.0)
+# after a rotation the old secret signs beside the new one for this long
+WEBHOOKS_SECRET_OVERLAP_SECONDS = env.int("WEBHOOKS_SECRET_OVERLAP_SECONDS", default=24 * 3600)
 # Idempotency-Key (compliance/core/idempotency.py): a key and its stored answer are kept
 # this long; a request holds its key in flight at most this long (gunicorn's worker
 # timeout (30 s by default) is shorter, so only a crashed attempt ever reaches it).

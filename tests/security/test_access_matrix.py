@@ -27,6 +27,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
@@ -42,6 +43,8 @@ from compliance.retention.services import (
 from compliance.sampling.services import SampleRequest, sample_draw
 from compliance.security.services import second_factor_issue
 from compliance.transfers.services import transfer_rule_create
+from compliance.webhooks.models import Delivery, Subscription
+from compliance.webhooks.signing import secret_encrypt, secret_new
 from tests.factories import (
     AccountFactory,
     ArtefactFactory,
@@ -206,6 +209,26 @@ MATRIX: dict[str, dict[str, Rule]] = {
             body={"purpose": "model_training", "size": 1, "reviewer_location": "DE"},
         )
     },
+    "api/v1/webhooks": {
+        "GET": Rule(POLICY, "webhooks:write"),
+        "POST": Rule(
+            POLICY,
+            "webhooks:write",
+            body={"url": "https://93.184.216.34/hook", "events": ["consent.changed"]},
+        ),
+    },
+    "api/v1/webhooks/<str:webhook_id>": {
+        "GET": Rule(POLICY, "webhooks:write"),
+        "PATCH": Rule(POLICY, "webhooks:write", body={"description": "annotation tool"}),
+        "DELETE": Rule(POLICY, "webhooks:write"),
+    },
+    "api/v1/webhooks/<str:webhook_id>/rotate-secret": {"POST": Rule(POLICY, "webhooks:write")},
+    "api/v1/webhooks/<str:webhook_id>/test": {"POST": Rule(POLICY, "webhooks:write")},
+    "api/v1/webhooks/<str:webhook_id>/replay": {"POST": Rule(POLICY, "webhooks:write")},
+    "api/v1/webhooks/<str:webhook_id>/deliveries": {"GET": Rule(POLICY, "webhooks:write")},
+    "api/v1/webhooks/<str:webhook_id>/confirmations": {
+        "POST": Rule(CLIENT, "webhooks:confirm", body={"event_ids": ["evt_matrix"]})
+    },
     "api/v1/review-items/<str:item_id>/audio": {"GET": Rule(REVIEW)},
     "api/v1/review-items/<str:item_id>/annotations": {
         "POST": Rule(REVIEW, body={"text": "a request to turn on the lights"})
@@ -320,6 +343,27 @@ def _client_with(scopes: list[str]) -> APIClient:
     return client
 
 
+def _webhook_with_a_delivery() -> Subscription:
+    subscription = Subscription.objects.create(
+        external_id="wh_matrix",
+        url="https://93.184.216.34/hook",
+        events=["*"],
+        secret_encrypted=secret_encrypt(secret_new()),
+        created_by="t",
+    )
+    now = timezone.now()
+    Delivery.objects.create(
+        subscription=subscription,
+        event_id="evt_matrix",
+        event_type="webhook.ping",
+        body="{}",
+        next_attempt_at=now,
+        retry_from=now,
+        created_at=now,
+    )
+    return subscription
+
+
 @pytest.fixture
 def world(db) -> World:
     alice = person("alice")
@@ -389,6 +433,7 @@ def world(db) -> World:
         "hold": legal_hold_place(
             account=account, reason="litigation", case_reference="C-1", actor="t"
         ).pk,
+        "webhook_id": _webhook_with_a_delivery().external_id,
     }
     return World(
         ids=ids,

@@ -1,0 +1,294 @@
+"""Webhooks benchmark: delivery throughput against a plain HTTP client, and the time from
+a change's commit to its receipt.
+
+    .venv/bin/python bench/webhooks.py [--events 3000] [--rate 200] [--seconds 15]
+
+On this machine only (127.0.0.1): a fresh database `earshot_bench_webhooks`, three local
+receivers in a process of their own (healthy; slow: 0.5 s an answer; flaky: every other
+answer a 500) and one subscription each (events "*"). The sender is the code the
+`webhooks.send` task runs (dispatch, then claim/sign/POST/record with
+WEBHOOKS_SENDER_THREADS threads), run in this process.
+
+1. Throughput: --events `consent.withdrawn` ledger entries (one profile each), then the
+   dispatcher and the sender until the healthy receiver has all of them; events/s for it
+   and in all. Baseline: urllib3 with as many threads posting the same bodies to the same
+   three receivers, no database, no signature; the ratio of the healthy receiver's rates.
+2. Latency: --rate entries a second for --seconds (one transaction each) while a sender
+   loop runs; per event, the healthy receiver's receipt minus the entry's commit time.
+
+Goals: >= 1,000 events/s delivered; >= 50% of the plain client; p99 commit-to-receipt
+< 2 s at 200 events/s for the healthy receiver. Figures share 2 cores between
+PostgreSQL, the receivers and the sender: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    Goal,
+    app_env,
+    free_port,
+    heading,
+    manage,
+    percentile,
+    print_summary,
+    recreate_database,
+    say,
+)
+
+DB = "earshot_bench_webhooks"
+HOST = "127.0.0.1"
+
+
+def _receivers(ports: dict[str, int], ready: multiprocessing.synchronize.Event) -> None:
+    received: dict[str, dict[str, float]] = {name: {} for name in ports}
+    flips = {"n": 0}
+    lock = threading.Lock()
+
+    def handler_for(name: str) -> type[BaseHTTPRequestHandler]:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                body = json.dumps({k: v for k, v in received[name].items()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                code = 200
+                if name == "slow":
+                    time.sleep(0.5)
+                if name == "flaky":
+                    with lock:
+                        flips["n"] += 1
+                        code = 500 if flips["n"] % 2 else 200
+                if code == 200:
+                    event = self.headers.get("webhook-id") or self.headers.get("x-id", "")
+                    received[name].setdefault(event, time.time())
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+    servers = []
+    for name, port in ports.items():
+        server = ThreadingHTTPServer((HOST, port), handler_for(name))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    ready.set()
+    while True:
+        time.sleep(3600)
+
+
+def _stats(port: int) -> dict[str, float]:
+    import urllib3
+
+    return json.loads(urllib3.request("GET", f"http://{HOST}:{port}/stats").data)
+
+
+def _reset_receivers(ports: dict[str, int]) -> multiprocessing.Process:
+    ready = multiprocessing.Event()
+    process = multiprocessing.Process(target=_receivers, args=(ports, ready), daemon=True)
+    process.start()
+    ready.wait(10)
+    return process
+
+
+def _append(n: int, *, start: int) -> None:
+    from django.db import transaction
+
+    from compliance.ledger.services import ledger_append
+
+    for i in range(start, start + n):
+        with transaction.atomic():
+            ledger_append(
+                kind="consent.withdrawn",
+                subject=f"profile:bench-{i}",
+                actor="bench",
+                payload={"purpose": "human_review", "channel": "api", "notice_version": "v1"},
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=15)
+    args = parser.parse_args()
+
+    heading("database")
+    recreate_database(DB)
+    env = app_env(DB)
+    env.update(WEBHOOKS_ALLOW_HTTP="true", WEBHOOKS_ALLOW_PRIVATE_NETWORKS="true")
+    manage(env, "migrate", "--no-input")
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from compliance.webhooks.models import Delivery
+    from compliance.webhooks.services import subscription_create, webhooks_dispatch, webhooks_send
+
+    figures: list[tuple[str, str]] = []
+    goals: list[Goal] = []
+
+    # -- 1. throughput ---------------------------------------------------------------
+    heading(f"throughput: {args.events} events to 3 receivers")
+    ports = {name: free_port() for name in ("healthy", "slow", "flaky")}
+    receivers = _reset_receivers(ports)
+    for name, port in ports.items():
+        subscription_create(
+            url=f"http://{HOST}:{port}/{name}",
+            events=["*"],
+            description=name,
+            holds_copies=False,
+            actor="bench",
+        )
+    _append(args.events, start=0)
+    started = time.monotonic()
+    healthy_done = None
+    while time.monotonic() - started < 180:
+        while webhooks_dispatch() >= 1000:
+            pass
+        webhooks_send(budget_seconds=2.0)
+        if healthy_done is None and len(_stats(ports["healthy"])) >= args.events:
+            healthy_done = time.monotonic() - started
+            break
+    ours = args.events / healthy_done if healthy_done else 0.0
+    delivered = Delivery.objects.filter(status="delivered").count()
+    total_rate = delivered / (time.monotonic() - started)
+    say(f"  healthy: {args.events} in {healthy_done or float('nan'):.2f} s = {ours:.0f}/s")
+    say(f"  all receivers: {delivered} delivered, {total_rate:.0f}/s")
+    bodies = list(
+        Delivery.objects.filter(subscription__description="healthy")
+        .order_by("id")
+        .values_list("event_id", "body")
+    )
+    receivers.kill()
+
+    # baseline: a plain client, the same bodies, the same three receivers
+    import urllib3
+
+    ports = {name: free_port() for name in ("healthy", "slow", "flaky")}
+    receivers = _reset_receivers(ports)
+    http = urllib3.PoolManager(maxsize=settings.WEBHOOKS_SENDER_THREADS)
+    jobs = [(name, event, body) for event, body in bodies for name in ports]
+
+    def post(job: tuple[str, str, str]) -> None:
+        name, event, body = job
+        http.request(
+            "POST",
+            f"http://{HOST}:{ports[name]}/{name}",
+            body=body.encode(),
+            headers={"Content-Type": "application/json", "x-id": event},
+            retries=False,
+        )
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(settings.WEBHOOKS_SENDER_THREADS) as pool:
+        healthy_jobs = [j for j in jobs if j[0] == "healthy"]
+        other = [j for j in jobs if j[0] != "healthy"]
+        futures = [pool.submit(post, j) for j in healthy_jobs] + [
+            pool.submit(post, j) for j in other[:2000]
+        ]
+        for future in futures[: len(healthy_jobs)]:
+            future.result()
+        plain_elapsed = time.monotonic() - started
+        for future in futures[len(healthy_jobs) :]:
+            future.cancel()
+    plain = len(healthy_jobs) / plain_elapsed
+    say(f"  plain client, healthy: {len(healthy_jobs)} in {plain_elapsed:.2f} s = {plain:.0f}/s")
+    receivers.kill()
+    figures += [
+        ("ours, healthy receiver", f"{ours:.0f} events/s"),
+        ("ours, all receivers", f"{total_rate:.0f} deliveries/s"),
+        ("plain client, healthy receiver", f"{plain:.0f} posts/s"),
+    ]
+    goals.append(Goal(">= 1,000 events/s to the healthy receiver", f"{ours:.0f}/s", ours >= 1000))
+    goals.append(
+        Goal(
+            ">= 50% of the plain client",
+            f"{ours / plain:.0%}" if plain else "n/a",
+            plain > 0 and ours >= plain / 2,
+        )
+    )
+
+    # -- 2. latency -----------------------------------------------------------------
+    heading(f"latency: {args.rate} events/s for {args.seconds} s")
+    Delivery.objects.update(status="delivered")  # the backlog of the first part is done
+    ports = {name: free_port() for name in ("healthy", "slow", "flaky")}
+    receivers = _reset_receivers(ports)
+    from compliance.webhooks.models import Subscription
+
+    for name, port in ports.items():
+        Subscription.objects.filter(description=name).update(url=f"http://{HOST}:{port}/{name}")
+    stop = threading.Event()
+
+    def sender() -> None:
+        from django.db import connection
+
+        while not stop.is_set():
+            webhooks_dispatch()
+            webhooks_send(budget_seconds=0.5)
+            time.sleep(0.01)
+        connection.close()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    from compliance.ledger.models import LedgerEntry
+
+    first_seq = (
+        LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    ) + 1
+    started = time.monotonic()
+    for i in range(args.rate * args.seconds):
+        due = started + i / args.rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        _append(1, start=10_000_000 + i)
+    time.sleep(5)
+    stop.set()
+    thread.join()
+    committed = {
+        f"evt_{seq}": at.timestamp()
+        for seq, at in LedgerEntry.objects.filter(seq__gte=first_seq).values_list(
+            "seq", "created_at"
+        )
+    }
+    got = _stats(ports["healthy"])
+    latencies = [got[e] - t for e, t in committed.items() if e in got]
+    receivers.kill()
+    missing = len(committed) - len(latencies)
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    say(f"  {len(latencies)} received, {missing} not yet; p50 {p50:.3f} s, p99 {p99:.3f} s")
+    figures += [("commit to receipt p50 / p99", f"{p50:.3f} s / {p99:.3f} s ({missing} missing)")]
+    goals.append(Goal(f"p99 < 2 s at {args.rate}/s", f"{p99:.3f} s", p99 < 2 and missing == 0))
+    print_summary("webhooks", figures, goals)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,689 @@
+"""Webhook subscriptions, the dispatcher (ledger -> deliveries) and the sender.
+
+Transactions and locks. Subscription changes commit with their ledger entry. The
+dispatcher locks its one cursor row (SKIP LOCKED: a second dispatcher simply returns),
+reads ledger entries after it, creates the deliveries and moves the cursor in the same
+transaction, so an entry becomes deliveries exactly once, whatever crashes. It locks no
+domain row. The sender claims due deliveries under a transaction-scoped advisory lock
+(so the per-subscription limit on deliveries in flight is counted by one claimer at a
+time), leases them and commits; the HTTP requests run outside any transaction; each
+outcome is written only where the delivery still carries the attempt number the sender
+claimed (a sender whose lease lapsed writes nothing). Lock order within this app:
+cursor -> subscription -> delivery; no path here locks a row of another app.
+
+At least once: a delivery stays pending until a 2xx is recorded for it, so a crash
+between the receiver's 2xx and our write sends it again with the same `webhook-id`.
+"""
+
+import json
+import logging
+import random
+import secrets
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import urllib3
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, F, Min, Q
+from django.utils import timezone
+
+from compliance.core.errors import ApplicationError
+from compliance.ledger.models import LedgerEntry
+from compliance.ledger.services import ledger_append
+
+from .events import EVENT_TYPES, Event, events_from_entry
+from .models import (
+    Confirmation,
+    Delivery,
+    DeliveryStatus,
+    DispatchCursor,
+    Subscription,
+    SubscriptionStatus,
+)
+from .signing import secret_decrypt, secret_encrypt, secret_new, signature_header
+from .targets import Target, target_check
+
+logger = logging.getLogger(__name__)
+
+_CLAIM_LOCK_KEY = 0x4541_5253_5748_4B  # pg_advisory_xact_lock key of the sender's claim
+RESPONSE_BODY_LIMIT = 1024  # bytes of a receiver's answer we read (and never store)
+
+
+def _events_validate(events: Any) -> list[str]:
+    if (
+        not isinstance(events, list)
+        or not events
+        or not all(isinstance(e, str) for e in events)
+        or len(events) > len(EVENT_TYPES) + 1
+    ):
+        raise ApplicationError(
+            "webhook_events_invalid",
+            '`events` is a non-empty list of event types, or ["*"].',
+            fields={"events": ["invalid"]},
+        )
+    unknown = sorted(set(events) - set(EVENT_TYPES) - {"*"})
+    if unknown:
+        raise ApplicationError(
+            "webhook_events_invalid",
+            f"Unknown event types: {', '.join(unknown)}.",
+            fields={"events": [f"one of {', '.join(EVENT_TYPES)} or *"]},
+        )
+    return sorted(set(events))
+
+
+@transaction.atomic
+def subscription_create(
+    *, url: str, events: list[str], description: str, holds_copies: bool, actor: str
+) -> tuple[Subscription, str]:
+    """A new subscription and its secret (shown to the caller once)."""
+    target_check(url)
+    events = _events_validate(events)
+    # The first subscription starts the dispatcher at the ledger's end: the history from
+    # before anyone subscribed is not announced.
+    DispatchCursor.objects.get_or_create(
+        pk=1,
+        defaults={
+            "last_seq": LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
+            or 0
+        },
+    )
+    secret = secret_new()
+    subscription = Subscription.objects.create(
+        external_id=f"wh_{secrets.token_hex(10)}",
+        url=url,
+        events=events,
+        description=description,
+        holds_copies=holds_copies,
+        secret_encrypted=secret_encrypt(secret),
+        created_by=actor,
+    )
+    ledger_append(
+        kind="webhook_subscription.created",
+        subject=f"webhook:{subscription.external_id}",
+        actor=actor,
+        payload={"url": url, "events": events, "holds_copies": holds_copies},
+    )
+    return subscription, secret
+
+
+@transaction.atomic
+def subscription_update(
+    *, subscription: Subscription, changes: dict[str, Any], actor: str
+) -> Subscription:
+    locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    if "url" in changes:
+        target_check(changes["url"])
+    if "events" in changes:
+        changes["events"] = _events_validate(changes["events"])
+    changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
+    if not changed:
+        return locked
+    for name, value in changed.items():
+        setattr(locked, name, value)
+    locked.save()
+    ledger_append(
+        kind="webhook_subscription.updated",
+        subject=f"webhook:{locked.external_id}",
+        actor=actor,
+        payload=changed,
+    )
+    return locked
+
+
+@transaction.atomic
+def subscription_delete(*, subscription: Subscription, actor: str) -> None:
+    """Stops every delivery to it; the subscription and its log stay as history."""
+    locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    if locked.status == SubscriptionStatus.DELETED:
+        return
+    _status_set(locked, SubscriptionStatus.DELETED, reason="deleted", actor=actor)
+
+
+@transaction.atomic
+def subscription_rotate_secret(
+    *, subscription: Subscription, actor: str
+) -> tuple[Subscription, str]:
+    """A new secret; the current one keeps signing beside it for the overlap period."""
+    locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    secret = secret_new()
+    locked.previous_secret_encrypted = locked.secret_encrypted
+    locked.previous_secret_until = timezone.now() + timedelta(
+        seconds=settings.WEBHOOKS_SECRET_OVERLAP_SECONDS
+    )
+    locked.secret_encrypted = secret_encrypt(secret)
+    locked.save()
+    ledger_append(
+        kind="webhook_subscription.secret_rotated",
+        subject=f"webhook:{locked.external_id}",
+        actor=actor,
+        payload={"previous_until": locked.previous_secret_until},
+    )
+    return locked, secret
+
+
+def _status_set(locked: Subscription, status: str, *, reason: str, actor: str) -> None:
+    previous = locked.status
+    locked.status = status
+    locked.status_reason = reason
+    locked.status_changed_at = timezone.now()
+    locked.save()
+    ledger_append(
+        kind="webhook_subscription.status_changed",
+        subject=f"webhook:{locked.external_id}",
+        actor=actor,
+        payload={"from": previous, "to": status, "reason": reason},
+    )
+    logger.info("webhooks.status sub=%s %s->%s (%s)", locked.external_id, previous, status, reason)
+
+
+def _body(event_id: str, event_type: str, data: dict[str, Any], at: datetime) -> str:
+    return json.dumps(
+        {"type": event_type, "timestamp": at.isoformat(), "data": data, "id": event_id},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+@transaction.atomic
+def subscription_ping(*, subscription: Subscription, actor: str) -> Delivery:
+    """A `webhook.ping` for this subscription alone, sent like any event."""
+    now = timezone.now()
+    event_id = f"evt_ping_{secrets.token_hex(8)}"
+    delivery = Delivery.objects.create(
+        subscription=subscription,
+        event_id=event_id,
+        event_type="webhook.ping",
+        ordering_key=event_id,  # orders with nothing
+        body=_body(event_id, "webhook.ping", {"subscription": subscription.external_id}, now),
+        next_attempt_at=now,
+        retry_from=now,
+        created_at=now,
+    )
+    _send_hint()
+    return delivery
+
+
+@transaction.atomic
+def subscription_replay(*, subscription: Subscription, actor: str) -> int:
+    """Failed deliveries go back to pending, in their order, and the subscription back to
+    active (unless deleted); how many."""
+    locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    if locked.status == SubscriptionStatus.DELETED:
+        raise ApplicationError("webhook_deleted", "This subscription was deleted.", status_code=409)
+    now = timezone.now()
+    replayed = Delivery.objects.filter(subscription=locked, status=DeliveryStatus.FAILED).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=now, retry_from=now, lease_until=None
+    )
+    if locked.status != SubscriptionStatus.ACTIVE:
+        _status_set(locked, SubscriptionStatus.ACTIVE, reason="replayed", actor=actor)
+    _send_hint()
+    return replayed
+
+
+def _send_hint() -> None:
+    from compliance.core.enqueue import enqueue_on_commit
+
+    from .tasks import webhooks_send_task  # the tasks import us
+
+    enqueue_on_commit(webhooks_send_task)
+
+
+# --- the dispatcher ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def webhooks_dispatch(*, limit: int = 1000) -> int:
+    """Turn the ledger entries after the cursor into deliveries; how many entries were
+    read. Returns 0 at once when another dispatcher holds the cursor."""
+    cursor = DispatchCursor.objects.select_for_update(skip_locked=True).filter(pk=1).first()
+    if cursor is None:
+        if DispatchCursor.objects.filter(pk=1).exists():
+            return 0  # another dispatcher is at work
+        DispatchCursor.objects.get_or_create(pk=1)
+        cursor = DispatchCursor.objects.select_for_update().get(pk=1)
+    seqs = list(
+        LedgerEntry.objects.filter(seq__gt=cursor.last_seq)
+        .order_by("seq")
+        .values_list("seq", flat=True)[:limit]
+    )
+    if not seqs:
+        return 0
+    entries = LedgerEntry.objects.filter(
+        seq__gte=seqs[0], seq__lte=seqs[-1], kind__in=_dispatched_kinds()
+    ).order_by("seq")
+    subscriptions = list(Subscription.objects.filter(status__in=_LISTENING))
+    now = timezone.now()
+    rows: list[Delivery] = []
+    for entry in entries:
+        for event in _events(entry):
+            body = _body(event.id, event.type, event.data, entry.created_at)
+            rows.extend(
+                Delivery(
+                    subscription=subscription,
+                    event_id=event.id,
+                    event_type=event.type,
+                    seq=entry.seq,
+                    ordering_key=event.profile,
+                    body=body,
+                    next_attempt_at=now,
+                    retry_from=now,
+                    created_at=now,
+                )
+                for subscription in subscriptions
+                if subscription.wants(event.type)
+            )
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    cursor.last_seq = seqs[-1]
+    cursor.save(update_fields=["last_seq", "updated_at"])
+    if rows:
+        _send_hint()
+    return len(seqs)
+
+
+# A failing subscription still collects its events (they are replayed in order later);
+# a disabled (410) or deleted one does not.
+_LISTENING = [SubscriptionStatus.ACTIVE, SubscriptionStatus.FAILING]
+
+
+def _dispatched_kinds() -> list[str]:
+    from .events import CONVERTERS
+
+    return list(CONVERTERS)
+
+
+def _events(entry: LedgerEntry) -> list[Event]:
+    events = events_from_entry(entry)
+    if entry.kind == "legal_hold.released":
+        # the entry names only the hold; who it covered is on the hold's row
+        from compliance.retention.models import LegalHold
+
+        hold = (
+            LegalHold.objects.filter(pk=entry.subject.split(":", 1)[-1])
+            .values("account__external_id", "profile__external_id")
+            .first()
+        )
+        if hold and events:
+            profile = hold["profile__external_id"] or ""
+            data = {
+                **events[0].data,
+                "account": hold["account__external_id"],
+                "profile": profile or None,
+            }
+            events = [Event(id=events[0].id, type=events[0].type, profile=profile, data=data)]
+    return events
+
+
+# --- the sender -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    attempt: int
+    subscription_id: int
+    url: str
+    secrets: list[str]
+    event_id: str
+    body: str
+    lane: str = ""  # the claim's token: a lane taken over since writes nothing
+
+
+@dataclass
+class Outcome:
+    status_code: int | None = None
+    error: str = ""
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.WEBHOOKS_TIMEOUT_SECONDS + 15)
+
+
+@transaction.atomic
+def deliveries_claim(*, lanes: int, now: datetime | None = None) -> list[list[Claimed]]:
+    """Up to `lanes` lanes of due deliveries, leased to the caller: each lane holds up to
+    WEBHOOKS_LANE_SIZE deliveries of one subscription, each with no earlier undelivered
+    one of the same subscription and profile (so a lane never holds two of a profile);
+    a subscription gets lanes only while it has fewer than WEBHOOKS_MAX_IN_FLIGHT."""
+    if lanes <= 0:
+        return []
+    now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CLAIM_LOCK_KEY])
+    busy = dict(
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, lease_until__gt=now)
+        .values("subscription_id")
+        .annotate(n=Count("lane", distinct=True))
+        .values_list("subscription_id", "n")
+    )
+    subscriptions = list(Subscription.objects.filter(status=SubscriptionStatus.ACTIVE))
+    random.shuffle(subscriptions)  # no subscription first every time
+    cap, size = settings.WEBHOOKS_MAX_IN_FLIGHT, settings.WEBHOOKS_LANE_SIZE
+    lease_until = now + _lease()
+    claimed: list[list[Claimed]] = []
+    for subscription in subscriptions:
+        free = min(cap - busy.get(subscription.pk, 0), lanes - len(claimed))
+        if free <= 0:
+            continue
+        # the oldest undelivered delivery of each profile: only it may go now
+        heads = (
+            Delivery.objects.filter(
+                subscription=subscription,
+                status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+            )
+            .values("ordering_key")
+            .annotate(head=Min("id"))
+            .values("head")
+        )
+        ids = list(
+            Delivery.objects.filter(
+                Q(lease_until__isnull=True) | Q(lease_until__lte=now),
+                pk__in=heads,
+                status=DeliveryStatus.PENDING,
+                next_attempt_at__lte=now,
+            )
+            .order_by("id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[: free * size]
+        )
+        if not ids:
+            continue
+        keys = subscription_secrets(subscription, now=now)
+        count = min(free, len(ids))
+        for n in range(count):
+            lane_ids = ids[n::count]  # spread: a slow receiver's few go out in parallel
+            token = secrets.token_hex(8)
+            Delivery.objects.filter(pk__in=lane_ids).update(
+                lease_until=lease_until, attempts=F("attempts") + 1, last_attempt_at=now, lane=token
+            )
+            rows = Delivery.objects.filter(pk__in=lane_ids).order_by("id")
+            claimed.append(
+                [
+                    Claimed(
+                        id=row.pk,
+                        attempt=row.attempts,
+                        subscription_id=subscription.pk,
+                        url=subscription.url,
+                        secrets=keys,
+                        event_id=row.event_id,
+                        body=row.body,
+                        lane=token,
+                    )
+                    for row in rows.only("id", "attempts", "event_id", "body")
+                ]
+            )
+    return claimed
+
+
+@dataclass
+class Pools:
+    """Connection pools per checked address and host, kept for one sender run."""
+
+    pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = field(default_factory=dict)
+
+    def get(self, target: Target) -> urllib3.HTTPConnectionPool:
+        key = (target.scheme, target.address, target.port, target.host)
+        pool = self.pools.get(key)
+        if pool is None:
+            timeout = urllib3.Timeout(
+                connect=min(5.0, settings.WEBHOOKS_TIMEOUT_SECONDS),
+                read=settings.WEBHOOKS_TIMEOUT_SECONDS,
+            )
+            common = {
+                "host": target.address,  # the address we checked: no second lookup
+                "port": target.port,
+                "timeout": timeout,
+                "retries": False,
+                "maxsize": settings.WEBHOOKS_MAX_IN_FLIGHT,
+                "block": False,
+            }
+            if target.scheme == "https":
+                pool = urllib3.HTTPSConnectionPool(
+                    **common,
+                    server_hostname=target.host,  # SNI
+                    assert_hostname=target.host,  # the certificate names the host
+                )
+            else:
+                pool = urllib3.HTTPConnectionPool(**common)
+            self.pools[key] = pool
+        return pool
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+
+
+def delivery_send(claimed: Claimed, pools: Pools) -> Outcome:
+    """One HTTP attempt. Touches no database: it runs in the sender's threads."""
+    try:
+        target = target_check(claimed.url)
+    except ApplicationError as error:
+        return Outcome(error=error.code)
+    now = timezone.now()
+    headers = {
+        "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
+        "Content-Type": "application/json",
+        "User-Agent": "Earshot-Webhooks/1",
+        "webhook-id": claimed.event_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature_header(
+            secrets_=claimed.secrets, msg_id=claimed.event_id, timestamp=now, body=claimed.body
+        ),
+    }
+    try:
+        response = pools.get(target).urlopen(
+            "POST",
+            target.path,
+            body=claimed.body.encode(),
+            headers=headers,
+            redirect=False,
+            preload_content=False,
+            assert_same_host=False,
+        )
+        try:
+            response.read(RESPONSE_BODY_LIMIT)
+            if response.read(1):  # more than we read: drop the connection, never drain it
+                response.close()
+        finally:
+            response.release_conn()
+        return Outcome(status_code=response.status)
+    except urllib3.exceptions.HTTPError as error:
+        return Outcome(error=type(error).__name__[:200])
+    except OSError as error:
+        return Outcome(error=type(error).__name__[:200])
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before the attempt after `attempt` failed ones: exponential with jitter,
+    the first within 10 s, at most WEBHOOKS_RETRY_MAX_DELAY_SECONDS."""
+    ceiling = min(settings.WEBHOOKS_RETRY_MAX_DELAY_SECONDS, 8.0 * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+def delivery_record(claimed: Claimed, outcome: Outcome, *, now: datetime | None = None) -> str:
+    """Write an attempt's outcome, fenced by its attempt number; the new status, or
+    "stale" when another sender took the delivery over meanwhile."""
+    now = now or timezone.now()
+    mine = Delivery.objects.filter(
+        pk=claimed.id, attempts=claimed.attempt, status=DeliveryStatus.PENDING
+    )
+    code = outcome.status_code
+    error = outcome.error or f"http_{code}"
+    if code is not None and 200 <= code < 300:
+        done = mine.update(
+            status=DeliveryStatus.DELIVERED,
+            delivered_at=now,
+            lease_until=None,
+            last_status_code=code,
+            last_error="",
+        )
+        return DeliveryStatus.DELIVERED if done else "stale"
+    failed = {
+        "status": DeliveryStatus.FAILED,
+        "lease_until": None,
+        "last_status_code": code,
+        "last_error": error,
+    }
+    if code == 410:
+        if not mine.update(**failed):
+            return "stale"
+        # after the delivery's own write committed: no lock on it is held here
+        _subscription_mark(claimed.subscription_id, SubscriptionStatus.DISABLED, "gone (410)")
+        return DeliveryStatus.FAILED
+    budget_end = now - timedelta(seconds=settings.WEBHOOKS_RETRY_SECONDS)
+    if mine.filter(retry_from__lte=budget_end).update(**failed):
+        _subscription_mark(claimed.subscription_id, SubscriptionStatus.FAILING, "retries exhausted")
+        return DeliveryStatus.FAILED
+    retried = mine.update(
+        lease_until=None,
+        next_attempt_at=now + timedelta(seconds=retry_delay(claimed.attempt)),
+        last_status_code=code,
+        last_error=error,
+    )
+    return DeliveryStatus.PENDING if retried else "stale"
+
+
+@transaction.atomic
+def _subscription_mark(subscription_id: int, status: str, reason: str) -> None:
+    locked = (
+        Subscription.objects.select_for_update()
+        .filter(pk=subscription_id, status=SubscriptionStatus.ACTIVE)
+        .first()
+    )
+    if locked is not None:
+        _status_set(locked, status, reason=reason, actor="webhooks")
+
+
+def lane_send(
+    lane: list[Claimed], pools: Pools, lease_end: float, budget_end: float
+) -> list[Outcome | None]:
+    """Send a lane's deliveries in order; None for those left unsent, because an answer
+    could come after the lane's lease, or the sender's time is up (a slow receiver's
+    lane must not keep the sender from returning)."""
+    outcomes: list[Outcome | None] = []
+    for claimed in lane:
+        now = time.monotonic()
+        if now + settings.WEBHOOKS_TIMEOUT_SECONDS + 5 > lease_end or now > budget_end:
+            outcomes.append(None)
+        else:
+            outcomes.append(delivery_send(claimed, pools))
+    return outcomes
+
+
+def lane_record(lane: list[Claimed], outcomes: list[Outcome | None]) -> None:
+    """A lane's outcomes: its 2xx in one update, fenced by the lane's token (a new claim
+    of the same rows carries another); failures one by one."""
+    now = timezone.now()
+    delivered: list[int] = []
+    unsent: list[int] = []
+    for claimed, outcome in zip(lane, outcomes, strict=True):
+        if outcome is None:
+            unsent.append(claimed.id)
+        elif outcome.status_code is not None and 200 <= outcome.status_code < 300:
+            delivered.append(claimed.id)
+        else:
+            delivery_record(claimed, outcome, now=now)
+    mine = Delivery.objects.filter(status=DeliveryStatus.PENDING, lane=lane[0].lane)
+    if delivered:
+        mine.filter(pk__in=delivered).update(
+            status=DeliveryStatus.DELIVERED,
+            delivered_at=now,
+            lease_until=None,
+            last_status_code=200,
+            last_error="",
+        )
+    if unsent:
+        mine.filter(pk__in=unsent).update(lease_until=None, lane="")
+
+
+def webhooks_send(*, budget_seconds: float = 10.0, threads: int | None = None) -> int:
+    """Send due deliveries for up to `budget_seconds` (then finish the lanes in flight);
+    how many deliveries were tried. A slow receiver holds at most WEBHOOKS_MAX_IN_FLIGHT
+    of the threads; the others keep serving everyone else."""
+    threads = threads or settings.WEBHOOKS_SENDER_THREADS
+    deadline = time.monotonic() + budget_seconds
+    pools = Pools()
+    running: dict[Future[list[Outcome | None]], list[Claimed]] = {}
+    tried = 0
+    try:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook") as pool:
+            while True:
+                if time.monotonic() < deadline:
+                    lease_end = time.monotonic() + _lease().total_seconds()
+                    for lane in deliveries_claim(lanes=threads - len(running)):
+                        running[pool.submit(lane_send, lane, pools, lease_end, deadline)] = lane
+                if not running:
+                    break
+                done, _ = wait(list(running), timeout=0.05, return_when=FIRST_COMPLETED)
+                for future in done:
+                    lane = running.pop(future)
+                    outcomes = future.result()
+                    lane_record(lane, outcomes)
+                    tried += sum(1 for o in outcomes if o is not None)
+    finally:
+        pools.close()
+    return tried
+
+
+# --- confirmations ----------------------------------------------------------------------
+
+
+def subscription_secrets(subscription: Subscription, *, now: datetime | None = None) -> list[str]:
+    """The secrets that sign for it now: the current one, and the previous during the
+    overlap after a rotation."""
+    now = now or timezone.now()
+    keys = [secret_decrypt(subscription.secret_encrypted)]
+    if (
+        subscription.previous_secret_encrypted
+        and subscription.previous_secret_until
+        and subscription.previous_secret_until > now
+    ):
+        keys.append(secret_decrypt(subscription.previous_secret_encrypted))
+    return keys
+
+
+@transaction.atomic
+def confirmations_record(
+    *, subscription: Subscription, event_ids: list[str], via: str, actor: str
+) -> int:
+    """The subscriber deleted what these events told it of; how many are new. Only
+    events delivered to it can be confirmed; confirming again changes nothing."""
+    known = set(
+        Delivery.objects.filter(subscription=subscription, event_id__in=event_ids).values_list(
+            "event_id", flat=True
+        )
+    )
+    unknown = sorted(set(event_ids) - known)
+    if unknown:
+        raise ApplicationError(
+            "webhook_event_unknown",
+            "These events were never sent to this subscription.",
+            fields={"event_ids": unknown[:20]},
+        )
+    already = set(
+        Confirmation.objects.filter(subscription=subscription, event_id__in=known).values_list(
+            "event_id", flat=True
+        )
+    )
+    new = sorted(known - already)
+    if not new:
+        return 0
+    now = timezone.now()
+    Confirmation.objects.bulk_create(
+        [
+            Confirmation(subscription=subscription, event_id=e, confirmed_at=now, via=via)
+            for e in new
+        ],
+        ignore_conflicts=True,  # a concurrent confirmation of the same event
+    )
+    ledger_append(
+        kind="webhook.confirmed",
+        subject=f"webhook:{subscription.external_id}",
+        actor=actor,
+        payload={"event_ids": new, "via": via},
+    )
+    return len(new)

@@ -1,0 +1,110 @@
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from compliance.webhooks.models import Subscription
+from compliance.webhooks.services import subscription_create
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A real HTTP receiver on 127.0.0.1. `answer(request)` gives the status code
+    (200 unless a test says otherwise); only requests answered 2xx land in `got`."""
+
+    port: int = 0
+    answer: Callable[[Received], int] = lambda r: 200
+    got: list[Received] = field(default_factory=list)
+    seen: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    body: bytes = b"ok"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def event_ids(self) -> list[str]:
+        with self.lock:
+            return [r.headers["webhook-id"] for r in self.got]
+
+
+def _serve(receiver: Receiver) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            code = receiver.answer(request)
+            with receiver.lock:
+                receiver.seen.append(request)
+                if 200 <= code < 300:
+                    receiver.got.append(request)
+            answer = receiver.body
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            # the sender may stop reading (as it should, past its limit)
+            with contextlib.suppress(OSError):
+                self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", receiver.port), Handler)
+    server.daemon_threads = True
+    receiver.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def local_receivers_allowed(settings) -> None:
+    settings.WEBHOOKS_ALLOW_HTTP = True
+    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
+
+
+@pytest.fixture
+def receiver(local_receivers_allowed) -> Iterator[Receiver]:
+    r = Receiver()
+    server = _serve(r)
+    yield r
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def subscribe(db) -> Callable[..., tuple[Subscription, str]]:
+    def make(url: str, events: list[str] | None = None, **kwargs) -> tuple[Subscription, str]:
+        return subscription_create(
+            url=url,
+            events=events or ["*"],
+            description=kwargs.get("description", ""),
+            holds_copies=kwargs.get("holds_copies", False),
+            actor="test",
+        )
+
+    return make
+
+
+def drain(rounds: int = 5) -> None:
+    """Dispatch and send until nothing is due now (retries later stay pending)."""
+    from compliance.webhooks.services import webhooks_dispatch, webhooks_send
+
+    for _ in range(rounds):
+        webhooks_dispatch()
+        if not webhooks_send(budget_seconds=2.0):
+            return
