@@ -129,7 +129,7 @@ def facts_sql(with_location: bool, needs: int | None) -> str:
 
 
 def decide(row: tuple, purpose: str, location: str | None) -> list[str]:
-    """The eligibility rule (DESIGN.md) on one row of `facts_sql`, in plain Python."""
+    """The eligibility rule (docs/domain.md) on one row of `facts_sql`, in plain Python."""
     _, state, sensitive, false_wake, is_child, jurisdiction, granted, default, transfer = row[:9]
     if state != "active":
         return ["purged"]

@@ -66,7 +66,7 @@ GOAL_MS, GOAL_RATIO = 200.0, 3.0
 ORDER_BY_RANDOM_RUNS = 3
 ITEM_KEYS = {"id", "audio_url", "transcript", "expires_at", "link_expires_at"}
 
-# The rule (DESIGN.md) for human review by a reviewer at %(loc)s, plus what a hand-out
+# The rule (docs/domain.md) for human review by a reviewer at %(loc)s, plus what a hand-out
 # needs (audio to hear, not handed out before), as one WHERE clause over r, p, a, cs, cd.
 RULE = """
     r.state = 'active' AND NOT p.is_child AND NOT r.sensitive AND NOT r.false_wake

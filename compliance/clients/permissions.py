@@ -28,7 +28,7 @@ def has_officer_role(user: Any) -> bool:
 def is_officer(user: Any) -> bool:
     """A privacy officer signed in with a verified second factor (django-otp).
 
-    Only sessions are ever verified (RELIABILITY.md: django-otp verifies through the
+    Only sessions are ever verified (docs/reliability.md, "Access": django-otp verifies through the
     session), so an officer reaches officer endpoints through a session, never a key."""
     if user is None or is_client(user) or not user.is_authenticated:
         return False

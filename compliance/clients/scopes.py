@@ -1,4 +1,4 @@
-"""The scopes a service client may hold (DESIGN.md, API)."""
+"""The scopes a service client may hold (docs/domain.md, "The API")."""
 
 SCOPES: dict[str, str] = {
     "accounts:write": "register accounts and profiles",

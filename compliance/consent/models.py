@@ -45,7 +45,7 @@ class ConsentState(models.Model):
 
     One row exists per profile and purpose from the profile's creation on, so the
     hand-off to a reviewer always has a row to lock against a concurrent withdrawal
-    (RELIABILITY.md). `granted` is NULL until the first event: the jurisdiction's
+    (docs/reliability.md). `granted` is NULL until the first event: the jurisdiction's
     default applies then.
     """
 

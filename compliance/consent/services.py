@@ -58,7 +58,7 @@ def consent_set(
             status_code=422,
         )
     # The row lock orders this change against concurrent changes and against a
-    # hand-off that holds the row FOR SHARE (RELIABILITY.md, opt-out vs. hand-off).
+    # hand-off that locks the row (docs/reliability.md, "Opt-out against hand-off").
     state, _ = ConsentState.objects.select_for_update().get_or_create(
         profile=profile, purpose=purpose
     )

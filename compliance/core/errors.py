@@ -1,5 +1,5 @@
 """One application error type with a stable code, and the handler that renders every
-API error as DESIGN.md's `{"error": {"code", "message", "fields"}}`."""
+API error as the envelope of docs/domain.md, `{"error": {"code", "message", "fields"}}`."""
 
 import traceback
 from typing import Any

@@ -1,4 +1,4 @@
-"""Celery is the doorbell; the runs are the work (RELIABILITY.md). A step claims its run
+"""Celery is the doorbell; the runs are the work (docs/reliability.md). A step claims its run
 and is fenced by its attempt number, so every task here is safe to run twice, at
 once, or never (the sweep then resumes the run)."""
 

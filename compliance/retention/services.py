@@ -330,8 +330,9 @@ def _apply_after_commit() -> None:
 
 
 def _lock_profiles(profile_ids: list[int]) -> None:
-    """The lock a hold and a purge share: the profiles' rows (RELIABILITY.md, hold vs.
-    purge). A hold takes them FOR UPDATE; the purge FOR SHARE, then re-checks holds."""
+    """The lock a hold and a purge share: the profiles' rows (docs/reliability.md,
+    "Hold against purge"). A hold takes them FOR UPDATE; the purge FOR SHARE, then
+    re-checks holds."""
     list(
         Profile.objects.select_for_update()
         .filter(pk__in=profile_ids)

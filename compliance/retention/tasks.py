@@ -1,4 +1,4 @@
-"""Celery is the doorbell; the rows are the work (RELIABILITY.md). Every task here
+"""Celery is the doorbell; the rows are the work (docs/reliability.md). Every task here
 is safe to run twice, at once, or never (the beat's sweep then does it)."""
 
 from celery import shared_task

@@ -1,7 +1,8 @@
 """Sampling over HTTP: the pipeline draws samples; reviewers fetch and annotate their items.
 
 The draw answers up to 1,000 items, so its output is built as plain dicts, not through
-a serializer (PERFORMANCE.md: the time goes to Python, not to PostgreSQL).
+a serializer (docs/reliability.md, "Performance lessons": the time goes to Python, not
+to PostgreSQL).
 """
 
 import re

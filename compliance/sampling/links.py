@@ -1,7 +1,7 @@
 """Signed, short-lived audio links.
 
 A link already given cannot be recalled, so it lives minutes, not hours
-(RELIABILITY.md); every fetch through it still re-checks eligibility. The signature
+(docs/reliability.md); every fetch through it still re-checks eligibility. The signature
 binds the item id and the time of signing; nothing else is in the URL.
 """
 

@@ -10,7 +10,7 @@ class Reviewer(models.Model):
     """A person who listens to clips: a login user with a location and a daily quota.
 
     `location` decides, with the transfer rules, which jurisdictions' recordings the
-    reviewer may hear (DESIGN.md, the eligibility rule).
+    reviewer may hear (docs/domain.md, "The eligibility rule").
     """
 
     user = models.OneToOneField(

@@ -1,4 +1,4 @@
-"""Celery is the doorbell; the rows are the work (RELIABILITY.md).
+"""Celery is the doorbell; the rows are the work (docs/reliability.md).
 
 The gate already refuses an item past its expiry at the instant of access, so this
 sweep only makes the stored state say so (and frees the recording for a later draw).

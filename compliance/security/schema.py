@@ -1,5 +1,5 @@
 """The error envelope in /api/schema/: every operation documents its 4xx answers as
-DESIGN.md's `{"error": {"code", "message", "fields"}}` (a drf-spectacular
+docs/domain.md's `{"error": {"code", "message", "fields"}}` (a drf-spectacular
 postprocessing hook, so no view has to repeat it)."""
 
 from typing import Any

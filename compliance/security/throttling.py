@@ -5,7 +5,7 @@ memory cache every process counts for itself; production sets CACHE_URL to a sha
 cache so that the limits hold across processes.
 
 The API throttles are a brake on a runaway client, not a security boundary
-(RELIABILITY.md, DRF #8127): access is decided by authentication and scopes. They use
+(docs/reliability.md, "Access"; DRF #8127): access is decided by authentication and scopes. They use
 a fixed window and one counter per caller, because DRF's own throttles keep every
 request's timestamp in the cache and rewrite that list on each request, which costs
 more than the eligibility check they would guard.

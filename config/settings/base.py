@@ -101,8 +101,8 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'earshot.sqlite3'}"),
 }
-# Persistent connections: a new connection per request costs a factor of ten
-# (PERFORMANCE.md); health checks drop a connection the server has closed.
+# Persistent connections: a new connection per request costs several times the
+# query itself (docs/reliability.md); health checks drop a connection the server has closed.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
 # Off: a health check is a round trip before every request's first query, which
 # halved the eligibility endpoint's throughput (bench/eligibility.py). A connection
@@ -196,7 +196,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Per API key and per signed-in user (compliance/security/throttling.py). Not a
-    # security boundary (RELIABILITY.md): a brake on a runaway client, set far above
+    # security boundary (docs/reliability.md): a brake on a runaway client, set far above
     # what the benchmarks ask for.
     "DEFAULT_THROTTLE_CLASSES": [
         "compliance.security.throttling.ClientKeyThrottle",
@@ -246,7 +246,7 @@ BROKER_CONNECT_TIMEOUT = env.float("BROKER_CONNECT_TIMEOUT", default=2.0)
 # ... and after a refusal, a process does not try again for this long (the sweeps run
 # what it did not send).
 BROKER_BACKOFF_SECONDS = env.float("BROKER_BACKOFF_SECONDS", default=5.0)
-# Redis redelivers a task unacknowledged this long (RELIABILITY.md); the SQLAlchemy
+# Redis redelivers a task unacknowledged this long (docs/reliability.md); the SQLAlchemy
 # transport hands its options to create_engine(), which refuses these.
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {"visibility_timeout": 3600, "socket_connect_timeout": BROKER_CONNECT_TIMEOUT}

@@ -1,5 +1,5 @@
 """Every place that takes a country code refuses a bad one exactly as it always has:
-code, message, `fields` and status are part of the API (DESIGN.md), byte for byte.
+code, message, `fields` and status are part of the API (docs/domain.md), byte for byte.
 
 The sites fall into three wordings, kept apart on purpose:
 - account, consent default, transfer rule: the value's repr, `{field: ["unknown"]}`;

@@ -1,6 +1,6 @@
 """The eligibility rule: the decision for one and the SQL fragments for many, and proof
-that they agree with each other and with a plain-Python statement of DESIGN.md's
-rule."""
+that they agree with each other and with a plain-Python statement of the
+rule in docs/domain.md."""
 
 import threading
 from dataclasses import dataclass
@@ -199,7 +199,7 @@ def _store(profiles, recordings, defaults, transfers) -> list[str]:
 
 
 def _by_the_book(profile, recording, defaults, transfers, purpose, location) -> bool:
-    """DESIGN.md's rule, stated directly over the generated world."""
+    """The rule of docs/domain.md, stated directly over the generated world."""
     human = purpose == HUMAN
     needed = [recording.audio] if human else [recording.audio, recording.transcript]
     expired = any(

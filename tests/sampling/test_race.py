@@ -1,6 +1,7 @@
 """Opt-out against hand-off, on PostgreSQL with real transactions: a sample drawn at the
 same moment as an opt-out either leaves that profile out or is revoked by it; there is
-no third outcome (DESIGN.md, invariant 1; RELIABILITY.md, "opt-out vs. hand-off").
+no third outcome (docs/invariants.md, invariant 1;
+docs/reliability.md, "Opt-out against hand-off").
 
 Forced interleavings in both orders (one side holds its transaction open while the
 other runs into its lock), then a randomized stress run of 1,000 races."""

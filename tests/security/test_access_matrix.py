@@ -1,4 +1,4 @@
-"""The access matrix (DESIGN.md invariant 7): every API endpoint x method x caller.
+"""The access matrix (docs/invariants.md, invariant 7): every API endpoint x method x caller.
 
 The endpoints come from the URL resolver, so an endpoint (or a method) added without a
 row here fails `test_every_api_endpoint_and_method_has_a_row`. For every row, each
