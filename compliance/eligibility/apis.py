@@ -6,8 +6,9 @@ request, negotiation, throttling and response machinery: per request that
 machinery costs more than the PostgreSQL query itself (docs/reliability.md,
 "Performance lessons"; bench/eligibility.py measures it). What they keep: the same
 API-key check (with its in-process cache of verified keys), the same scope, the same
-error envelope, one query per 1,000 ids, answers built from plain values. They only read, so no CSRF or
-session is involved; DRF throttling is not a security boundary (docs/reliability.md).
+error envelope, one query per 1,000 ids, answers built from plain values. They only
+read, so no CSRF or session is involved; DRF throttling is not a security boundary
+(docs/reliability.md).
 """
 
 import json
