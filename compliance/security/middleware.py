@@ -145,13 +145,24 @@ def _json_fields_with_bad_text(request: HttpRequest) -> dict[str, list[str]] | N
         return None
     body = request.body
     # What the views will read: DRF decodes by the charset parameter, json.loads (the
-    # eligibility batch) by the bytes; a UTF-16 body hides the escapes from a search.
-    encoding = (request.content_params or {}).get("charset") or json.detect_encoding(body)
-    if encoding.lower().replace("-", "") != "utf8":
+    # eligibility batch) by the bytes. The two disagree when the parameter lies (UTF-8
+    # bytes declared UTF-16), so the body is checked as each reader would read it.
+    declared = (request.content_params or {}).get("charset")
+    detected = json.detect_encoding(body)
+    for encoding in dict.fromkeys(e for e in (declared, detected) if e):
+        fields = _bad_text_read_as(body, encoding)
+        if fields is not None:
+            return fields
+    return None
+
+
+def _bad_text_read_as(body: bytes, encoding: str) -> dict[str, list[str]] | None:
+    """_json_fields_with_bad_text for `body` read in `encoding`."""
+    if encoding.lower().replace("-", "").replace("_", "") != "utf8":
         try:
             body = body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
         except (LookupError, UnicodeError):
-            return None  # not readable: the view says so
+            return None  # not readable so: that reader refuses it itself
     if (
         _ESCAPED_NUL not in body
         and not any(e in body for e in _ESCAPED_SURROGATES)
