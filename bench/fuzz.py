@@ -34,6 +34,7 @@ import json
 import multiprocessing
 import random
 import secrets
+import shutil
 import sys
 import time
 from collections import Counter
@@ -515,7 +516,12 @@ def main() -> int:
         SIGN_IN_MAX_FAILURES_PER_ADDRESS="100000000",
         MEDIA_ROOT=str(OUT / "media"),
         STATIC_ROOT=str(OUT / "static"),
+        # the database is new each run, so its published ledger must be too: an export
+        # left by an earlier run is another history, which the service refuses to extend
+        LEDGER_EXPORT=str(OUT / "ledger-export"),
+        LEDGER_KEY_DIR=str(OUT / "ledger-key"),
     )
+    shutil.rmtree(OUT / "ledger-export", ignore_errors=True)
     heading("Database")
     prepare_database(DB, SPEC, env, keep=False)
     manage(env, "collectstatic", "--no-input", "-v", "0")  # the pages' manifest

@@ -35,6 +35,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from compliance.core.errors import ApplicationError
 from earshot_verify.merkle import ProofError, hash_children, hash_leaf, verify_consistency
 from earshot_verify.note import Checkpoint, NoteError, Verifier, key_hash, open_checkpoint
 
@@ -163,7 +164,19 @@ def ledger_checkpoint_covering(*, seq: int, wait_seconds: float = 2.0) -> Ledger
             return latest
         if not LedgerEntry.objects.filter(seq=seq).exists():
             return None
-        latest = ledger_checkpoint_issue(min_interval=ON_DEMAND_INTERVAL)
+        try:
+            latest = ledger_checkpoint_issue(min_interval=ON_DEMAND_INTERVAL)
+        except (CheckpointRefused, ExportConflict) as exc:
+            # The database's log contradicts what was signed or published before (a
+            # rewrite, or a restore from an older backup): nothing new may be signed
+            # until an operator reconciles the two, so the caller is told so.
+            logger.error("ledger.checkpoint_unavailable reason=%s", exc)
+            raise ApplicationError(
+                "ledger_inconsistent",
+                "The ledger disagrees with its published checkpoints; no new proof can "
+                "be signed until an operator reconciles them.",
+                status_code=503,
+            ) from exc
         if latest is not None and latest.tree_size >= seq:
             return latest
         if time.monotonic() >= deadline:

@@ -113,3 +113,25 @@ def test_a_bad_since_size_is_a_400(history, platform, since):
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] in {"invalid_parameter", "out_of_range"}
+
+
+def test_an_export_that_holds_another_history_is_a_503_not_a_500(platform, settings):
+    """A database restored beside an export of a longer or other history (found by
+    bench/fuzz.py, whose database is new each run): nothing new can be signed, and the
+    evidence and receipt endpoints say why instead of failing."""
+    profile = ProfileFactory(external_id="prof-x", account=AccountFactory(jurisdiction="DE"))
+    consent_set(profile=profile, purpose="human_review", granted=True, channel="app",
+                notice_version="n1", actor="t")  # fmt: skip
+    export = Path(settings.LEDGER_EXPORT) / "checkpoints"
+    export.mkdir(parents=True, exist_ok=True)
+    for size in range(1, 50):
+        (export / f"{size:020d}").write_text("another history's checkpoint\n")
+
+    for path in (
+        "/api/v1/profiles/prof-x/evidence",
+        "/api/v1/profiles/prof-x/consents/human_review/receipt",
+    ):
+        response = platform.get(path)
+
+        assert response.status_code == 503, path
+        assert response.json()["error"]["code"] == "ledger_inconsistent"
