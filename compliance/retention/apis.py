@@ -23,6 +23,7 @@ from compliance.recordings.models import Category
 from compliance.webhooks.selectors import deletion_request_confirmations
 
 from .models import AppliesTo, DeletionRequest
+from .receipts import deletion_receipt
 from .reports import retention_report
 from .selectors import (
     deletion_request_get,
@@ -324,16 +325,46 @@ class DeletionRequestDetailApi(APIView):
 
     @extend_schema(responses={200: DeletionRequestOutput}, operation_id="deletion_requests_read")
     def get(self, request: Request, request_id: str) -> Response:
-        user = request.user
-        if is_client(user):
-            require_scope(user, "deletions:write")
-        deletion = deletion_request_get(public_id=request_id)
-        if (
-            not (is_client(user) or is_officer(user))
-            and deletion.profile.account.user_id != user.pk
-        ):
-            raise NotFound("Deletion request")
-        return Response(DeletionRequestOutput(deletion).data)
+        return Response(DeletionRequestOutput(_deletion_for_caller(request, request_id)).data)
+
+
+def _deletion_for_caller(request: Request, request_id: str) -> DeletionRequest:
+    """The request, if the caller may read it: a client with `deletions:write`, an
+    officer, or the owner; anyone else is told it does not exist."""
+    user = request.user
+    if is_client(user):
+        require_scope(user, "deletions:write")
+    deletion = deletion_request_get(public_id=request_id)
+    if not (is_client(user) or is_officer(user)) and deletion.profile.account.user_id != user.pk:
+        raise NotFound("Deletion request")
+    return deletion
+
+
+class DeletionReceiptOutput(serializers.Serializer):
+    receipt = serializers.CharField(help_text="compact JWS, EdDSA, the ledger's published key")
+    seq = serializers.IntegerField(help_text="the ledger entry recording the completion")
+    leaf_hash = serializers.CharField(help_text="base64 of that entry's leaf hash")
+    tree_size = serializers.IntegerField(
+        allow_null=True, help_text="the signed checkpoint that covers the entry"
+    )
+
+
+class DeletionReceiptApi(APIView):
+    """`deletions:write`, an officer, or the owner: as the request itself."""
+
+    permission_classes = [ScopeRequired]
+    required_scopes = {"GET": "deletions:write"}
+    owner_allowed = True
+    officer_allowed = True
+
+    @extend_schema(
+        responses={200: DeletionReceiptOutput},
+        operation_id="deletion_requests_receipt",
+        description="409 `deletion_not_done` until the request is done.",
+    )
+    def get(self, request: Request, request_id: str) -> Response:
+        deletion = _deletion_for_caller(request, request_id)
+        return Response(DeletionReceiptOutput(deletion_receipt(request=deletion)).data)
 
 
 class RetentionReportApi(APIView):

@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compliance.accounts.selectors import profile_for_caller
 from compliance.clients.authentication import ApiKeyAuthentication
 from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.consent.models import Purpose
@@ -26,6 +27,7 @@ from compliance.core.errors import ApplicationError
 from compliance.core.fields import AwareDateTimeField, StrictCharField
 from compliance.core.idempotency import idempotent
 
+from .history import REVIEWS_DEFAULT_LIMIT, REVIEWS_MAX_LIMIT, profile_reviews
 from .links import (
     LinkExpired,
     LinkInvalid,
@@ -379,3 +381,57 @@ class ConsentReportApi(APIView):
                 "reviews_by_location": reviews,
             }
         )
+
+
+class ProfileReviewOutput(serializers.Serializer):
+    review_item = serializers.CharField()
+    recording = serializers.CharField(help_text="the recording's external id")
+    purpose = serializers.CharField()
+    reviewer_location = serializers.CharField()
+    state = serializers.CharField()
+    delivered_at = serializers.DateTimeField(help_text="handed out, by the draw that took it")
+    clip_fetched_at = serializers.DateTimeField(
+        allow_null=True, help_text="the first clip access the ledger recorded"
+    )
+    clip_access_seq = serializers.IntegerField(allow_null=True, help_text="that ledger entry")
+
+
+class ProfileReviewsOutput(serializers.Serializer):
+    profile = serializers.CharField()
+    reviews = ProfileReviewOutput(many=True)
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return REVIEWS_DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= REVIEWS_MAX_LIMIT:
+        raise ApplicationError(
+            "invalid_parameter",
+            f"limit must be an integer from 1 to {REVIEWS_MAX_LIMIT}.",
+            fields={"limit": [f"not an integer from 1 to {REVIEWS_MAX_LIMIT}"]},
+        )
+    return int(raw)
+
+
+class ProfileReviewsApi(APIView):
+    """`ledger:read`, an officer, or the owner: authorised as the evidence bundle is."""
+
+    permission_classes = [ScopeRequired]
+    required_scopes = {"GET": "ledger:read"}
+    owner_allowed = True
+    officer_allowed = True
+
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int, required=False)],
+        responses={200: ProfileReviewsOutput},
+        operation_id="profile_reviews",
+        description="Who heard what, when, from where: the profile's review items, newest "
+        f"first (limit {REVIEWS_DEFAULT_LIMIT} by default, at most {REVIEWS_MAX_LIMIT}).",
+    )
+    def get(self, request: Request, profile_id: str) -> Response:
+        profile = profile_for_caller(
+            caller=request.user, external_id=profile_id, scope="ledger:read"
+        )
+        limit = _limit(request.query_params.get("limit"))
+        reviews = profile_reviews(profile=profile, limit=limit)
+        return Response({"profile": profile.external_id, "reviews": reviews})

@@ -35,6 +35,7 @@ from compliance.clients.scopes import SCOPES
 from compliance.clients.services import service_client_create
 from compliance.consent.services import consent_default_create, consent_set
 from compliance.ledger.checkpoints import ledger_checkpoint_issue
+from compliance.retention.purge import deletion_request_run
 from compliance.retention.services import (
     deletion_request_create,
     legal_hold_place,
@@ -110,10 +111,16 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "GET": Rule(OWNED, "consents:read")
     },
     "api/v1/profiles/<str:profile_id>/evidence": {"GET": Rule(OWNED, "ledger:read")},
+    "api/v1/profiles/<str:profile_id>/reviews": {"GET": Rule(OWNED, "ledger:read")},
     "api/v1/profiles/<str:profile_id>/deletion-requests": {
         "POST": Rule(OWNED, "deletions:write", body={})
     },
     "api/v1/deletion-requests/<str:request_id>": {"GET": Rule(OWNED, "deletions:write")},
+    "api/v1/deletion-requests/<str:request_id>/receipt": {
+        "GET": Rule(
+            OWNED, "deletions:write", path="api/v1/deletion-requests/{done_request}/receipt"
+        )
+    },
     "api/v1/recordings": {
         "POST": Rule(
             CLIENT,
@@ -386,6 +393,14 @@ def world(db) -> World:
     deletion = deletion_request_create(
         profile=profile, recorded_from=datetime(2020, 1, 1, tzinfo=UTC), recorded_to=None, actor="t"
     )
+    # done, over a range that holds none of alice's recordings: it has a receipt
+    done_request = deletion_request_create(
+        profile=profile,
+        recorded_from=datetime(2001, 1, 1, tzinfo=UTC),
+        recorded_to=datetime(2002, 1, 1, tzinfo=UTC),
+        actor="t",
+    )
+    deletion_request_run(public_id=done_request.public_id)
     mallory = person("mallory")
     consent_set(
         profile=ProfileFactory(external_id="prof-mallory", account__user=mallory),
@@ -420,6 +435,7 @@ def world(db) -> World:
         "recording": recording.external_id,
         "recording_id": recording.external_id,
         "request_id": deletion.public_id,
+        "done_request": done_request.public_id,
         "item_id": item_id,
         "consent_default": consent_default_create(
             jurisdiction="DE", purpose="model_training", granted=False, actor="t"

@@ -1,0 +1,81 @@
+"""Deletion receipts: a compact JWS (EdDSA, the ledger's published key, signed as
+consent receipts are in compliance/consent/receipts.py) for a finished deletion
+request, binding the ledger entry that records its completion (`deletion_request.done`,
+its `seq` and `leaf_hash`), so receipt and log cannot disagree. A request not done yet
+has no receipt (409 `deletion_not_done`)."""
+
+import base64
+from typing import Any
+
+from django.conf import settings
+
+from compliance.core.errors import ApplicationError
+from compliance.ledger.checkpoints import ledger_checkpoint_covering, ledger_key_register
+from compliance.ledger.models import LedgerEntry, LedgerKey
+from compliance.ledger.signing import receipt_sign, signing_key
+
+from .models import DeletionRequest, DeletionStatus
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def deletion_done_entry(*, request: DeletionRequest) -> LedgerEntry:
+    """The ledger entry that records the request's completion (written in its
+    transaction, compliance/retention/purge.py)."""
+    entry = (
+        LedgerEntry.objects.filter(
+            subject=f"profile:{request.profile.external_id}",
+            kind="deletion_request.done",
+            payload__request=request.public_id,
+        )
+        .order_by("seq")
+        .first()
+    )
+    if entry is None:
+        raise ApplicationError(
+            "no_ledger_entry", "No ledger entry records this deletion.", status_code=404
+        )
+    return entry
+
+
+def deletion_receipt(*, request: DeletionRequest) -> dict[str, Any]:
+    """The receipt for a done request: {receipt (the JWS), seq, leaf_hash, tree_size}."""
+    if request.status != DeletionStatus.DONE:
+        raise ApplicationError(
+            "deletion_not_done",
+            f"The deletion request is {request.status}; its receipt exists once it is done.",
+            status_code=409,
+        )
+    entry = deletion_done_entry(request=request)
+    checkpoint = ledger_checkpoint_covering(seq=entry.seq)
+    leaf_hash = base64.b64encode(bytes(entry.leaf_hash)).decode()
+    claims = {
+        "iss": settings.LEDGER_ORIGIN,
+        "record_id": f"deletion-request:{request.public_id}",
+        "request": request.public_id,
+        "pii_principal": request.profile.external_id,
+        "controller": settings.LEDGER_CONTROLLER,
+        "rule": {
+            "profile": request.profile.external_id,
+            "recorded_from": _iso(request.recorded_from),
+            "recorded_to": _iso(request.recorded_to),
+            "requested_by": request.requested_by,
+            "requested_at": _iso(request.created_at),
+        },
+        "recordings_matched": request.recordings_matched,
+        "recordings_deleted": request.recordings_deleted,
+        "recordings_held": request.recordings_held,
+        "legal_holds": len(request.holds),
+        "completed_at": _iso(request.finished_at),
+        "status": request.status,
+        "ledger": {"seq": entry.seq, "leaf_hash": leaf_hash},
+    }
+    ledger_key_register(key=signing_key(), use=LedgerKey.Use.RECEIPT)
+    return {
+        "receipt": receipt_sign(claims),
+        "seq": entry.seq,
+        "leaf_hash": leaf_hash,
+        "tree_size": checkpoint.tree_size if checkpoint else None,
+    }
