@@ -30,6 +30,11 @@ READ_ONLY_MODELS: dict[str, list[str]] = {
     "retention.DeletionRequest": [],
     "ledger.LedgerEntry": [],
     "ledger.VerificationRun": [],
+    "ledger.LedgerAcknowledgement": [],
+    "ledger.LedgerCheckpoint": [],
+    "ledger.LedgerKey": [],
+    "webhooks.Subscription": ["secret_encrypted", "previous_secret_encrypted"],
+    "webhooks.Delivery": [],
     "clients.ServiceClient": ["key_hash"],
 }
 LIST_COLUMNS = 8

@@ -39,6 +39,7 @@ OFFICER_VIEW_APPS = (
     "retention",
     "sampling",
     "transfers",
+    "webhooks",
 )
 
 

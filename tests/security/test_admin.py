@@ -9,6 +9,7 @@ from compliance.ledger.models import LedgerEntry
 from compliance.ledger.services import ledger_append
 from compliance.retention.models import LegalHold
 from compliance.security.services import second_factor_issue
+from compliance.webhooks.services import subscription_create
 
 from .conftest import officer_without_device, person, verified_client
 
@@ -97,3 +98,27 @@ def test_service_client_key_hashes_are_not_shown(officer, api_client_with_scopes
     page = client.get(f"/admin/clients/serviceclient/{pk}/change/").content.decode()
 
     assert ServiceClient.objects.get().key_hash not in page
+
+
+def test_webhook_secrets_are_not_shown_and_the_ledger_records_are_listed(officer, settings):
+    settings.WEBHOOKS_ALLOW_HTTP = True
+    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
+    with transaction.atomic():
+        subscription, secret = subscription_create(
+            url="http://127.0.0.1:9/hook", events=["*"], description="", holds_copies=False,
+            actor="t",
+        )  # fmt: skip
+    client = verified_client(officer.user)
+
+    page = client.get(f"/admin/webhooks/subscription/{subscription.pk}/change/")
+
+    assert page.status_code == 200
+    assert subscription.secret_encrypted not in page.content.decode()
+    assert secret not in page.content.decode()
+    for path in (
+        "/admin/ledger/ledgeracknowledgement/",
+        "/admin/ledger/ledgercheckpoint/",
+        "/admin/ledger/ledgerkey/",
+        "/admin/webhooks/delivery/",
+    ):
+        assert client.get(path).status_code == 200, path
