@@ -7,6 +7,10 @@ sooner. So once the change has committed, a broker that is down, full or slow mu
 turn the answer into a 5xx: the client would retry and create the thing twice. A
 failed enqueue is logged and counted, and the sweep does the work on its next round.
 
+Services name the task (`enqueue_on_commit("retention.run_deletion_request", ...)`)
+rather than import it: a task module imports its services, so an import back would
+make a circle.
+
 After a refused publish this process leaves the broker alone for BROKER_BACKOFF_SECONDS
 (those enqueues count as failed too): in an outage every request would otherwise pay
 for the connect and its retries.
@@ -17,7 +21,7 @@ import time
 from functools import partial
 from typing import Any
 
-from celery import Task
+from celery import Task, current_app
 from django.conf import settings
 from django.db import transaction
 from prometheus_client import Counter
@@ -37,10 +41,12 @@ ENQUEUE_FAILURES = Counter(
 _skip_until = 0.0  # time.monotonic() before which this process does not try the broker
 
 
-def enqueue(task: Task, *args: Any) -> bool:
-    """Send `task(*args)` now; False, logged and counted, when the broker refused it
-    (or refused another shortly before)."""
+def enqueue(task: Task | str, *args: Any) -> bool:
+    """Send `task(*args)` now (a task, or its registered name); False, logged and
+    counted, when the broker refused it (or refused another shortly before)."""
     global _skip_until
+    if isinstance(task, str):
+        task = current_app.tasks[task]
     if time.monotonic() < _skip_until:
         ENQUEUE_FAILURES.labels(task=task.name).inc()
         logger.warning("task.enqueue_skipped task=%s broker refused recently", task.name)
@@ -64,6 +70,6 @@ def enqueue_backoff_reset() -> None:
     _skip_until = 0.0
 
 
-def enqueue_on_commit(task: Task, *args: Any) -> None:
+def enqueue_on_commit(task: Task | str, *args: Any) -> None:
     """`enqueue` once the current transaction commits; nothing if it rolls back."""
     transaction.on_commit(partial(enqueue, task, *args))

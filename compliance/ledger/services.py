@@ -170,12 +170,10 @@ def ledger_verification_start(*, requested_by: str, by_worker: bool = True) -> V
     """A new full verification, beside any other running. Its first step goes to a
     worker after commit, unless the caller runs the steps itself (`verify_ledger`, which
     wants its own answer, now)."""
-    from .tasks import ledger_verification_step_task  # the tasks import us
-
     run = VerificationRun.objects.create(requested_by=requested_by, requested_at=timezone.now())
     if by_worker:
         # An unclaimed run is the work: the verification sweep resumes it if this is lost.
-        enqueue_on_commit(ledger_verification_step_task, run.pk)
+        enqueue_on_commit("ledger.verification_step", run.pk)
     logger.info("ledger.verification_requested run=%s by=%s", run.pk, requested_by)
     return run
 

@@ -321,9 +321,7 @@ def retention_policy_retire(*, policy: RetentionPolicy, actor: str) -> Retention
 def _apply_after_commit() -> None:
     """The new or retired version is itself the work (`applied_at` is empty): the beat's
     retention sweep applies it within a minute if this hint is lost."""
-    from .tasks import retention_policies_apply_task
-
-    enqueue_on_commit(retention_policies_apply_task)
+    enqueue_on_commit("retention.apply_policies")
 
 
 # --- holds ----------------------------------------------------------------------
@@ -470,8 +468,6 @@ def deletion_request_create(
         actor=actor,
         payload={"request": request.public_id, "from": recorded_from, "to": recorded_to},
     )
-    from .tasks import deletion_request_run_task
-
     # The request in `received` is the work; the beat's sweep runs it if this is lost.
-    enqueue_on_commit(deletion_request_run_task, request.public_id)
+    enqueue_on_commit("retention.run_deletion_request", request.public_id)
     return request

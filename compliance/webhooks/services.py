@@ -31,6 +31,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
+from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.services import ledger_append
@@ -225,11 +226,7 @@ def subscription_replay(*, subscription: Subscription, actor: str) -> int:
 
 
 def _send_hint() -> None:
-    from compliance.core.enqueue import enqueue_on_commit
-
-    from .tasks import webhooks_send_task  # the tasks import us
-
-    enqueue_on_commit(webhooks_send_task)
+    enqueue_on_commit("webhooks.send")
 
 
 # --- the dispatcher ---------------------------------------------------------------------
