@@ -40,9 +40,8 @@ DB = "earshot_bench_ledger"
 
 
 def seed(entries: int) -> float:
-    from compliance.ledger.canonical import leaf_hash
+    from compliance.ledger.canonical import entry_leaf, leaf_hash
     from compliance.ledger.models import GENESIS_HASH
-    from compliance.ledger.services import entry_leaf
 
     started = time.perf_counter()
     base = datetime(2026, 1, 1, tzinfo=UTC)

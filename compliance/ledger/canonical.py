@@ -15,6 +15,7 @@ never from a re-encoding of the columns.
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -67,3 +68,55 @@ def canonical_bytes(value: Any, *, allow_floats: bool = False) -> bytes:
 def leaf_hash(leaf: bytes) -> bytes:
     """RFC 9162's hash of a leaf: SHA-256(0x00 || leaf)."""
     return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+def entry_leaf(
+    *,
+    seq: int,
+    created_at: datetime,
+    kind: str,
+    subject: str,
+    actor: str,
+    payload: dict[str, Any],
+    prev_hash: str,
+    allow_floats: bool = False,
+) -> bytes:
+    """The entry's canonical encoding: its leaf in the Merkle tree, and what its chain
+    hash is the SHA-256 of. Raises NotCanonical for what the encoding refuses."""
+    return canonical_bytes(
+        {
+            "seq": seq,
+            "created_at": created_at.astimezone(UTC).isoformat(),
+            "kind": kind,
+            "subject": subject,
+            "actor": actor,
+            "payload": payload,
+            "prev_hash": prev_hash,
+        },
+        allow_floats=allow_floats,
+    )
+
+
+def entry_hash(
+    *,
+    seq: int,
+    created_at: datetime,
+    kind: str,
+    subject: str,
+    actor: str,
+    payload: dict[str, Any],
+    prev_hash: str,
+) -> str:
+    """The chain hash of an entry with these fields: SHA-256 of its leaf, hex. Floats
+    are taken (entries from before they were refused), so this also re-checks those."""
+    leaf = entry_leaf(
+        seq=seq,
+        created_at=created_at,
+        kind=kind,
+        subject=subject,
+        actor=actor,
+        payload=payload,
+        prev_hash=prev_hash,
+        allow_floats=True,
+    )
+    return hashlib.sha256(leaf).hexdigest()

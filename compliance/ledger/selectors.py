@@ -5,9 +5,8 @@ accepted), and what the full verifications found."""
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .canonical import NotCanonical
-from .models import LedgerAcknowledgement, LedgerEntry, VerificationRun
-from .services import GENESIS_HASH, entry_hash
+from .canonical import NotCanonical, entry_hash
+from .models import GENESIS_HASH, LedgerAcknowledgement, LedgerEntry, VerificationRun
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -42,7 +42,7 @@ from django.utils import timezone
 from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError, Conflict
 
-from .canonical import canonical_bytes, leaf_hash
+from .canonical import entry_leaf, leaf_hash
 from .checkpoints import ledger_checkpoint_problem
 from .models import GENESIS_HASH, LedgerAcknowledgement, LedgerEntry, VerificationRun
 
@@ -62,58 +62,6 @@ VERIFY_STEP_SECONDS = 50.0
 VERIFY_UNCLAIMED_GRACE = timedelta(seconds=30)
 # An acknowledgement's reason, at most (it goes into the ledger whole).
 ACKNOWLEDGEMENT_REASON_MAX = 2000
-
-
-def entry_leaf(
-    *,
-    seq: int,
-    created_at: datetime,
-    kind: str,
-    subject: str,
-    actor: str,
-    payload: dict[str, Any],
-    prev_hash: str,
-    allow_floats: bool = False,
-) -> bytes:
-    """The entry's canonical encoding: its leaf in the Merkle tree, and what its chain
-    hash is the SHA-256 of. Raises NotCanonical for what the encoding refuses."""
-    return canonical_bytes(
-        {
-            "seq": seq,
-            "created_at": created_at.astimezone(UTC).isoformat(),
-            "kind": kind,
-            "subject": subject,
-            "actor": actor,
-            "payload": payload,
-            "prev_hash": prev_hash,
-        },
-        allow_floats=allow_floats,
-    )
-
-
-def entry_hash(
-    *,
-    seq: int,
-    created_at: datetime,
-    kind: str,
-    subject: str,
-    actor: str,
-    payload: dict[str, Any],
-    prev_hash: str,
-) -> str:
-    """The chain hash of an entry with these fields: SHA-256 of its leaf, hex. Floats
-    are taken (entries from before they were refused), so this also re-checks those."""
-    leaf = entry_leaf(
-        seq=seq,
-        created_at=created_at,
-        kind=kind,
-        subject=subject,
-        actor=actor,
-        payload=payload,
-        prev_hash=prev_hash,
-        allow_floats=True,
-    )
-    return hashlib.sha256(leaf).hexdigest()
 
 
 def ledger_append(

@@ -75,7 +75,7 @@ def delete_newest(n: int) -> None:
 def reforge_from(seq: int, payload: dict) -> None:
     """A tamperer rewrites entry `seq` and recomputes its hash and every later entry's
     link and hash, so that the chain is consistent in itself."""
-    from compliance.ledger.services import entry_hash
+    from compliance.ledger.canonical import entry_hash
 
     prev_hash = None
     with tampering():

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from compliance.ledger.canonical import leaf_hash
+from compliance.ledger.canonical import entry_leaf, leaf_hash
 from compliance.ledger.checkpoints import checkpoint_text, ledger_checkpoint_issue
 from compliance.ledger.models import LedgerEntry
-from compliance.ledger.services import entry_leaf
 from compliance.ledger.signing import signing_key_parse
 from tests.conftest import postgres_only
 from tests.ledger.conftest import TABLE, append, delete_newest, sql, tampering, verify_in_full

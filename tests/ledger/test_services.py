@@ -10,11 +10,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from compliance.ledger import selectors, services
+from compliance.ledger.canonical import entry_hash
 from compliance.ledger.models import LedgerEntry, VerificationRun
 from compliance.ledger.selectors import ledger_status
 from compliance.ledger.services import (
     GENESIS_HASH,
-    entry_hash,
     ledger_append,
     ledger_verification_request,
     ledger_verification_start,

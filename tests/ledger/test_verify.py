@@ -6,6 +6,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, transaction
 
 from compliance.ledger import selectors
+from compliance.ledger.canonical import entry_hash
 from compliance.ledger.models import LedgerEntry, VerificationRun
 from compliance.ledger.selectors import (
     GENESIS,
@@ -14,7 +15,6 @@ from compliance.ledger.selectors import (
     ledger_verify,
     ledger_walk,
 )
-from compliance.ledger.services import entry_hash
 from tests.conftest import postgres_only
 from tests.ledger.conftest import TABLE, append, edit_payload, sql, tampering
 
