@@ -14,16 +14,7 @@ from compliance.core.errors import ApplicationError, Conflict
 from compliance.ledger.services import ledger_append
 
 from .models import Channel, ConsentDefault, ConsentEvent, ConsentState, Purpose
-
-
-def validate_purpose(purpose: Any, field: str = "purpose") -> str:
-    if purpose not in Purpose.values:
-        raise ApplicationError(
-            "unknown_purpose",
-            f"Unknown purpose; one of: {', '.join(Purpose.values)}.",
-            fields={field: ["unknown"]},
-        )
-    return purpose
+from .purposes import validate_purpose
 
 
 def consent_states_initialise(*, profile: Any) -> None:

@@ -54,7 +54,7 @@ from django.utils import timezone
 
 from compliance.accounts.models import Profile
 from compliance.consent.models import ConsentState, Purpose
-from compliance.consent.services import validate_purpose
+from compliance.consent.purposes import validate_purpose
 from compliance.core.countries import is_country
 from compliance.core.errors import ApplicationError, NotFound
 from compliance.core.sql import pg_array
