@@ -23,7 +23,7 @@ from compliance.ledger.models import LedgerEntry, VerificationRun
 from compliance.ledger.services import ledger_verifications_sweep
 from compliance.ledger.tasks import ledger_verification_step_task
 from compliance.recordings.models import Recording
-from compliance.retention import purge
+from compliance.retention import deletion_requests
 from compliance.retention.models import DeletionRequest, RetentionPolicy
 from compliance.retention.tasks import (
     deletion_request_run_task,
@@ -44,7 +44,7 @@ def failures(task_name: str) -> float:
 
 def run_lost_deletion_requests() -> list[str]:
     """What the beat's sweep and then a worker do, once the request counts as lost."""
-    lost = purge.deletion_requests_sweep(now=timezone.now() + timedelta(seconds=31))
+    lost = deletion_requests.deletion_requests_sweep(now=timezone.now() + timedelta(seconds=31))
     for public_id in lost:
         deletion_request_run_task(public_id)
     return lost
