@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any
 
 from celery import Task, current_app
+from celery.exceptions import NotRegistered
 from django.conf import settings
 from django.db import transaction
 from prometheus_client import Counter
@@ -41,12 +42,23 @@ ENQUEUE_FAILURES = Counter(
 _skip_until = 0.0  # time.monotonic() before which this process does not try the broker
 
 
+def task_named(name: str) -> Task:
+    """The registered task `name`. Only the worker and beat import the apps' tasks
+    modules when they start (Celery's autodiscovery waits for its import_modules
+    signal); a web or command process imports them here, on its first enqueue by name."""
+    try:
+        return current_app.tasks[name]
+    except NotRegistered:
+        current_app.loader.import_default_modules()
+        return current_app.tasks[name]
+
+
 def enqueue(task: Task | str, *args: Any) -> bool:
     """Send `task(*args)` now (a task, or its registered name); False, logged and
     counted, when the broker refused it (or refused another shortly before)."""
     global _skip_until
     if isinstance(task, str):
-        task = current_app.tasks[task]
+        task = task_named(task)
     if time.monotonic() < _skip_until:
         ENQUEUE_FAILURES.labels(task=task.name).inc()
         logger.warning("task.enqueue_skipped task=%s broker refused recently", task.name)

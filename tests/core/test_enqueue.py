@@ -274,3 +274,23 @@ def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
             return True
         time.sleep(0.2)
     return condition()
+
+
+def test_a_process_that_imported_no_tasks_module_still_enqueues_by_name():
+    """gunicorn and manage.py never import the tasks modules themselves: a task named by
+    a service (retention.run_deletion_request) must still be found there, or the
+    request that committed the work would answer 500."""
+    code = (
+        "import django; django.setup()\n"
+        "from celery import current_app\n"
+        "from compliance.core.enqueue import task_named\n"
+        "assert 'retention.run_deletion_request' not in current_app.tasks\n"
+        "print(task_named('retention.run_deletion_request').name)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    done = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "retention.run_deletion_request"
