@@ -2,7 +2,12 @@
 written for people (config/api_docs.py), and each operation's request body lists exactly
 the media types the server accepts: a declared one is never a 415, any other always is."""
 
+import json
+import re
+import shlex
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -124,3 +129,61 @@ def test_each_request_body_is_accepted_exactly_in_its_declared_media_types(schem
 
     assert wrong == []
     assert checked >= 15 * len(MEDIA_TYPES)
+
+
+# --- the README's curl commands ------------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_curls() -> list[str]:
+    """Every curl command in the README's shell blocks, continuation lines joined."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", README.read_text(), flags=re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            if command.lstrip().startswith("curl ") and "/api/v1/" in command.replace(
+                "$BASE", "/api/v1"
+            ):
+                commands.append(command.strip())
+    return commands
+
+
+def _curl_request(command: str) -> tuple[str, str, dict[str, Any] | None]:
+    words = shlex.split(command.replace("$BASE", "http://127.0.0.1:8000/api/v1"))
+    method, body, url = "GET", None, ""
+    for i, word in enumerate(words):
+        if word == "-X":
+            method = words[i + 1]
+        elif word == "-d":
+            body = json.loads(words[i + 1])
+            method = "POST" if method == "GET" else method
+        elif "/api/v1/" in word:
+            url = word
+    return method, urlsplit(url).path, body
+
+
+def _operation_for(schema: dict[str, Any], method: str, path: str) -> dict[str, Any] | None:
+    # a literal segment wins over a parameter (eligibility/batch, not eligibility/{id})
+    for template, operations in sorted(schema["paths"].items(), key=lambda t: t[0].count("{")):
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            return operations.get(method.lower())
+    return None
+
+
+def _properties(schema: dict[str, Any], operation: dict[str, Any]) -> set[str]:
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    name = body["$ref"].rsplit("/", 1)[-1]
+    return set(schema["components"]["schemas"][name]["properties"])
+
+
+def test_the_readme_curls_call_operations_and_fields_the_schema_has(schema):
+    commands = _readme_curls()
+    assert len(commands) >= 12
+
+    for command in commands:
+        method, path, body = _curl_request(command)
+        operation = _operation_for(schema, method, path)
+        assert operation is not None, f"README: no {method} {path} in the schema"
+        if body is not None:
+            assert set(body) <= _properties(schema, operation), f"README: {command}"

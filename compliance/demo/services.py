@@ -27,7 +27,9 @@ from compliance.recordings.services import RecordingInput, recording_create
 from compliance.transfers.models import TransferRule
 from compliance.transfers.services import transfer_rule_create
 
-from .history import history_seed
+from .history import JURISDICTIONS, history_seed
+
+DEMO_HISTORY_PROFILES = sum(count for count, *_ in JURISDICTIONS.values())
 
 VOICE_DIR = Path(__file__).resolve().parent / "voice"
 DEMO_CLIENT = "demo-platform"
@@ -86,6 +88,13 @@ _PEOPLE = [
             )
         ],
     ),
+]
+
+
+DEMO_PROFILES = [
+    f"{profile} ({login}, {jurisdiction})"
+    for login, _, jurisdiction, profiles in _PEOPLE
+    for profile, *_ in profiles
 ]
 
 
