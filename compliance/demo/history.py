@@ -342,8 +342,8 @@ class _History:
 
 
 @transaction.atomic
-def _deletions_and_a_hold() -> None:
-    """Requests from today: two carried out, one kept back by a legal hold."""
+def _deletions_and_a_hold() -> list[str]:
+    """Requests from today, one kept back by a legal hold; their public ids."""
     us_people = Account.objects.filter(
         jurisdiction="US", external_id__startswith="acct-demo-"
     ).order_by("external_id")
@@ -369,7 +369,7 @@ def _deletions_and_a_hold() -> None:
                 actor=PLATFORM,
             )
         )
-    transaction.on_commit(lambda: [deletion_request_run(public_id=r.public_id) for r in requests])
+    return [request.public_id for request in requests]
 
 
 def history_seed(*, now: datetime, voice_dir: Path, manifest: dict[str, dict]) -> None:
@@ -379,7 +379,8 @@ def history_seed(*, now: datetime, voice_dir: Path, manifest: dict[str, dict]) -
     with _commits_without_fsync():
         _setup(_day_start(now, HISTORY_DAYS + LEAD_DAYS + 1))
         _History(now=now, voice_dir=voice_dir, manifest=manifest).run()
-        _deletions_and_a_hold()
+        for public_id in _deletions_and_a_hold():  # carried out as the worker would
+            deletion_request_run(public_id=public_id)
 
 
 @contextmanager
