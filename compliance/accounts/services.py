@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.db import IntegrityError, transaction
 
 from compliance.consent.services import consent_states_initialise
@@ -39,8 +41,15 @@ def account_create(*, external_id: str, jurisdiction: str, actor: str) -> Accoun
 
 @transaction.atomic
 def profile_create(
-    *, external_id: str, account_external_id: str, is_child: bool, actor: str
+    *,
+    external_id: str,
+    account_external_id: str,
+    is_child: bool,
+    actor: str,
+    at: datetime | None = None,
 ) -> Profile:
+    """A new profile; `at` is when it was created on the platform, when that was before
+    now (the demo's history): the reports count the profile from then."""
     external_id = _validate_external_id(external_id, "external_id")
     account = Account.objects.filter(external_id=account_external_id).first()
     if account is None:
@@ -54,6 +63,9 @@ def profile_create(
             profile = Profile.objects.create(
                 external_id=external_id, account=account, is_child=is_child
             )
+            if at is not None:  # auto_now_add ignores a value given to create()
+                Profile.objects.filter(pk=profile.pk).update(created_at=at)
+                profile.created_at = at
     except IntegrityError:
         raise Conflict("duplicate", f"A profile {external_id!r} exists already.") from None
     consent_states_initialise(profile=profile)
@@ -61,7 +73,11 @@ def profile_create(
         kind="profile.created",
         subject=f"profile:{external_id}",
         actor=actor,
-        payload={"account": account.external_id, "is_child": is_child},
+        payload={
+            "account": account.external_id,
+            "is_child": is_child,
+            **({"created_at": at.isoformat()} if at is not None else {}),
+        },
     )
     return profile
 

@@ -4,6 +4,7 @@ A withdrawal commits together with everything it must stop, so it is in force be
 its response is sent.
 """
 
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -33,7 +34,11 @@ def consent_set(
     channel: str,
     notice_version: str,
     actor: str,
+    at: datetime | None = None,
 ) -> ConsentState:
+    """Record a decision and make it the current state. `at` is when the person decided,
+    when that was before now (an import of earlier decisions, the demo's history): the
+    event carries it and the ledger entry, appended now, names it as `decided_at`."""
     validate_purpose(purpose)
     if channel not in Channel.values:
         raise ApplicationError(
@@ -57,7 +62,7 @@ def consent_set(
     if state.granted is granted and last is not None and last.notice_version == notice_version:
         return state
 
-    now = timezone.now()
+    now = at or timezone.now()
     event = ConsentEvent.objects.create(
         profile=profile,
         purpose=purpose,
@@ -85,6 +90,7 @@ def consent_set(
             "channel": channel,
             "notice_version": notice_version,
             "event": event.pk,
+            **({"decided_at": at.isoformat()} if at is not None else {}),
         },
     )
     return state

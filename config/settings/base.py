@@ -227,6 +227,8 @@ SPECTACULAR_SETTINGS = {
         "compliance.core.idempotency.document_idempotency",
         # every operation documents the error envelope for its 4xx answers
         "compliance.security.schema.document_error_responses",
+        # a summary and a description for people on every operation
+        "config.api_docs.describe_operations",
     ],
 }
 
