@@ -32,8 +32,9 @@ from compliance.accounts.services import account_create, profile_create, profile
 from compliance.consent.models import ConsentState, Purpose
 from compliance.consent.services import consent_set
 from compliance.recordings.services import RecordingInput, recordings_register
+from compliance.retention.deletion_requests import deletion_request_run
 from compliance.retention.models import AppliesTo, RetentionPolicy
-from compliance.retention.purge import deletion_request_run, purge_expired
+from compliance.retention.purge import purge_expired
 from compliance.retention.services import (
     deletion_request_create,
     legal_hold_place,
