@@ -366,27 +366,7 @@ def deliveries_claim(*, lanes: int, now: datetime | None = None) -> list[list[Cl
         free = min(cap - busy.get(subscription.pk, 0), lanes - len(claimed))
         if free <= 0:
             continue
-        # the oldest undelivered delivery of each profile: only it may go now
-        heads = (
-            Delivery.objects.filter(
-                subscription=subscription,
-                status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
-            )
-            .values("ordering_key")
-            .annotate(head=Min("id"))
-            .values("head")
-        )
-        ids = list(
-            Delivery.objects.filter(
-                Q(lease_until__isnull=True) | Q(lease_until__lte=now),
-                pk__in=heads,
-                status=DeliveryStatus.PENDING,
-                next_attempt_at__lte=now,
-            )
-            .order_by("id")
-            .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[: free * size]
-        )
+        ids = _due_heads(subscription.pk, now, free * size)
         if not ids:
             continue
         keys = subscription_secrets(subscription, now=now)
@@ -414,6 +394,40 @@ def deliveries_claim(*, lanes: int, now: datetime | None = None) -> list[list[Cl
                 ]
             )
     return claimed
+
+
+def _due_heads(subscription_id: int, now: datetime, limit: int) -> list[int]:
+    """Up to `limit` due, unleased deliveries of the subscription, oldest first, each the
+    oldest undelivered one of its profile (only it may go now), locked (SKIP LOCKED).
+
+    The heads are read first, then their rows by id in chunks: as one `IN (subquery)`
+    the planner, with no statistics yet on a freshly filled table, joined the two by a
+    nested loop over the whole backlog (2 s a claim at 2,000 deliveries)."""
+    heads = sorted(
+        Delivery.objects.filter(
+            subscription_id=subscription_id,
+            status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+        )
+        .values("ordering_key")
+        .annotate(head=Min("id"))
+        .values_list("head", flat=True)
+    )
+    ids: list[int] = []
+    for start in range(0, len(heads), 1000):
+        ids += (
+            Delivery.objects.filter(
+                Q(lease_until__isnull=True) | Q(lease_until__lte=now),
+                pk__in=heads[start : start + 1000],
+                status=DeliveryStatus.PENDING,
+                next_attempt_at__lte=now,
+            )
+            .order_by("id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[: limit - len(ids)]
+        )
+        if len(ids) >= limit:
+            break
+    return ids
 
 
 @dataclass
