@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import secrets
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 import urllib3
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Min, Q
+from django.db.models import Case, Count, F, Min, Q, Value, When
 from django.utils import timezone
 
 from compliance.core.enqueue import enqueue_on_commit
@@ -366,39 +367,48 @@ def deliveries_claim(*, lanes: int, now: datetime | None = None) -> list[list[Cl
         free = min(cap - busy.get(subscription.pk, 0), lanes - len(claimed))
         if free <= 0:
             continue
-        ids = _due_heads(subscription.pk, now, free * size)
-        if not ids:
+        rows = _due_heads(subscription.pk, now, free * size)
+        if not rows:
             continue
         keys = subscription_secrets(subscription, now=now)
-        count = min(free, len(ids))
-        for n in range(count):
-            lane_ids = ids[n::count]  # spread: a slow receiver's few go out in parallel
-            token = secrets.token_hex(8)
-            Delivery.objects.filter(pk__in=lane_ids).update(
-                lease_until=lease_until, attempts=F("attempts") + 1, last_attempt_at=now, lane=token
-            )
-            rows = Delivery.objects.filter(pk__in=lane_ids).order_by("id")
-            claimed.append(
-                [
-                    Claimed(
-                        id=row.pk,
-                        attempt=row.attempts,
-                        subscription_id=subscription.pk,
-                        url=subscription.url,
-                        secrets=keys,
-                        event_id=row.event_id,
-                        body=row.body,
-                        lane=token,
-                    )
-                    for row in rows.only("id", "attempts", "event_id", "body")
-                ]
-            )
+        count = min(free, len(rows))
+        tokens = [secrets.token_hex(8) for _ in range(count)]
+        # spread: a slow receiver's few go out in parallel; one update for all lanes
+        Delivery.objects.filter(pk__in=[row[0] for row in rows]).update(
+            lease_until=lease_until,
+            attempts=F("attempts") + 1,
+            last_attempt_at=now,
+            lane=Case(
+                *(
+                    When(pk__in=[row[0] for row in rows[n::count]], then=Value(token))
+                    for n, token in enumerate(tokens)
+                ),
+                default=Value(""),
+            ),
+        )
+        claimed += [
+            [
+                Claimed(
+                    id=pk,
+                    attempt=attempts + 1,
+                    subscription_id=subscription.pk,
+                    url=subscription.url,
+                    secrets=keys,
+                    event_id=event_id,
+                    body=body,
+                    lane=token,
+                )
+                for pk, attempts, event_id, body in rows[n::count]
+            ]
+            for n, token in enumerate(tokens)
+        ]
     return claimed
 
 
-def _due_heads(subscription_id: int, now: datetime, limit: int) -> list[int]:
+def _due_heads(subscription_id: int, now: datetime, limit: int) -> list[tuple[int, int, str, str]]:
     """Up to `limit` due, unleased deliveries of the subscription, oldest first, each the
-    oldest undelivered one of its profile (only it may go now), locked (SKIP LOCKED).
+    oldest undelivered one of its profile (only it may go now), locked (SKIP LOCKED):
+    (id, attempts, event_id, body) each.
 
     The heads are read first, then their rows by id in chunks: as one `IN (subquery)`
     the planner, with no statistics yet on a freshly filled table, joined the two by a
@@ -412,9 +422,9 @@ def _due_heads(subscription_id: int, now: datetime, limit: int) -> list[int]:
         .annotate(head=Min("id"))
         .values_list("head", flat=True)
     )
-    ids: list[int] = []
+    rows: list[tuple[int, int, str, str]] = []
     for start in range(0, len(heads), 1000):
-        ids += (
+        rows += (
             Delivery.objects.filter(
                 Q(lease_until__isnull=True) | Q(lease_until__lte=now),
                 pk__in=heads[start : start + 1000],
@@ -423,57 +433,64 @@ def _due_heads(subscription_id: int, now: datetime, limit: int) -> list[int]:
             )
             .order_by("id")
             .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[: limit - len(ids)]
+            .values_list("id", "attempts", "event_id", "body")[: limit - len(rows)]
         )
-        if len(ids) >= limit:
+        if len(rows) >= limit:
             break
-    return ids
+    return rows
 
 
 @dataclass
 class Pools:
-    """Connection pools per checked address and host, kept for one sender run."""
+    """Keep-alive connection pools per checked address and host, shared by the sender's
+    threads for one run (a pool holds at most WEBHOOKS_MAX_IN_FLIGHT connections)."""
 
     pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, target: Target) -> urllib3.HTTPConnectionPool:
         key = (target.scheme, target.address, target.port, target.host)
-        pool = self.pools.get(key)
-        if pool is None:
-            timeout = urllib3.Timeout(
-                connect=min(5.0, settings.WEBHOOKS_TIMEOUT_SECONDS),
-                read=settings.WEBHOOKS_TIMEOUT_SECONDS,
+        with self.lock:
+            pool = self.pools.get(key)
+            if pool is None:
+                pool = self.pools[key] = self._new(target)
+            return pool
+
+    @staticmethod
+    def _new(target: Target) -> urllib3.HTTPConnectionPool:
+        timeout = urllib3.Timeout(
+            connect=min(5.0, settings.WEBHOOKS_TIMEOUT_SECONDS),
+            read=settings.WEBHOOKS_TIMEOUT_SECONDS,
+        )
+        common = {
+            "host": target.address,  # the address we checked: no second lookup
+            "port": target.port,
+            "timeout": timeout,
+            "retries": False,
+            "maxsize": settings.WEBHOOKS_MAX_IN_FLIGHT,
+            "block": False,
+        }
+        if target.scheme == "https":
+            return urllib3.HTTPSConnectionPool(
+                **common,
+                server_hostname=target.host,  # SNI
+                assert_hostname=target.host,  # the certificate names the host
             )
-            common = {
-                "host": target.address,  # the address we checked: no second lookup
-                "port": target.port,
-                "timeout": timeout,
-                "retries": False,
-                "maxsize": settings.WEBHOOKS_MAX_IN_FLIGHT,
-                "block": False,
-            }
-            if target.scheme == "https":
-                pool = urllib3.HTTPSConnectionPool(
-                    **common,
-                    server_hostname=target.host,  # SNI
-                    assert_hostname=target.host,  # the certificate names the host
-                )
-            else:
-                pool = urllib3.HTTPConnectionPool(**common)
-            self.pools[key] = pool
-        return pool
+        return urllib3.HTTPConnectionPool(**common)
 
     def close(self) -> None:
-        for pool in self.pools.values():
-            pool.close()
+        with self.lock:
+            for pool in self.pools.values():
+                pool.close()
 
 
-def delivery_send(claimed: Claimed, pools: Pools) -> Outcome:
-    """One HTTP attempt. Touches no database: it runs in the sender's threads."""
-    try:
-        target = target_check(claimed.url)
-    except ApplicationError as error:
-        return Outcome(error=error.code)
+def delivery_send(claimed: Claimed, pools: Pools, target: Target | None = None) -> Outcome:
+    """One HTTP attempt to `target` (checked here when not given). Touches no database."""
+    if target is None:
+        try:
+            target = target_check(claimed.url)
+        except ApplicationError as error:
+            return Outcome(error=error.code)
     now = timezone.now()
     headers = {
         "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
@@ -572,32 +589,43 @@ def _subscription_mark(subscription_id: int, status: str, reason: str) -> None:
 def lane_send(
     lane: list[Claimed], pools: Pools, lease_end: float, budget_end: float
 ) -> list[Outcome | None]:
-    """Send a lane's deliveries in order; None for those left unsent, because an answer
-    could come after the lane's lease, or the sender's time is up (a slow receiver's
-    lane must not keep the sender from returning)."""
+    """Send a lane's deliveries in order on the subscription's pooled connections; None
+    for those left unsent, because an answer could come after the lane's lease, or the
+    sender's time is up (a slow receiver's lane must not keep the sender from returning).
+    The URL is resolved and checked once for the lane, and every request of the lane
+    connects to that checked address."""
+    try:
+        target = target_check(lane[0].url)
+    except ApplicationError as error:
+        return [Outcome(error=error.code) for _ in lane]
     outcomes: list[Outcome | None] = []
     for claimed in lane:
         now = time.monotonic()
         if now + settings.WEBHOOKS_TIMEOUT_SECONDS + 5 > lease_end or now > budget_end:
             outcomes.append(None)
         else:
-            outcomes.append(delivery_send(claimed, pools))
+            outcomes.append(delivery_send(claimed, pools, target))
     return outcomes
 
 
 def lane_record(lane: list[Claimed], outcomes: list[Outcome | None]) -> None:
-    """A lane's outcomes: its 2xx in one update, fenced by the lane's token (a new claim
-    of the same rows carries another); failures one by one."""
+    """A lane's outcomes in a few updates, each fenced by the lane's token (a new claim
+    of the same rows carries another, so a sender whose lease lapsed writes nothing):
+    its 2xx in one; its failures grouped by attempt and answer, each group's retry at one
+    jittered time; those past the retry budget failed, and the subscription failing."""
     now = timezone.now()
     delivered: list[int] = []
     unsent: list[int] = []
+    failed: dict[tuple[int, int | None, str], list[int]] = {}
     for claimed, outcome in zip(lane, outcomes, strict=True):
         if outcome is None:
             unsent.append(claimed.id)
         elif outcome.status_code is not None and 200 <= outcome.status_code < 300:
             delivered.append(claimed.id)
         else:
-            delivery_record(claimed, outcome, now=now)
+            code = outcome.status_code
+            key = (claimed.attempt, code, outcome.error or f"http_{code}")
+            failed.setdefault(key, []).append(claimed.id)
     mine = Delivery.objects.filter(status=DeliveryStatus.PENDING, lane=lane[0].lane)
     if delivered:
         mine.filter(pk__in=delivered).update(
@@ -609,12 +637,29 @@ def lane_record(lane: list[Claimed], outcomes: list[Outcome | None]) -> None:
         )
     if unsent:
         mine.filter(pk__in=unsent).update(lease_until=None, lane="")
+    budget_end = now - timedelta(seconds=settings.WEBHOOKS_RETRY_SECONDS)
+    mark: tuple[str, str] | None = None
+    for (attempt, code, error), ids in failed.items():
+        answer = {"lease_until": None, "last_status_code": code, "last_error": error}
+        gone = mine.filter(pk__in=ids)
+        if code == 410:
+            if gone.update(status=DeliveryStatus.FAILED, **answer):
+                mark = (SubscriptionStatus.DISABLED, "gone (410)")
+            continue
+        if gone.filter(retry_from__lte=budget_end).update(status=DeliveryStatus.FAILED, **answer):
+            mark = mark or (SubscriptionStatus.FAILING, "retries exhausted")
+        gone.update(next_attempt_at=now + timedelta(seconds=retry_delay(attempt)), **answer)
+    if mark is not None:
+        # after the deliveries' own writes committed: no lock on them is held here
+        _subscription_mark(lane[0].subscription_id, *mark)
 
 
 def webhooks_send(*, budget_seconds: float = 10.0, threads: int | None = None) -> int:
     """Send due deliveries for up to `budget_seconds` (then finish the lanes in flight);
     how many deliveries were tried. A slow receiver holds at most WEBHOOKS_MAX_IN_FLIGHT
-    of the threads; the others keep serving everyone else."""
+    of the threads; the others keep serving everyone else. This thread claims and
+    records (one database connection, a few statements a lane); the pool's threads
+    only sign and send."""
     threads = threads or settings.WEBHOOKS_SENDER_THREADS
     deadline = time.monotonic() + budget_seconds
     pools = Pools()
