@@ -146,6 +146,17 @@ def subscription_delete(*, subscription: Subscription, actor: str) -> None:
 
 
 @transaction.atomic
+def subscription_disable(*, subscription: Subscription, actor: str) -> Subscription:
+    """An officer stops deliveries to it (it collects no new events meanwhile); a replay
+    makes it active again and sends what failed."""
+    locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+    if locked.status in (SubscriptionStatus.DISABLED, SubscriptionStatus.DELETED):
+        return locked
+    _status_set(locked, SubscriptionStatus.DISABLED, reason="disabled by an officer", actor=actor)
+    return locked
+
+
+@transaction.atomic
 def subscription_rotate_secret(
     *, subscription: Subscription, actor: str
 ) -> tuple[Subscription, str]:
