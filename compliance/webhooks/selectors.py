@@ -40,6 +40,11 @@ def deletion_request_confirmations(*, receipt: str) -> dict[str, Any]:
         .order_by("subscription_id")
         .values_list("subscription_id", "subscription__external_id")
     )
+    names = dict(
+        Subscription.objects.filter(pk__in=[pk for pk, _ in required]).values_list(
+            "pk", "description"
+        )
+    )
     confirmed = dict(
         Confirmation.objects.filter(
             event_id=event_id, subscription_id__in=[pk for pk, _ in required]
@@ -48,7 +53,7 @@ def deletion_request_confirmations(*, receipt: str) -> dict[str, Any]:
     return {
         "required": len(required),
         "confirmed": [
-            {"webhook": ext, "confirmed_at": confirmed[pk]}
+            {"webhook": ext, "name": names.get(pk, ""), "confirmed_at": confirmed[pk]}
             for pk, ext in required
             if pk in confirmed
         ],

@@ -1,11 +1,16 @@
-"""The webhooks alert on the officers' dashboard, drawn by its own tag so the dashboard's
-view needs no webhook figures of its own."""
+"""The webhooks parts of pages drawn by tags of their own, so the pages' views need no
+webhook figures: the alert on the officers' dashboard, the partner systems'
+confirmations on a deletion request's page."""
 
 from typing import Any
 
 from django import template
 
-from compliance.webhooks.selectors import deletions_unconfirmed, subscriptions_failing
+from compliance.webhooks.selectors import (
+    deletion_request_confirmations,
+    deletions_unconfirmed,
+    subscriptions_failing,
+)
 
 from ..charts import duration
 
@@ -21,3 +26,9 @@ def webhooks_alert() -> dict[str, Any]:
         "failing": subscriptions_failing(),
         "link": True,
     }
+
+
+@register.inclusion_tag("web/privacy/_deletion_confirmations.html")
+def deletion_confirmations(deletion: Any) -> dict[str, Any]:
+    """How many of the partner systems holding copies confirmed a done deletion."""
+    return {"confirmations": deletion_request_confirmations(receipt=deletion.receipt or "")}
