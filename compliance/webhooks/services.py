@@ -36,6 +36,7 @@ from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.services import ledger_append
+from compliance.security.audit import audit_bulk_change
 
 from .events import EVENT_TYPES, Event, events_from_entry
 from .models import (
@@ -228,8 +229,22 @@ def subscription_replay(*, subscription: Subscription, actor: str) -> int:
     if locked.status == SubscriptionStatus.DELETED:
         raise ApplicationError("webhook_deleted", "This subscription was deleted.", status_code=409)
     now = timezone.now()
-    replayed = Delivery.objects.filter(subscription=locked, status=DeliveryStatus.FAILED).update(
+    ids = list(
+        Delivery.objects.filter(subscription=locked, status=DeliveryStatus.FAILED).values_list(
+            "pk", flat=True
+        )
+    )
+    replayed = Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.FAILED).update(
         status=DeliveryStatus.PENDING, next_attempt_at=now, retry_from=now, lease_until=None
+    )
+    audit_bulk_change(
+        model=Delivery,
+        pks=ids,
+        changes={
+            "status": (DeliveryStatus.FAILED, DeliveryStatus.PENDING),
+            "next_attempt_at": (None, now),
+        },
+        actor=actor,
     )
     if locked.status != SubscriptionStatus.ACTIVE:
         _status_set(locked, SubscriptionStatus.ACTIVE, reason="replayed", actor=actor)
@@ -543,49 +558,6 @@ def retry_delay(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
 
 
-def delivery_record(claimed: Claimed, outcome: Outcome, *, now: datetime | None = None) -> str:
-    """Write an attempt's outcome, fenced by its attempt number; the new status, or
-    "stale" when another sender took the delivery over meanwhile."""
-    now = now or timezone.now()
-    mine = Delivery.objects.filter(
-        pk=claimed.id, attempts=claimed.attempt, status=DeliveryStatus.PENDING
-    )
-    code = outcome.status_code
-    error = outcome.error or f"http_{code}"
-    if code is not None and 200 <= code < 300:
-        done = mine.update(
-            status=DeliveryStatus.DELIVERED,
-            delivered_at=now,
-            lease_until=None,
-            last_status_code=code,
-            last_error="",
-        )
-        return DeliveryStatus.DELIVERED if done else "stale"
-    failed = {
-        "status": DeliveryStatus.FAILED,
-        "lease_until": None,
-        "last_status_code": code,
-        "last_error": error,
-    }
-    if code == 410:
-        if not mine.update(**failed):
-            return "stale"
-        # after the delivery's own write committed: no lock on it is held here
-        _subscription_mark(claimed.subscription_id, SubscriptionStatus.DISABLED, "gone (410)")
-        return DeliveryStatus.FAILED
-    budget_end = now - timedelta(seconds=settings.WEBHOOKS_RETRY_SECONDS)
-    if mine.filter(retry_from__lte=budget_end).update(**failed):
-        _subscription_mark(claimed.subscription_id, SubscriptionStatus.FAILING, "retries exhausted")
-        return DeliveryStatus.FAILED
-    retried = mine.update(
-        lease_until=None,
-        next_attempt_at=now + timedelta(seconds=retry_delay(claimed.attempt)),
-        last_status_code=code,
-        last_error=error,
-    )
-    return DeliveryStatus.PENDING if retried else "stale"
-
-
 @transaction.atomic
 def _subscription_mark(subscription_id: int, status: str, reason: str) -> None:
     locked = (
@@ -623,8 +595,10 @@ def lane_record(lane: list[Claimed], outcomes: list[Outcome | None]) -> None:
     """A lane's outcomes in a few updates, each fenced by the lane's token (a new claim
     of the same rows carries another, so a sender whose lease lapsed writes nothing):
     its 2xx in one; its failures grouped by attempt and answer, each group's retry at one
-    jittered time; those past the retry budget failed, and the subscription failing."""
+    jittered time; those past the retry budget failed, and the subscription failing.
+    Each outcome goes into the field history with its update, in one transaction."""
     now = timezone.now()
+    token = lane[0].lane
     delivered: list[int] = []
     unsent: list[int] = []
     failed: dict[tuple[int, int | None, str], list[int]] = {}
@@ -637,32 +611,53 @@ def lane_record(lane: list[Claimed], outcomes: list[Outcome | None]) -> None:
             code = outcome.status_code
             key = (claimed.attempt, code, outcome.error or f"http_{code}")
             failed.setdefault(key, []).append(claimed.id)
-    mine = Delivery.objects.filter(status=DeliveryStatus.PENDING, lane=lane[0].lane)
-    if delivered:
-        mine.filter(pk__in=delivered).update(
-            status=DeliveryStatus.DELIVERED,
-            delivered_at=now,
-            lease_until=None,
-            last_status_code=200,
-            last_error="",
-        )
-    if unsent:
-        mine.filter(pk__in=unsent).update(lease_until=None, lane="")
+    mine = Delivery.objects.filter(status=DeliveryStatus.PENDING, lane=token)
     budget_end = now - timedelta(seconds=settings.WEBHOOKS_RETRY_SECONDS)
     mark: tuple[str, str] | None = None
-    for (attempt, code, error), ids in failed.items():
-        answer = {"lease_until": None, "last_status_code": code, "last_error": error}
-        gone = mine.filter(pk__in=ids)
-        if code == 410:
-            if gone.update(status=DeliveryStatus.FAILED, **answer):
-                mark = (SubscriptionStatus.DISABLED, "gone (410)")
-            continue
-        if gone.filter(retry_from__lte=budget_end).update(status=DeliveryStatus.FAILED, **answer):
-            mark = mark or (SubscriptionStatus.FAILING, "retries exhausted")
-        gone.update(next_attempt_at=now + timedelta(seconds=retry_delay(attempt)), **answer)
+    with transaction.atomic():
+        if delivered:
+            answer = {"last_status_code": 200, "last_error": ""}
+            if mine.filter(pk__in=delivered).update(
+                status=DeliveryStatus.DELIVERED, delivered_at=now, lease_until=None, **answer
+            ):
+                _audit_outcome(delivered, token, DeliveryStatus.DELIVERED, answer)
+        if unsent:
+            mine.filter(pk__in=unsent).update(lease_until=None, lane="")
+        for (attempt, code, error), ids in failed.items():
+            answer = {"last_status_code": code, "last_error": error}
+            these = mine.filter(pk__in=ids)
+            if code == 410:
+                if these.update(status=DeliveryStatus.FAILED, lease_until=None, **answer):
+                    _audit_outcome(ids, token, DeliveryStatus.FAILED, answer)
+                    mark = (SubscriptionStatus.DISABLED, "gone (410)")
+                continue
+            if these.filter(retry_from__lte=budget_end).update(
+                status=DeliveryStatus.FAILED, lease_until=None, **answer
+            ):
+                _audit_outcome(ids, token, DeliveryStatus.FAILED, answer)
+                mark = mark or (SubscriptionStatus.FAILING, "retries exhausted")
+            retry = {"next_attempt_at": now + timedelta(seconds=retry_delay(attempt)), **answer}
+            if these.update(lease_until=None, **retry):
+                _audit_outcome(ids, token, DeliveryStatus.PENDING, retry)
     if mark is not None:
         # after the deliveries' own writes committed: no lock on them is held here
         _subscription_mark(lane[0].subscription_id, *mark)
+
+
+def _audit_outcome(ids: list[int], token: str, status: str, answer: dict[str, Any]) -> None:
+    """The field history of an attempt's outcome for the deliveries of `ids` that this
+    lane's update wrote (selected on the server: those still carrying its token and the
+    outcome). The previous answer is not kept, so its old value is left empty."""
+    written = Delivery.objects.filter(pk__in=ids, lane=token, status=status, **answer)
+    audit_bulk_change(
+        model=Delivery,
+        pks=written,
+        changes={
+            "status": (DeliveryStatus.PENDING, status),
+            **{name: (None, value) for name, value in answer.items()},
+        },
+        actor="webhooks",
+    )
 
 
 def webhooks_send(*, budget_seconds: float = 10.0, threads: int | None = None) -> int:
