@@ -290,11 +290,17 @@ WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=15.0)
 # deliveries in flight per subscription: a slow receiver holds no more of the senders
 WEBHOOKS_MAX_IN_FLIGHT = env.int("WEBHOOKS_MAX_IN_FLIGHT", default=4)
 WEBHOOKS_SENDER_THREADS = env.int("WEBHOOKS_SENDER_THREADS", default=16)
-# deliveries a sender's lane takes at once, sent one after another on one connection
-WEBHOOKS_LANE_SIZE = env.int("WEBHOOKS_LANE_SIZE", default=50)
+# deliveries a sender's lane takes at once, sent one after another on one connection (a lane
+# stops early at its lease or the sender's budget, so a slow receiver's lane ends early)
+WEBHOOKS_LANE_SIZE = env.int("WEBHOOKS_LANE_SIZE", default=200)
 # a failing delivery is retried for this long, then its subscription is marked failing
 WEBHOOKS_RETRY_SECONDS = env.int("WEBHOOKS_RETRY_SECONDS", default=25 * 3600)
 WEBHOOKS_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOKS_RETRY_MAX_DELAY_SECONDS", default=3600.0)
+# a deletion a partner system that holds copies has not confirmed this long after it was
+# told is an alert (the officers' webhooks page, earshot_webhook_unconfirmed_deletions)
+WEBHOOKS_CONFIRMATION_ALERT_AFTER_SECONDS = env.int(
+    "WEBHOOKS_CONFIRMATION_ALERT_AFTER_SECONDS", default=24 * 3600
+)
 # after a rotation the old secret signs beside the new one for this long
 WEBHOOKS_SECRET_OVERLAP_SECONDS = env.int("WEBHOOKS_SECRET_OVERLAP_SECONDS", default=24 * 3600)
 # Idempotency-Key (compliance/core/idempotency.py): a key and its stored answer are kept
@@ -382,7 +388,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # the 1 s webhooks tick logs at DEBUG when idle (compliance/webhooks/logs.py)
+    "filters": {"quiet_idle_ticks": {"()": "compliance.webhooks.logs.QuietIdleTicks"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        **{
+            name: {"filters": ["quiet_idle_ticks"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
+    },
 }
