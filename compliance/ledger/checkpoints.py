@@ -208,6 +208,23 @@ def _export_file(relative: Path, content: bytes) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
+def export_names(folder: str) -> list[str]:
+    """The names of the published files in `folder` (`checkpoints`, `entries`), sorted
+    (the names are zero-padded numbers, so this is their order)."""
+    directory = Path(settings.LEDGER_EXPORT) / folder
+    if not directory.is_dir():
+        return []
+    return sorted(path.name for path in directory.iterdir() if not path.name.startswith("."))
+
+
+def export_read(relative: str) -> bytes | None:
+    """A published file's bytes; None if there is none."""
+    try:
+        return (Path(settings.LEDGER_EXPORT) / relative).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 EXPORT_CHUNK = 10000
 
 
@@ -226,12 +243,31 @@ def _export_entries(first: int, last: int) -> None:
         start = end + 1
 
 
+def export_leaves(first: int, last: int) -> dict[int, bytes]:
+    """The published leaves `first`..`last` (those there are), by `seq`; the files
+    outside the range are not read."""
+    leaves: dict[int, bytes] = {}
+    if last < first:
+        return leaves
+    for name in export_names("entries"):
+        low, _, high = name.partition("-")
+        if not (low.isdigit() and high.isdigit()) or int(high) < first or int(low) > last:
+            continue
+        content = export_read(f"entries/{name}") or b""
+        for line in content.decode().splitlines():
+            seq_text, _, encoded = line.partition(" ")
+            if seq_text.isdigit() and first <= int(seq_text) <= last:
+                leaves.setdefault(int(seq_text), base64.b64decode(encoded))
+    return leaves
+
+
 def ledger_export_checkpoints() -> list[str]:
     """The exported checkpoint notes, oldest first."""
-    directory = Path(settings.LEDGER_EXPORT) / "checkpoints"
-    if not directory.is_dir():
-        return []
-    return [path.read_text() for path in sorted(directory.iterdir()) if path.name.isdigit()]
+    return [
+        (export_read(f"checkpoints/{name}") or b"").decode()
+        for name in export_names("checkpoints")
+        if name.isdigit()
+    ]
 
 
 # --- holding the database against what was published ----------------------------------------
@@ -250,32 +286,20 @@ def _published_verifiers() -> list[Verifier]:
 def _newest_exported() -> tuple[Checkpoint, str] | None:
     """The newest exported checkpoint that a published key signed, with its file name;
     an exported file no key opens is skipped (and logged): it proves nothing."""
-    directory = Path(settings.LEDGER_EXPORT) / "checkpoints"
-    if not directory.is_dir():
-        return None
     verifiers = _published_verifiers()
-    for path in sorted((p for p in directory.iterdir() if p.name.isdigit()), reverse=True):
-        note = path.read_text()
+    for name in reversed([name for name in export_names("checkpoints") if name.isdigit()]):
+        note = (export_read(f"checkpoints/{name}") or b"").decode()
         for verifier in verifiers:
             try:
-                return open_checkpoint(note, verifier), path.name
+                return open_checkpoint(note, verifier), name
             except NoteError:
                 continue
-        logger.error("ledger.export_unverifiable file=%s", path)
+        logger.error("ledger.export_unverifiable file=checkpoints/%s", name)
     return None
 
 
 def _exported_leaves(upto: int) -> dict[int, bytes]:
-    leaves: dict[int, bytes] = {}
-    directory = Path(settings.LEDGER_EXPORT) / "entries"
-    if not directory.is_dir():
-        return leaves
-    for path in sorted(directory.iterdir()):
-        for line in path.read_text().splitlines():
-            seq_text, _, encoded = line.partition(" ")
-            if seq_text.isdigit() and int(seq_text) <= upto:
-                leaves.setdefault(int(seq_text), base64.b64decode(encoded))
-    return leaves
+    return export_leaves(1, upto)
 
 
 def _leaves_upto(size: int, chunk: int) -> Iterator[tuple[int, bytes, bytes, str]]:

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "compliance.webhooks",
     "compliance.web",
     "compliance.demo",
+    "compliance.recovery",
 ]
 
 MIDDLEWARE = [
@@ -59,6 +60,9 @@ MIDDLEWARE = [
     "compliance.security.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "compliance.security.middleware.SecurityHeadersMiddleware",
+    # 503 `ledger_behind_export` for writing methods while the database's ledger is
+    # behind its export (restored from an older backup; docs/runtime.md).
+    "compliance.ledger.middleware.LedgerWriteGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
