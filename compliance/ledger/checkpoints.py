@@ -9,9 +9,9 @@ removed entry) is refused, loudly, and never signed. It runs from beat every min
 while the log grows, and on demand, at most once a second, for an entry not yet
 covered.
 
-Every checkpoint and the leaves it adds go to LEDGER_EXPORT as files that are created
-once and never rewritten (written under a temporary name, then linked; an existing file
-must hold the same bytes). They are written before the checkpoint's row commits, so a
+Every checkpoint and the leaves it adds go to LEDGER_EXPORT (a directory or an S3
+prefix, `export.py`) as files that are created once and never rewritten (an existing
+file must hold the same bytes). They are written before the checkpoint's row commits, so a
 stored checkpoint is always published; a file for a checkpoint whose transaction then
 failed holds the same bytes the retry writes (Ed25519 signatures are deterministic).
 
@@ -23,8 +23,6 @@ and writes only tree nodes, keys and checkpoints, which nothing else locks.
 import base64
 import hashlib
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -40,6 +38,7 @@ from earshot_verify.merkle import ProofError, hash_children, hash_leaf, verify_c
 from earshot_verify.note import Checkpoint, NoteError, Verifier, key_hash, open_checkpoint
 
 from . import tree
+from .export import ExportConflict, export_store
 from .models import LedgerCheckpoint, LedgerEntry, LedgerKey
 from .signing import SigningKey, signing_key
 
@@ -51,10 +50,6 @@ ON_DEMAND_INTERVAL = timedelta(seconds=1)
 
 class CheckpointRefused(Exception):
     """The tree does not extend the last signed checkpoint: the ledger was rewritten."""
-
-
-class ExportConflict(Exception):
-    """An exported file exists with other bytes than the ones to publish."""
 
 
 def checkpoint_text(*, origin: str, tree_size: int, root: bytes) -> str:
@@ -188,41 +183,19 @@ def ledger_checkpoint_covering(*, seq: int, wait_seconds: float = 2.0) -> Ledger
 
 
 def _export_file(relative: Path, content: bytes) -> None:
-    path = Path(settings.LEDGER_EXPORT) / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        if path.read_bytes() != content:
-            raise ExportConflict(f"{path} exists and holds other bytes")
-        return
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".export-")
-    try:
-        os.write(fd, content)
-        os.fsync(fd)
-        os.close(fd)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            if path.read_bytes() != content:
-                raise ExportConflict(f"{path} exists and holds other bytes") from None
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    export_store().write_once(relative.as_posix(), content)
 
 
-def export_names(folder: str) -> list[str]:
+def export_names(folder: str, *, after: str | None = None) -> list[str]:
     """The names of the published files in `folder` (`checkpoints`, `entries`), sorted
-    (the names are zero-padded numbers, so this is their order)."""
-    directory = Path(settings.LEDGER_EXPORT) / folder
-    if not directory.is_dir():
-        return []
-    return sorted(path.name for path in directory.iterdir() if not path.name.startswith("."))
+    (the names are zero-padded numbers, so this is their order); `after`: only those
+    that sort after it."""
+    return export_store().names(folder, after=after)
 
 
 def export_read(relative: str) -> bytes | None:
     """A published file's bytes; None if there is none."""
-    try:
-        return (Path(settings.LEDGER_EXPORT) / relative).read_bytes()
-    except FileNotFoundError:
-        return None
+    return export_store().read(relative)
 
 
 EXPORT_CHUNK = 10000

@@ -95,7 +95,7 @@ def _exported_checkpoints(after: int = 0) -> list[_Exported]:
     """The exported checkpoints of more than `after` entries that a published key opens,
     oldest first (the others are logged and skipped)."""
     found = []
-    for name in export_names("checkpoints"):
+    for name in export_names("checkpoints", after=f"{after:020d}"):
         if not name.isdigit() or int(name) <= after:
             continue
         content = export_read(f"checkpoints/{name}")
@@ -108,15 +108,29 @@ def _exported_checkpoints(after: int = 0) -> list[_Exported]:
 
 
 def _compute_state() -> ExportState:
-    names = [int(name) for name in export_names("checkpoints") if name.isdigit()]
+    own = LedgerCheckpoint.objects.order_by("-tree_size").first()
+    published_since = export_names(
+        "checkpoints", after=f"{own.tree_size:020d}" if own is not None else None
+    )
+    sizes = [int(name) for name in published_since if name.isdigit()]
     database_size = LedgerEntry.objects.aggregate(newest=Max("seq"))["newest"] or 0
-    if not names or max(names) <= database_size:
-        return ExportState(OK, database_size, max(names, default=0))
+    if own is not None and own.tree_size > database_size:
+        return ExportState(
+            OTHER_HISTORY,
+            database_size,
+            own.tree_size,
+            f"The database holds {database_size} ledger entries but signed checkpoint "
+            f"{own.tree_size} itself: entries were removed (a backup never lacks the entries "
+            "its own checkpoints cover). Run verify_ledger.",
+        )
+    if not sizes or max(sizes) <= database_size:
+        return ExportState(
+            OK, database_size, max(sizes, default=own.tree_size if own is not None else 0)
+        )
     ahead = _exported_checkpoints(after=database_size)
     if not ahead:
         return ExportState(OK, database_size, database_size)
     export_size = ahead[-1].tree_size
-    own = LedgerCheckpoint.objects.order_by("-tree_size").first()
     if own is None and database_size == 0:
         return ExportState(
             OTHER_HISTORY,
@@ -127,15 +141,6 @@ def _compute_state() -> ExportState:
             "anew. Point LEDGER_EXPORT at this deployment's export.",
         )
     since = 0
-    if own is not None and own.tree_size > database_size:
-        return ExportState(
-            OTHER_HISTORY,
-            database_size,
-            export_size,
-            f"The database holds {database_size} ledger entries but signed checkpoint "
-            f"{own.tree_size} itself: entries were removed (a backup never lacks the entries "
-            "its own checkpoints cover). Run verify_ledger.",
-        )
     if own is not None:
         published = export_read(f"checkpoints/{own.tree_size:020d}")
         if published is None or published.decode() != own.note:
