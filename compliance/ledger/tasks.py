@@ -29,6 +29,8 @@ def _paused(task: str) -> bool:
 def ledger_verification_step_task(run_id: int, after_attempt: int | None = None) -> None:
     """A step of a full verification (VERIFY_STEP_SECONDS), then the next in a new task,
     so no task comes near the time limit however long the ledger grows."""
+    if _paused("ledger.verification_step"):
+        return  # the sweep resumes the run once its lease lapses after the recovery
     run = services.ledger_verification_step(run_id=run_id, after_attempt=after_attempt)
     if run is not None and run.status == VerificationRun.Status.RUNNING:
         enqueue(ledger_verification_step_task, run_id, run.attempts)

@@ -272,3 +272,58 @@ def test_a_database_shortened_below_its_own_checkpoint_is_not_taken_for_behind()
     delete_newest(2)
 
     assert ledger_export_state(fresh=True).status == OTHER_HISTORY
+
+
+def _behind() -> None:
+    """What a restore of a backup taken at 3 entries leaves beside an export of 5."""
+    append(3)
+    ledger_checkpoint_issue()
+    append(2)
+    newer = ledger_checkpoint_issue()
+    delete_newest(2)
+    LedgerCheckpoint.objects.filter(pk=newer.pk).delete()
+    ledger_export_state_forget()
+
+
+@pytest.mark.django_db
+def test_the_beat_tasks_skip_while_the_database_is_behind(caplog):
+    from compliance.ledger import tasks as ledger_tasks
+    from compliance.ledger.models import VerificationRun
+    from compliance.sampling import tasks as sampling_tasks
+
+    _behind()
+    with caplog.at_level(logging.WARNING):
+        retention_tasks.purge_expired_task()
+        retention_tasks.retention_sweep_task()
+        retention_tasks.storage_sweep_task()
+        retention_tasks.deletion_request_run_task("del_x")
+        sampling_tasks.review_items_expire_task()
+        ledger_tasks.ledger_checkpoint_task()
+        ledger_tasks.ledger_verification_sweep_task()
+
+    for task in (
+        "retention.purge_expired",
+        "retention.sweep",
+        "retention.storage_sweep",
+        "retention.run_deletion_request",
+        "sampling.expire_items",
+        "ledger.checkpoint",
+        "ledger.verification_sweep",
+    ):
+        assert f"{task} skipped: ledger_behind_export" in caplog.text
+    assert LedgerEntry.objects.count() == 3
+    assert LedgerCheckpoint.objects.count() == 1
+    assert not VerificationRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_writing_page_request_is_a_503_too_while_reads_go_on(client):
+    _behind()
+
+    page = client.post("/privacy/", {})
+    read = client.get("/api/v1/ledger/checkpoint")
+
+    assert page.status_code == 503
+    assert page["Retry-After"]
+    assert "ledger_recover" in page.content.decode()
+    assert read.status_code == 200
