@@ -1,7 +1,12 @@
 """While the database's log is behind the exported one (docs/runtime.md, "Restoring from
 an older backup"), writing requests are answered 503 before any view runs: the change
 could not record its evidence (`ledger_append` refuses it too), and a client told
-`ledger_behind_export` knows to retry later rather than that its request was wrong."""
+`ledger_behind_export` knows to retry later rather than that its request was wrong.
+
+Eligibility decisions are refused as well, reads though they are: until the recovery
+re-applies them, the withdrawals made since the backup are missing from the consent
+states, and a decision read from them could hand a withdrawn recording to a reviewer.
+"""
 
 from collections.abc import Callable
 
@@ -12,6 +17,7 @@ from compliance.core.errors import error_body
 from .restore import ledger_writes_paused
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+DECISION_PATHS = ("/api/v1/eligibility/",)
 RETRY_AFTER_SECONDS = "30"
 
 
@@ -20,7 +26,7 @@ class LedgerWriteGuardMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method not in SAFE_METHODS:
+        if request.method not in SAFE_METHODS or request.path.startswith(DECISION_PATHS):
             state = ledger_writes_paused()
             if state is not None:
                 response: HttpResponse

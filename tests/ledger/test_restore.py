@@ -327,3 +327,15 @@ def test_a_writing_page_request_is_a_503_too_while_reads_go_on(client):
     assert page["Retry-After"]
     assert "ledger_recover" in page.content.decode()
     assert read.status_code == 200
+
+
+@pytest.mark.django_db
+def test_eligibility_decisions_are_refused_while_behind_since_withdrawals_are_missing(client):
+    """Until the recovery re-applies them, withdrawals made after the backup are not in
+    the consent states a decision would read."""
+    _behind()
+
+    response = client.get("/api/v1/eligibility/rec-1")
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "ledger_behind_export"
