@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "compliance.webhooks",
     "compliance.web",
     "compliance.demo",
+    "compliance.recovery",
 ]
 
 MIDDLEWARE = [
@@ -59,6 +60,9 @@ MIDDLEWARE = [
     "compliance.security.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "compliance.security.middleware.SecurityHeadersMiddleware",
+    # 503 `ledger_behind_export` for writing methods while the database's ledger is
+    # behind its export (restored from an older backup; docs/runtime.md).
+    "compliance.ledger.middleware.LedgerWriteGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -166,6 +170,7 @@ STORAGES = {
 # S3-compatible storage through django-storages: STORAGE_BACKEND=storages.backends.s3.S3Storage
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default=None)
+AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default=None)
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
 
@@ -319,8 +324,18 @@ LEDGER_KEY_DIR = env.path("LEDGER_KEY_DIR", default=VAR_DIR / "ledger")
 LEDGER_ORIGIN = env.str("LEDGER_ORIGIN", default="earshot.local/ledger")
 # Who consent receipts name as the controller.
 LEDGER_CONTROLLER = env.str("LEDGER_CONTROLLER", default="Earshot operator")
-# Every checkpoint and every entry's leaf are also written here (files never rewritten).
-LEDGER_EXPORT = env.path("LEDGER_EXPORT", default=VAR_DIR / "ledger" / "export")
+# Every checkpoint and every entry's leaf are also written here (files never rewritten):
+# a directory, or an S3-compatible prefix `s3://bucket/prefix/` (through boto3, with
+# AWS_S3_ENDPOINT_URL, AWS_S3_REGION_NAME and the usual AWS_* credentials).
+_ledger_export = env.str("LEDGER_EXPORT", default=str(VAR_DIR / "ledger" / "export"))
+LEDGER_EXPORT: "str | Path" = (
+    _ledger_export if _ledger_export.startswith("s3://") else Path(_ledger_export)
+)
+# S3 Object Lock on every exported object: COMPLIANCE (nobody, the root user included,
+# can delete or overwrite it before its date), GOVERNANCE, or empty for none; and for
+# how many days. The bucket must have Object Lock enabled (docs/runtime.md).
+LEDGER_EXPORT_OBJECT_LOCK_MODE = env.str("LEDGER_EXPORT_OBJECT_LOCK_MODE", default="")
+LEDGER_EXPORT_OBJECT_LOCK_DAYS = env.int("LEDGER_EXPORT_OBJECT_LOCK_DAYS", default=3650)
 # After this long a purge claim that no live worker holds locked counts as abandoned,
 # and the next purge run takes it over. A live worker keeps its batch's rows locked
 # while it finishes, however long that takes, so the lease only has to cover the
