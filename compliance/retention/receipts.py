@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import Conflict, NotFound
 from compliance.ledger.checkpoints import ledger_checkpoint_covering, ledger_key_register
 from compliance.ledger.models import LedgerEntry, LedgerKey
 from compliance.ledger.signing import receipt_sign, signing_key
@@ -34,19 +34,16 @@ def deletion_done_entry(*, request: DeletionRequest) -> LedgerEntry:
         .first()
     )
     if entry is None:
-        raise ApplicationError(
-            "no_ledger_entry", "No ledger entry records this deletion.", status_code=404
-        )
+        raise NotFound("no_ledger_entry", "No ledger entry records this deletion.")
     return entry
 
 
 def deletion_receipt(*, request: DeletionRequest) -> dict[str, Any]:
     """The receipt for a done request: {receipt (the JWS), seq, leaf_hash, tree_size}."""
     if request.status != DeletionStatus.DONE:
-        raise ApplicationError(
+        raise Conflict(
             "deletion_not_done",
             f"The deletion request is {request.status}; its receipt exists once it is done.",
-            status_code=409,
         )
     entry = deletion_done_entry(request=request)
     checkpoint = ledger_checkpoint_covering(seq=entry.seq)
