@@ -59,7 +59,7 @@ def scope_or_officer(
     the view's ownership filter to answer."""
     per_method = {"*": scopes} if isinstance(scopes, str) else dict(scopes)
     return type(
-        "ScopeRequired",
+        "ScopeOwnerOrOfficer" if owner else "ScopeOrOfficer",
         (ScopeRequired,),
         {"required_scopes": per_method, "officer_allowed": True, "owner_allowed": owner},
     )

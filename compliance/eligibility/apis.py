@@ -33,12 +33,12 @@ from compliance.core.errors import (
     ApplicationError,
     NotFound,
     PayloadTooLarge,
-    PermissionDenied,
     Unauthenticated,
     UnsupportedMediaType,
     error_body,
 )
 from compliance.edge import parsing
+from compliance.edge.callers import caller_of
 from compliance.edge.permissions import ScopeRequired
 
 from .selectors import NOT_FOUND, eligibility_check
@@ -62,8 +62,7 @@ def _authorize(request: HttpRequest) -> ClientPrincipal:
         raise Unauthenticated("authentication_failed", "Invalid or revoked API key.") from None
     if principal is None:
         raise Unauthenticated("not_authenticated", "Authentication credentials were not provided.")
-    if not principal.has_scope(SCOPE):
-        raise PermissionDenied("insufficient_scope", f"This API key lacks the scope {SCOPE!r}.")
+    caller_of(principal).require_scope(SCOPE)
     return principal
 
 
