@@ -4,7 +4,7 @@ from django.db import IntegrityError, transaction
 
 from compliance.consent.services import consent_states_initialise
 from compliance.core.countries import require_country
-from compliance.core.errors import ApplicationError, Conflict
+from compliance.core.errors import ApplicationError, Conflict, field_error
 from compliance.ledger.services import ledger_append
 
 from .models import Account, Profile, RetentionChoice
@@ -16,7 +16,9 @@ def _validate_external_id(value: str, field: str) -> str:
         raise ApplicationError(
             "validation_error",
             f"{field} must be a non-empty string of at most 128 characters.",
-            fields={field: ["invalid"]},
+            fields=field_error(
+                field, "invalid", "Must be a non-empty string of at most 128 characters."
+            ),
         )
     return value
 
@@ -56,7 +58,7 @@ def profile_create(
         raise ApplicationError(
             "unknown_account",
             f"No account {account_external_id!r}.",
-            fields={"account": ["unknown"]},
+            fields=field_error("account", "unknown", "There is no account with this id."),
         )
     try:
         with transaction.atomic():
@@ -88,7 +90,9 @@ def profile_retention_set(*, profile: Profile, choice: str, actor: str) -> Profi
         raise ApplicationError(
             "validation_error",
             f"choice must be one of {', '.join(RetentionChoice.values)}.",
-            fields={"choice": ["invalid"]},
+            fields=field_error(
+                "choice", "invalid", f"Must be one of {', '.join(RetentionChoice.values)}."
+            ),
         )
     # Lock order, the codebase's one: account -> profile -> consent state -> recording
     # -> artefact -> review item -> ledger. The profile first (FOR NO KEY UPDATE: it

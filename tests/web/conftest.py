@@ -13,9 +13,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from compliance.accounts.models import Profile
 from compliance.accounts.services import account_create, profile_create
-from compliance.clients.permissions import OFFICERS_GROUP
 from compliance.recordings.models import Recording
 from compliance.recordings.services import RecordingInput, recording_create
+from compliance.security.roles import OFFICERS_GROUP
 from tests.factories import UserFactory
 
 PASSWORD = "a long and private passphrase"
