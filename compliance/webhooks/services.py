@@ -29,7 +29,7 @@ from typing import Any
 import urllib3
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 
 from compliance.core.enqueue import enqueue_on_commit
@@ -488,21 +488,27 @@ def _due_heads(subscription_id: int, now: datetime, limit: int) -> list[tuple[in
 
     One bounded read: the subscription's pending rows in id order (index
     webhooks_delivery_pending), each kept only when no earlier undelivered one of its
-    profile exists (a probe of webhooks_delivery_order), stopping at `limit`. Grouping
-    the whole backlog per profile on every claim was most of the sender's time."""
-    earlier = Delivery.objects.filter(
-        subscription_id=OuterRef("subscription_id"),
-        ordering_key=OuterRef("ordering_key"),
-        status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
-        id__lt=OuterRef("id"),
+    profile exists, stopping at `limit`. Grouping the whole backlog per profile on every
+    claim was most of the sender's time. The check is a scalar subquery (its profile's
+    lowest undelivered id, one probe of webhooks_delivery_order), not NOT EXISTS: on a
+    freshly filled table without statistics the planner ran the anti-join with only the
+    subscription as the index condition, 13 s a claim at 3,000 deliveries."""
+    head = (
+        Delivery.objects.filter(
+            subscription_id=OuterRef("subscription_id"),
+            ordering_key=OuterRef("ordering_key"),
+            status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+        )
+        .order_by("id")
+        .values("id")[:1]
     )
     return list(
         Delivery.objects.filter(
             Q(lease_until__isnull=True) | Q(lease_until__lte=now),
-            ~Exists(earlier),
             subscription_id=subscription_id,
             status=DeliveryStatus.PENDING,
             next_attempt_at__lte=now,
+            id=Subquery(head),
         )
         .order_by("id")
         .select_for_update(skip_locked=True)
