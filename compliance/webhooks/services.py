@@ -29,7 +29,7 @@ from typing import Any
 import urllib3
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Value, When
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from compliance.core.enqueue import enqueue_on_commit
@@ -450,18 +450,7 @@ def deliveries_claim(*, lanes: int, now: datetime | None = None) -> list[list[Cl
         count = min(free, len(rows))
         tokens = [secrets.token_hex(8) for _ in range(count)]
         # spread: a slow receiver's few go out in parallel; one update for all lanes
-        Delivery.objects.filter(pk__in=[row[0] for row in rows]).update(
-            lease_until=lease_until,
-            attempts=F("attempts") + 1,
-            last_attempt_at=now,
-            lane=Case(
-                *(
-                    When(pk__in=[row[0] for row in rows[n::count]], then=Value(token))
-                    for n, token in enumerate(tokens)
-                ),
-                default=Value(""),
-            ),
-        )
+        _lease_rows([(row[0], tokens[n % count]) for n, row in enumerate(rows)], lease_until, now)
         claimed += [
             [
                 Claimed(
@@ -479,6 +468,29 @@ def deliveries_claim(*, lanes: int, now: datetime | None = None) -> list[list[Cl
             for n, token in enumerate(tokens)
         ]
     return claimed
+
+
+def _lease_rows(lanes: list[tuple[int, str]], lease_until: datetime, now: datetime) -> None:
+    """Lease the claimed rows, each to its lane: (id, lane token) each. On PostgreSQL one
+    UPDATE ... FROM unnest(ids, tokens): a CASE with an `IN` list per lane cost the
+    claiming thread more in building the query than the database in running it."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE webhooks_delivery AS d
+                SET lease_until = %s, attempts = d.attempts + 1, last_attempt_at = %s,
+                    lane = u.lane
+                FROM unnest(%s::bigint[], %s::text[]) AS u(id, lane)
+                WHERE d.id = u.id
+                """,
+                [lease_until, now, [pk for pk, _ in lanes], [token for _, token in lanes]],
+            )
+        return
+    for token in {token for _, token in lanes}:
+        Delivery.objects.filter(pk__in=[pk for pk, t in lanes if t == token]).update(
+            lease_until=lease_until, attempts=F("attempts") + 1, last_attempt_at=now, lane=token
+        )
 
 
 def _due_heads(subscription_id: int, now: datetime, limit: int) -> list[tuple[int, int, str, str]]:
