@@ -116,6 +116,18 @@ class Delivery(models.Model):
                 name="webhooks_delivery_due",
                 condition=Q(status="pending"),
             ),
+            # the claim's bounded read: a subscription's pending deliveries in id order
+            models.Index(
+                fields=["subscription", "id"],
+                name="webhooks_delivery_pending",
+                condition=Q(status="pending"),
+            ),
+            # the claim's count of lanes in flight: leased pending deliveries only
+            models.Index(
+                fields=["lease_until"],
+                name="webhooks_delivery_leased",
+                condition=Q(status="pending", lease_until__isnull=False),
+            ),
             # the ordering check: earlier undelivered ones of the same subscription and key
             models.Index(
                 fields=["subscription", "ordering_key", "id"],
