@@ -40,7 +40,7 @@ from earshot_verify.merkle import ProofError, hash_children, hash_leaf, verify_c
 from earshot_verify.note import Checkpoint, NoteError, Verifier, key_hash, open_checkpoint
 
 from . import tree
-from .models import LedgerCheckpoint, LedgerEntry, LedgerKey
+from .models import LedgerCheckpoint, LedgerEntry, LedgerEntryPart, LedgerKey
 from .signing import SigningKey, signing_key
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ def ledger_checkpoint_issue(*, min_interval: timedelta | None = None) -> LedgerC
         note = key.sign_note(text)
         first = previous.tree_size + 1 if previous is not None else 1
         _export_entries(first, size)
+        _export_parts(first, size)
         _export_file(Path("checkpoints") / f"{size:020d}", note.encode())
         checkpoint = LedgerCheckpoint.objects.create(
             tree_size=size,
@@ -223,6 +224,24 @@ def _export_entries(first: int, last: int) -> None:
             for seq, leaf in rows.values_list("seq", "leaf")
         ]
         _export_file(Path("entries") / f"{start:020d}-{end:020d}", "".join(lines).encode())
+        start = end + 1
+
+
+def _export_parts(first: int, last: int) -> None:
+    """The per-profile parts of entries `first`..`last` (compliance/ledger/parts.py) as
+    files `parts/<first>-<last>`, one line per part: `<seq> <index> <base64 part>`; a
+    range without parts has no file. The entries' `parts_root` commits to them, so a
+    restore can re-import them as it re-imports the leaves."""
+    start = first
+    while start <= last:
+        end = min(last, start + EXPORT_CHUNK - 1)
+        rows = LedgerEntryPart.objects.filter(seq__gte=start, seq__lte=end).order_by("seq", "index")
+        lines = [
+            f"{seq} {index} {base64.b64encode(bytes(part)).decode()}\n"
+            for seq, index, part in rows.values_list("seq", "index", "part")
+        ]
+        if lines:
+            _export_file(Path("parts") / f"{start:020d}-{end:020d}", "".join(lines).encode())
         start = end + 1
 
 
