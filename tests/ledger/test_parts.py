@@ -13,6 +13,7 @@ from compliance.ledger.parts import entry_parts, parts_inclusion_path, profile_p
 from compliance.ledger.services import ledger_append
 from earshot_verify.merkle import hash_leaf, root_from_leaf_hashes, verify_inclusion
 from tests.conftest import postgres_only
+from tests.ledger.conftest import verify_in_full
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +115,44 @@ def test_parts_are_exported_beside_their_entries(settings):
     assert lines == [
         f"{entry.seq} {p.index} {base64.b64encode(bytes(p.part)).decode()}" for p in stored
     ]
+
+
+def _with_part_triggers_off(statement: str, params: list) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE ledger_ledgerentrypart DISABLE TRIGGER USER")
+        cursor.execute(statement, params)
+        cursor.execute("ALTER TABLE ledger_ledgerentrypart ENABLE TRIGGER USER")
+
+
+@postgres_only()
+@pytest.mark.parametrize(
+    ("statement", "named"),
+    [
+        # a rewritten part, its stored leaf hash recomputed
+        (
+            "UPDATE ledger_ledgerentrypart SET part = %s, leaf_hash = %s WHERE index = 1",
+            "do not match its parts_root (edited)",
+        ),
+        ("DELETE FROM ledger_ledgerentrypart WHERE index = 1", "missing or out of order"),
+    ],
+    ids=["edited", "removed"],
+)
+def test_a_full_verification_finds_a_tampered_part_and_names_its_entry(statement, named):
+    _append_with_parts(1)
+    entry = _append_with_parts(3)
+    forged = b'{"profile":"p-1","recordings":[],"salt":"AAAA"}'
+    params = [forged, hash_leaf(forged)] if "UPDATE" in statement else []
+
+    _with_part_triggers_off(statement, params)
+    run = verify_in_full()
+
+    assert run.status == "broken"
+    assert run.problem_seq == entry.seq
+    assert named in run.problem
+
+
+def test_a_full_verification_holds_entries_with_parts_intact():
+    _append_with_parts(3)
+    _append_with_parts(0)
+
+    assert verify_in_full().status == "intact"
