@@ -125,6 +125,39 @@ def entry_verified(entry: Any, checkpoint: Checkpoint, what: str) -> dict[str, A
         ) from exc
     if "record" in entry:
         _subset(entry["record"], decoded, f"{what} record")
+    if "part" in entry:
+        part_verified(entry["part"], decoded, what)
+    return decoded
+
+
+def part_verified(part: Any, leaf: dict[str, Any], what: str) -> dict[str, Any]:
+    """One profile's part of an entry that covers many: its audit path reaches the
+    `parts_root` the leaf commits to. Returns the part, decoded."""
+    payload = leaf.get("payload")
+    if not isinstance(payload, dict) or not isinstance(payload.get("parts"), int):
+        raise VerificationFailed(f"{what}: the leaf commits to no parts, yet a part is shown")
+    if not isinstance(part, dict) or not isinstance(part.get("index"), int):
+        raise VerificationFailed(f"{what}: the part has no index")
+    raw = _b64(part.get("part"), f"{what} part")
+    root = _b64(payload.get("parts_root"), f"{what} parts_root")
+    try:
+        verify_inclusion(
+            leaf_hash=hash_leaf(raw),
+            index=part["index"],
+            tree_size=payload["parts"],
+            proof=_hashes(part.get("inclusion"), f"{what} part's inclusion proof"),
+            root=root,
+        )
+    except ProofError as exc:
+        raise VerificationFailed(
+            f"{what}: the part is not the one the entry's parts_root commits to: {exc}"
+        ) from exc
+    try:
+        decoded = json.loads(raw)
+    except ValueError as exc:
+        raise VerificationFailed(f"{what}: the part is not JSON") from exc
+    if not isinstance(decoded, dict):
+        raise VerificationFailed(f"{what}: the part is not an object")
     return decoded
 
 
@@ -196,10 +229,21 @@ def plain_fields_verified(bundle: dict[str, Any]) -> None:
     consent event says what its leaf records, none is dropped, they keep ledger order;
     every other record's kind, time and payload are its leaf's."""
     leaves = {}
+    parts = {}
     for entry in bundle.get("entries", []):
         leaves[entry["seq"]] = json.loads(_b64(entry["leaf"], "leaf"))
+        if "part" in entry:
+            parts[entry["seq"]] = json.loads(_b64(entry["part"]["part"], "part"))
     if "consent_events" not in bundle:
         return  # a plain proof bundle: no plain fields beside its leaves
+    for seq, part in parts.items():
+        if part.get("profile") != bundle.get("profile"):
+            raise VerificationFailed(
+                f"ledger entry #{seq}: the part shown is another profile's, not "
+                f"{bundle.get('profile')!r}'s"
+            )
+    purges_verified(bundle.get("purges", []), leaves, parts)
+    reviews_verified(bundle.get("reviews", []), leaves, parts)
     events = bundle["consent_events"]
     if not isinstance(events, list):
         raise VerificationFailed("consent_events is not a list")
@@ -248,6 +292,98 @@ def plain_fields_verified(bundle: dict[str, Any]) -> None:
                         f"{what} (ledger entry #{record['seq']}): {field} is not what the "
                         "leaf records"
                     )
+
+
+def _with_part(
+    record: Any, what: str, kind: str, leaves: dict[int, Any], parts: dict[int, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not isinstance(record, dict) or record.get("seq") not in leaves:
+        raise VerificationFailed(f"{what} has no leaf in the bundle")
+    seq = record["seq"]
+    leaf = leaves[seq]
+    if leaf.get("kind") != kind:
+        raise VerificationFailed(
+            f"{what} (ledger entry #{seq}): the leaf records {leaf.get('kind')}"
+        )
+    if seq not in parts:
+        raise VerificationFailed(f"{what} (ledger entry #{seq}): the bundle shows no part of it")
+    return leaf, parts[seq]
+
+
+def purges_verified(purges: Any, leaves: dict[int, Any], parts: dict[int, Any]) -> None:
+    """Each purge says what the profile's part of its batch records, when the batch
+    was; none of the batches whose part the bundle shows is left out."""
+    if not isinstance(purges, list):
+        raise VerificationFailed("purges is not a list")
+    shown = set()
+    for index, purge in enumerate(purges):
+        what = f"purge {index + 1}"
+        leaf, part = _with_part(purge, what, "purge.batch", leaves, parts)
+        what = f"{what} (ledger entry #{purge['seq']})"
+        if purge.get("time") != leaf.get("created_at"):
+            raise VerificationFailed(f"{what}: time is not the leaf's")
+        if purge.get("recordings") != part.get("recordings"):
+            raise VerificationFailed(f"{what}: recordings are not what the part records")
+        shown.add(purge["seq"])
+    for seq in sorted(parts):
+        if leaves[seq].get("kind") == "purge.batch" and seq not in shown:
+            raise VerificationFailed(
+                f"ledger entry #{seq} records a purge of this profile's recordings that the "
+                "bundle's purges leave out (dropped)"
+            )
+
+
+def reviews_verified(reviews: Any, leaves: dict[int, Any], parts: dict[int, Any]) -> None:
+    """Each review is an item of the profile's part of a draw (where its reviewer was,
+    for which purpose, and when it was handed out, as the draw's leaf records), with
+    its clip access, if any, as the access's own leaf records; no drawn item is left
+    out."""
+    if not isinstance(reviews, list):
+        raise VerificationFailed("reviews is not a list")
+    shown = set()
+    for index, review in enumerate(reviews):
+        what = f"review {index + 1}"
+        leaf, part = _with_part(review, what, "sample.drawn", leaves, parts)
+        what = f"{what} (ledger entry #{review['seq']})"
+        item = {"review_item": review.get("review_item"), "recording": review.get("recording")}
+        if item not in part.get("items", []):
+            raise VerificationFailed(f"{what}: the part records no such item and recording")
+        payload = leaf.get("payload", {})
+        for field in ("purpose", "reviewer_location"):
+            if review.get(field) != payload.get(field):
+                raise VerificationFailed(
+                    f"{what}: {field} is {review.get(field)!r} but the leaf records "
+                    f"{payload.get(field)!r}"
+                )
+        if review.get("delivered_at") != leaf.get("created_at"):
+            raise VerificationFailed(f"{what}: delivered_at is not the draw's time")
+        access_seq = review.get("clip_access_seq")
+        if access_seq is None:
+            if review.get("clip_fetched_at") is not None:
+                raise VerificationFailed(f"{what}: clip_fetched_at names no ledger entry")
+        else:
+            access = leaves.get(access_seq)
+            if (
+                access is None
+                or access.get("kind") != "review_item.accessed"
+                or access.get("subject") != f"review_item:{item['review_item']}"
+                or access.get("payload", {}).get("action") != "audio"
+            ):
+                raise VerificationFailed(
+                    f"{what}: ledger entry #{access_seq} records no clip access of this item"
+                )
+            if review.get("clip_fetched_at") != access.get("created_at"):
+                raise VerificationFailed(f"{what}: clip_fetched_at is not the access's time")
+        shown.add(item["review_item"])
+    for seq in sorted(parts):
+        if leaves[seq].get("kind") != "sample.drawn":
+            continue
+        for item in parts[seq].get("items", []):
+            if item.get("review_item") not in shown:
+                raise VerificationFailed(
+                    f"ledger entry #{seq} hands out item {item.get('review_item')} of this "
+                    "profile that the bundle's reviews leave out (dropped)"
+                )
 
 
 CONSENT_KINDS = ("consent.granted", "consent.withdrawn")

@@ -11,17 +11,32 @@ from compliance.core.errors import ApplicationError, Unavailable, field_error
 from . import tree
 from .checkpoints import ledger_checkpoint_covering
 from .models import LedgerCheckpoint, LedgerEntry
+from .parts import ProfilePart
 
 
 def _b64(raw: bytes | memoryview) -> str:
     return base64.b64encode(bytes(raw)).decode()
 
 
+def _part(part: ProfilePart) -> dict[str, Any]:
+    return {
+        "index": part.index,
+        "part": _b64(part.part),
+        "inclusion": [_b64(h) for h in part.path],
+    }
+
+
 def ledger_proof_bundle(
-    *, seqs: Iterable[int], since_size: int | None = None, records: dict[int, Any] | None = None
+    *,
+    seqs: Iterable[int],
+    since_size: int | None = None,
+    records: dict[int, Any] | None = None,
+    parts: dict[int, ProfilePart] | None = None,
 ) -> dict[str, Any]:
     """The bundle for entries `seqs` (a checkpoint is signed now if one does not cover
-    them yet). `records` are the plain fields shown beside each leaf, by seq."""
+    them yet). `records` are the plain fields shown beside each leaf, by seq; `parts`
+    one profile's parts of entries that cover many (compliance/ledger/parts.py), each
+    shown beside its entry with its audit path to the entry's `parts_root`."""
     wanted = sorted(set(seqs))
     checkpoint = (
         ledger_checkpoint_covering(seq=wanted[-1])
@@ -46,6 +61,7 @@ def ledger_proof_bundle(
                     _b64(h) for h in tree.tree_inclusion_proof(index=entry.seq - 1, size=size)
                 ],
                 **({"record": records[entry.seq]} if records and entry.seq in records else {}),
+                **({"part": _part(parts[entry.seq])} if parts and entry.seq in parts else {}),
             }
             for entry in entries
         ],

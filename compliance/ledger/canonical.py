@@ -31,6 +31,16 @@ def _utf16_key(key: str) -> bytes:
 
 
 def _normalised(value: Any, allow_floats: bool) -> Any:
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is dict and all(type(key) is str and key.isascii() for key in value):
+        # ASCII keys sort alike by code point and by UTF-16 code unit: the common case,
+        # without the UTF-16 encoding of every key (a purge batch's thousands of
+        # per-profile parts are encoded one by one)
+        return {key: _normalised(value[key], allow_floats) for key in sorted(value)}
+    if kind is list:
+        return [_normalised(item, allow_floats) for item in value]
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):

@@ -39,7 +39,7 @@ from earshot_verify.note import Checkpoint, NoteError, Verifier, key_hash, open_
 
 from . import tree
 from .export import ExportConflict, export_store
-from .models import LedgerCheckpoint, LedgerEntry, LedgerKey
+from .models import LedgerCheckpoint, LedgerEntry, LedgerEntryPart, LedgerKey
 from .signing import SigningKey, signing_key
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ def ledger_checkpoint_issue(*, min_interval: timedelta | None = None) -> LedgerC
         note = key.sign_note(text)
         first = previous.tree_size + 1 if previous is not None else 1
         _export_entries(first, size)
+        _export_parts(first, size)
         _export_file(Path("checkpoints") / f"{size:020d}", note.encode())
         checkpoint = LedgerCheckpoint.objects.create(
             tree_size=size,
@@ -231,6 +232,24 @@ def export_leaves(first: int, last: int) -> dict[int, bytes]:
             if seq_text.isdigit() and first <= int(seq_text) <= last:
                 leaves.setdefault(int(seq_text), base64.b64decode(encoded))
     return leaves
+
+
+def _export_parts(first: int, last: int) -> None:
+    """The per-profile parts of entries `first`..`last` (compliance/ledger/parts.py) as
+    files `parts/<first>-<last>`, one line per part: `<seq> <index> <base64 part>`; a
+    range without parts has no file. The entries' `parts_root` commits to them, so a
+    restore can re-import them as it re-imports the leaves."""
+    start = first
+    while start <= last:
+        end = min(last, start + EXPORT_CHUNK - 1)
+        rows = LedgerEntryPart.objects.filter(seq__gte=start, seq__lte=end).order_by("seq", "index")
+        lines = [
+            f"{seq} {index} {base64.b64encode(bytes(part)).decode()}\n"
+            for seq, index, part in rows.values_list("seq", "index", "part")
+        ]
+        if lines:
+            _export_file(Path("parts") / f"{start:020d}-{end:020d}", "".join(lines).encode())
+        start = end + 1
 
 
 def ledger_export_checkpoints() -> list[str]:

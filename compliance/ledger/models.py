@@ -206,3 +206,32 @@ class LedgerCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint {self.tree_size}"
+
+
+class LedgerEntryPart(models.Model):
+    """One profile's part of an entry that covers many profiles (a purge batch, a sample
+    draw): the entry's payload commits to its parts only through `parts_root`, an RFC
+    9162 Merkle root over the parts' leaf hashes in `index` order, so that one
+    profile's part can be proven (with its audit path to the root) without showing the
+    others. Each part is canonical JSON holding a random salt, so that it cannot be
+    guessed from its hash. Written in the transaction of its entry; never changed (a
+    trigger refuses UPDATE and DELETE on PostgreSQL, as for the entries)."""
+
+    seq = models.BigIntegerField()  # the entry's
+    index = models.PositiveIntegerField()
+    profile = models.CharField(max_length=200)  # the profile's external id
+    part = models.BinaryField()  # canonical JSON, stored as written
+    leaf_hash = models.BinaryField(max_length=32)  # SHA-256(0x00 || part)
+
+    class Meta:
+        constraints = [
+            # an entry's parts in tree order, for the audit path of one of them
+            models.UniqueConstraint(fields=["seq", "index"], name="ledger_part_seq_index"),
+        ]
+        indexes = [
+            # a profile's parts, for its evidence bundle
+            models.Index(fields=["profile", "seq"], name="ledger_part_profile_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} part {self.index}"

@@ -2,11 +2,21 @@
 against the reference (what earlier full verifications verified, or an officer
 accepted), and what the full verifications found."""
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from earshot_verify.merkle import hash_leaf
+from earshot_verify.merkle import root_from_leaf_hashes as parts_root_of
+
 from .canonical import NotCanonical, entry_hash
-from .models import GENESIS_HASH, LedgerAcknowledgement, LedgerEntry, VerificationRun
+from .models import (
+    GENESIS_HASH,
+    LedgerAcknowledgement,
+    LedgerEntry,
+    LedgerEntryPart,
+    VerificationRun,
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,38 @@ def _problem_with(entry: LedgerEntry, *, after: ChainPoint) -> LedgerProblem | N
     return None
 
 
+def _parts_problems(batch: list[LedgerEntry]) -> dict[int, LedgerProblem]:
+    """What is wrong with the stored parts of the entries in `batch` that cover many
+    profiles (compliance/ledger/parts.py): each part must hash to its stored leaf
+    hash, and together, in index order, to the `parts_root` the entry's hash covers.
+    One query per chunk of entries, for the few that have parts."""
+    roots = {
+        e.seq: (e.payload.get("parts_root"), e.payload.get("parts"))
+        for e in batch
+        if isinstance(e.payload, dict) and "parts_root" in e.payload
+    }
+    if not roots:
+        return {}
+    stored: dict[int, list[tuple[int, bytes, bytes]]] = {seq: [] for seq in roots}
+    rows = (
+        LedgerEntryPart.objects.filter(seq__in=list(roots))
+        .order_by("seq", "index")
+        .values_list("seq", "index", "part", "leaf_hash")
+    )
+    for seq, index, part, hash_ in rows:
+        stored[seq].append((index, bytes(part), bytes(hash_)))
+    problems = {}
+    for seq, (root, count) in roots.items():
+        parts = stored[seq]
+        if [index for index, _, _ in parts] != list(range(len(parts))) or len(parts) != count:
+            problems[seq] = LedgerProblem(seq, "its parts are missing or out of order (removed)")
+        elif any(hash_leaf(part) != hash_ for _, part, hash_ in parts) or (
+            base64.b64encode(parts_root_of([hash_ for _, _, hash_ in parts])).decode() != root
+        ):
+            problems[seq] = LedgerProblem(seq, "its parts do not match its parts_root (edited)")
+    return problems
+
+
 def _anchor_problem(point: ChainPoint) -> LedgerProblem | None:
     """Whether the last entry of a stretch verified earlier is still what was verified:
     a walk from it trusts everything up to it."""
@@ -126,8 +168,9 @@ def ledger_walk(*, start: ChainPoint = GENESIS, chunk: int = 5000) -> Iterator[C
     point = start
     while True:
         batch = list(LedgerEntry.objects.filter(id__gt=point.id).order_by("id")[:chunk])
+        parts = _parts_problems(batch)
         for entry in batch:
-            problem = _problem_with(entry, after=point)
+            problem = _problem_with(entry, after=point) or parts.get(entry.seq)
             if problem is not None:
                 yield ChainWalk(start, point, problem, complete=False)
                 return

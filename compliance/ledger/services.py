@@ -26,10 +26,12 @@ artefact -> review item -> reviewer quota row -> ledger append last): the verifi
 lock (an advisory lock) and then verification run rows come before the ledger append.
 """
 
+import base64
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,7 @@ from .models import (
     LedgerEntry,
     VerificationRun,
 )
+from .parts import parts_build, parts_root, parts_store
 from .restore import ledger_require_writable
 
 if TYPE_CHECKING:
@@ -72,7 +75,12 @@ ACKNOWLEDGEMENT_REASON_MAX = 2000
 
 
 def ledger_append(
-    *, kind: str, subject: str = "", actor: str = "", payload: dict[str, Any] | None = None
+    *,
+    kind: str,
+    subject: str = "",
+    actor: str = "",
+    payload: dict[str, Any] | None = None,
+    parts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> LedgerEntry:
     """Append one entry. Must run inside the transaction of the change it records.
 
@@ -81,6 +89,11 @@ def ledger_append(
     before anything is written. The Merkle tree is not touched: the checkpointer
     extends it, so an append costs one encoding and one INSERT.
 
+    `parts`, for an entry that covers many profiles: what it records of each profile,
+    by the profile's external id. The payload then commits to them only through
+    `parts_root` and `parts` (their number), and they are stored beside the entry
+    (compliance/ledger/parts.py), so that each can be proven without the others.
+
     Refused (503 `ledger_behind_export`) while the database's log is behind the exported
     one (a restore from an older backup, docs/runtime.md): this entry's number is one a
     signed checkpoint already gave to another entry."""
@@ -88,6 +101,11 @@ def ledger_append(
         raise RuntimeError("ledger_append must run inside the transaction of the change")
     ledger_require_writable()
     payload = json.loads(json.dumps(payload or {}, default=str))
+    built = None
+    if parts is not None:
+        built = parts_build(json.loads(json.dumps(parts, default=str)))
+        payload["parts_root"] = base64.b64encode(parts_root(built)).decode()
+        payload["parts"] = len(built)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LEDGER_LOCK_KEY])
@@ -103,7 +121,7 @@ def ledger_append(
         payload=payload,
         prev_hash=prev_hash,
     )
-    return LedgerEntry.objects.create(
+    entry = LedgerEntry.objects.create(
         seq=seq,
         created_at=created_at,
         kind=kind,
@@ -115,6 +133,9 @@ def ledger_append(
         leaf=leaf,
         leaf_hash=leaf_hash(leaf),
     )
+    if built:
+        parts_store(seq=seq, parts=built)
+    return entry
 
 
 # --- full verifications ------------------------------------------------------------------

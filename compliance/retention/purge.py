@@ -355,6 +355,18 @@ def _finish(
         result.recordings_purged = len(emptied)
         result.max_lag_seconds = max(lags, default=0.0)
         reasons = Counter(c.reason for c in claimed)
+        # What each profile lost, as its own part of the entry (compliance/ledger/
+        # parts.py): a profile's evidence bundle proves its part and shows no other
+        # profile's; subscribers are told of each profile's part (webhooks read them).
+        purged_by_profile: dict[str, list[dict[str, str]]] = {}
+        for pk, recording, profile in (
+            Recording.objects.filter(pk__any_of=emptied)
+            .order_by("pk")
+            .values_list("pk", "external_id", "profile__external_id")
+        ):
+            purged_by_profile.setdefault(profile or "", []).append(
+                {"recording": recording, "reason": reason_of[pk][0]}
+            )
         ledger_append(
             kind="purge.batch",
             subject="purge",
@@ -368,13 +380,10 @@ def _finish(
                 "last_artefact": max(c.id for c in claimed),
                 # whole milliseconds: the ledger takes no floats
                 "max_lag_ms": round(result.max_lag_seconds * 1000),
-                # what subscribers are told (webhooks read the ledger): [profile, recording, reason]
-                "purged_recordings": [
-                    [profile, recording, reason_of[pk][0]]
-                    for pk, recording, profile in Recording.objects.filter(pk__any_of=emptied)
-                    .order_by("pk")
-                    .values_list("pk", "external_id", "profile__external_id")
-                ],
+            },
+            parts={
+                profile: {"recordings": recordings}
+                for profile, recordings in purged_by_profile.items()
             },
         )
 

@@ -306,6 +306,25 @@ def _plan_for_lookups() -> None:
             cursor.execute("SET LOCAL random_page_cost = 1.1")
 
 
+def _items_by_profile(handed: dict[int, str]) -> dict[str, dict[str, Any]]:
+    """Each profile's part of the draw's ledger entry: its items and their recordings,
+    so that a review is provable from the log (by the profile's evidence bundle) while
+    the entry itself names no item, recording or profile."""
+    if not handed:
+        return {}
+    by_profile: dict[str, list[dict[str, str]]] = {}
+    rows = (
+        Recording.objects.filter(pk__any_of=sorted(handed))
+        .order_by("pk")
+        .values_list("pk", "external_id", "profile__external_id")
+    )
+    for pk, recording, profile in rows:
+        by_profile.setdefault(profile or "", []).append(
+            {"review_item": handed[pk], "recording": recording}
+        )
+    return {profile: {"items": items} for profile, items in by_profile.items()}
+
+
 def _profiles_of(ids: list[int]) -> list[int]:
     """The profiles of the picked recordings, read without a lock: their consent rows
     are locked before the recordings (the lock order), and `_lock_recordings` keeps only
@@ -425,6 +444,7 @@ def sample_draw(
     lifetime = _item_seconds() if reviewer is not None else link_seconds()
     expires_at = now + timedelta(seconds=lifetime)
     items: list[DrawnItem] = []
+    handed: dict[int, str] = {}  # recording -> the item it went out as
     dropped = rounds = 0
     with transaction.atomic():
         _plan_for_lookups()
@@ -460,6 +480,7 @@ def sample_draw(
                 DrawnItem(id=item_id, transcript=still[pk], expires_at=expires_at)
                 for item_id, pk in zip(item_ids, chosen, strict=True)
             ]
+            handed.update(zip(chosen, item_ids, strict=True))
             dropped += len(picked) - len(still)
             if len(picked) < wanted:
                 break  # the pick found fewer than wanted: nothing more to find
@@ -481,6 +502,7 @@ def sample_draw(
                 "dropped_at_recheck": dropped,
                 "rounds": rounds,
             },
+            parts=_items_by_profile(handed),
         )
     logger.info(
         "sample.drawn purpose=%s location=%s requested=%d drawn=%d",

@@ -3,7 +3,7 @@ under /privacy/, the privacy officers' dashboard and forms under /officer/."""
 
 from django.urls import path
 
-from .views import officer, privacy, reports, webhooks
+from .views import downloads, officer, privacy, reports, webhooks
 
 app_name = "web"
 
@@ -30,6 +30,21 @@ urlpatterns = [
         name="deletion-create",
     ),
     path("privacy/deletions/<str:public_id>/", privacy.deletion_status, name="deletion"),
+    path(
+        "privacy/profiles/<str:profile_id>/consents/<str:purpose>/receipt.jws",
+        downloads.privacy_consent_receipt,
+        name="consent-receipt",
+    ),
+    path(
+        "privacy/profiles/<str:profile_id>/evidence.json",
+        downloads.privacy_evidence,
+        name="evidence",
+    ),
+    path(
+        "privacy/deletions/<str:public_id>/receipt.jws",
+        downloads.privacy_deletion_receipt,
+        name="deletion-receipt",
+    ),
     path("officer/", officer.dashboard, name="officer"),
     path("officer/policies/", officer.policies, name="officer-policies"),
     path("officer/policies/<int:pk>/retire/", officer.policy_retire, name="officer-policy-retire"),
@@ -66,5 +81,21 @@ urlpatterns = [
         "officer/webhooks/<str:external_id>/disable/",
         webhooks.webhook_disable,
         name="officer-webhook-disable",
+    ),
+    path("officer/evidence/", downloads.officer_evidence, name="officer-evidence"),
+    path(
+        "officer/profiles/<str:profile_id>/evidence.json",
+        downloads.officer_evidence_download,
+        name="officer-evidence-download",
+    ),
+    path(
+        "officer/profiles/<str:profile_id>/consents/<str:purpose>/receipt.jws",
+        downloads.officer_consent_receipt,
+        name="officer-consent-receipt",
+    ),
+    path(
+        "officer/deletions/<str:public_id>/receipt.jws",
+        downloads.officer_deletion_receipt,
+        name="officer-deletion-receipt",
     ),
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compliance.ledger.models import LedgerEntry
+from compliance.ledger.parts import entry_parts
 
 EVENT_TYPES: dict[str, str] = {
     "consent.changed": "a profile's consent for a purpose was granted or withdrawn",
@@ -141,10 +142,23 @@ def _consent(entry: LedgerEntry) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+def _purged(entry: LedgerEntry) -> list[tuple[str, str, str]]:
+    """(profile, recording, reason) of each recording the batch purged: from the
+    entry's per-profile parts (the payload commits to them by `parts_root` only), or
+    from the payload of a batch written before there were parts."""
+    if "purged_recordings" in entry.payload:
+        return [(p, r, why) for p, r, why in entry.payload["purged_recordings"]]
+    return [
+        (part["profile"], purged["recording"], purged["reason"])
+        for part in entry_parts(seq=entry.seq)
+        for purged in part.get("recordings", [])
+    ]
+
+
 def _purge(entry: LedgerEntry) -> list[tuple[str, str, dict[str, Any]]]:
     # one event per profile and reason in the batch, listing its recordings
     groups: dict[tuple[str, str], list[str]] = {}
-    for profile, recording, reason in entry.payload.get("purged_recordings", []):
+    for profile, recording, reason in _purged(entry):
         groups.setdefault((profile, reason), []).append(recording)
     return [
         (

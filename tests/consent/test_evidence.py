@@ -135,3 +135,133 @@ def test_an_export_that_holds_another_history_is_a_503_not_a_500(platform, setti
 
         assert response.status_code == 503, path
         assert response.json()["error"]["code"] == "ledger_inconsistent"
+
+
+@pytest.fixture
+def shared(db) -> dict:
+    """Entries that cover two profiles: one purge batch deleting a recording of each,
+    one draw handing out a clip of each (prof-a's heard through its link)."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from compliance.consent.models import ConsentState, Purpose
+    from compliance.retention.purge import purge_batch
+    from compliance.retention.reasons import PurgeReason
+    from compliance.sampling.models import ReviewItem
+    from compliance.sampling.services import SampleRequest, review_item_audio_open, sample_draw
+    from tests.sampling.conftest import LINK, reviewable
+
+    mine = ProfileFactory(external_id="prof-a", account=AccountFactory(jurisdiction="DE"))
+    theirs = ProfileFactory(external_id="prof-b", account=AccountFactory(jurisdiction="DE"))
+    for profile, external_id in ((mine, "rec-a-old"), (theirs, "rec-b-old")):
+        reviewable(profile=profile, external_id=external_id)
+    purge_batch(
+        Q(recording__external_id__in=["rec-a-old", "rec-b-old"]),
+        now=timezone.now(),
+        reason=PurgeReason.DELETION_REQUEST,
+        order=("id",),
+    )
+    for profile, external_id in ((mine, "rec-a-heard"), (theirs, "rec-b-heard")):
+        reviewable(profile=profile, external_id=external_id)
+    ConsentState.objects.filter(profile__in=[mine, theirs], purpose=Purpose.HUMAN_REVIEW).update(
+        granted=True
+    )
+    request = SampleRequest(purpose=Purpose.HUMAN_REVIEW, size=10, reviewer_location="DE")
+    assert len(sample_draw(request=request, actor="client:t").items) == 2
+    items = dict(ReviewItem.objects.values_list("recording__external_id", "pk"))
+    review_item_audio_open(item_id=items["rec-a-heard"], caller=LINK).file.close()
+    return {"items": items}
+
+
+def test_a_bundle_proves_the_profiles_purges_and_reviews_and_shows_nothing_of_another(
+    shared, platform, tmp_path
+):
+    bundle = platform.get("/api/v1/profiles/prof-a/evidence").json()
+
+    result = _verify(tmp_path, bundle)
+
+    assert result.returncode == 0, result.stderr
+    assert [p["recordings"] for p in bundle["purges"]] == [
+        [{"recording": "rec-a-old", "reason": "deletion_request"}]
+    ]
+    [review] = bundle["reviews"]
+    assert review["review_item"] == shared["items"]["rec-a-heard"]
+    assert review["recording"] == "rec-a-heard"
+    assert review["reviewer_location"] == "DE"
+    assert review["clip_fetched_at"] is not None
+    text = json.dumps(bundle)
+    for secret in ("prof-b", "rec-b-old", "rec-b-heard", shared["items"]["rec-b-heard"]):
+        assert secret not in text
+    # nor inside the leaves: the entries commit to prof-b's parts by their root only
+    import base64
+
+    for entry in bundle["entries"]:
+        assert b"prof-b" not in base64.b64decode(entry["leaf"])
+
+
+def _part_of(bundle: dict, kind: str) -> dict:
+    import base64
+
+    for entry in bundle["entries"]:
+        if "part" in entry and f'"kind":"{kind}"'.encode() in base64.b64decode(entry["leaf"]):
+            return entry
+    raise AssertionError(kind)
+
+
+def _tamper_part(bundle: dict) -> None:
+    """Rewrite the part's bytes (a recording left out of the purge) and the plain field."""
+    import base64
+
+    entry = _part_of(bundle, "purge.batch")
+    part = json.loads(base64.b64decode(entry["part"]["part"]))
+    part["recordings"] = []
+    entry["part"]["part"] = base64.b64encode(json.dumps(part).encode()).decode()
+    bundle["purges"][0]["recordings"] = []
+
+
+def _purge_field(bundle: dict) -> None:
+    bundle["purges"][0]["recordings"][0]["recording"] = "rec-a-other"
+
+
+def _drop_purge(bundle: dict) -> None:
+    bundle["purges"] = []
+
+
+def _drop_review(bundle: dict) -> None:
+    bundle["reviews"] = []
+
+
+def _review_location(bundle: dict) -> None:
+    bundle["reviews"][0]["reviewer_location"] = "RO"
+
+
+def _fetched(bundle: dict) -> None:
+    bundle["reviews"][0]["clip_fetched_at"] = "2020-01-01T00:00:00+00:00"
+
+
+def _path(bundle: dict) -> None:
+    entry = _part_of(bundle, "sample.drawn")
+    entry["part"]["index"] ^= 1
+
+
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [
+        (_tamper_part, "not the one the entry's parts_root commits to"),
+        (_purge_field, "recordings are not what the part records"),
+        (_drop_purge, "leave out (dropped)"),
+        (_drop_review, "leave out (dropped)"),
+        (_review_location, "reviewer_location is 'RO'"),
+        (_fetched, "clip_fetched_at is not the access's time"),
+        (_path, "not the one the entry's parts_root commits to"),
+    ],
+    ids=["part", "purge", "dropped purge", "dropped review", "location", "fetched", "path"],
+)
+def test_a_tampered_part_or_review_is_refused(shared, platform, tmp_path, tamper, named):
+    bundle = platform.get("/api/v1/profiles/prof-a/evidence").json()
+    tamper(bundle)
+
+    result = _verify(tmp_path, bundle)
+
+    assert result.returncode == 1
+    assert named in result.stderr, result.stderr

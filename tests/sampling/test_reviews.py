@@ -117,3 +117,14 @@ def test_a_verified_officer_may_read_them(world):
 
     assert response.status_code == 200
     assert len(response.json()["reviews"]) == 2
+
+
+def test_delivered_at_is_the_time_of_the_draw_entry_whose_part_names_the_item(world):
+    draw = LedgerEntry.objects.get(kind="sample.drawn")
+
+    rows = _owner_client(world).get("/api/v1/profiles/prof-mine/reviews").json()["reviews"]
+
+    assert "prof-mine" not in bytes(draw.leaf).decode()  # the parts_root commits to it
+    assert {row["delivered_at"] for row in rows} == {
+        draw.created_at.isoformat().replace("+00:00", "Z")
+    }
