@@ -42,7 +42,6 @@ import json
 import random
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,8 +130,9 @@ def check_disk(sizes: Sequence[int], keep: bool) -> None:
     need = sum(to_seed) * BYTES_PER_RECORDING_GUESS + SPARE
     OUT.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(OUT).free
+    seeding = ", ".join(map(label, to_seed)) or "nothing"
     say(
-        f"Disk: {free / 1024**3:.1f} GiB free; seeding {', '.join(map(label, to_seed)) or 'nothing'}"
+        f"Disk: {free / 1024**3:.1f} GiB free; seeding {seeding}"
         f" needs about {need / 1024**3:.1f} GiB (PostgreSQL's data directory is on the same disk)"
     )
     if free < need:
