@@ -17,11 +17,14 @@ What it does, on this machine only (127.0.0.1):
 3. For each size, in the same run:
    - bytes per recording: pg_total_relation_size (heap, TOAST and indexes) of the
      recording and artefact tables, and of every table, over the recordings;
+   - --rounds times, the sizes alternating which goes first (other work on the machine
+     then slows both alike), each round with other random ids:
    - single eligibility: GET /api/v1/eligibility/rec-<random> through wrk (gunicorn,
-     2 sync workers), req/s and p99;
+     2 sync workers), req/s and p99 (the median of the rounds);
    - a 10,000-id POST /api/v1/eligibility/batch, --batches times: p50 ms;
    - a 1,000-item POST /api/v1/samples (human review, reviewers in DE), --draws times:
      p50 ms (the review items are removed before and after);
+   - the CPU of the gunicorn workers and of PostgreSQL per request of each kind;
    - purge: the audio files are written only for the slice that expires (the rest of
      the storage keys name no file), then the project's purge loop
      (compliance.retention.purge.purge_expired, what `manage.py purge_expired` and the
@@ -42,9 +45,10 @@ import json
 import random
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from _common import (
     HOST,
@@ -54,9 +58,11 @@ from _common import (
     Http,
     LoadGenerator,
     LoadResult,
+    PostgresCpu,
     SeedSpec,
     app_env,
     connect,
+    cpu_seconds,
     create_service_client,
     database_comment,
     fail,
@@ -73,6 +79,7 @@ from _common import (
 from eligibility import BATCH_SIZE, ensure_clean, server_batch, single_mix
 from sampling import api_draw
 
+T = TypeVar("T")
 OUT = REPO / "bench" / "out" / "scale"
 BROKER = f"redis://{HOST}:6379/6"
 BYTES_PER_RECORDING_GUESS = 1_600  # tables, indexes, WAL headroom: checked before seeding
@@ -166,10 +173,24 @@ class SizeFigures:
     bytes_core: float = 0.0  # recordings + artefacts tables, with indexes and TOAST
     bytes_all: float = 0.0  # every table of the schema
     table_bytes: dict[str, int] = field(default_factory=dict)
-    single: LoadResult | None = None
+    singles: list[LoadResult] = field(default_factory=list)
     batch_ms: list[float] = field(default_factory=list)
     draw_ms: list[float] = field(default_factory=list)
     purge: dict[str, float] | None = None
+    # CPU seconds and requests: name -> [gunicorn workers, PostgreSQL (backends and
+    # writers), requests], summed over the rounds
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def single_rps(self) -> float | None:
+        return percentile([r.rps for r in self.singles], 50) if self.singles else None
+
+    @property
+    def single_p99(self) -> float | None:
+        return percentile([r.p99_ms for r in self.singles], 50) if self.singles else None
+
+    def cpu_ms(self) -> dict[str, tuple[float, float]]:
+        return {k: (a / n * 1000, p / n * 1000) for k, (a, p, n) in self.cpu.items() if n}
 
     @property
     def purge_rate(self) -> float | None:
@@ -198,24 +219,51 @@ def measure_bytes(size: int, f: SizeFigures) -> None:
 def measure_http(size: int, f: SizeFigures, args: argparse.Namespace, gen: LoadGenerator) -> None:
     db, env = db_name(size), env_for(size)
     key = create_service_client(env, db, "bench-scale", ["eligibility:read", "samples:draw"])
-    rng = random.Random(size)
+    rng = random.Random(size * 100 + len(f.singles))  # other ids each round
     batches = [
-        [f"rec-{rng.randint(1, size)}" for _ in range(BATCH_SIZE)] for _ in range(args.batches)
+        [f"rec-{rng.randint(1, size)}" for _ in range(BATCH_SIZE)]
+        for _ in range(args.batches + 1)  # the first is the warm-up
     ]
-    with connect(db) as conn, gunicorn(env) as server:
+    with connect(db) as conn, connect("postgres") as pg, gunicorn(env) as server:
         conn.execute("DELETE FROM sampling_reviewitem")
+
+        def cpu(name: str, requests: Callable[[T], int], action: Callable[[], T]) -> T:
+            """`action`'s result; its CPU, of the app and of PostgreSQL, counted."""
+            pg_cpu, app = PostgresCpu(pg, db), cpu_seconds(server.workers)
+            result = action()
+            pg_cpu.poll()
+            app = cpu_seconds(server.workers) - app
+            total = f.cpu.setdefault(name, [0.0, 0.0, 0])
+            total[0] += app
+            total[1] += pg_cpu.seconds
+            total[2] += requests(result)
+            return result
+
         mix = single_mix(size)
         ensure_clean(gen.run(server.port, key, mix, args.warmup, args.connections))
-        f.single = ensure_clean(gen.run(server.port, key, mix, args.duration, args.connections))
-        say(f"  single eligibility: {f.single.line()}")
+        single = cpu(
+            "single eligibility",
+            lambda r: r.requests,
+            lambda: ensure_clean(gen.run(server.port, key, mix, args.duration, args.connections)),
+        )
+        f.singles.append(single)
+        say(f"  single eligibility: {single.line()}")
         client = Http(server.port, key, timeout=300)
         try:
             server_batch(client, batches[0])  # warm-up
-            f.batch_ms = [server_batch(client, ids)[0] for ids in batches]
-            say(f"  10k batch, ms: {' '.join(f'{t:.0f}' for t in f.batch_ms)}")
+            times = cpu(
+                "10k batch", len, lambda: [server_batch(client, ids)[0] for ids in batches[1:]]
+            )
+            f.batch_ms += times
+            say(f"  10k batch, ms: {' '.join(f'{t:.0f}' for t in times)}")
             api_draw(client, DRAW_SIZE, LOCATION)  # warm-up
-            f.draw_ms = [api_draw(client, DRAW_SIZE, LOCATION)[0] for _ in range(args.draws)]
-            say(f"  1,000-item draw, ms: {' '.join(f'{t:.0f}' for t in f.draw_ms)}")
+            times = cpu(
+                "1,000-item draw",
+                len,
+                lambda: [api_draw(client, DRAW_SIZE, LOCATION)[0] for _ in range(args.draws)],
+            )
+            f.draw_ms += times
+            say(f"  1,000-item draw, ms: {' '.join(f'{t:.0f}' for t in times)}")
         finally:
             client.close()
         server.check_workers()
@@ -288,14 +336,14 @@ def report(figures: list[SizeFigures]) -> None:
     rows = [
         ratio_line(
             "single eligibility req/s",
-            small.single and small.single.rps,
-            large.single and large.single.rps,
+            small.single_rps,
+            large.single_rps,
             True,
         ),
         ratio_line(
-            "single eligibility p99 ms",
-            small.single and small.single.p99_ms,
-            large.single and large.single.p99_ms,
+            "single eligibility p99 ms (median of rounds)",
+            small.single_p99,
+            large.single_p99,
             False,
         ),
         ratio_line(
@@ -321,6 +369,11 @@ def report(figures: list[SizeFigures]) -> None:
         seeded = "reused" if f.seeding_s is None else f"{f.seeding_s:,.0f} s"
         lines.append((f"seeding {label(f.size)}", seeded))
     lines += [(name, figure) for name, figure, _ in rows]
+    for f in figures:
+        for name, (app_ms, pg_ms) in f.cpu_ms().items():
+            lines.append(
+                (f"CPU per {name} at {label(f.size)}", f"app {app_ms:.2f} ms + PG {pg_ms:.2f} ms")
+            )
     goals = [
         Goal(f"{name}: within 20% at {large.size // small.size}x", figure, ok)
         for name, figure, ok in rows
@@ -337,6 +390,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--batches", type=int, default=10, help="10k-id eligibility batches")
     parser.add_argument("--draws", type=int, default=10, help="1,000-item sample draws")
+    parser.add_argument("--rounds", type=int, default=3, help="HTTP rounds, sizes alternating")
     parser.add_argument("--keep-db", action="store_true", help="reuse seeded databases")
     parser.add_argument("--seed-only", action="store_true", help="seed, measure nothing")
     parser.add_argument("--skip-purge", action="store_true", help="keep the databases reusable")
@@ -359,10 +413,15 @@ def main(argv: Sequence[str]) -> int:
         if args.seed_only:
             return 0
         gen = LoadGenerator(find_wrk())
+        for round_ in range(args.rounds):
+            # alternating which size goes first, so that a burst of other work on the
+            # machine slows both alike
+            for f in figures if round_ % 2 == 0 else figures[::-1]:
+                heading(f"Measuring {db_name(f.size)}, round {round_ + 1} of {args.rounds}")
+                measure_http(f.size, f, args, gen)
         for f in figures:
-            heading(f"Measuring {db_name(f.size)}")
-            measure_http(f.size, f, args, gen)
             if not args.skip_purge:
+                heading(f"Purging {db_name(f.size)}")
                 measure_purge(f.size, f)
     except BenchError as error:
         fail(str(error))

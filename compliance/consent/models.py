@@ -59,8 +59,12 @@ class ConsentState(models.Model):
 
     class Meta:
         constraints = [
+            # `granted` included: the eligibility rule reads the answer from the index
+            # alone (docs/capacity.md, at 10x the data)
             models.UniqueConstraint(
-                fields=["profile", "purpose"], name="consentstate_one_per_purpose"
+                fields=["profile", "purpose"],
+                include=["granted"],
+                name="consentstate_one_per_purpose",
             ),
         ]
 
