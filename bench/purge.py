@@ -1164,7 +1164,15 @@ def measure(args: argparse.Namespace, plan: Plan) -> Figures | LagFigures:
     ingest = int(args.ingest_rate * args.ingest_seconds)
     check_disk(plan, ingest)
     wait_for_quiet(args.max_load, args.load_wait)
-    ours_env = app_env(DB) | {"CELERY_BROKER_URL": BROKER, "MEDIA_ROOT": str(MEDIA_OURS)}
+    # the database is new each run, so its published ledger must be too: an export of
+    # an earlier run's longer chain would fail the check of this one
+    export = OUT / "ledger-export"
+    shutil.rmtree(export, ignore_errors=True)
+    ours_env = app_env(DB) | {
+        "CELERY_BROKER_URL": BROKER,
+        "MEDIA_ROOT": str(MEDIA_OURS),
+        "LEDGER_EXPORT": str(export),
+    }
     seeding = seed(plan, ours_env)
     wait_for_quiet(args.max_load, 180)  # the seeding's own load, mostly
     if args.lag_only:
@@ -1325,7 +1333,7 @@ def cleanup(keep: bool) -> None:
     with connect("postgres") as conn:
         for db in (DB, BASE_DB):
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    for media in (MEDIA_OURS, MEDIA_BASE):
+    for media in (MEDIA_OURS, MEDIA_BASE, OUT / "ledger-export"):
         shutil.rmtree(media, ignore_errors=True)
     say(f"\nRemoved {DB}, {BASE_DB} and the media trees ({time.perf_counter() - started:.1f} s)")
 
