@@ -65,8 +65,6 @@ from _common import (
     say,
 )
 
-DB = "earshot_bench_ingest"
-DB_BASE = "earshot_bench_ingest_base"
 BATCH = 1_000
 CLIP = b"RIFF" + (292).to_bytes(4, "little") + b"WAVEfmt " + bytes(288)
 RECORDED_AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -93,22 +91,26 @@ def run_in(tree: Path, env: dict[str, str], *args: str) -> str:
 
 
 def base_tree(path: Path, ref: str) -> Path:
-    """A checkout of `ref` at `path` (a detached git worktree), with this .venv."""
-    if not (path / "manage.py").exists():
-        say(f"git worktree add --detach {path} {ref}")
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(path), ref],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-        )
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=path,
+    """The files of `ref` at `path` (`git archive`, so that no worktree is added to the
+    repository's list), with this .venv; its commit in `path`/.bench-ref."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", f"{ref}^{{commit}}"],
+        cwd=REPO,
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
+    marker = path / ".bench-ref"
+    if not (path / "manage.py").exists() or not marker.exists() or marker.read_text() != commit:
+        say(f"git archive {commit} -> {path}")
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", commit], cwd=REPO, check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(path)], input=archive.stdout, check=True)
+        marker.write_text(commit)
+    head = marker.read_text()
     venv = path / ".venv"
     if not venv.exists():
         venv.symlink_to((REPO / ".venv").resolve())
@@ -116,12 +118,12 @@ def base_tree(path: Path, ref: str) -> Path:
     return path
 
 
-def env_for(db: str, media: Path) -> dict[str, str]:
+def env_for(db: str, media: Path, broker: str = "redis://127.0.0.1:6379/15") -> dict[str, str]:
     env = app_env(db)
     env.update(
         MEDIA_ROOT=str(media),
         API_THROTTLE_CLIENT="100000000/min",  # measure the ingest, not the throttle
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/15",
+        CELERY_BROKER_URL=broker,
     )
     return env
 
@@ -363,14 +365,14 @@ def _single_client(job: tuple[int, str, int, float]) -> tuple[int, int]:
 
 
 def single_rate(
-    tree: Path, env: dict[str, str], db: str, key: str, clients: int, seconds: float
+    tree: Path, env: dict[str, str], db: str, key: str, clients: int, seconds: float, run: int = 0
 ) -> dict[str, float]:
     with serve(tree, env, workers=1) as server, connect("postgres") as pg:
-        warm = [(server.port, key, 90 + c, 2.0) for c in range(clients)]
+        warm = [(server.port, key, 1000 * run + 90 + c, 2.0) for c in range(clients)]
         run_pool(_single_client, warm)
         pg_cpu = PostgresCpu(pg, db)
         app_before = cpu_seconds(server.workers)
-        jobs = [(server.port, key, c, seconds) for c in range(clients)]
+        jobs = [(server.port, key, 1000 * run + c, seconds) for c in range(clients)]
         with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
             started = time.perf_counter()
             pending = pool.map_async(_single_client, jobs)
@@ -397,6 +399,23 @@ def single_rate(
     }
 
 
+def summed(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Several rounds as one: their recordings over their seconds and CPU."""
+    n = sum(r["recordings"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    app = sum(r["app_cpu"] for r in runs)
+    pg = sum(r["pg_cpu"] for r in runs)
+    return {
+        "recordings": n,
+        "seconds": seconds,
+        "rate": n / seconds,
+        "app_cpu": app,
+        "pg_cpu": pg,
+        "per_app_core": n / app if app else 0.0,
+        "per_core": n / (app + pg) if app + pg else 0.0,
+    }
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -411,6 +430,14 @@ def main() -> int:
         "--base-tree", type=Path, default=Path(tempfile.gettempdir()) / "ingest-base"
     )
     parser.add_argument("--keep-data", action="store_true")
+    parser.add_argument(
+        "--db", default="earshot_bench_ingest", help="its database; the base's is <db>_base"
+    )
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/15")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="single-POST rounds, base and this alternating"
+    )
+    parser.add_argument("--skip-batch", action="store_true", help="measure the single POST only")
     args = parser.parse_args()
     if args.profiles < 2000:
         parser.error("--profiles: at least 2000 (the items name prof-1..prof-2000)")
@@ -419,48 +446,70 @@ def main() -> int:
     media = OUT / "media"
     shutil.rmtree(OUT, ignore_errors=True)
     media.mkdir(parents=True)
-    env, env_base = env_for(DB, media), env_for(DB_BASE, media)
+    db, db_base = args.db, f"{args.db}_base"
+    env, env_base = env_for(db, media, args.broker), env_for(db_base, media, args.broker)
     base = base_tree(args.base_tree, args.base_ref)
     try:
         heading("Seeding")
-        key = prepare(DB, REPO, env, args.profiles)
-        key_base = prepare(DB_BASE, base, env_base, args.profiles)
+        key = prepare(db, REPO, env, args.profiles)
+        key_base = prepare(db_base, base, env_base, args.profiles)
         write_files(media, args.clients, args.batches)
         say(f"  {args.clients * args.batches * BATCH:,} audio objects under {media}/ingest")
 
-        heading(f"Batch: {args.clients} clients x {args.batches} x 1,000 recordings")
-        sql_out, sql_s = run_pool(_sql_client, [(DB, c, args.batches) for c in range(args.clients)])
-        sql_n = sum(n for n, _ in sql_out)
-        say(f"  raw SQL baseline: {sql_n:,} recordings in {sql_s:.2f} s = {sql_n / sql_s:,.0f}/s")
-        with serve(REPO, env, workers=2) as server:
-            http_out, http_s = run_pool(
-                _http_client,
-                [(server.port, key, c, args.batches, str(media)) for c in range(args.clients)],
+        sql_n = sql_s = http_n = http_s = p50 = 0.0
+        if not args.skip_batch:
+            heading(f"Batch: {args.clients} clients x {args.batches} x 1,000 recordings")
+            sql_out, sql_s = run_pool(
+                _sql_client, [(db, c, args.batches) for c in range(args.clients)]
             )
-            server.check_workers()
-        http_n = sum(n for n, _, _ in http_out)
-        latencies = sorted(x for _, _, lat in http_out for x in lat)
-        p50 = latencies[len(latencies) // 2] * 1000
-        say(
-            f"  POST /recordings/batch: {http_n:,} recordings in {http_s:.2f} s"
-            f" = {http_n / http_s:,.0f}/s; a batch p50 {p50:.0f} ms"
-        )
-        with connect(DB) as conn:
-            counts = conn.execute(
-                "SELECT count(*), (SELECT count(*) FROM recordings_artefact)"
-                " FROM recordings_recording"
-            ).fetchone()
-            ledger = conn.execute(
-                "SELECT count(*), coalesce(sum((payload->>'count')::int), 0)"
-                " FROM ledger_ledgerentry WHERE kind = 'recordings.registered'"
-            ).fetchone()
-        if counts != (sql_n + http_n, 2 * (sql_n + http_n)) or ledger[1] != http_n:
-            raise BenchError(f"rows {counts}, ledger {ledger}: not what was sent")
-        say(f"  checked: {counts[0]:,} recordings, {counts[1]:,} artefacts, ledger {ledger}")
+            sql_n = sum(n for n, _ in sql_out)
+            say(
+                f"  raw SQL baseline: {sql_n:,} recordings in {sql_s:.2f} s"
+                f" = {sql_n / sql_s:,.0f}/s"
+            )
+            with serve(REPO, env, workers=2) as server:
+                http_out, http_s = run_pool(
+                    _http_client,
+                    [(server.port, key, c, args.batches, str(media)) for c in range(args.clients)],
+                )
+                server.check_workers()
+            http_n = sum(n for n, _, _ in http_out)
+            latencies = sorted(x for _, _, lat in http_out for x in lat)
+            p50 = latencies[len(latencies) // 2] * 1000
+            say(
+                f"  POST /recordings/batch: {http_n:,} recordings in {http_s:.2f} s"
+                f" = {http_n / http_s:,.0f}/s; a batch p50 {p50:.0f} ms"
+            )
+            with connect(db) as conn:
+                counts = conn.execute(
+                    "SELECT count(*), (SELECT count(*) FROM recordings_artefact)"
+                    " FROM recordings_recording"
+                ).fetchone()
+                ledger = conn.execute(
+                    "SELECT count(*), coalesce(sum((payload->>'count')::int), 0)"
+                    " FROM ledger_ledgerentry WHERE kind = 'recordings.registered'"
+                ).fetchone()
+            if counts != (sql_n + http_n, 2 * (sql_n + http_n)) or ledger[1] != http_n:
+                raise BenchError(f"rows {counts}, ledger {ledger}: not what was sent")
+            say(f"  checked: {counts[0]:,} recordings, {counts[1]:,} artefacts, ledger {ledger}")
 
         heading(f"Single POST /recordings: {args.clients} clients, 1 gunicorn worker")
-        before = single_rate(base, env_base, DB_BASE, key_base, args.clients, args.single_seconds)
-        after = single_rate(REPO, env, DB, key, args.clients, args.single_seconds)
+        base_runs, this_runs = [], []
+        for run in range(args.rounds):
+            base_runs.append(
+                single_rate(
+                    base, env_base, db_base, key_base, args.clients, args.single_seconds, run
+                )
+            )
+            this_runs.append(
+                single_rate(REPO, env, db, key, args.clients, args.single_seconds, run)
+            )
+            say(
+                f"  round {run + 1}: base {base_runs[-1]['per_core']:.0f}/s per core,"
+                f" this {this_runs[-1]['per_core']:.0f}/s per core"
+                f" ({this_runs[-1]['per_core'] / base_runs[-1]['per_core']:.2f}x)"
+            )
+        before, after = summed(base_runs), summed(this_runs)
         for name, r in (("base", before), ("this", after)):
             say(
                 f"  {name}: {r['recordings']:,} in {r['seconds']:.1f} s = {r['rate']:.0f}/s;"
@@ -471,17 +520,20 @@ def main() -> int:
         if not args.keep_data:
             shutil.rmtree(OUT, ignore_errors=True)
             with connect("postgres") as conn:
-                for db in (DB, DB_BASE):
-                    conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                for name in (db, db_base):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    batch_ratio = (http_n / http_s) / (sql_n / sql_s)
+    batch_ratio = (http_n / http_s) / (sql_n / sql_s) if sql_n and http_n else 0.0
     single_ratio = after["per_core"] / before["per_core"]
     print_summary(
         "ingest",
         [
             ("load average", " ".join(f"{x:.2f}" for x in os.getloadavg())),
-            ("raw SQL baseline", f"{sql_n / sql_s:,.0f} recordings/s"),
-            ("POST /recordings/batch", f"{http_n / http_s:,.0f} recordings/s, p50 {p50:.0f} ms"),
+            ("raw SQL baseline", f"{sql_n / sql_s:,.0f} recordings/s" if sql_s else "skipped"),
+            (
+                "POST /recordings/batch",
+                f"{http_n / http_s:,.0f} recordings/s, p50 {p50:.0f} ms" if http_s else "skipped",
+            ),
             ("single POST, base", f"{before['rate']:.0f}/s, {before['per_core']:.0f}/s per core"),
             ("single POST, this", f"{after['rate']:.0f}/s, {after['per_core']:.0f}/s per core"),
             (
@@ -490,7 +542,17 @@ def main() -> int:
             ),
         ],
         [
-            Goal("batch >= 25% of the raw SQL baseline", f"{batch_ratio:.0%}", batch_ratio >= 0.25),
+            *(
+                []
+                if args.skip_batch
+                else [
+                    Goal(
+                        "batch >= 25% of the raw SQL baseline",
+                        f"{batch_ratio:.0%}",
+                        batch_ratio >= 0.25,
+                    )
+                ]
+            ),
             Goal("single POST >= 3x per core", f"{single_ratio:.2f}x", single_ratio >= 3),
         ],
     )

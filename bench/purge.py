@@ -88,7 +88,9 @@ from _common import (
     clear_queues,
     connect,
     cpu_seconds,
+    create_service_client,
     fail,
+    gunicorn,
     heading,
     machine_busy_seconds,
     manage,
@@ -859,6 +861,78 @@ def ingest_child(argv: Sequence[str]) -> int:
     return 0
 
 
+def ingest_batch_child(argv: Sequence[str]) -> int:
+    """One ingest process over HTTP: batches of `batch` items to POST
+    /api/v1/recordings/batch, `rate` recordings a second, each item's audio a file
+    already written under ingest/lag/<index>/ (see `write_lag_files`)."""
+    index, processes, rate, seconds, start_at, port, key, batch = argv
+    import http.client
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    size, i = int(batch), int(index)
+    period = size / float(rate)
+    conn = http.client.HTTPConnection(HOST, int(port), timeout=120)
+    headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+    n, latencies, behind, created = 0, [], 0.0, 0
+    start = time.monotonic() + max(0.0, float(start_at) - time.time()) + i * period / int(processes)
+    while True:
+        due = start + n * period
+        if due - start >= float(seconds):
+            break
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        behind = max(behind, -pause)
+        now = dt.now(UTC).isoformat()
+        items = [
+            {
+                "external_id": f"lag-{i}-{m}",
+                "profile": f"prof-lag-{(m * int(processes) + i) % LAG_PROFILES}",
+                "recorded_at": now,
+                "transcript": TRANSCRIPT,
+                "audio_key": f"ingest/lag/{i}/{m}.wav",
+                "audio_size": len(AUDIO),
+            }
+            for m in range(n * size, (n + 1) * size)
+        ]
+        begun = time.perf_counter()
+        conn.request(
+            "POST",
+            "/api/v1/recordings/batch",
+            body=json.dumps({"recordings": items}),
+            headers=headers,
+        )
+        response = conn.getresponse()
+        data = response.read()
+        latencies.append((time.perf_counter() - begun) * 1000)
+        if response.status != 200:
+            raise BenchError(f"batch answered {response.status}: {data[:300]!r}")
+        results = json.loads(data)["results"]
+        bad = [r for r in results if r["status"] != "created"]
+        if bad:
+            raise BenchError(f"{len(bad)} items not created, e.g. {bad[:2]}")
+        created += len(results)
+        n += 1
+    conn.close()
+    print(json.dumps({"created": created, "latencies_ms": latencies, "behind_s": behind}))
+    return 0
+
+
+def write_lag_files(processes: int, per_process: int) -> None:
+    """The objects the batch ingest registers: ingest/lag/<process>/<n>.wav."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    for i in range(processes):
+        directory = MEDIA_OURS / "ingest" / "lag" / str(i)
+        directory.mkdir(parents=True, exist_ok=True)
+        for m in range(per_process):
+            fd = os.open(f"{directory}/{m}.wav", flags, 0o644)
+            try:
+                os.write(fd, AUDIO)
+            finally:
+                os.close(fd)
+
+
 def lag_rows(conn: psycopg.Connection, since: datetime) -> tuple[list[float], list[float], int]:
     """Per purged ingest artefact: seconds from expiry to the commit of the batch that
     purged it (the first purge.batch ledger entry after its purged_at whose id range
@@ -887,16 +961,48 @@ def lag_rows(conn: psycopg.Connection, since: datetime) -> tuple[list[float], li
 
 def run_lag(args: argparse.Namespace, env: dict[str, str], worker: Worker) -> LagFigures:
     rate, seconds, processes = args.ingest_rate, args.ingest_seconds, args.ingest_processes
+    how = (
+        f"POST /recordings/batch of {args.ingest_batch:,}, gunicorn 2 workers"
+        if args.ingest_batch
+        else "recording_create"
+    )
     heading(
         f"Purge lag: celery beat (purge every 60 s) while {rate:g} recordings/s are ingested"
-        f" for {seconds:g} s ({processes} processes, recording_create, dont_save profiles)"
+        f" for {seconds:g} s ({processes} processes, {how}, dont_save profiles)"
     )
+    with contextlib.ExitStack() as stack:
+        server = None
+        extra: list[str] = []
+        if args.ingest_batch:
+            per_process = int(rate / processes * seconds) + args.ingest_batch
+            step = time.perf_counter()
+            write_lag_files(processes, per_process)
+            say(
+                f"  {processes * per_process:,} audio objects under ingest/lag/:"
+                f" {time.perf_counter() - step:.1f} s"
+            )
+            key = create_service_client(env, DB, "bench-lag", ["recordings:write"])
+            server = stack.enter_context(
+                gunicorn(env | {"API_THROTTLE_CLIENT": "100000000/min"}, workers=2)
+            )
+            extra = [str(server.port), key, str(args.ingest_batch)]
+        figures = _run_lag(args, env, worker, extra)
+        if server is not None:
+            server.check_workers()
+        return figures
+
+
+def _run_lag(
+    args: argparse.Namespace, env: dict[str, str], worker: Worker, extra: list[str]
+) -> LagFigures:
+    rate, seconds, processes = args.ingest_rate, args.ingest_seconds, args.ingest_processes
     with connect(DB) as conn:
         since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         with celery_beat(env, OUT):
             start_at = time.time() + 5
-            command = [str(PYTHON), str(Path(__file__).resolve()), "--ingest-child"]
-            share = [str(processes), str(rate / processes), str(seconds), str(start_at)]
+            mode = "--ingest-batch-child" if extra else "--ingest-child"
+            command = [str(PYTHON), str(Path(__file__).resolve()), mode]
+            share = [str(processes), str(rate / processes), str(seconds), str(start_at), *extra]
             children = [
                 subprocess.Popen(
                     [*command, str(i), *share],
@@ -954,6 +1060,7 @@ def run_lag(args: argparse.Namespace, env: dict[str, str], worker: Worker) -> La
         f" recording_create p50 {percentile(latencies, 50):.1f} ms,"
         f" p99 {percentile(latencies, 99):.1f} ms; at most"
         f" {max(r['behind_s'] for r in results):.2f} s behind schedule"
+        + (" (latencies: per batch)" if extra else "")
     )
     figures = LagFigures(
         rate,
@@ -977,6 +1084,13 @@ def run_lag(args: argparse.Namespace, env: dict[str, str], worker: Worker) -> La
         for p in (MEDIA_OURS / "audio").rglob("*")
         if p.is_file() and (MEDIA_OURS / "audio" / "bench") not in p.parents
     ]
+    if extra:  # registered objects: those of the recordings created, process by process
+        leftovers = [
+            path
+            for i, r in enumerate(results)
+            for m in range(r["created"])
+            if (path := MEDIA_OURS / "ingest" / "lag" / str(i) / f"{m}.wav").exists()
+        ]
     say(f"  ingested audio files left in storage: {len(leftovers):,}")
     if created != sum(r["created"] for r in results):
         figures.problems.append("ingest: the processes and the database disagree on the count")
@@ -1035,13 +1149,34 @@ def wait_for_quiet(max_load: float, patience: float) -> None:
         time.sleep(30)
 
 
-def measure(args: argparse.Namespace, plan: Plan) -> Figures:
+def use_database(db: str, broker: str) -> None:
+    """Another database (and its media tree under bench/out/<db>) and broker than the
+    defaults: two runs at once on one machine must not share them."""
+    global DB, BASE_DB, OUT, MEDIA_OURS, MEDIA_BASE, BROKER
+    if db != DB:
+        DB, BASE_DB = db, f"{db}_base"
+        OUT = REPO / "bench" / "out" / db
+        MEDIA_OURS, MEDIA_BASE = OUT / "media_ours", OUT / "media_base"
+    BROKER = broker
+
+
+def measure(args: argparse.Namespace, plan: Plan) -> Figures | LagFigures:
     ingest = int(args.ingest_rate * args.ingest_seconds)
     check_disk(plan, ingest)
     wait_for_quiet(args.max_load, args.load_wait)
-    ours_env = app_env(DB) | {"CELERY_BROKER_URL": BROKER, "MEDIA_ROOT": str(MEDIA_OURS)}
+    # the database is new each run, so its published ledger must be too: an export of
+    # an earlier run's longer chain would fail the check of this one
+    export = OUT / "ledger-export"
+    shutil.rmtree(export, ignore_errors=True)
+    ours_env = app_env(DB) | {
+        "CELERY_BROKER_URL": BROKER,
+        "MEDIA_ROOT": str(MEDIA_OURS),
+        "LEDGER_EXPORT": str(export),
+    }
     seeding = seed(plan, ours_env)
     wait_for_quiet(args.max_load, 180)  # the seeding's own load, mostly
+    if args.lag_only:
+        return measure_lag_only(args, plan, ours_env, seeding)
     baseline = run_baseline(plan)
     queue = f"bench-purge-{uuid.uuid4().hex[:12]}"
     dropped = clear_queues(BROKER, [DEFAULT_QUEUE])
@@ -1061,6 +1196,58 @@ def measure(args: argparse.Namespace, plan: Plan) -> Figures:
         sender.close()
         clear_queues(BROKER, [queue], bindings=True)
     return Figures(seeding, baseline, ours, deletion, lag)
+
+
+def measure_lag_only(
+    args: argparse.Namespace, plan: Plan, env: dict[str, str], seeding: dict[str, float]
+) -> LagFigures:
+    """The purge-lag run alone (--lag-only): the worker and the beat, the ingest."""
+    dropped = clear_queues(BROKER, [DEFAULT_QUEUE])
+    if dropped:
+        say(f"Dropped {dropped} stale messages from queue {DEFAULT_QUEUE!r} on {BROKER}")
+    queue = f"bench-purge-{uuid.uuid4().hex[:12]}"
+    try:
+        with celery_worker(env, [queue, DEFAULT_QUEUE], OUT / "worker.log", concurrency=2) as w:
+            lag = run_lag(args, env, w)
+            w.check()
+        lag.problems += verify_ledger(env)
+    finally:
+        clear_queues(BROKER, [queue], bindings=True)
+    return lag
+
+
+def report_lag(args: argparse.Namespace, lag: LagFigures) -> None:
+    lag_max = max(lag.lags) if lag.lags else float("inf")
+    rate_ok = lag.rate >= 0.95 * lag.target_rate
+    how = f"POST /recordings/batch of {args.ingest_batch:,}" if args.ingest_batch else "single"
+    latency = "a batch" if args.ingest_batch else "recording_create"
+    print_summary(
+        "purge lag",
+        [
+            (
+                "ingest",
+                f"{lag.created:,} recordings at {lag.rate:,.1f}/s (target {lag.target_rate:g}/s,"
+                f" {how}; per second min {lag.per_second_min}, median {lag.per_second_p50});"
+                f" {latency} p50 {lag.ingest_p50_ms:.1f} ms, p99 {lag.ingest_p99_ms:.1f} ms",
+            ),
+            ("purge lag", lag_line(lag.lags) if lag.lags else "nothing purged"),
+            ("purge lag to claim", lag_line(lag.claim_lags) if lag.claim_lags else "-"),
+            ("lag not purged", f"{lag.unpurged:,} artefacts {args.lag_wait:g} s after the ingest"),
+        ],
+        [
+            Goal(
+                f"offered rate reached (>= 95% of {lag.target_rate:g}/s)",
+                f"{lag.rate:,.1f}/s",
+                rate_ok,
+            ),
+            Goal(
+                f"purge lag (max) < 2 min at {lag.target_rate:g} recordings/s ingested",
+                f"max {lag_max:.1f} s"
+                + (f"; {lag.unpurged:,} never purged" if lag.unpurged else ""),
+                not lag.unpurged and lag_max < GOAL_LAG_S,
+            ),
+        ],
+    )
 
 
 def report(args: argparse.Namespace, plan: Plan, f: Figures) -> None:
@@ -1146,7 +1333,7 @@ def cleanup(keep: bool) -> None:
     with connect("postgres") as conn:
         for db in (DB, BASE_DB):
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    for media in (MEDIA_OURS, MEDIA_BASE):
+    for media in (MEDIA_OURS, MEDIA_BASE, OUT / "ledger-export"):
         shutil.rmtree(media, ignore_errors=True)
     say(f"\nRemoved {DB}, {BASE_DB} and the media trees ({time.perf_counter() - started:.1f} s)")
 
@@ -1160,6 +1347,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--ingest-rate", type=float, default=200, help="recordings a second")
     parser.add_argument("--ingest-seconds", type=float, default=180)
     parser.add_argument("--ingest-processes", type=int, default=4)
+    parser.add_argument(
+        "--ingest-batch",
+        type=int,
+        default=0,
+        help="ingest through POST /recordings/batch, this many items a batch (0: single)",
+    )
+    parser.add_argument(
+        "--lag-only", action="store_true", help="only the purge-lag run (seeds all the same)"
+    )
+    parser.add_argument("--db", default=DB, help="its database; the baseline's is <db>_base")
+    parser.add_argument("--broker", default=BROKER)
     parser.add_argument(
         "--lag-wait", type=float, default=200, help="seconds to wait for the last purges"
     )
@@ -1187,7 +1385,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["--ingest-child"]:
         return ingest_child(argv[1:])
+    if argv[:1] == ["--ingest-batch-child"]:
+        return ingest_batch_child(argv[1:])
     args = parse_args(argv)
+    use_database(args.db, args.broker)
     profiles = args.profiles or max(10, args.recordings // 20)
     plan = Plan(
         recordings=args.recordings,
@@ -1198,13 +1399,22 @@ def main(argv: Sequence[str]) -> int:
     )
     say(f"Purge benchmark against {HOST}: {plan.marker}")
     try:
-        figures = measure(args, plan)
-        report(args, plan, figures)
+        measured = measure(args, plan)
+        if isinstance(measured, LagFigures):
+            report_lag(args, measured)
+        else:
+            report(args, plan, measured)
     except BenchError as error:
         fail(str(error))
         return 1
     finally:
         cleanup(args.keep_data)
+    if isinstance(measured, LagFigures):
+        if measured.problems:
+            fail("; ".join(measured.problems))
+            return 1
+        return 0
+    figures = measured
     problems = figures.ours.problems + figures.deletion.problems + figures.lag.problems
     if problems:
         fail("; ".join(problems))

@@ -560,7 +560,8 @@ def recording_create(*, data: RecordingInput, actor: str) -> Recording:
 
     A crash between the two leaves at worst a file without a row, which the storage
     sweep settles; never a row pointing at a missing file. The rows are written as a
-    batch of one (see `_write`); the answer is built from what was written.
+    batch of one (see `_write`), with its ledger entry (every registration is in the
+    ledger, docs/invariants.md); the answer is built from what was written.
     """
     _check(data)
     if data.audio_key is not None:
@@ -573,7 +574,7 @@ def recording_create(*, data: RecordingInput, actor: str) -> Recording:
         item.audio_size = data.audio.size or 0
         item.audio_key = default_storage.save(_audio_key(data.audio.name), data.audio)
     try:
-        written = _write([item], actor=actor, ledger=False)
+        written = _write([item], actor=actor, ledger=True)
     except IntegrityError:
         _discard(item.audio_key)
         raise Conflict("duplicate", f"A recording {data.external_id!r} exists already.") from None

@@ -6,6 +6,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from compliance.ledger.models import LedgerEntry
+from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, Recording
 from tests.factories import ProfileFactory, RecordingFactory, UserFactory
 
@@ -87,6 +89,16 @@ def test_a_recording_without_transcript_or_flags_is_ingested(platform, profile):
     assert response.status_code == 201
     assert (response.json()["transcript"], response.json()["flags"]) == (None, [])
     assert response.json()["artefacts"] == []
+
+
+def test_a_single_post_is_in_the_ledger_with_its_uploaded_audio(platform, profile, wav):
+    response = platform.post("/api/v1/recordings", {**_body(), "audio": wav}, format="multipart")
+
+    assert response.status_code == 201, response.content
+    [entry] = LedgerEntry.objects.filter(kind="recordings.registered")
+    assert (entry.payload["count"], entry.payload["audio"]) == (1, 1)
+    assert (entry.payload["first"], entry.payload["last"]) == ("r-1", "r-1")
+    assert ledger_verify().ok
 
 
 # --- multipart ingest ----------------------------------------------------------------

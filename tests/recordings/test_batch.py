@@ -105,6 +105,7 @@ def test_every_batch_that_creates_is_one_ledger_entry_naming_what_it_covers(plat
     [entry] = LedgerEntry.objects.filter(kind="recordings.registered")
     assert entry.payload["count"] == 2
     assert entry.payload["external_ids_sha256"] == hashlib.sha256(b"r-1\nr-2").hexdigest()
+    assert (entry.payload["first"], entry.payload["last"]) == ("r-1", "r-2")
     assert ledger_verify().ok
 
 

@@ -1,3 +1,4 @@
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.core.errors import ApplicationError, Conflict
+from compliance.ledger.models import LedgerEntry
+from compliance.ledger.selectors import ledger_verify
 from compliance.recordings import services
 from compliance.recordings.models import Artefact, Recording
 from compliance.recordings.services import RecordingInput, parse_flags, recording_create
@@ -214,7 +217,7 @@ def test_other_flag_shapes_are_refused(value):
     assert "flags" in refused.value.fields
 
 
-def test_a_recording_is_written_in_four_statements_whatever_the_policies(profile):
+def test_a_recording_is_written_in_seven_statements_whatever_the_policies(profile):
     from compliance.retention.services import retention_policy_create
 
     for category in ("audio", "transcript"):
@@ -227,5 +230,33 @@ def test_a_recording_is_written_in_four_statements_whatever_the_policies(profile
     # (the test's own transaction makes the ingest's a savepoint)
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
     statements = [s for s in statements if s not in ("SAVEPOINT", "RELEASE")]
-    # the profile (locked), the policies' stamp, the recording, its artefacts
-    assert statements == ["SELECT", "SELECT", "INSERT", "INSERT"]
+    # the profile (locked), the policies' stamp, the recording, its artefacts; then the
+    # ledger append: its lock (PostgreSQL's advisory lock), the chain's head, the entry
+    lock = ["SELECT"] if connection.vendor == "postgresql" else []
+    assert statements == ["SELECT", "SELECT", "INSERT", "INSERT", *lock, "SELECT", "INSERT"]
+
+
+def test_a_single_recording_is_one_ledger_entry_naming_it(profile):
+    recording_create(data=_input(transcript="hi"), actor="client:p")
+
+    [entry] = LedgerEntry.objects.filter(kind="recordings.registered")
+    assert (entry.subject, entry.actor) == ("recordings", "client:p")
+    assert entry.payload == {
+        "count": 1,
+        "audio": 0,
+        "external_ids_sha256": hashlib.sha256(b"r-1").hexdigest(),
+        "first": "r-1",
+        "last": "r-1",
+    }
+    assert ledger_verify().ok
+
+
+def test_a_refused_single_recording_writes_no_ledger_entry(profile):
+    recording_create(data=_input(), actor="a")
+
+    with pytest.raises(Conflict):
+        recording_create(data=_input(), actor="a")
+    with pytest.raises(ApplicationError):
+        recording_create(data=_input(external_id="r-2", profile_external_id="nobody"), actor="a")
+
+    assert LedgerEntry.objects.filter(kind="recordings.registered").count() == 1

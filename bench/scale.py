@@ -1,0 +1,434 @@
+"""Scale benchmark: does ten times the data cost more per request?
+
+    .venv/bin/python bench/scale.py [--sizes 1000000,10000000] [--duration 15]
+        [--connections 16] [--batches 10] [--draws 10] [--keep-db] [--seed-only]
+        [--skip-purge]
+
+What it does, on this machine only (127.0.0.1):
+1. Checks the free disk first (shutil.disk_usage) and refuses politely, saying what it
+   needs, when the databases would not fit.
+2. One database per size, `earshot_scale_<size>` (e.g. earshot_scale_1m,
+   earshot_scale_10m), migrated and seeded with the set-based SQL of bench/_common.py
+   (INSERT ... SELECT generate_series, not the API): N recordings, 2N artefacts (an
+   audio and a transcript one per active recording), N/20 profiles (so every size has
+   the same 20 recordings a profile), 80% as many accounts, a consent state per profile
+   and purpose. ~1% of the recordings (every 97th) are past their retention. With
+   --keep-db a database seeded completely at the same size is reused.
+3. For each size, in the same run:
+   - bytes per recording: pg_total_relation_size (heap, TOAST and indexes) of the
+     recording and artefact tables, and of every table, over the recordings;
+   - --rounds times, the sizes alternating which goes first (other work on the machine
+     then slows both alike), each round with other random ids:
+   - single eligibility: GET /api/v1/eligibility/rec-<random> through wrk (gunicorn,
+     2 sync workers), req/s and p99 (the median of the rounds);
+   - a 10,000-id POST /api/v1/eligibility/batch, --batches times: p50 ms;
+   - a 1,000-item POST /api/v1/samples (human review, reviewers in DE), --draws times:
+     p50 ms (the review items are removed before and after);
+   - the CPU of the gunicorn workers and of PostgreSQL per request of each kind;
+   - purge: the audio files are written only for the slice that expires (the rest of
+     the storage keys name no file), then the project's purge loop
+     (compliance.retention.purge.purge_expired, what `manage.py purge_expired` and the
+     beat run) in one process: recordings purged a second. The purge tombstones the
+     slice, so a reused database is marked purged and --keep-db skips this figure.
+4. Prints each figure at every size and the ratio of the largest to the smallest size.
+   A figure worse by more than 20% at the larger size FAILS.
+
+Seeding 10,000,000 recordings takes a long while on 2 cores: run it first with
+`nice .venv/bin/python bench/scale.py --seed-only`, then the measuring run with
+--keep-db. The exit code is 0 when goals fail, 1 when something broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from _common import (
+    HOST,
+    REPO,
+    BenchError,
+    Goal,
+    Http,
+    LoadGenerator,
+    LoadResult,
+    PostgresCpu,
+    SeedSpec,
+    app_env,
+    connect,
+    cpu_seconds,
+    create_service_client,
+    database_comment,
+    fail,
+    find_wrk,
+    gunicorn,
+    heading,
+    manage,
+    mark_database,
+    percentile,
+    prepare_database,
+    print_summary,
+    say,
+)
+from eligibility import BATCH_SIZE, ensure_clean, server_batch, single_mix
+from sampling import api_draw
+
+T = TypeVar("T")
+OUT = REPO / "bench" / "out" / "scale"
+BROKER = f"redis://{HOST}:6379/6"
+BYTES_PER_RECORDING_GUESS = 1_600  # tables, indexes, WAL headroom: checked before seeding
+SPARE = 4 * 1024**3
+DEGRADE = 0.20  # a figure may be at most 20% worse at the larger size
+LOCATION = "DE"
+DRAW_SIZE = 1_000
+PURGED = "; purged"
+
+PURGE_SCRIPT = """
+import json, time
+from compliance.retention.purge import purge_expired
+started = time.perf_counter()
+artefacts = recordings = batches = 0
+while True:
+    run = purge_expired(budget_seconds=3600.0)
+    artefacts += run.purged
+    recordings += run.recordings_purged
+    batches += run.batches
+    if not run.more:
+        break
+print(json.dumps({"artefacts": artefacts, "recordings": recordings, "batches": batches,
+                  "seconds": time.perf_counter() - started}))
+"""
+
+
+def label(size: int) -> str:
+    if size % 1_000_000 == 0:
+        return f"{size // 1_000_000}m"
+    if size % 1_000 == 0:
+        return f"{size // 1_000}k"
+    return str(size)
+
+
+def db_name(size: int) -> str:
+    return f"earshot_scale_{label(size)}"
+
+
+def spec_for(size: int) -> SeedSpec:
+    profiles = max(1, size // 20)
+    return SeedSpec(recordings=size, profiles=profiles, accounts=max(1, profiles * 4 // 5))
+
+
+def env_for(size: int) -> dict[str, str]:
+    env = app_env(db_name(size))
+    env.update(MEDIA_ROOT=str(OUT / f"media_{label(size)}"), CELERY_BROKER_URL=BROKER)
+    return env
+
+
+def check_disk(sizes: Sequence[int], keep: bool) -> None:
+    """Refuse politely when the databases to seed would not fit."""
+    to_seed = [
+        s for s in sizes if not (keep and _reusable(database_comment(db_name(s)), spec_for(s)))
+    ]
+    need = sum(to_seed) * BYTES_PER_RECORDING_GUESS + SPARE
+    OUT.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(OUT).free
+    seeding = ", ".join(map(label, to_seed)) or "nothing"
+    say(
+        f"Disk: {free / 1024**3:.1f} GiB free; seeding {seeding}"
+        f" needs about {need / 1024**3:.1f} GiB (PostgreSQL's data directory is on the same disk)"
+    )
+    if free < need:
+        raise BenchError(
+            f"not enough disk: {need / 1024**3:.1f} GiB needed, {free / 1024**3:.1f} GiB free;"
+            " free some space or pass smaller --sizes"
+        )
+
+
+def _reusable(comment: str | None, spec: SeedSpec) -> bool:
+    return comment in (spec.marker, spec.marker + PURGED)
+
+
+def prepare(size: int, keep: bool) -> float | None:
+    spec, db, env = spec_for(size), db_name(size), env_for(size)
+    heading(f"Database {db}: {spec.marker}")
+    if keep and database_comment(db) == spec.marker + PURGED:
+        say(f"Reusing database {db} (already purged: the purge figure is skipped); migrating it")
+        manage(env, "migrate", "--no-input", "-v", "0")
+        return None
+    return prepare_database(db, spec, env, keep=keep)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass
+class SizeFigures:
+    size: int
+    seeding_s: float | None = None
+    bytes_core: float = 0.0  # recordings + artefacts tables, with indexes and TOAST
+    bytes_all: float = 0.0  # every table of the schema
+    table_bytes: dict[str, int] = field(default_factory=dict)
+    singles: list[LoadResult] = field(default_factory=list)
+    batch_ms: list[float] = field(default_factory=list)
+    draw_ms: list[float] = field(default_factory=list)
+    purge: dict[str, float] | None = None
+    # CPU seconds and requests: name -> [gunicorn workers, PostgreSQL (backends and
+    # writers), requests], summed over the rounds
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def single_rps(self) -> float | None:
+        return percentile([r.rps for r in self.singles], 50) if self.singles else None
+
+    @property
+    def single_p99(self) -> float | None:
+        return percentile([r.p99_ms for r in self.singles], 50) if self.singles else None
+
+    def cpu_ms(self) -> dict[str, tuple[float, float]]:
+        return {k: (a / n * 1000, p / n * 1000) for k, (a, p, n) in self.cpu.items() if n}
+
+    @property
+    def purge_rate(self) -> float | None:
+        if not self.purge or not self.purge["seconds"]:
+            return None
+        return self.purge["recordings"] / self.purge["seconds"]
+
+
+def measure_bytes(size: int, f: SizeFigures) -> None:
+    with connect(db_name(size)) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 2 DESC"
+        ).fetchall()
+        recordings = conn.execute("SELECT count(*) FROM recordings_recording").fetchone()[0]
+    f.table_bytes = {name: int(total) for name, total in rows}
+    core = sum(v for k, v in f.table_bytes.items() if k.startswith("recordings_"))
+    f.bytes_core = core / recordings
+    f.bytes_all = sum(f.table_bytes.values()) / recordings
+    top = ", ".join(f"{k} {v / 1024**2:,.0f} MiB" for k, v in list(f.table_bytes.items())[:5])
+    say(f"  bytes per recording: recordings tables {f.bytes_core:,.0f}, all {f.bytes_all:,.0f}")
+    say(f"  largest tables (with indexes): {top}")
+
+
+def measure_http(size: int, f: SizeFigures, args: argparse.Namespace, gen: LoadGenerator) -> None:
+    db, env = db_name(size), env_for(size)
+    key = create_service_client(env, db, "bench-scale", ["eligibility:read", "samples:draw"])
+    rng = random.Random(size * 100 + len(f.singles))  # other ids each round
+    batches = [
+        [f"rec-{rng.randint(1, size)}" for _ in range(BATCH_SIZE)]
+        for _ in range(args.batches + 1)  # the first is the warm-up
+    ]
+    with connect(db) as conn, connect("postgres") as pg, gunicorn(env) as server:
+        conn.execute("DELETE FROM sampling_reviewitem")
+
+        def cpu(name: str, requests: Callable[[T], int], action: Callable[[], T]) -> T:
+            """`action`'s result; its CPU, of the app and of PostgreSQL, counted."""
+            pg_cpu, app = PostgresCpu(pg, db), cpu_seconds(server.workers)
+            result = action()
+            pg_cpu.poll()
+            app = cpu_seconds(server.workers) - app
+            total = f.cpu.setdefault(name, [0.0, 0.0, 0])
+            total[0] += app
+            total[1] += pg_cpu.seconds
+            total[2] += requests(result)
+            return result
+
+        mix = single_mix(size)
+        ensure_clean(gen.run(server.port, key, mix, args.warmup, args.connections))
+        single = cpu(
+            "single eligibility",
+            lambda r: r.requests,
+            lambda: ensure_clean(gen.run(server.port, key, mix, args.duration, args.connections)),
+        )
+        f.singles.append(single)
+        say(f"  single eligibility: {single.line()}")
+        client = Http(server.port, key, timeout=300)
+        try:
+            server_batch(client, batches[0])  # warm-up
+            times = cpu(
+                "10k batch", len, lambda: [server_batch(client, ids)[0] for ids in batches[1:]]
+            )
+            f.batch_ms += times
+            say(f"  10k batch, ms: {' '.join(f'{t:.0f}' for t in times)}")
+            api_draw(client, DRAW_SIZE, LOCATION)  # warm-up
+            times = cpu(
+                "1,000-item draw",
+                len,
+                lambda: [api_draw(client, DRAW_SIZE, LOCATION)[0] for _ in range(args.draws)],
+            )
+            f.draw_ms += times
+            say(f"  1,000-item draw, ms: {' '.join(f'{t:.0f}' for t in times)}")
+        finally:
+            client.close()
+        server.check_workers()
+        conn.execute("DELETE FROM sampling_reviewitem")
+
+
+def write_expiring_files(size: int) -> int:
+    """The audio files of the artefacts past their retention, and of no other."""
+    media = OUT / f"media_{label(size)}"
+    shutil.rmtree(media, ignore_errors=True)
+    with connect(db_name(size)) as conn:
+        keys = [
+            k
+            for (k,) in conn.execute(
+                "SELECT storage_key FROM recordings_artefact WHERE state = 'active'"
+                " AND storage_key <> '' AND expires_at <= now()"
+            )
+        ]
+    made: set[Path] = set()
+    for key in keys:
+        path = media / key
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        path.write_bytes(b"RIFF" + bytes(296))
+    return len(keys)
+
+
+def measure_purge(size: int, f: SizeFigures) -> None:
+    db, env = db_name(size), env_for(size)
+    if database_comment(db) != spec_for(size).marker:
+        say("  purge: skipped (this database was purged by an earlier run; reseed to measure)")
+        return
+    files = write_expiring_files(size)
+    with connect(db) as conn:
+        due = conn.execute(
+            "SELECT count(DISTINCT recording_id) FROM recordings_artefact"
+            " WHERE state = 'active' AND expires_at <= now()"
+        ).fetchone()[0]
+        conn.execute("VACUUM (ANALYZE) recordings_artefact")
+    say(f"  purge: {due:,} recordings due, {files:,} audio files written")
+    out = manage(env, "shell", "-c", PURGE_SCRIPT)
+    mark_database(db, spec_for(size).marker + PURGED)
+    f.purge = json.loads(out.strip().splitlines()[-1])
+    rate = f.purge_rate or 0.0
+    say(
+        f"  purge: {f.purge['recordings']:,.0f} recordings ({f.purge['artefacts']:,.0f} artefacts)"
+        f" in {f.purge['seconds']:.1f} s = {rate:,.0f} recordings/s"
+    )
+    left = list((OUT / f"media_{label(size)}").rglob("*.wav")) + list(
+        (OUT / f"media_{label(size)}").rglob("*.opus")
+    )
+    if left:
+        raise BenchError(f"{len(left)} expired audio files left after the purge, e.g. {left[0]}")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ratio_line(name: str, small: float | None, large: float | None, higher_better: bool):
+    if small is None or large is None or not small:
+        return (name, "n/a", None)
+    ratio = large / small
+    worse = (1 - ratio) if higher_better else (ratio - 1)
+    return (name, f"{small:,.1f} -> {large:,.1f} ({ratio:.2f}x)", worse <= DEGRADE)
+
+
+def report(figures: list[SizeFigures]) -> None:
+    small, large = figures[0], figures[-1]
+    rows = [
+        ratio_line(
+            "single eligibility req/s",
+            small.single_rps,
+            large.single_rps,
+            True,
+        ),
+        ratio_line(
+            "single eligibility p99 ms (median of rounds)",
+            small.single_p99,
+            large.single_p99,
+            False,
+        ),
+        ratio_line(
+            "10k-id batch p50 ms",
+            small.batch_ms and percentile(small.batch_ms, 50),
+            large.batch_ms and percentile(large.batch_ms, 50),
+            False,
+        ),
+        ratio_line(
+            "1,000-item draw p50 ms",
+            small.draw_ms and percentile(small.draw_ms, 50),
+            large.draw_ms and percentile(large.draw_ms, 50),
+            False,
+        ),
+        ratio_line("purge recordings/s", small.purge_rate, large.purge_rate, True),
+        ratio_line(
+            "bytes/recording (recordings tables)", small.bytes_core, large.bytes_core, False
+        ),
+        ratio_line("bytes/recording (all tables)", small.bytes_all, large.bytes_all, False),
+    ]
+    lines = [("sizes", f"{label(small.size)} -> {label(large.size)} recordings")]
+    for f in figures:
+        seeded = "reused" if f.seeding_s is None else f"{f.seeding_s:,.0f} s"
+        lines.append((f"seeding {label(f.size)}", seeded))
+    lines += [(name, figure) for name, figure, _ in rows]
+    for f in figures:
+        for name, (app_ms, pg_ms) in f.cpu_ms().items():
+            lines.append(
+                (f"CPU per {name} at {label(f.size)}", f"app {app_ms:.2f} ms + PG {pg_ms:.2f} ms")
+            )
+    goals = [
+        Goal(f"{name}: within 20% at {large.size // small.size}x", figure, ok)
+        for name, figure, ok in rows
+        if ok is not None
+    ]
+    print_summary("scale", lines, goals)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000000,10000000", help="recordings, smallest first")
+    parser.add_argument("--duration", type=float, default=15, help="seconds of wrk load")
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--batches", type=int, default=10, help="10k-id eligibility batches")
+    parser.add_argument("--draws", type=int, default=10, help="1,000-item sample draws")
+    parser.add_argument("--rounds", type=int, default=3, help="HTTP rounds, sizes alternating")
+    parser.add_argument("--keep-db", action="store_true", help="reuse seeded databases")
+    parser.add_argument("--seed-only", action="store_true", help="seed, measure nothing")
+    parser.add_argument("--skip-purge", action="store_true", help="keep the databases reusable")
+    args = parser.parse_args(argv)
+    args.sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
+    if len(args.sizes) < 1 or min(args.sizes) < 1000:
+        parser.error("--sizes: at least one size of at least 1000 recordings")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    say(f"Scale benchmark against {HOST}: sizes {', '.join(map(label, args.sizes))}")
+    try:
+        check_disk(args.sizes, args.keep_db)
+        figures = [SizeFigures(size) for size in args.sizes]
+        for f in figures:
+            f.seeding_s = prepare(f.size, args.keep_db)
+            measure_bytes(f.size, f)
+        if args.seed_only:
+            return 0
+        gen = LoadGenerator(find_wrk())
+        for round_ in range(args.rounds):
+            # alternating which size goes first, so that a burst of other work on the
+            # machine slows both alike
+            for f in figures if round_ % 2 == 0 else figures[::-1]:
+                heading(f"Measuring {db_name(f.size)}, round {round_ + 1} of {args.rounds}")
+                measure_http(f.size, f, args, gen)
+        for f in figures:
+            if not args.skip_purge:
+                heading(f"Purging {db_name(f.size)}")
+                measure_purge(f.size, f)
+    except BenchError as error:
+        fail(str(error))
+        return 1
+    report(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
