@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from compliance.accounts.models import Profile
 from compliance.accounts.selectors import profile_for_caller
+from compliance.actions.consent import consent_set
 from compliance.clients.permissions import ScopeRequired, actor_of, is_client, is_officer
 from compliance.core.errors import ApplicationError, NotFound
 from compliance.core.fields import StrictBooleanField, StrictCharField
@@ -22,7 +23,7 @@ from .selectors import (
     consent_defaults_list,
     consent_history,
 )
-from .services import consent_default_create, consent_default_delete, consent_set
+from .services import consent_default_create, consent_default_delete
 
 
 class CurrentConsentOutput(serializers.Serializer):

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compliance.actions.ingest import recording_create, recordings_register
 from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.core.errors import ApplicationError
 from compliance.core.fields import AwareDateTimeField, ExternalIdField, StrictCharField
@@ -22,8 +23,6 @@ from .services import (
     IngestResult,
     RecordingInput,
     parse_flags,
-    recording_create,
-    recordings_register,
 )
 
 

@@ -55,13 +55,15 @@ from django.utils import timezone
 from compliance.accounts.models import Profile
 from compliance.consent.models import ConsentState, Purpose
 from compliance.consent.purposes import validate_purpose
+from compliance.consent.services import consent_states_lock
 from compliance.core.countries import is_country
 from compliance.core.errors import ApplicationError, NotFound
 from compliance.core.sql import pg_array
 from compliance.eligibility.rules import decide, facts_for
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category, Recording
-from compliance.retention.services import artefacts_schedule_new
+from compliance.recordings.services import annotation_create
+from compliance.retention.services import artefacts_expiry_at
 
 from .links import link_seconds
 from .models import DEFAULT_DAILY_QUOTA, Reviewer, ReviewItem, ReviewItemState
@@ -249,32 +251,6 @@ def _check_quota(reviewer: Reviewer, size: int, now: datetime, *, drawn: int | N
         )
 
 
-def lock_consent_states(*, profile_ids: list[int], purposes: list[str]) -> None:
-    """The hand-off's side of the opt-out lock: FOR NO KEY UPDATE, in id order.
-
-    Every state row exists from the profile's creation; one found missing is created
-    first, so that there is always a row for the opt-out and the hand-off to meet on.
-    """
-    if not profile_ids:
-        return
-    states = ConsentState.objects.filter(profile_id__any_of=profile_ids, purpose__in=purposes)
-    locked = set(
-        states.order_by("pk").select_for_update(no_key=True).values_list("profile_id", "purpose")
-    )
-    missing = [(p, u) for p in profile_ids for u in purposes if (p, u) not in locked]
-    if missing:
-        ConsentState.objects.bulk_create(
-            [ConsentState(profile_id=p, purpose=u) for p, u in missing], ignore_conflicts=True
-        )
-        list(
-            ConsentState.objects.filter(profile_id__in={p for p, _ in missing})
-            .filter(purpose__in=purposes)
-            .order_by("pk")
-            .select_for_update(no_key=True)
-            .values_list("pk", flat=True)
-        )
-
-
 def _plan_for_lookups() -> None:
     """The draw looks up a few thousand rows by key, on pages that are in memory. At
     PostgreSQL's default random_page_cost (4, for spinning disks) the planner prefers
@@ -418,7 +394,7 @@ def sample_draw(
             )
             if rounds == 1:
                 profiles = _profiles_of(picked)
-                lock_consent_states(profile_ids=profiles, purposes=purposes)
+                consent_states_lock(profile_ids=profiles, purposes=purposes)
                 held = _lock_recordings(picked, profiles)
             else:
                 held = _lock_what_is_free(picked, purposes)
@@ -670,7 +646,7 @@ def _hand_off(
         # after the locks.
         recording = Recording.objects.select_related("profile__account").get(pk=item.recording_id)
         if recording.profile_id is not None:
-            lock_consent_states(
+            consent_states_lock(
                 profile_ids=[recording.profile_id], purposes=reviewable_purposes(item.purpose)
             )
         # The recording before the item, as the lock order has it: a purge locks the
@@ -770,17 +746,7 @@ def review_item_annotate(
     item = _item_for(item_id, caller, "annotate")
 
     def deliver(locked: ReviewItem, key: str, recording: Recording) -> tuple[Artefact, list[str]]:
-        artefact = Artefact(
-            recording=recording,
-            category=Category.ANNOTATION,
-            text=text,
-            size_bytes=len(text.encode()),
-        )
-        if recording.profile is not None:
-            artefacts_schedule_new(
-                artefacts=[artefact], profile=recording.profile, recorded_at=recording.recorded_at
-            )
-        artefact.save()
+        artefact = annotation_create(recording=recording, text=text, expiry=artefacts_expiry_at)
         locked.state, locked.closed_at, locked.close_reason = ReviewItemState.DONE, now, "annotated"
         locked.annotation = artefact
         locked.save(update_fields=["state", "closed_at", "close_reason", "annotation"])
