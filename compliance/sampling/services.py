@@ -19,9 +19,9 @@ Sampling keeps it: every lock below is taken in that order, or with SKIP LOCKED.
   were granted; create the items; lock the reviewer row and count the quota, this
   draw's items included (two draws of one reviewer are ordered there); one ledger
   entry.
-- Withdrawal: `consent_set` locks the state row FOR UPDATE, saves it, and calls
-  `review_items_revoke_for_profile` in its transaction: every open item of the profile
-  is revoked. Its UPDATE runs after its lock was granted, so it sees every item of a
+- Withdrawal: the action `consent_set` (compliance/actions/consent.py) locks the state
+  row FOR UPDATE, saves it, and calls `review_items_revoke_for_profile` in its
+  transaction: every open item of the profile is revoked. Its UPDATE runs after its lock was granted, so it sees every item of a
   draw that held the lock before it.
 - Audio fetch and annotation, one transaction: lock the consent-state rows (no key),
   then the recording (no key: a purge's tombstoning, which locks the recording and
@@ -462,9 +462,9 @@ def review_items_revoke_for_profile(
 ) -> int:
     """Revoke the profile's open items that needed `purpose`; how many.
 
-    Called by `consent_set` inside its transaction, after it saved the withdrawal with
-    the state row locked FOR UPDATE. Withdrawing human review revokes every item (people
-    hear them all); another purpose, the items drawn for it.
+    Called by the action `consent_set` inside its transaction, after consent saved the
+    withdrawal with the state row locked FOR UPDATE. Withdrawing human review revokes
+    every item (people hear them all); another purpose, the items drawn for it.
     """
     with transaction.atomic():
         items = ReviewItem.objects.filter(
