@@ -84,7 +84,6 @@ def app_env(db: str) -> dict[str, str]:
         DATABASE_URL=database_url(db),
         SECRET_KEY="bench",  # noqa: S106 (a throwaway database on 127.0.0.1)
         DJANGO_SETTINGS_MODULE="config.settings.base",
-        BENCHMARK_ENDPOINTS="1",
         DEBUG="0",
         ALLOWED_HOSTS=HOST,
         LOG_LEVEL="WARNING",

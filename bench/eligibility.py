@@ -9,7 +9,8 @@ What it does, on this machine only (127.0.0.1):
    artefacts; see bench/_common.py); with --keep-db a database already seeded at the
    same size is reused (and migrated).
 2. A service client with scope eligibility:read; gunicorn, 2 sync workers, the
-   project's settings (persistent connections), no access log.
+   project's settings (persistent connections) with the floor's URL added
+   (bench/server/), no access log.
 3. Before any timing: single and batch answers are checked against the same rule
    evaluated here from raw SQL (any disagreement, non-200 or missing key breaks the run).
 4. HTTP load with wrk (2 threads, --connections connections, --duration seconds, after
@@ -72,6 +73,7 @@ from _common import (
 
 DB = "earshot_bench"
 FLOOR_PATH = "/api/v1/_bench/floor"
+SETTINGS = "bench.server.settings"  # the project's, plus the floor (bench/server/urls.py)
 SINGLE_PATH = "/api/v1/eligibility/rec-{n}?purpose={purpose}"
 BATCH_PATH = "/api/v1/eligibility/batch"
 # (purpose, reviewer_location) of the single-recording load, drawn uniformly.
@@ -393,7 +395,7 @@ class Figures:
 
 
 def measure(args: argparse.Namespace, spec: SeedSpec) -> Figures:
-    env = app_env(DB)
+    env = app_env(DB) | {"DJANGO_SETTINGS_MODULE": SETTINGS}
     heading("Database")
     seeding = prepare_database(DB, spec, env, keep=args.keep_db)
     key = create_service_client(env, DB, "bench", ["eligibility:read"])

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -15,7 +14,7 @@ from compliance.consent.apis import (
 )
 from compliance.core import views as core_views
 from compliance.core.metrics import metrics_view
-from compliance.eligibility.apis import BenchmarkFloorApi, EligibilityApi, EligibilityBatchApi
+from compliance.eligibility.apis import EligibilityApi, EligibilityBatchApi
 from compliance.recordings.apis import RecordingBatchApi, RecordingCreateApi, RecordingDetailApi
 from compliance.transfers.apis import TransferRuleDeleteApi, TransferRuleListCreateApi
 
@@ -43,8 +42,6 @@ hot_paths = [
     path("api/v1/eligibility/batch", EligibilityBatchApi.as_view()),
     path("api/v1/eligibility/<str:recording_id>", EligibilityApi.as_view()),
 ]
-if settings.BENCHMARK_ENDPOINTS:  # the benchmark's floor, resolved as early
-    hot_paths.append(path("api/v1/_bench/floor", BenchmarkFloorApi.as_view()))
 
 urlpatterns = [
     *hot_paths,

@@ -46,7 +46,7 @@ def enqueue(task: Task | str, *args: Any) -> bool:
     counted, when the broker refused it (or refused another shortly before)."""
     global _skip_until
     if isinstance(task, str):
-        task = current_app.tasks[task]
+        task = task_by_name(task)
     if time.monotonic() < _skip_until:
         ENQUEUE_FAILURES.labels(task=task.name).inc()
         logger.warning("task.enqueue_skipped task=%s broker refused recently", task.name)
@@ -62,6 +62,14 @@ def enqueue(task: Task | str, *args: Any) -> bool:
         logger.warning("task.enqueue_failed task=%s", task.name, exc_info=True)
         return False
     return True
+
+
+def task_by_name(name: str) -> Task:
+    """The registered task `name`. A web process never imports the task modules itself
+    (only the worker autodiscovers them), so the first lookup there runs the discovery."""
+    if name not in current_app.tasks:
+        current_app.loader.import_default_modules()
+    return current_app.tasks[name]
 
 
 def enqueue_backoff_reset() -> None:

@@ -245,24 +245,3 @@ def _batch_json(purpose: str, results: list[tuple[str, bool, list[str]]]) -> str
             "]}",
         )
     )
-
-
-class BenchmarkFloorApi(APIView):
-    """The floor that bench/eligibility.py compares against: DRF, the same
-    authentication and permission as the eligibility endpoints, a constant answer, no
-    query. Mounted only when BENCHMARK_ENDPOINTS is set. Like the eligibility
-    endpoints it is not throttled, so that the two are compared like for like (and
-    the benchmark's load is not answered with 429s)."""
-
-    authentication_classes = [ApiKeyAuthentication]
-    permission_classes = [ScopeRequired]
-    throttle_classes: list[type] = []
-    required_scopes = {"GET": SCOPE}
-    schema = None
-
-    def get(self, request: HttpRequest) -> HttpResponse:
-        from rest_framework.response import Response
-
-        return Response(
-            {"recording": "floor", "purpose": "human_review", "eligible": True, "reasons": []}
-        )

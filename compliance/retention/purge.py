@@ -1,17 +1,17 @@
-"""The purge: deleting artefacts whose retention has ended, and what people asked to delete.
+"""The batch purge: deleting artefacts whose retention has ended.
 
 WHAT CANNOT BE UNDONE: the files unlinked from storage and the content cleared from
 artefact rows. Nothing else is removed: a purged artefact and its recording stay as
-tombstones (no content, no file, the purge time, reason and policy).
+tombstones (no content, no file, the purge time, reason and policy). Deletion requests
+(deletion_requests.py) purge through the same batches; the storage sweep
+(storage_sweep.py) settles files and rows a crash left apart.
 
 LOCK ORDER, the one the whole codebase keeps: account -> profile -> consent state ->
 recording -> artefact -> review item -> (reviewer quota row) -> ledger append last.
 Here: the claim locks profiles, then artefacts; the finish locks recordings, then
-artefacts, then review items, then the ledger; a deletion request's finish locks its
-own row (only its workers do), then the profile, recordings, review items, ledger. A
-retention-choice change and a policy's reschedule lock profiles before artefacts too.
-Taken the other way round (artefacts, then profiles), a claim deadlocked with a
-retention-choice change.
+artefacts, then review items, then the ledger. A retention-choice change and a
+policy's reschedule lock profiles before artefacts too. Taken the other way round
+(artefacts, then profiles), a claim deadlocked with a retention-choice change.
 
 THE STEPS, for one batch (steps 1 and 3 are a transaction each):
 1. claim: read the due artefacts' profiles, lock those FOR SHARE (the lock a hold takes
@@ -33,15 +33,15 @@ them over after a lease (new attempt number), unlinks again (missing is success)
 finishes. A live worker holds its batch's rows locked from the start of step 3, and
 the takeover skips locked rows, so the lease can be short: it only has to cover a
 dead worker. Killed after 2, the same. Killed after 3, nothing is left to do. Nothing is
-ever deleted that was not claimed while due and unheld.
+ever deleted that was not claimed while due and unheld. The step boundaries are sent
+as `purge_step` signals, which nothing in the service receives; the crash tests'
+workers connect a receiver that kills the process there (docs/invariants.md).
 """
 
 import logging
-import os
-import signal
 import time
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
@@ -51,46 +51,35 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
 from compliance.security.audit import audit_bulk_change
 
-from .models import DeletionRequest, DeletionStatus, LegalHold
+from .models import LegalHold
+from .reasons import EXPIRY_REASONS, PurgeReason, expiry_reason
 from .selectors import hold_covers, hold_filter
 from .services import profiles_lock_shared
+from .tombstones import recordings_tombstone
 
 logger = logging.getLogger(__name__)
 
-# Artefacts one batch claims, and all that a worker holds in memory at once. As the
-# baseline of bench/purge.py: 10,000 purged 3,228-3,523 recordings/s there, 5,000
-# 3,094 (within the runs' noise); fewer, larger statements.
+# Artefacts one batch claims, and all that a worker holds in memory at once: fewer,
+# larger statements (bench/purge.py measured half of it as no faster, within its noise).
 PURGE_BATCH = 10_000
 UNLINK_THREADS = 4
 UNLINK_CHUNK = 1_000
-DELETION_LEASE = timedelta(minutes=5)
+
+# Sent with `step` = "claimed", "unlinked" (files gone, finish not committed) or
+# "finished", at each step boundary of a batch, in the purging process.
+purge_step = Signal()
 
 
 def purge_lease() -> timedelta:
     """A claim older than this is taken over by the sweep: far above a batch's runtime."""
     return timedelta(seconds=settings.PURGE_LEASE_SECONDS)
-
-
-def _fault_point(step: str) -> None:
-    """Tests kill the process here (EARSHOT_PURGE_FAULT=<step>) to prove a crash at
-    any step boundary loses nothing."""
-    if getattr(settings, "PURGE_FAULT_AT", "") == step:
-        logger.warning("purge.fault_injected step=%s pid=%s", step, os.getpid())
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _reason_of(basis: str) -> str:
-    if basis.startswith("choice:dont_save"):
-        return "dont_save"
-    if basis.startswith("choice:"):
-        return "user_choice"
-    return "retention_policy"
 
 
 @dataclass
@@ -138,7 +127,12 @@ def _recorded_at_under(holds: list[LegalHold], rows: list[tuple]) -> dict[int, d
 
 
 def _claim(
-    candidates: Q, *, now: datetime, reason: str | None, limit: int, order: tuple[str, ...]
+    candidates: Q,
+    *,
+    now: datetime,
+    reason: PurgeReason | None,
+    limit: int,
+    order: tuple[str, ...],
 ) -> tuple[list[_Claimed], BatchResult]:
     """Step 1. `reason` None: the reason follows from each artefact's expiry basis.
 
@@ -207,7 +201,7 @@ def _claim(
                     recording_id,
                     key,
                     attempt + 1,
-                    reason or _reason_of(basis),
+                    reason or expiry_reason(basis),
                     basis,
                     expires_at,
                 )
@@ -333,7 +327,7 @@ def _finish(
         for chunk in unlinked:
             claimed.extend(chunk)
             purged += _tombstone_artefacts(chunk, now=now)
-        _fault_point("unlinked")
+        purge_step.send(sender=None, step="unlinked")
         if not purged:
             return  # another worker took these over and finishes them
         recording_ids = sorted({c.recording_id for c in claimed})
@@ -351,11 +345,11 @@ def _finish(
         for rid in emptied:
             by_reason.setdefault(reason_of[rid], []).append(rid)
         for (reason, basis), ids in by_reason.items():
-            _tombstone_recordings(ids, now=now, reason=reason, basis=basis, actor="purge")
+            recordings_tombstone(ids, now=now, reason=reason, basis=basis, actor="purge")
         lags = [
             (now - c.expires_at).total_seconds()
             for c in claimed
-            if c.expires_at and c.reason != "deletion_request"
+            if c.expires_at and c.reason in EXPIRY_REASONS
         ]
         result.purged = purged
         result.recordings_purged = len(emptied)
@@ -430,59 +424,21 @@ def _tombstone_artefacts(chunk: list[_Claimed], *, now: datetime) -> int:
     return purged
 
 
-def _tombstone_recordings(
-    ids: list[int], *, now: datetime, reason: str, basis: str, actor: str
-) -> None:
-    """Recordings left with nothing become tombstones (no flags, the reason and the
-    policy that applied), with their history and their review items revoked."""
-    if not ids:
-        return
-    Recording.objects.filter(pk__any_of=ids, state=RecordingState.ACTIVE).update(
-        state=RecordingState.PURGED,
-        purged_at=now,
-        purge_reason=reason,
-        purge_policy=basis,
-        sensitive=False,
-        false_wake=False,
-    )
-    audit_bulk_change(
-        model=Recording,
-        pks=ids,
-        changes={
-            "state": (RecordingState.ACTIVE, RecordingState.PURGED),
-            "purged_at": (None, now),
-            "purge_reason": ("", reason),
-            "purge_policy": ("", basis),
-        },
-        actor=actor,
-    )
-    _revoke_review_items(ids)
-
-
-def _revoke_review_items(recording_ids: list[int]) -> None:
-    if not recording_ids:
-        return
-    # imported here: sampling's services import the retention app's
-    from compliance.sampling.services import review_items_revoke_for_recordings
-
-    review_items_revoke_for_recordings(recording_ids=recording_ids, reason="purged")
-
-
 def purge_batch(
     candidates: Q,
     *,
     now: datetime,
-    reason: str | None = None,
+    reason: PurgeReason | None = None,
     limit: int = PURGE_BATCH,
     order: tuple[str, ...] = ("expires_at", "id"),
 ) -> BatchResult:
     claimed, result = _claim(candidates, now=now, reason=reason, limit=limit, order=order)
-    _fault_point("claimed")
+    purge_step.send(sender=None, step="claimed")
     if not claimed:
         return result
     with closing(_unlink(claimed)) as unlinked:
         _finish(unlinked, now=now, result=result, batch=claimed)
-    _fault_point("finished")
+    purge_step.send(sender=None, step="finished")
     return result
 
 
@@ -522,7 +478,7 @@ def purge_expired(
         while True:
             at = now or timezone.now()
             if takeover:
-                result = _take_over(stuck_artefacts(at), now=at, limit=limit)
+                result = take_over(stuck_artefacts(at), now=at, limit=limit)
             else:
                 result = purge_batch(due_artefacts(at), now=at, limit=limit)
             if not result.claimed and not result.held:
@@ -548,8 +504,8 @@ def purge_expired(
     return run
 
 
-def _take_over(
-    scope: Q, *, now: datetime, limit: int | None = None, reason: str | None = None
+def take_over(
+    scope: Q, *, now: datetime, limit: int | None = None, reason: PurgeReason | None = None
 ) -> BatchResult:
     """What a dead worker left `purging` in `scope`: claim it again under a new
     attempt number (the dead worker's finish, should it wake, then updates nothing),
@@ -568,7 +524,7 @@ def _take_over(
             purge_attempt=F("purge_attempt") + 1, purge_started_at=now
         )
     claimed = [
-        _Claimed(pk, rid, key, attempt + 1, reason or stored or _reason_of(basis), basis, exp)
+        _Claimed(pk, rid, key, attempt + 1, reason or stored or expiry_reason(basis), basis, exp)
         for pk, rid, key, attempt, basis, exp, stored in rows
     ]
     logger.warning("purge.take_over artefacts=%d", len(claimed))
@@ -597,274 +553,3 @@ def purge_preview(*, now: datetime | None = None) -> dict[str, int]:
         state=ArtefactState.ACTIVE, purge_blocked=True
     ).count()
     return counts
-
-
-# --- deletion requests -------------------------------------------------------------
-
-
-def _deletion_scope(request: DeletionRequest) -> Q:
-    q = Q(recording__profile_id=request.profile_id)
-    if request.recorded_from is not None:
-        q &= Q(recording__recorded_at__gte=request.recorded_from)
-    if request.recorded_to is not None:
-        q &= Q(recording__recorded_at__lte=request.recorded_to)
-    return q
-
-
-def _claim_request(public_id: str, now: datetime) -> DeletionRequest | None:
-    """A conditional UPDATE: only one worker gets a request, or a lapsed lease."""
-    open_or_lapsed = Q(status=DeletionStatus.RECEIVED) | Q(
-        status=DeletionStatus.RUNNING, lease_until__lt=now
-    )
-    updated = DeletionRequest.objects.filter(open_or_lapsed, public_id=public_id).update(
-        status=DeletionStatus.RUNNING,
-        lease_until=now + DELETION_LEASE,
-        attempts=F("attempts") + 1,
-    )
-    if not updated:
-        return None
-    request = DeletionRequest.objects.get(public_id=public_id)
-    if request.started_at is None:
-        DeletionRequest.objects.filter(pk=request.pk, started_at__isnull=True).update(
-            started_at=now
-        )
-        request.started_at = now
-    return request
-
-
-def deletion_request_run(*, public_id: str) -> DeletionRequest | None:
-    """Carry out a deletion request; None if another worker holds it or it is done."""
-    now = timezone.now()
-    request = _claim_request(public_id, now)
-    if request is None:
-        return None
-    attempt = request.attempts
-    scope = _deletion_scope(request)
-    mine = DeletionRequest.objects.filter(
-        pk=request.pk, attempts=attempt, status=DeletionStatus.RUNNING
-    )
-    last_id = 0
-    while True:
-        at = timezone.now()
-        batch = scope & Q(state=ArtefactState.ACTIVE, id__gt=last_id)
-        result = purge_batch(batch, now=at, reason="deletion_request", order=("id",))
-        if not result.looked:
-            break
-        last_id = result.last_id
-        if not mine.update(lease_until=timezone.now() + DELETION_LEASE):
-            return None  # the lease lapsed and another worker took over
-    # stuck 'purging' artefacts of this scope (a dead predecessor's claim) finish now
-    _take_over(scope, now=timezone.now(), reason="deletion_request")
-    return _deletion_request_finish(request, attempt)
-
-
-def _deletion_request_finish(request: DeletionRequest, attempt: int) -> DeletionRequest | None:
-    now = timezone.now()
-    recordings = Recording.objects.filter(profile_id=request.profile_id)
-    if request.recorded_from is not None:
-        recordings = recordings.filter(recorded_at__gte=request.recorded_from)
-    if request.recorded_to is not None:
-        recordings = recordings.filter(recorded_at__lte=request.recorded_to)
-    with transaction.atomic():
-        locked = (
-            DeletionRequest.objects.select_for_update()
-            .filter(pk=request.pk, attempts=attempt, status=DeletionStatus.RUNNING)
-            .first()
-        )
-        if locked is None:
-            return None
-        # The request's own row first (only its workers lock it), then the codebase's
-        # order: the profile FOR SHARE, the lock a hold takes FOR UPDATE, so that a
-        # hold placed at this instant is either seen below or placed after this
-        # commits; then the recordings, the review items, the ledger.
-        profiles_lock_shared([request.profile_id])
-        # recordings that never had an artefact go too, unless held
-        holds = list(
-            LegalHold.objects.filter(released_at__isnull=True).filter(
-                Q(profile_id=request.profile_id) | Q(account_id=request.profile.account_id)
-            )
-        )
-        bare = recordings.filter(state=RecordingState.ACTIVE).exclude(
-            Exists(
-                Artefact.objects.filter(recording=OuterRef("pk")).exclude(
-                    state=ArtefactState.PURGED
-                )
-            )
-        )
-        held_recordings: set[int] = set()
-        blocking: set[int] = set()
-        for rid, recorded_at in recordings.filter(state=RecordingState.ACTIVE).values_list(
-            "pk", "recorded_at"
-        ):
-            covering = [
-                h.pk
-                for h in holds
-                if hold_covers(
-                    h,
-                    profile_id=request.profile_id,
-                    account_id=request.profile.account_id,
-                    recorded_at=recorded_at,
-                )
-            ]
-            if covering:
-                held_recordings.add(rid)
-                blocking.update(covering)
-        bare_ids = [rid for rid in bare.values_list("pk", flat=True) if rid not in held_recordings]
-        _tombstone_recordings(
-            bare_ids, now=now, reason="deletion_request", basis="", actor="deletion"
-        )
-        locked.recordings_deleted = recordings.filter(
-            state=RecordingState.PURGED,
-            purge_reason="deletion_request",
-            purged_at__gte=locked.created_at,
-        ).count()
-        locked.recordings_held = len(held_recordings)
-        locked.holds = sorted(blocking)
-        locked.recordings_matched = locked.recordings_deleted + locked.recordings_held
-        locked.status = DeletionStatus.DONE
-        locked.finished_at = now
-        locked.lease_until = None
-        entry = ledger_append(
-            kind="deletion_request.done",
-            subject=f"profile:{request.profile.external_id}",
-            actor="deletion",
-            payload={
-                "request": locked.public_id,
-                "deleted": locked.recordings_deleted,
-                "held": locked.recordings_held,
-                "holds": locked.holds,
-            },
-        )
-        locked.receipt = entry.hash
-        locked.save()
-    logger.info(
-        "deletion_request.done id=%s deleted=%d held=%d",
-        locked.public_id,
-        locked.recordings_deleted,
-        locked.recordings_held,
-    )
-    return locked
-
-
-def deletion_requests_sweep(*, now: datetime | None = None) -> list[str]:
-    """Requests whose task was lost or whose worker died: their ids, to run again."""
-    now = now or timezone.now()
-    lapsed = Q(status=DeletionStatus.RECEIVED, created_at__lt=now - timedelta(seconds=30)) | Q(
-        status=DeletionStatus.RUNNING, lease_until__lt=now
-    )
-    return list(DeletionRequest.objects.filter(lapsed).values_list("public_id", flat=True)[:100])
-
-
-# --- storage sweep ------------------------------------------------------------------
-
-
-@dataclass
-class StorageSweep:
-    files_checked: int = 0
-    orphan_files_deleted: int = 0
-    rows_checked: int = 0
-    rows_without_file: int = 0
-
-
-def _walk(storage_dir: str) -> Iterator[str]:
-    try:
-        directories, files = default_storage.listdir(storage_dir)
-    except FileNotFoundError:
-        return
-    for name in files:
-        yield f"{storage_dir}/{name}"
-    for directory in directories:
-        yield from _walk(f"{storage_dir}/{directory}")
-
-
-def storage_sweep(
-    *, now: datetime | None = None, grace: timedelta = timedelta(hours=1)
-) -> StorageSweep:
-    """Settle what a crash can leave between storage and database.
-
-    A file no artefact names (the ingest saved it, then died before its row
-    committed) is deleted once older than `grace`, so an ingest in flight is never
-    touched. An active artefact whose file is gone is tombstoned as `file_missing`:
-    its content no longer exists, and the record must say so. One ledger entry.
-    """
-    now = now or timezone.now()
-    result = StorageSweep()
-    pending: list[str] = []
-
-    def settle_files(keys: list[str]) -> None:
-        known = set(
-            Artefact.objects.filter(storage_key__in=keys).values_list("storage_key", flat=True)
-        )
-        for key in keys:
-            if key in known:
-                continue
-            if default_storage.get_modified_time(key) > now - grace:
-                continue
-            default_storage.delete(key)
-            result.orphan_files_deleted += 1
-
-    for key in _walk("audio"):
-        result.files_checked += 1
-        pending.append(key)
-        if len(pending) >= 1000:
-            settle_files(pending)
-            pending = []
-    if pending:
-        settle_files(pending)
-
-    last_id = 0
-    missing: list[int] = []
-    while True:
-        rows = list(
-            Artefact.objects.filter(state=ArtefactState.ACTIVE, id__gt=last_id)
-            .exclude(storage_key="")
-            .order_by("id")
-            .values_list("id", "storage_key")[:1000]
-        )
-        if not rows:
-            break
-        result.rows_checked += len(rows)
-        missing += [pk for pk, key in rows if not default_storage.exists(key)]
-        last_id = rows[-1][0]
-    if missing or result.orphan_files_deleted:
-        with transaction.atomic():
-            result.rows_without_file = Artefact.objects.filter(
-                pk__in=missing, state=ArtefactState.ACTIVE
-            ).update(
-                state=ArtefactState.PURGED,
-                storage_key="",
-                purged_at=now,
-                purge_reason="file_missing",
-            )
-            audit_bulk_change(
-                model=Artefact,
-                pks=Artefact.objects.filter(
-                    pk__in=missing,
-                    state=ArtefactState.PURGED,
-                    purged_at=now,
-                    purge_reason="file_missing",
-                ),
-                changes={
-                    "state": (ArtefactState.ACTIVE, ArtefactState.PURGED),
-                    "purged_at": (None, now),
-                    "purge_reason": ("", "file_missing"),
-                    "storage_key": ("[removed]", ""),
-                },
-                actor="sweep",
-            )
-            ledger_append(
-                kind="storage.swept",
-                subject="storage",
-                actor="sweep",
-                payload={
-                    "orphan_files_deleted": result.orphan_files_deleted,
-                    "rows_without_file": result.rows_without_file,
-                    "artefacts": missing[:1000],
-                },
-            )
-        logger.warning(
-            "storage.swept orphan_files=%d rows_without_file=%d",
-            result.orphan_files_deleted,
-            result.rows_without_file,
-        )
-    return result

@@ -23,7 +23,7 @@ def _iso(value: Any) -> str | None:
 
 def deletion_done_entry(*, request: DeletionRequest) -> LedgerEntry:
     """The ledger entry that records the request's completion (written in its
-    transaction, compliance/retention/purge.py)."""
+    transaction, compliance/retention/deletion_requests.py)."""
     entry = (
         LedgerEntry.objects.filter(
             subject=f"profile:{request.profile.external_id}",

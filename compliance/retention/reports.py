@@ -12,6 +12,7 @@ from compliance.recordings.models import Artefact, ArtefactState, Category
 
 from .models import DeletionRequest, DeletionStatus, LegalHold
 from .purge import due_artefacts
+from .reasons import EXPIRY_REASONS
 from .selectors import policy_table
 
 
@@ -32,7 +33,7 @@ def purge_lag(*, now: datetime, window: timedelta = timedelta(hours=24)) -> dict
             state=ArtefactState.PURGED,
             purged_at__gte=now - window,
             expires_at__isnull=False,
-            purge_reason__in=["retention_policy", "user_choice", "dont_save"],
+            purge_reason__in=EXPIRY_REASONS,
         )
         .annotate(lag=lag)
         .values_list("lag", flat=True)[:100_000]

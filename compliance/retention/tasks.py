@@ -5,7 +5,7 @@ from celery import shared_task
 
 from compliance.core.enqueue import enqueue
 
-from . import purge, services
+from . import deletion_requests, purge, services, storage_sweep
 
 
 @shared_task(name="retention.purge_expired", acks_late=True, ignore_result=True)
@@ -22,17 +22,17 @@ def retention_policies_apply_task() -> None:
 
 @shared_task(name="retention.run_deletion_request", acks_late=True, ignore_result=True)
 def deletion_request_run_task(public_id: str) -> None:
-    purge.deletion_request_run(public_id=public_id)
+    deletion_requests.deletion_request_run(public_id=public_id)
 
 
 @shared_task(name="retention.sweep", acks_late=True, ignore_result=True)
 def retention_sweep_task() -> None:
     """Every minute: policies that came into force, lost or stalled deletion requests."""
     services.retention_policies_apply()
-    for public_id in purge.deletion_requests_sweep():
+    for public_id in deletion_requests.deletion_requests_sweep():
         enqueue(deletion_request_run_task, public_id)
 
 
 @shared_task(name="retention.storage_sweep", acks_late=True, ignore_result=True)
 def storage_sweep_task() -> None:
-    purge.storage_sweep()
+    storage_sweep.storage_sweep()

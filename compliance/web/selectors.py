@@ -43,6 +43,7 @@ from compliance.recordings.models import (
     RecordingState,
 )
 from compliance.retention.models import DeletionRequest, DeletionStatus
+from compliance.retention.reasons import EXPIRY_REASONS
 from compliance.retention.selectors import CHOICE_DAYS, PolicyTable, policy_table
 from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.reports import ReviewsAtLocation as ReviewsAtLocation
@@ -55,7 +56,6 @@ LEDGER_PER_PAGE = 50
 DASHBOARD_DAYS = 30
 # Lines in one consent chart; the rest of the jurisdictions are in the table and CSV.
 CONSENT_CHART_JURISDICTIONS = 6
-LAG_REASONS = ["retention_policy", "user_choice", "dont_save"]
 
 
 # --- the privacy page -----------------------------------------------------------------
@@ -290,7 +290,7 @@ def purge_lag_by_day(*, now: datetime, days: int = DASHBOARD_DAYS) -> list[LagDa
             state=ArtefactState.PURGED,
             purged_at__gte=start,
             expires_at__isnull=False,
-            purge_reason__in=LAG_REASONS,
+            purge_reason__in=EXPIRY_REASONS,
         )
         .annotate(day=TruncDate("purged_at"), lag=lag)
         .values("day")

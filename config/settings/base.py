@@ -313,8 +313,6 @@ LEDGER_ORIGIN = env.str("LEDGER_ORIGIN", default="earshot.local/ledger")
 LEDGER_CONTROLLER = env.str("LEDGER_CONTROLLER", default="Earshot operator")
 # Every checkpoint and every entry's leaf are also written here (files never rewritten).
 LEDGER_EXPORT = env.path("LEDGER_EXPORT", default=VAR_DIR / "ledger" / "export")
-# Tests kill a purge at this step (claimed, unlinked, finished) to prove crash safety.
-PURGE_FAULT_AT = env.str("EARSHOT_PURGE_FAULT", default="")
 # After this long a purge claim that no live worker holds locked counts as abandoned,
 # and the next purge run takes it over. A live worker keeps its batch's rows locked
 # while it finishes, however long that takes, so the lease only has to cover the
@@ -326,8 +324,6 @@ PURGE_LEASE_SECONDS = env.int("EARSHOT_PURGE_LEASE_SECONDS", default=20)
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 
 ELIGIBILITY_BATCH_LIMIT = 10_000
-# Adds /api/v1/_bench/floor, the constant-answer view bench/eligibility.py measures against.
-BENCHMARK_ENDPOINTS = env.bool("BENCHMARK_ENDPOINTS", default=False)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False

@@ -23,7 +23,7 @@ from compliance.ledger.models import LedgerEntry, VerificationRun
 from compliance.ledger.services import ledger_verifications_sweep
 from compliance.ledger.tasks import ledger_verification_step_task
 from compliance.recordings.models import Recording
-from compliance.retention import purge
+from compliance.retention import deletion_requests
 from compliance.retention.models import DeletionRequest, RetentionPolicy
 from compliance.retention.tasks import (
     deletion_request_run_task,
@@ -44,7 +44,7 @@ def failures(task_name: str) -> float:
 
 def run_lost_deletion_requests() -> list[str]:
     """What the beat's sweep and then a worker do, once the request counts as lost."""
-    lost = purge.deletion_requests_sweep(now=timezone.now() + timedelta(seconds=31))
+    lost = deletion_requests.deletion_requests_sweep(now=timezone.now() + timedelta(seconds=31))
     for public_id in lost:
         deletion_request_run_task(public_id)
     return lost
@@ -274,3 +274,28 @@ def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
             return True
         time.sleep(0.2)
     return condition()
+
+
+def test_a_process_that_never_imported_the_task_modules_finds_a_task_by_name():
+    """A web process imports services, never tasks: naming a task must still find it
+    (before, the lookup raised NotRegistered in an on_commit hook: a 500 after commit)."""
+    script = (
+        "import django; django.setup()\n"
+        "from celery import current_app\n"
+        "from compliance.core.enqueue import task_by_name\n"
+        "assert 'webhooks.send' not in current_app.tasks\n"
+        "print(task_by_name('webhooks.send').name, task_by_name('retention.apply_policies').name)\n"
+    )
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    result = subprocess.run(  # noqa: S603 - our own interpreter and arguments
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["webhooks.send", "retention.apply_policies"]

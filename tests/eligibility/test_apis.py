@@ -217,3 +217,8 @@ def test_the_batch_answer_is_written_exactly_as_json_dumps_writes_it(purpose, re
     }
     assert _batch_json(purpose, results) == json.dumps(as_dicts, separators=(",", ":"))
     assert json.loads(_batch_json(purpose, results)) == as_dicts
+
+
+def test_the_service_has_no_benchmark_endpoint(asker):
+    """The benchmark's floor is mounted by bench/server/ only."""
+    assert asker.get("/api/v1/_bench/floor").status_code == 404

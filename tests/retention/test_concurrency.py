@@ -12,7 +12,7 @@ from compliance.actions.profiles import profile_retention_set
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, Recording
-from compliance.retention import purge
+from compliance.retention import deletion_requests, purge
 from compliance.retention.services import (
     deletion_request_create,
     legal_hold_place,
@@ -279,7 +279,7 @@ def test_a_deletion_request_waits_for_a_hold_being_placed_and_keeps_what_it_cove
 
     holder = _in_thread(place_hold_slowly)
     assert hold_locked.wait(10)
-    runner = _in_thread(lambda: purge.deletion_request_run(public_id=request.public_id))
+    runner = _in_thread(lambda: deletion_requests.deletion_request_run(public_id=request.public_id))
     waited = _wait_for_lock_wait()
     release_hold.set()
     for thread, errors in (holder, runner):

@@ -9,17 +9,18 @@ from rest_framework.test import APIClient
 
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Artefact, Recording
-from compliance.retention import purge
+from compliance.retention import deletion_requests, purge
 from compliance.retention.models import DeletionRequest
 from compliance.retention.services import deletion_request_create, legal_hold_place
 from tests.factories import ProfileFactory
+from tests.faults.hooks import Killed, purge_killed_at
 from tests.retention.conftest import stored_files
 
 pytestmark = pytest.mark.django_db
 
 
 def _run(request: DeletionRequest) -> DeletionRequest:
-    purge.deletion_request_run(public_id=request.public_id)
+    deletion_requests.deletion_request_run(public_id=request.public_id)
     request.refresh_from_db()
     return request
 
@@ -94,7 +95,7 @@ def test_running_a_request_twice_does_nothing_the_second_time(ingest):
     request = _run(
         deletion_request_create(profile=profile, recorded_from=None, recorded_to=None, actor="t")
     )
-    assert purge.deletion_request_run(public_id=request.public_id) is None
+    assert deletion_requests.deletion_request_run(public_id=request.public_id) is None
     assert LedgerEntry.objects.filter(kind="deletion_request.done").count() == 1
 
 
@@ -107,7 +108,7 @@ def test_a_lapsed_request_is_found_by_the_sweep(ingest):
     DeletionRequest.objects.filter(pk=request.pk).update(
         status="running", lease_until=timezone.now() - timedelta(seconds=1), attempts=1
     )
-    assert purge.deletion_requests_sweep() == [request.public_id]
+    assert deletion_requests.deletion_requests_sweep() == [request.public_id]
     assert _run(request).recordings_deleted == 1
 
 
@@ -123,7 +124,7 @@ def test_a_client_requests_a_deletion_and_polls_its_status(platform, ingest):
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "received"
-    purge.deletion_request_run(public_id=body["id"])  # what the worker does
+    deletion_requests.deletion_request_run(public_id=body["id"])  # what the worker does
     status = platform.get(f"/api/v1/deletion-requests/{body['id']}").json()
     assert status["status"] == "done"
     assert status["recordings_deleted"] == 1
@@ -193,13 +194,17 @@ def test_a_deletion_requests_claim_taken_over_by_the_sweep_keeps_its_reason(inge
 
     monkeypatch.setattr(purge, "_unlink", die)
     with pytest.raises(SystemExit):
-        purge.deletion_request_run(public_id=request.public_id)
+        deletion_requests.deletion_request_run(public_id=request.public_id)
     monkeypatch.undo()
 
-    later = timezone.now() + max(purge.purge_lease(), purge.DELETION_LEASE) + timedelta(seconds=1)
+    later = (
+        timezone.now()
+        + max(purge.purge_lease(), deletion_requests.DELETION_LEASE)
+        + timedelta(seconds=1)
+    )
     with time_machine.travel(later, tick=False):
         assert purge.purge_expired().taken_over == 4  # audio and transcript of each
-        assert purge.deletion_requests_sweep() == [request.public_id]
+        assert deletion_requests.deletion_requests_sweep() == [request.public_id]
         done = _run(request)
 
     for recording in recordings:
@@ -305,13 +310,13 @@ def test_a_stale_workers_finish_does_not_close_a_request_another_worker_took_ove
         profile=profile, recorded_from=None, recorded_to=None, actor="t"
     )
     now = timezone.now()
-    stale = purge._claim_request(request.public_id, now)
-    current = purge._claim_request(
-        request.public_id, now + purge.DELETION_LEASE + timedelta(seconds=1)
+    stale = deletion_requests._claim_request(request.public_id, now)
+    current = deletion_requests._claim_request(
+        request.public_id, now + deletion_requests.DELETION_LEASE + timedelta(seconds=1)
     )
     assert (stale.attempts, current.attempts) == (1, 2)
 
-    assert purge._deletion_request_finish(stale, stale.attempts) is None
+    assert deletion_requests._deletion_request_finish(stale, stale.attempts) is None
 
     request.refresh_from_db()
     assert request.status == "running"
@@ -332,38 +337,29 @@ def test_a_worker_whose_request_was_taken_over_stops_after_its_batch(ingest, mon
         DeletionRequest.objects.filter(pk=request.pk).update(attempts=F("attempts") + 1)
         return result
 
-    monkeypatch.setattr(purge, "purge_batch", one_at_a_time_then_taken_over)
+    monkeypatch.setattr(deletion_requests, "purge_batch", one_at_a_time_then_taken_over)
 
-    assert purge.deletion_request_run(public_id=request.public_id) is None
+    assert deletion_requests.deletion_request_run(public_id=request.public_id) is None
     transcripts = Artefact.objects.filter(recording__in=recordings)
     assert transcripts.filter(state="purged").count() == 1
     assert transcripts.filter(state="active").count() == 2
 
 
-def test_a_rerun_request_finishes_what_its_dead_predecessor_had_claimed(ingest, monkeypatch):
+def test_a_rerun_request_finishes_what_its_dead_predecessor_had_claimed(ingest):
     profile = ProfileFactory()
     recordings = [ingest(profile) for _ in range(2)]
     request = deletion_request_create(
         profile=profile, recorded_from=None, recorded_to=None, actor="t"
     )
 
-    class Killed(BaseException):
-        pass
-
-    def die(at: str) -> None:
-        if at == "claimed":
-            raise Killed
-
-    monkeypatch.setattr(purge, "_fault_point", die)
-    with pytest.raises(Killed):
-        purge.deletion_request_run(public_id=request.public_id)
-    monkeypatch.undo()
+    with purge_killed_at("claimed"), pytest.raises(Killed):
+        deletion_requests.deletion_request_run(public_id=request.public_id)
     assert Artefact.objects.filter(state="purging").count() == 4
     DeletionRequest.objects.filter(pk=request.pk).update(
         lease_until=timezone.now() - timedelta(seconds=1)
     )
 
-    done = purge.deletion_request_run(public_id=request.public_id)
+    done = deletion_requests.deletion_request_run(public_id=request.public_id)
 
     assert (done.status, done.recordings_deleted) == ("done", 2)
     assert set(

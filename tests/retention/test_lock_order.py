@@ -25,7 +25,7 @@ from compliance.clients.services import service_client_create
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, ArtefactState
 from compliance.recordings.services import RecordingInput
-from compliance.retention import purge
+from compliance.retention import deletion_requests, purge
 from compliance.retention.services import (
     deletion_request_create,
     retention_policies_apply,
@@ -143,7 +143,7 @@ def test_retention_changes_purges_deletions_policies_and_ingest_never_deadlock(s
             recorded_to=now - timedelta(days=4),
             actor="test",
         )
-        purge.deletion_request_run(public_id=request.public_id)
+        deletion_requests.deletion_request_run(public_id=request.public_id)
         time.sleep(0.2)
 
     def apply_policy(rng: random.Random) -> None:

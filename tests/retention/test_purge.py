@@ -20,7 +20,7 @@ from compliance.actions.profiles import profile_retention_set
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, Recording
-from compliance.retention import purge, services
+from compliance.retention import purge, services, storage_sweep, tombstones
 from compliance.retention.services import (
     legal_hold_place,
     legal_hold_release,
@@ -29,6 +29,7 @@ from compliance.retention.services import (
 )
 from tests.conftest import postgres_only
 from tests.factories import ProfileFactory
+from tests.faults.hooks import Killed, purge_killed_at
 from tests.retention.conftest import stored_files
 
 pytestmark = pytest.mark.django_db
@@ -259,23 +260,14 @@ def test_a_future_policy_applies_only_from_its_effective_time(ingest):
 
 
 @pytest.mark.parametrize("step", ["claimed", "unlinked"])
-def test_a_purge_killed_between_steps_is_finished_by_the_next_run(ingest, monkeypatch, step):
+def test_a_purge_killed_between_steps_is_finished_by_the_next_run(ingest, step):
     _policy(10)
     _policy(10, category="transcript")
     recordings = [ingest(days_ago=11) for _ in range(3)]
     keys = {r.artefacts.get(category="audio").storage_key for r in recordings}
 
-    class Killed(BaseException):
-        pass
-
-    def die(at: str) -> None:
-        if at == step:
-            raise Killed
-
-    monkeypatch.setattr(purge, "_fault_point", die)
-    with pytest.raises(Killed):
+    with purge_killed_at(step), pytest.raises(Killed):
         purge.purge_expired()
-    monkeypatch.undo()
 
     assert Artefact.objects.filter(state="purging").count() == 6
     assert purge.purge_expired().purged == 0  # a live claim is not taken over early
@@ -537,14 +529,14 @@ def test_the_storage_sweep_settles_orphan_files_and_rows_without_files(ingest):
     )  # a file without a row
     young_orphan = default_storage.save("audio/2026/01/in-flight.wav", ContentFile(b"x"))
 
-    first = purge.storage_sweep()
+    first = storage_sweep.storage_sweep()
     assert (first.orphan_files_deleted, first.rows_without_file) == (
         0,
         1,
     )  # files within grace stay
     old = timezone.now().timestamp() - 7200
     os.utime(default_storage.path(orphan), (old, old))
-    second = purge.storage_sweep()
+    second = storage_sweep.storage_sweep()
 
     assert (second.orphan_files_deleted, second.rows_without_file) == (1, 0)
     files = stored_files(settings.MEDIA_ROOT)
@@ -622,7 +614,7 @@ def test_a_recording_already_a_tombstone_keeps_its_purge_time_and_reason(ingest)
         state="purged", purged_at=then, purge_reason="retention_policy"
     )
 
-    purge._tombstone_recordings(
+    tombstones.recordings_tombstone(
         [recording.pk], now=timezone.now(), reason="deletion_request", basis="", actor="t"
     )
 
@@ -633,7 +625,16 @@ def test_a_recording_already_a_tombstone_keeps_its_purge_time_and_reason(ingest)
 def test_the_storage_sweep_never_deletes_a_file_an_artefact_names(ingest):
     key = ingest().artefacts.get(category="audio").storage_key
 
-    result = purge.storage_sweep(now=timezone.now() + timedelta(hours=2))
+    result = storage_sweep.storage_sweep(now=timezone.now() + timedelta(hours=2))
 
     assert key in stored_files(settings.MEDIA_ROOT)
     assert (result.files_checked, result.orphan_files_deleted) == (1, 0)
+
+
+def test_nothing_in_the_service_listens_to_the_purges_steps():
+    """The crash tests' fault hook is installed by their workers only (tests/faults):
+    the service carries no switch that could stop a purge."""
+    from compliance.retention.purge import purge_step
+
+    assert "tests.faults" not in settings.INSTALLED_APPS
+    assert not purge_step.has_listeners()

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from compliance.ledger import signing
 from compliance.ledger.bundles import ledger_proof_bundle
 from compliance.ledger.models import LedgerEntry
-from compliance.retention import purge
+from compliance.retention import deletion_requests
 from compliance.retention.services import deletion_request_create, legal_hold_place
 from earshot_verify.jws import ReceiptError, b64url, receipt_open
 from earshot_verify.note import parse_verifier_key
@@ -40,7 +40,7 @@ def done(ingest):
     request = deletion_request_create(
         profile=profile, recorded_from=now - timedelta(days=5), recorded_to=now, actor="owner"
     )
-    purge.deletion_request_run(public_id=request.public_id)
+    deletion_requests.deletion_request_run(public_id=request.public_id)
     request.refresh_from_db()
     client = APIClient()
     client.force_login(owner)

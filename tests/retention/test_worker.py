@@ -50,7 +50,7 @@ def start_worker() -> Iterator[Callable[..., tuple[subprocess.Popen, str]]]:
     def start(queue: str, **env: str) -> subprocess.Popen:
         environment = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DJANGO_SETTINGS_MODULE": "tests.faults.settings",  # TEST_PURGE_FAULT works
             "DATABASE_URL": _database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "TEST_MEDIA_ROOT": str(settings.MEDIA_ROOT),
@@ -115,7 +115,7 @@ def test_a_worker_killed_at_any_step_loses_nothing_and_the_next_one_finishes(
     kept_keys = {r.artefacts.get(category="audio").storage_key for r in fresh + held}
     queue = f"test-{uuid.uuid4().hex}"
 
-    victim = start_worker(queue, EARSHOT_PURGE_FAULT=step)
+    victim = start_worker(queue, TEST_PURGE_FAULT=step)
     purge_expired_task.apply_async(queue=queue)
     victim.wait(60)
     assert victim.returncode == -9, "the fault hook should have killed the worker"
@@ -188,7 +188,7 @@ def test_a_worker_killed_mid_batch_is_taken_over_within_a_minute_with_the_real_l
     lease = str(settings.PURGE_LEASE_SECONDS)
     period = settings.CELERY_BEAT_SCHEDULE["purge-expired"]["schedule"]
 
-    victim = start_worker(queue, EARSHOT_PURGE_FAULT="unlinked", EARSHOT_PURGE_LEASE_SECONDS=lease)
+    victim = start_worker(queue, TEST_PURGE_FAULT="unlinked", EARSHOT_PURGE_LEASE_SECONDS=lease)
     purge_expired_task.apply_async(queue=queue)
     victim.wait(60)
     killed_at = time.monotonic()

@@ -36,7 +36,7 @@ from compliance.clients.scopes import SCOPES
 from compliance.clients.services import service_client_create
 from compliance.consent.services import consent_default_create
 from compliance.ledger.checkpoints import ledger_checkpoint_issue
-from compliance.retention.purge import deletion_request_run
+from compliance.retention.deletion_requests import deletion_request_run
 from compliance.retention.services import (
     deletion_request_create,
     legal_hold_place,

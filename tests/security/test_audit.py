@@ -18,7 +18,7 @@ from compliance.consent.models import ConsentDefault
 from compliance.core import audit
 from compliance.core.audit import audit_bulk_change
 from compliance.recordings.models import Artefact, Recording
-from compliance.retention import purge
+from compliance.retention import deletion_requests, purge, storage_sweep
 from compliance.retention.models import LegalHold, RetentionPolicy
 from compliance.retention.services import (
     legal_hold_place,
@@ -293,7 +293,7 @@ def test_a_deletion_request_leaves_its_bare_recordings_in_the_history(ingest):
         profile=profile, recorded_from=None, recorded_to=None, actor="t"
     )
 
-    purge.deletion_request_run(public_id=request.public_id)
+    deletion_requests.deletion_request_run(public_id=request.public_id)
 
     [entry] = history(bare)
     assert entry.changes_dict["state"] == ["active", "purged"]
@@ -309,7 +309,7 @@ def test_the_storage_sweep_leaves_each_row_it_settles_in_the_history(ingest):
     audio = lost.artefacts.get(category="audio")
     default_storage.delete(audio.storage_key)  # a row whose file is gone
 
-    assert purge.storage_sweep().rows_without_file == 1
+    assert storage_sweep.storage_sweep().rows_without_file == 1
 
     [entry] = history(audio)
     assert entry.changes_dict["state"] == ["active", "purged"]

@@ -26,7 +26,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from compliance.actions.consent import consent_set
 from compliance.clients.services import service_client_create
 from compliance.recordings.models import Recording
-from compliance.retention import purge, tasks
+from compliance.retention import deletion_requests, tasks
 from tests.web.conftest import (
     CHROMIUM,
     PASSWORD,
@@ -205,7 +205,7 @@ def test_a_user_deletes_a_date_range_and_sees_it_go(
     sync_api.expect(page.get_by_role("heading", level=1)).to_have_text("Deleting your recordings…")
     shoot(page, "delete-progress")
     assert len(worker_queue) == 1  # enqueued once, after the request committed
-    purge.deletion_request_run(public_id=worker_queue[0])  # the worker's turn
+    deletion_requests.deletion_request_run(public_id=worker_queue[0])  # the worker's turn
 
     # The page reloads itself (meta refresh, no JavaScript needed) until it is done.
     sync_api.expect(page.get_by_role("heading", level=1)).to_have_text(

@@ -10,7 +10,7 @@ from django.utils import timezone
 from compliance.consent.models import ConsentEvent, ConsentState
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Recording
-from compliance.retention import purge
+from compliance.retention import deletion_requests
 from compliance.retention.models import DeletionRequest
 from compliance.retention.services import legal_hold_place
 from tests.web.conftest import make_household
@@ -217,7 +217,7 @@ def test_a_date_range_is_confirmed_then_deleted_with_visible_progress(owner_clie
     assert progress["Refresh"] == "2"
     assert 'http-equiv="refresh"' in progress.content.decode()
 
-    purge.deletion_request_run(public_id=request.public_id)  # what the worker does
+    deletion_requests.deletion_request_run(public_id=request.public_id)  # what the worker does
 
     done = owner_client.get(filed["Location"])
     assert "Refresh" not in done
@@ -232,7 +232,7 @@ def test_one_recording_is_deleted_by_its_own_instant(owner_client, household):
 
     owner_client.post(url, {"scope": "one", "recording": target.external_id, "confirm": "on"})
     request = DeletionRequest.objects.get()
-    purge.deletion_request_run(public_id=request.public_id)
+    deletion_requests.deletion_request_run(public_id=request.public_id)
 
     assert request.recorded_from == request.recorded_to == target.recorded_at
     assert set(
@@ -270,7 +270,7 @@ def test_a_held_recording_is_reported_as_kept_on_the_progress_page(owner_client,
         {"scope": "all", "confirm": "on"},
     )
     request = DeletionRequest.objects.get()
-    purge.deletion_request_run(public_id=request.public_id)
+    deletion_requests.deletion_request_run(public_id=request.public_id)
 
     page = owner_client.get(f"/privacy/deletions/{request.public_id}/").content.decode()
 
@@ -296,7 +296,7 @@ def _delete_everything_of(owner_client, household) -> str:
         {"scope": "all", "confirm": "on"},
     )
     request = DeletionRequest.objects.get()
-    purge.deletion_request_run(public_id=request.public_id)
+    deletion_requests.deletion_request_run(public_id=request.public_id)
     return owner_client.get(f"/privacy/deletions/{request.public_id}/").content.decode()
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from standardwebhooks.webhooks import Webhook
 
-from compliance.retention.purge import deletion_request_run
+from compliance.retention.deletion_requests import deletion_request_run
 from compliance.retention.services import deletion_request_create
 from compliance.webhooks.models import Confirmation
 from tests.conftest import postgres_only

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from compliance.actions.profiles import profile_retention_set
+from compliance.retention.deletion_requests import deletion_request_run
 from compliance.retention.models import DeletionRequest
-from compliance.retention.purge import deletion_request_run, purge_expired
+from compliance.retention.purge import purge_expired
 from compliance.retention.services import (
     deletion_request_create,
     legal_hold_place,
