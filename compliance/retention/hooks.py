@@ -1,7 +1,8 @@
 """What the purge's finish needs from the apps above retention.
 
-A purge tombstones recordings, and no review item of a tombstoned recording may stay
-open: the finish revokes them in its own transaction (docs/invariants.md). Review
+A purge (the batch purge's finish, a deletion request's) tombstones recordings
+(`tombstones.py`), and no review item of a tombstoned recording may stay open: they
+are revoked in the same transaction (docs/invariants.md). Review
 items belong to sampling, a floor above retention, which retention must not import
 (docs/architecture.md, "Which app may import which"). So retention owns this small
 interface and sampling registers its revocation in it when the app is ready

@@ -21,8 +21,8 @@ Sampling keeps it: every lock below is taken in that order, or with SKIP LOCKED.
   entry.
 - Withdrawal: the action `consent_set` (compliance/actions/consent.py) locks the state
   row FOR UPDATE, saves it, and calls `review_items_revoke_for_profile` in its
-  transaction: every open item of the profile is revoked. Its UPDATE runs after its lock was granted, so it sees every item of a
-  draw that held the lock before it.
+  transaction: every open item of the profile is revoked. Its UPDATE runs after its
+  lock was granted, so it sees every item of a draw that held the lock before it.
 - Audio fetch and annotation, one transaction: lock the consent-state rows (no key),
   then the recording (no key: a purge's tombstoning, which locks the recording and
   then revokes its items, waits for the access, or the access for it), then the item
@@ -484,8 +484,9 @@ def review_items_revoke_for_profile(
 
 
 def review_items_revoke_for_recordings(*, recording_ids: list[int], reason: str) -> int:
-    """Revoke every open item of these recordings (the purge calls this in its
-    transaction when it tombstones them); how many."""
+    """Revoke every open item of these recordings; how many. The purge calls this in
+    its transaction when it tombstones them, through retention's hook
+    (`compliance/retention/hooks.py`), where this app registers it when ready."""
     if not recording_ids:
         return 0
     with transaction.atomic():

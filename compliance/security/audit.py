@@ -14,9 +14,6 @@ from typing import Any
 from auditlog.registry import auditlog
 from django.apps import apps
 
-# Until retention/purge.py imports it from core (where it now lives) directly.
-from compliance.core.audit import audit_bulk_change  # noqa: F401
-
 # app_label.Model -> how auditlog registers it
 AUDITED: dict[str, dict[str, Any]] = {
     "accounts.Account": {},
