@@ -30,11 +30,13 @@ def _fresh_key_cache() -> None:
 def _ledger_files(settings, tmp_path: Path) -> None:
     """Each test signs with its own generated key and publishes to its own directory."""
     from compliance.ledger import signing
+    from compliance.ledger.restore import ledger_export_state_forget
 
     settings.LEDGER_SIGNING_KEY = ""
     settings.LEDGER_KEY_DIR = tmp_path / "ledger"
     settings.LEDGER_EXPORT = tmp_path / "ledger" / "export"
     signing._load.cache_clear()
+    ledger_export_state_forget()
 
 
 @pytest.fixture(autouse=True)

@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
@@ -39,9 +40,17 @@ def account_create(*, external_id: str, jurisdiction: str, actor: str) -> Accoun
     return account
 
 
-def profile_insert(*, external_id: str, account_external_id: str, is_child: bool) -> Profile:
+def profile_insert(
+    *,
+    external_id: str,
+    account_external_id: str,
+    is_child: bool,
+    at: datetime | None = None,
+) -> Profile:
     """The profile's row, for the action `compliance.actions.profiles.profile_create`,
-    which gives it its consent states and its ledger entry in the same transaction."""
+    which gives it its consent states and its ledger entry in the same transaction.
+    `at` is when it was created on the platform, when that was before now (the demo's
+    history): the reports count the profile from then."""
     require_transaction("profile_insert")
     external_id = _validate_external_id(external_id, "external_id")
     account = Account.objects.filter(external_id=account_external_id).first()
@@ -53,11 +62,15 @@ def profile_insert(*, external_id: str, account_external_id: str, is_child: bool
         )
     try:
         with transaction.atomic():
-            return Profile.objects.create(
+            profile = Profile.objects.create(
                 external_id=external_id, account=account, is_child=is_child
             )
+            if at is not None:  # auto_now_add ignores a value given to create()
+                Profile.objects.filter(pk=profile.pk).update(created_at=at)
+                profile.created_at = at
     except IntegrityError:
         raise Conflict("duplicate", f"A profile {external_id!r} exists already.") from None
+    return profile
 
 
 class RetentionChoiceChange(NamedTuple):

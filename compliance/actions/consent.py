@@ -1,5 +1,7 @@
 """A consent change: consent's rows, what a withdrawal stops (sampling), the ledger."""
 
+from datetime import datetime
+
 from django.db import transaction
 
 from compliance.accounts.models import Profile
@@ -18,6 +20,7 @@ def consent_set(
     channel: str,
     notice_version: str,
     actor: str,
+    at: datetime | None = None,
 ) -> ConsentState:
     """Grant or withdraw `purpose` for `profile`; a repeat of the current answer under
     the same notice changes nothing and writes nothing.
@@ -26,7 +29,9 @@ def consent_set(
     transaction, while the consent-state row is still locked (docs/invariants.md): a
     draw or clip access that held the row first is revoked here, one that comes after
     sees the withdrawal. Locks: consent state FOR UPDATE, then review items (the
-    revocation's UPDATE), the ledger last.
+    revocation's UPDATE), the ledger last. `at` is when the person decided, when that
+    was before now (an import of earlier decisions, the demo's history): the event
+    carries it and the ledger entry, appended now, names it as `decided_at`.
     """
     state, event = consent_record(
         profile=profile,
@@ -35,6 +40,7 @@ def consent_set(
         channel=channel,
         notice_version=notice_version,
         actor=actor,
+        at=at,
     )
     if event is None:
         return state
@@ -49,6 +55,7 @@ def consent_set(
             "channel": channel,
             "notice_version": notice_version,
             "event": event.pk,
+            **({"decided_at": at.isoformat()} if at is not None else {}),
         },
     )
     return state

@@ -1,6 +1,8 @@
 """Profiles: creation (accounts, then consent) and the retention choice (accounts,
 then retention)."""
 
+from datetime import datetime
+
 from django.db import transaction
 
 from compliance.accounts.models import Profile
@@ -12,19 +14,32 @@ from compliance.retention.services import profile_reschedule
 
 @transaction.atomic
 def profile_create(
-    *, external_id: str, account_external_id: str, is_child: bool, actor: str
+    *,
+    external_id: str,
+    account_external_id: str,
+    is_child: bool,
+    actor: str,
+    at: datetime | None = None,
 ) -> Profile:
     """A new profile with a consent-state row per purpose, which the opt-out and the
-    hand-off lock to meet on; both in the transaction of its ledger entry."""
+    hand-off lock to meet on; both in the transaction of its ledger entry. `at`: see
+    `profile_insert`."""
     profile = profile_insert(
-        external_id=external_id, account_external_id=account_external_id, is_child=is_child
+        external_id=external_id,
+        account_external_id=account_external_id,
+        is_child=is_child,
+        at=at,
     )
     consent_states_initialise(profile=profile)
     ledger_append(
         kind="profile.created",
         subject=f"profile:{profile.external_id}",
         actor=actor,
-        payload={"account": profile.account.external_id, "is_child": is_child},
+        payload={
+            "account": profile.account.external_id,
+            "is_child": is_child,
+            **({"created_at": at.isoformat()} if at is not None else {}),
+        },
     )
     return profile
 

@@ -6,6 +6,7 @@ withdrawal must stop and the ledger entry, so that a withdrawal is in force befo
 response is sent.
 """
 
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -34,6 +35,7 @@ def consent_record(
     channel: str,
     notice_version: str,
     actor: str,
+    at: datetime | None = None,
 ) -> tuple[ConsentState, ConsentEvent | None]:
     """The rows of a consent change: the event and the profile's current state, the state
     row locked FOR UPDATE until the transaction ends. Returns the state and the new
@@ -44,6 +46,8 @@ def consent_record(
     writes the ledger entry. The lock is what orders this change against a concurrent
     change and against a hand-off that locks the row (docs/reliability.md, "Opt-out
     against hand-off"); `select_for_update` refuses to run outside a transaction.
+    `at` is when the person decided, when that was before now (an import of earlier
+    decisions, the demo's history): the event carries it.
     """
     validate_purpose(purpose)
     if channel not in Channel.values:
@@ -66,7 +70,7 @@ def consent_record(
     if state.granted is granted and last is not None and last.notice_version == notice_version:
         return state, None
 
-    now = timezone.now()
+    now = at or timezone.now()
     event = ConsentEvent.objects.create(
         profile=profile,
         purpose=purpose,

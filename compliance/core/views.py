@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from .errors import error_body
+from .readiness import NotReady, registered
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -19,10 +20,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready to serve: the database answers and the broker accepts a connection. The
-    Celery app is the current one (`config/celery.py` makes it): core imports nothing
-    of the project above it."""
+    """Ready to serve: the database answers, the broker accepts a connection, and every
+    registered check (the ledger against its export, say) passes. Each failing
+    registered check is named with a machine-readable code and why. The Celery app is
+    the current one (`config/celery.py` makes it): core imports nothing of the project
+    above it."""
     checks: dict[str, str] = {}
+    reasons: list[dict[str, str]] = []
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -35,10 +39,20 @@ def readyz(request: HttpRequest) -> JsonResponse:
         checks["broker"] = "ok"
     except Exception as error:
         checks["broker"] = f"error: {type(error).__name__}"
+    if checks["database"] == "ok":
+        for name, check in registered().items():
+            try:
+                problem = check()
+            except Exception as error:
+                problem = NotReady(f"{name}_check_failed", f"error: {type(error).__name__}")
+            checks[name] = "ok" if problem is None else problem.code
+            if problem is not None:
+                reasons.append({"check": name, "code": problem.code, "message": problem.message})
     ready = all(v == "ok" for v in checks.values())
-    return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
-    )
+    body: dict[str, object] = {"status": "ok" if ready else "unavailable", "checks": checks}
+    if reasons:
+        body["reasons"] = reasons
+    return JsonResponse(body, status=200 if ready else 503)
 
 
 def api_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

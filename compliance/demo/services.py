@@ -30,6 +30,10 @@ from compliance.recordings.services import RecordingInput
 from compliance.transfers.models import TransferRule
 from compliance.transfers.services import transfer_rule_create
 
+from .history import JURISDICTIONS, history_seed
+
+DEMO_HISTORY_PROFILES = sum(count for count, *_ in JURISDICTIONS.values())
+
 VOICE_DIR = Path(__file__).resolve().parent / "voice"
 DEMO_CLIENT = "demo-platform"
 ACTOR = "seed_demo"
@@ -90,6 +94,13 @@ _PEOPLE = [
 ]
 
 
+DEMO_PROFILES = [
+    f"{profile} ({login}, {jurisdiction})"
+    for login, _, jurisdiction, profiles in _PEOPLE
+    for profile, *_ in profiles
+]
+
+
 @dataclass
 class DemoCredentials:
     users: dict[str, str] = field(default_factory=dict)
@@ -117,8 +128,16 @@ def _user(username: str, *, officer: bool = False) -> str:
     return password
 
 
-@transaction.atomic
 def demo_seed() -> DemoCredentials:
+    """The demo logins, households and key (new passwords and key on every run), then the
+    history (written once: compliance/demo/history.py)."""
+    credentials = _households()
+    history_seed(now=timezone.now(), voice_dir=VOICE_DIR, manifest=_manifest())
+    return credentials
+
+
+@transaction.atomic
+def _households() -> DemoCredentials:
     credentials = DemoCredentials()
     credentials.users["officer"] = _user("officer", officer=True)
     # Officers sign in with a second factor: new TOTP device and backup codes each seed.
@@ -164,7 +183,7 @@ def demo_seed() -> DemoCredentials:
                         data=RecordingInput(
                             external_id=recording_id,
                             profile_external_id=profile_id,
-                            recorded_at=now - timedelta(days=age_days * 9),
+                            recorded_at=now - timedelta(days=age_days * 5),
                             transcript=manifest[clip]["transcript"],
                             flags=tuple(manifest[clip]["flags"]),
                             audio=File(audio, name=clip),

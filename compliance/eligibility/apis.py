@@ -165,16 +165,21 @@ class EligibilityBatchApi(_HotPathApi):
     required_scopes = {"POST": SCOPE}
 
     @extend_schema(
-        request=inline_serializer(
-            "EligibilityBatchInput",
-            {
-                "purpose": serializers.ChoiceField(choices=Purpose.values),
-                "recordings": serializers.ListField(
-                    child=serializers.CharField(max_length=128), min_length=1, max_length=10_000
-                ),
-                "reviewer_location": serializers.CharField(required=False),
-            },
-        ),
+        # JSON only: dispatch answers any other body 415 (see _json_body)
+        request={
+            "application/json": inline_serializer(
+                "EligibilityBatchInput",
+                {
+                    "purpose": serializers.ChoiceField(choices=Purpose.values),
+                    "recordings": serializers.ListField(
+                        child=serializers.CharField(max_length=128),
+                        min_length=1,
+                        max_length=10_000,
+                    ),
+                    "reviewer_location": serializers.CharField(required=False),
+                },
+            )
+        },
         responses={
             200: inline_serializer(
                 "EligibilityBatchOutput",

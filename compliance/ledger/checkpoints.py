@@ -9,9 +9,9 @@ removed entry) is refused, loudly, and never signed. It runs from beat every min
 while the log grows, and on demand, at most once a second, for an entry not yet
 covered.
 
-Every checkpoint and the leaves it adds go to LEDGER_EXPORT as files that are created
-once and never rewritten (written under a temporary name, then linked; an existing file
-must hold the same bytes). They are written before the checkpoint's row commits, so a
+Every checkpoint and the leaves it adds go to LEDGER_EXPORT (a directory or an S3
+prefix, `export.py`) as files that are created once and never rewritten (an existing
+file must hold the same bytes). They are written before the checkpoint's row commits, so a
 stored checkpoint is always published; a file for a checkpoint whose transaction then
 failed holds the same bytes the retry writes (Ed25519 signatures are deterministic).
 
@@ -23,8 +23,6 @@ and writes only tree nodes, keys and checkpoints, which nothing else locks.
 import base64
 import hashlib
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -40,6 +38,7 @@ from earshot_verify.merkle import ProofError, hash_children, hash_leaf, verify_c
 from earshot_verify.note import Checkpoint, NoteError, Verifier, key_hash, open_checkpoint
 
 from . import tree
+from .export import ExportConflict, export_store
 from .models import LedgerCheckpoint, LedgerEntry, LedgerKey
 from .signing import SigningKey, signing_key
 
@@ -51,10 +50,6 @@ ON_DEMAND_INTERVAL = timedelta(seconds=1)
 
 class CheckpointRefused(Exception):
     """The tree does not extend the last signed checkpoint: the ledger was rewritten."""
-
-
-class ExportConflict(Exception):
-    """An exported file exists with other bytes than the ones to publish."""
 
 
 def checkpoint_text(*, origin: str, tree_size: int, root: bytes) -> str:
@@ -188,24 +183,19 @@ def ledger_checkpoint_covering(*, seq: int, wait_seconds: float = 2.0) -> Ledger
 
 
 def _export_file(relative: Path, content: bytes) -> None:
-    path = Path(settings.LEDGER_EXPORT) / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        if path.read_bytes() != content:
-            raise ExportConflict(f"{path} exists and holds other bytes")
-        return
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".export-")
-    try:
-        os.write(fd, content)
-        os.fsync(fd)
-        os.close(fd)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            if path.read_bytes() != content:
-                raise ExportConflict(f"{path} exists and holds other bytes") from None
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    export_store().write_once(relative.as_posix(), content)
+
+
+def export_names(folder: str, *, after: str | None = None) -> list[str]:
+    """The names of the published files in `folder` (`checkpoints`, `entries`), sorted
+    (the names are zero-padded numbers, so this is their order); `after`: only those
+    that sort after it."""
+    return export_store().names(folder, after=after)
+
+
+def export_read(relative: str) -> bytes | None:
+    """A published file's bytes; None if there is none."""
+    return export_store().read(relative)
 
 
 EXPORT_CHUNK = 10000
@@ -226,12 +216,31 @@ def _export_entries(first: int, last: int) -> None:
         start = end + 1
 
 
+def export_leaves(first: int, last: int) -> dict[int, bytes]:
+    """The published leaves `first`..`last` (those there are), by `seq`; the files
+    outside the range are not read."""
+    leaves: dict[int, bytes] = {}
+    if last < first:
+        return leaves
+    for name in export_names("entries"):
+        low, _, high = name.partition("-")
+        if not (low.isdigit() and high.isdigit()) or int(high) < first or int(low) > last:
+            continue
+        content = export_read(f"entries/{name}") or b""
+        for line in content.decode().splitlines():
+            seq_text, _, encoded = line.partition(" ")
+            if seq_text.isdigit() and first <= int(seq_text) <= last:
+                leaves.setdefault(int(seq_text), base64.b64decode(encoded))
+    return leaves
+
+
 def ledger_export_checkpoints() -> list[str]:
     """The exported checkpoint notes, oldest first."""
-    directory = Path(settings.LEDGER_EXPORT) / "checkpoints"
-    if not directory.is_dir():
-        return []
-    return [path.read_text() for path in sorted(directory.iterdir()) if path.name.isdigit()]
+    return [
+        (export_read(f"checkpoints/{name}") or b"").decode()
+        for name in export_names("checkpoints")
+        if name.isdigit()
+    ]
 
 
 # --- holding the database against what was published ----------------------------------------
@@ -250,32 +259,20 @@ def _published_verifiers() -> list[Verifier]:
 def _newest_exported() -> tuple[Checkpoint, str] | None:
     """The newest exported checkpoint that a published key signed, with its file name;
     an exported file no key opens is skipped (and logged): it proves nothing."""
-    directory = Path(settings.LEDGER_EXPORT) / "checkpoints"
-    if not directory.is_dir():
-        return None
     verifiers = _published_verifiers()
-    for path in sorted((p for p in directory.iterdir() if p.name.isdigit()), reverse=True):
-        note = path.read_text()
+    for name in reversed([name for name in export_names("checkpoints") if name.isdigit()]):
+        note = (export_read(f"checkpoints/{name}") or b"").decode()
         for verifier in verifiers:
             try:
-                return open_checkpoint(note, verifier), path.name
+                return open_checkpoint(note, verifier), name
             except NoteError:
                 continue
-        logger.error("ledger.export_unverifiable file=%s", path)
+        logger.error("ledger.export_unverifiable file=checkpoints/%s", name)
     return None
 
 
 def _exported_leaves(upto: int) -> dict[int, bytes]:
-    leaves: dict[int, bytes] = {}
-    directory = Path(settings.LEDGER_EXPORT) / "entries"
-    if not directory.is_dir():
-        return leaves
-    for path in sorted(directory.iterdir()):
-        for line in path.read_text().splitlines():
-            seq_text, _, encoded = line.partition(" ")
-            if seq_text.isdigit() and int(seq_text) <= upto:
-                leaves.setdefault(int(seq_text), base64.b64decode(encoded))
-    return leaves
+    return export_leaves(1, upto)
 
 
 def _leaves_upto(size: int, chunk: int) -> Iterator[tuple[int, bytes, bytes, str]]:

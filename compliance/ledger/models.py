@@ -3,6 +3,9 @@ from django.db.models import Q
 
 # The `prev_hash` of the first entry.
 GENESIS_HASH = "0" * 64
+# pg_advisory_xact_lock key that serialises appends (and a recovery's re-import); any
+# constant unique to this lock.
+APPEND_LOCK_KEY = 0x4541_5253_484F_54  # "EARSHOT"
 
 
 class LedgerEntry(models.Model):

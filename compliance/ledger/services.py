@@ -44,15 +44,22 @@ from compliance.core.errors import ApplicationError, Conflict
 
 from .canonical import entry_leaf, leaf_hash
 from .checkpoints import ledger_checkpoint_problem
-from .models import GENESIS_HASH, LedgerAcknowledgement, LedgerEntry, VerificationRun
+from .models import (
+    APPEND_LOCK_KEY,
+    GENESIS_HASH,
+    LedgerAcknowledgement,
+    LedgerEntry,
+    VerificationRun,
+)
+from .restore import ledger_require_writable
 
 if TYPE_CHECKING:
     from .selectors import ChainPoint, LedgerProblem
 
 logger = logging.getLogger(__name__)
 
-# pg_advisory_xact_lock key for the ledger tail; any constant unique to this lock.
-_LEDGER_LOCK_KEY = 0x4541_5253_484F_54  # "EARSHOT"
+# pg_advisory_xact_lock key for the ledger tail.
+_LEDGER_LOCK_KEY = APPEND_LOCK_KEY
 # ... and for starting a full verification, so that two requests start one run.
 _VERIFICATION_LOCK_KEY = 0x4541_5253_484F_55
 # A step's claim on its run; far above a step's time (VERIFY_STEP_SECONDS and a chunk).
@@ -72,9 +79,14 @@ def ledger_append(
     The entry's leaf (its canonical bytes) is encoded here, once, and stored; a payload
     the encoding refuses (a float, say) is a programming error and raises NotCanonical
     before anything is written. The Merkle tree is not touched: the checkpointer
-    extends it, so an append costs one encoding and one INSERT."""
+    extends it, so an append costs one encoding and one INSERT.
+
+    Refused (503 `ledger_behind_export`) while the database's log is behind the exported
+    one (a restore from an older backup, docs/runtime.md): this entry's number is one a
+    signed checkpoint already gave to another entry."""
     if not connection.in_atomic_block:
         raise RuntimeError("ledger_append must run inside the transaction of the change")
+    ledger_require_writable()
     payload = json.loads(json.dumps(payload or {}, default=str))
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

@@ -128,6 +128,8 @@ class RecordingCreateApi(APIView):
         request={
             "application/json": RecordingCreateInput,
             "multipart/form-data": RecordingCreateInput,
+            # a form without the audio file, as the other operations take one
+            "application/x-www-form-urlencoded": RecordingCreateInput,
         },
         responses={201: RecordingOutput},
         operation_id="recordings_create",

@@ -347,6 +347,15 @@ class DeletionReceiptOutput(serializers.Serializer):
     tree_size = serializers.IntegerField(
         allow_null=True, help_text="the signed checkpoint that covers the entry"
     )
+    confirmations = inline_serializer(
+        "DeletionReceiptConfirmations",
+        {
+            "required": serializers.IntegerField(),
+            "confirmed": serializers.ListField(child=serializers.DictField()),
+        },
+        help_text="partner systems holding copies: how many were asked, who confirmed "
+        "and when (also in the signed receipt)",
+    )
 
 
 class DeletionReceiptApi(APIView):
@@ -364,7 +373,11 @@ class DeletionReceiptApi(APIView):
     )
     def get(self, request: Request, request_id: str) -> Response:
         deletion = _deletion_for_caller(request, request_id)
-        return Response(DeletionReceiptOutput(deletion_receipt(request=deletion)).data)
+        receipt = deletion_receipt(
+            request=deletion,
+            confirmations=deletion_request_confirmations(receipt=deletion.receipt),
+        )
+        return Response(DeletionReceiptOutput(receipt).data)
 
 
 class RetentionReportApi(APIView):

@@ -40,8 +40,13 @@ def deletion_done_entry(*, request: DeletionRequest) -> LedgerEntry:
     return entry
 
 
-def deletion_receipt(*, request: DeletionRequest) -> dict[str, Any]:
-    """The receipt for a done request: {receipt (the JWS), seq, leaf_hash, tree_size}."""
+def deletion_receipt(
+    *, request: DeletionRequest, confirmations: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The receipt for a done request: {receipt (the JWS), seq, leaf_hash, tree_size,
+    confirmations}. `confirmations` are the partner systems' (compliance/webhooks:
+    {required, confirmed: [{webhook, name, confirmed_at}], ...}); the receipt lists who
+    confirmed and when, and how many were asked, never who has not confirmed yet."""
     if request.status != DeletionStatus.DONE:
         raise ApplicationError(
             "deletion_not_done",
@@ -71,6 +76,7 @@ def deletion_receipt(*, request: DeletionRequest) -> dict[str, Any]:
         "completed_at": _iso(request.finished_at),
         "status": request.status,
         "ledger": {"seq": entry.seq, "leaf_hash": leaf_hash},
+        "confirmations": _confirmations(confirmations),
     }
     ledger_key_register(key=signing_key(), use=LedgerKey.Use.RECEIPT)
     return {
@@ -78,4 +84,20 @@ def deletion_receipt(*, request: DeletionRequest) -> dict[str, Any]:
         "seq": entry.seq,
         "leaf_hash": leaf_hash,
         "tree_size": checkpoint.tree_size if checkpoint else None,
+        "confirmations": claims["confirmations"],
+    }
+
+
+def _confirmations(confirmations: dict[str, Any] | None) -> dict[str, Any]:
+    confirmations = confirmations or {"required": 0, "confirmed": []}
+    return {
+        "required": confirmations["required"],
+        "confirmed": [
+            {
+                "webhook": c["webhook"],
+                "name": c.get("name", ""),
+                "confirmed_at": _iso(c["confirmed_at"]),
+            }
+            for c in confirmations["confirmed"]
+        ],
     }

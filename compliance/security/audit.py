@@ -24,6 +24,16 @@ AUDITED: dict[str, dict[str, Any]] = {
     "retention.LegalHold": {},
     "clients.ServiceClient": {"exclude_fields": ["key_hash"]},
     "webhooks.Subscription": {"exclude_fields": ["secret_encrypted", "previous_secret_encrypted"]},
+    # each attempt's outcome; never the body (it names profiles and recordings)
+    "webhooks.Delivery": {
+        "include_fields": [
+            "status",
+            "last_status_code",
+            "last_error",
+            "next_attempt_at",
+            "delivered_at",
+        ]
+    },
     # Who has which second factor, never its secret.
     "otp_totp.TOTPDevice": {"include_fields": ["user", "name", "confirmed"]},
     "otp_static.StaticDevice": {"include_fields": ["user", "name", "confirmed"]},

@@ -3,7 +3,7 @@ under /privacy/, the privacy officers' dashboard and forms under /officer/."""
 
 from django.urls import path
 
-from .views import officer, privacy, reports
+from .views import officer, privacy, reports, webhooks
 
 app_name = "web"
 
@@ -56,4 +56,15 @@ urlpatterns = [
         name="officer-ledger-acknowledge",
     ),
     path("officer/reports/<slug:name>.csv", reports.report, name="officer-report"),
+    path("officer/webhooks/", webhooks.webhooks, name="officer-webhooks"),
+    path(
+        "officer/webhooks/<str:external_id>/replay/",
+        webhooks.webhook_replay,
+        name="officer-webhook-replay",
+    ),
+    path(
+        "officer/webhooks/<str:external_id>/disable/",
+        webhooks.webhook_disable,
+        name="officer-webhook-disable",
+    ),
 ]

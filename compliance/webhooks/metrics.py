@@ -21,6 +21,14 @@ class WebhooksCollector(Collector):
         oldest = Delivery.objects.filter(
             status=DeliveryStatus.PENDING, subscription__status=SubscriptionStatus.ACTIVE
         ).aggregate(t=Min("created_at"))["t"]
+        from .selectors import deletions_unconfirmed
+
+        yield GaugeMetricFamily(
+            "earshot_webhook_unconfirmed_deletions",
+            "Deletions a subscriber holding copies was told of longer ago than "
+            "WEBHOOKS_CONFIRMATION_ALERT_AFTER_SECONDS and has not confirmed (an alert)",
+            value=deletions_unconfirmed()["count"],
+        )
         yield GaugeMetricFamily(
             "earshot_webhook_oldest_pending_seconds",
             "Age of the oldest undelivered event of an active subscription",

@@ -15,6 +15,8 @@ def webhooks_dispatch_task() -> None:
 
 
 @shared_task(name="webhooks.send", acks_late=True, ignore_result=True)
-def webhooks_send_task() -> None:
-    services.webhooks_dispatch()
-    services.webhooks_send(budget_seconds=10.0)
+def webhooks_send_task() -> int:
+    """How many ledger entries it dispatched and deliveries it tried: 0 is an idle tick,
+    logged at DEBUG only (compliance/webhooks/logs.py)."""
+    dispatched = services.webhooks_dispatch()
+    return dispatched + services.webhooks_send(budget_seconds=10.0)

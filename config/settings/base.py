@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "compliance.webhooks",
     "compliance.web",
     "compliance.demo",
+    "compliance.recovery",
 ]
 
 MIDDLEWARE = [
@@ -59,6 +60,9 @@ MIDDLEWARE = [
     "compliance.security.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "compliance.security.middleware.SecurityHeadersMiddleware",
+    # 503 `ledger_behind_export` for writing methods while the database's ledger is
+    # behind its export (restored from an older backup; docs/runtime.md).
+    "compliance.ledger.middleware.LedgerWriteGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -166,6 +170,7 @@ STORAGES = {
 # S3-compatible storage through django-storages: STORAGE_BACKEND=storages.backends.s3.S3Storage
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default=None)
+AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default=None)
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
 
@@ -227,6 +232,8 @@ SPECTACULAR_SETTINGS = {
         "compliance.core.idempotency.document_idempotency",
         # every operation documents the error envelope for its 4xx answers
         "compliance.security.schema.document_error_responses",
+        # a summary and a description for people on every operation
+        "config.api_docs.describe_operations",
     ],
 }
 
@@ -288,11 +295,17 @@ WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=15.0)
 # deliveries in flight per subscription: a slow receiver holds no more of the senders
 WEBHOOKS_MAX_IN_FLIGHT = env.int("WEBHOOKS_MAX_IN_FLIGHT", default=4)
 WEBHOOKS_SENDER_THREADS = env.int("WEBHOOKS_SENDER_THREADS", default=16)
-# deliveries a sender's lane takes at once, sent one after another on one connection
-WEBHOOKS_LANE_SIZE = env.int("WEBHOOKS_LANE_SIZE", default=50)
+# deliveries a sender's lane takes at once, sent one after another on one connection (a lane
+# stops early at its lease or the sender's budget, so a slow receiver's lane ends early)
+WEBHOOKS_LANE_SIZE = env.int("WEBHOOKS_LANE_SIZE", default=200)
 # a failing delivery is retried for this long, then its subscription is marked failing
 WEBHOOKS_RETRY_SECONDS = env.int("WEBHOOKS_RETRY_SECONDS", default=25 * 3600)
 WEBHOOKS_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOKS_RETRY_MAX_DELAY_SECONDS", default=3600.0)
+# a deletion a partner system that holds copies has not confirmed this long after it was
+# told is an alert (the officers' webhooks page, earshot_webhook_unconfirmed_deletions)
+WEBHOOKS_CONFIRMATION_ALERT_AFTER_SECONDS = env.int(
+    "WEBHOOKS_CONFIRMATION_ALERT_AFTER_SECONDS", default=24 * 3600
+)
 # after a rotation the old secret signs beside the new one for this long
 WEBHOOKS_SECRET_OVERLAP_SECONDS = env.int("WEBHOOKS_SECRET_OVERLAP_SECONDS", default=24 * 3600)
 # Idempotency-Key (compliance/core/idempotency.py): a key and its stored answer are kept
@@ -311,8 +324,18 @@ LEDGER_KEY_DIR = env.path("LEDGER_KEY_DIR", default=VAR_DIR / "ledger")
 LEDGER_ORIGIN = env.str("LEDGER_ORIGIN", default="earshot.local/ledger")
 # Who consent receipts name as the controller.
 LEDGER_CONTROLLER = env.str("LEDGER_CONTROLLER", default="Earshot operator")
-# Every checkpoint and every entry's leaf are also written here (files never rewritten).
-LEDGER_EXPORT = env.path("LEDGER_EXPORT", default=VAR_DIR / "ledger" / "export")
+# Every checkpoint and every entry's leaf are also written here (files never rewritten):
+# a directory, or an S3-compatible prefix `s3://bucket/prefix/` (through boto3, with
+# AWS_S3_ENDPOINT_URL, AWS_S3_REGION_NAME and the usual AWS_* credentials).
+_ledger_export = env.str("LEDGER_EXPORT", default=str(VAR_DIR / "ledger" / "export"))
+LEDGER_EXPORT: "str | Path" = (
+    _ledger_export if _ledger_export.startswith("s3://") else Path(_ledger_export)
+)
+# S3 Object Lock on every exported object: COMPLIANCE (nobody, the root user included,
+# can delete or overwrite it before its date), GOVERNANCE, or empty for none; and for
+# how many days. The bucket must have Object Lock enabled (docs/runtime.md).
+LEDGER_EXPORT_OBJECT_LOCK_MODE = env.str("LEDGER_EXPORT_OBJECT_LOCK_MODE", default="")
+LEDGER_EXPORT_OBJECT_LOCK_DAYS = env.int("LEDGER_EXPORT_OBJECT_LOCK_DAYS", default=3650)
 # After this long a purge claim that no live worker holds locked counts as abandoned,
 # and the next purge run takes it over. A live worker keeps its batch's rows locked
 # while it finishes, however long that takes, so the lease only has to cover the
@@ -380,7 +403,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # the 1 s webhooks tick logs at DEBUG when idle (compliance/webhooks/logs.py)
+    "filters": {"quiet_idle_ticks": {"()": "compliance.webhooks.logs.QuietIdleTicks"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        **{
+            name: {"filters": ["quiet_idle_ticks"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
+    },
 }

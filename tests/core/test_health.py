@@ -55,7 +55,7 @@ def test_readyz_answers_json_for_the_configured_broker(client):
     assert response.status_code in (200, 503)
     body = response.json()
     assert body["checks"]["database"] == "ok"
-    assert set(body["checks"]) == {"database", "broker"}
+    assert set(body["checks"]) == {"database", "broker", "ledger"}
     assert (body["status"] == "ok") == (response.status_code == 200)
 
 
@@ -66,7 +66,10 @@ def test_readyz_is_200_when_database_and_broker_answer(client, monkeypatch):
     response = client.get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "broker": "ok", "ledger": "ok"},
+    }
 
 
 @pytest.mark.django_db
@@ -80,7 +83,11 @@ def test_readyz_is_503_naming_a_broker_that_does_not_answer(client, monkeypatch)
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
-    assert body["checks"] == {"database": "ok", "broker": "error: ConnectionRefusedError"}
+    assert body["checks"] == {
+        "database": "ok",
+        "broker": "error: ConnectionRefusedError",
+        "ledger": "ok",
+    }
     assert "redis down" not in json.dumps(body)
 
 

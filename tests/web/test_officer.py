@@ -30,6 +30,7 @@ PAGES = [
     "/officer/transfer-rules/",
     "/officer/holds/",
     "/officer/ledger/",
+    "/officer/webhooks/",
     "/officer/reports/purges-per-day.csv",
 ]
 

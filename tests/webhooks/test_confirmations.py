@@ -101,3 +101,54 @@ def test_an_unsigned_call_without_a_key_is_refused(receiver, subscribe):
         format="json",
     )
     assert response.status_code == 401
+
+
+def test_the_privacy_page_counts_the_confirmations_and_the_receipt_names_who_confirmed_when(
+    receiver,
+    subscribe,
+    ingest,  # noqa: F811
+):
+    from django.test import Client
+
+    from compliance.ledger import signing
+    from earshot_verify.jws import receipt_open
+    from earshot_verify.note import parse_verifier_key
+    from tests.factories import AccountFactory, UserFactory
+
+    annotator, annotator_secret = subscribe(receiver.url, holds_copies=True, description="labels")
+    vendor, _ = subscribe(receiver.url, holds_copies=True, description="vendor in Manila")
+    owner = UserFactory(username="deleter")
+    profile = ProfileFactory(account=AccountFactory(user=owner))
+    ingest(profile, days_ago=2)
+    request = deletion_request_create(
+        profile=profile, recorded_from=datetime(2020, 1, 1, tzinfo=UTC), recorded_to=None, actor="t"
+    )
+    deletion_request_run(public_id=request.public_id)
+    drain()
+    event_id = next(
+        r.headers["webhook-id"]
+        for r in receiver.got
+        if r.json["type"] == "deletion_request.completed"
+    )
+    assert _signed_post(annotator.external_id, annotator_secret, [event_id]).status_code == 200
+    client = Client()
+    client.force_login(owner)
+
+    page = client.get(f"/privacy/deletions/{request.public_id}/").content.decode()
+    body = client.get(f"/api/v1/deletion-requests/{request.public_id}/receipt").json()
+
+    assert "Deleted here; confirmed by 1 of 2 partner systems" in page
+    assert vendor.external_id not in page and "Manila" not in page
+    claims = receipt_open(body["receipt"], parse_verifier_key(signing.signing_key().verifier_key))
+    confirmed_at = Confirmation.objects.get(subscription=annotator).confirmed_at
+    assert claims["confirmations"] == body["confirmations"]
+    assert claims["confirmations"] == {
+        "required": 2,
+        "confirmed": [
+            {
+                "webhook": annotator.external_id,
+                "name": "labels",
+                "confirmed_at": confirmed_at.isoformat(),
+            }
+        ],
+    }

@@ -1,6 +1,11 @@
 from django.core.management.base import BaseCommand
 
-from compliance.demo.services import DEMO_CLIENT, demo_seed
+from compliance.demo.services import (
+    DEMO_CLIENT,
+    DEMO_HISTORY_PROFILES,
+    DEMO_PROFILES,
+    demo_seed,
+)
 
 
 class Command(BaseCommand):
@@ -17,6 +22,10 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"  or add to an authenticator app: {credentials.officer_provisioning_uri}"
+        )
+        self.stdout.write(
+            "Demo profiles: " + ", ".join(DEMO_PROFILES) + f"; {DEMO_HISTORY_PROFILES} more "
+            "households with 90 days of history (profiles prof-demo-001 ...)"
         )
         self.stdout.write(f"API key of service client {DEMO_CLIENT!r} (all scopes):")
         self.stdout.write(credentials.api_key)
