@@ -475,7 +475,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from compliance.accounts.models import Account
-from compliance.clients.permissions import OFFICERS_GROUP
+from compliance.security.roles import OFFICERS_GROUP
 
 def session(user, device=None):
     store = SessionStore()

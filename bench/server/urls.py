@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.clients.authentication import ApiKeyAuthentication
-from compliance.clients.permissions import ScopeRequired
+from compliance.edge.permissions import ScopeRequired
 from compliance.eligibility.apis import SCOPE
 from config import urls as project
 

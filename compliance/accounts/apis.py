@@ -5,9 +5,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.actions.profiles import profile_create, profile_retention_set
-from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.core.fields import ExternalIdField, StrictBooleanField, StrictCharField
 from compliance.core.idempotency import idempotent
+from compliance.edge.callers import actor_of
+from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
 
 from .models import Profile, RetentionChoice
 from .selectors import profile_for_caller
@@ -78,16 +79,17 @@ class RetentionOutput(serializers.Serializer):
 
 
 class ProfileRetentionApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"PUT": "consents:write", "GET": "consents:read"}
-    owner_allowed = True
-    officer_allowed = True
+    permission_classes = [
+        scope_or_officer({"PUT": "consents:write", "GET": "consents:read"}, owner=True)
+    ]
 
     class ProfileRetentionInput(serializers.Serializer):
         choice = serializers.ChoiceField(choices=RetentionChoice.values)
 
     def _profile(self, request: Request, profile_id: str, scope: str) -> Profile:
-        return profile_for_caller(caller=request.user, external_id=profile_id, scope=scope)
+        return profile_for_caller(
+            caller=request_caller(request), external_id=profile_id, scope=scope
+        )
 
     @extend_schema(responses={200: RetentionOutput}, operation_id="profiles_retention_read")
     def get(self, request: Request, profile_id: str) -> Response:

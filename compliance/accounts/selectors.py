@@ -1,7 +1,9 @@
 from typing import Any
 
-from compliance.clients.permissions import is_client, is_officer, require_scope
+from django.db.models import QuerySet
+
 from compliance.core.errors import NotFound
+from compliance.edge.callers import Caller, visible_rows
 
 from .models import Profile
 
@@ -13,22 +15,22 @@ def profile_get(*, external_id: str) -> Profile:
     return profile
 
 
-def profile_for_caller(*, caller: Any, external_id: str, scope: str) -> Profile:
-    """The profile, if `caller` may act on it: a client with `scope`, an officer, or
-    the end user whose account owns it. Anyone else is told it does not exist, so
-    that ids cannot be probed."""
-    if is_client(caller):
-        require_scope(caller, scope)
-        return profile_get(external_id=external_id)
-    profile = profile_get(external_id=external_id)
-    if is_officer(caller) or (
-        caller is not None
-        and caller.is_authenticated
-        and profile.account.user_id is not None
-        and profile.account.user_id == caller.pk
-    ):
-        return profile
-    raise NotFound("Profile")
+def profiles_visible_to(caller: Caller, *, scope: str) -> QuerySet[Profile]:
+    """The one answer to "which profiles may this caller see?", asked by the API and
+    the privacy page alike."""
+    return visible_rows(
+        Profile.objects.select_related("account"), caller, scope=scope, owner="account__user_id"
+    )
+
+
+def profile_for_caller(*, caller: Caller, external_id: str, scope: str) -> Profile:
+    """The profile, if `caller` may see it; anyone else is told it does not exist, so
+    that ids cannot be probed. (A key without `scope` was refused with a 403 before:
+    `compliance.edge.permissions`.)"""
+    profile = profiles_visible_to(caller, scope=scope).filter(external_id=external_id).first()
+    if profile is None:
+        raise NotFound("Profile")
+    return profile
 
 
 def profiles_of_user(*, user: Any) -> list[Profile]:

@@ -4,7 +4,7 @@ from typing import NamedTuple
 from django.db import IntegrityError, transaction
 
 from compliance.core.countries import require_country
-from compliance.core.errors import ApplicationError, Conflict
+from compliance.core.errors import ApplicationError, Conflict, field_error
 from compliance.core.transactions import require_transaction
 from compliance.ledger.services import ledger_append
 
@@ -17,7 +17,9 @@ def _validate_external_id(value: str, field: str) -> str:
         raise ApplicationError(
             "validation_error",
             f"{field} must be a non-empty string of at most 128 characters.",
-            fields={field: ["invalid"]},
+            fields=field_error(
+                field, "invalid", "Must be a non-empty string of at most 128 characters."
+            ),
         )
     return value
 
@@ -58,7 +60,7 @@ def profile_insert(
         raise ApplicationError(
             "unknown_account",
             f"No account {account_external_id!r}.",
-            fields={"account": ["unknown"]},
+            fields=field_error("account", "unknown", "There is no account with this id."),
         )
     try:
         with transaction.atomic():
@@ -88,7 +90,9 @@ def profile_retention_choice_set(*, profile: Profile, choice: str) -> RetentionC
         raise ApplicationError(
             "validation_error",
             f"choice must be one of {', '.join(RetentionChoice.values)}.",
-            fields={"choice": ["invalid"]},
+            fields=field_error(
+                "choice", "invalid", f"Must be one of {', '.join(RetentionChoice.values)}."
+            ),
         )
     # The profile FOR NO KEY UPDATE, first of what the change locks (docs/architecture.md,
     # "Lock order"): it orders this change against the purge's claim and policy

@@ -3,7 +3,7 @@ import secrets
 from django.db import transaction
 from django.utils import timezone
 
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import ApplicationError, Conflict, FieldError, field_error
 from compliance.ledger.services import ledger_append
 
 from .keys import api_key_hash
@@ -21,20 +21,24 @@ def service_client_create(
     unknown = sorted(set(scopes) - SCOPES.keys())
     if unknown:
         raise ApplicationError(
-            "unknown_scope", f"Unknown scopes: {', '.join(unknown)}.", fields={"scopes": unknown}
+            "unknown_scope",
+            f"Unknown scopes: {', '.join(unknown)}.",
+            fields={"scopes": [FieldError("unknown", f"Unknown scope {s!r}.") for s in unknown]},
         )
     if not name.strip():
         raise ApplicationError(
-            "validation_error", "A client needs a name.", fields={"name": ["required"]}
+            "validation_error",
+            "A client needs a name.",
+            fields=field_error("name", "required", "This field is required."),
         )
     if len(name) > NAME_MAX_LENGTH:
         raise ApplicationError(
             "validation_error",
             f"A client name has at most {NAME_MAX_LENGTH} characters.",
-            fields={"name": ["too long"]},
+            fields=field_error("name", "max_length", f"At most {NAME_MAX_LENGTH} characters."),
         )
     if ServiceClient.objects.filter(name=name).exists():
-        raise ApplicationError("duplicate", f"A client named {name!r} exists.", status_code=409)
+        raise Conflict("duplicate", f"A client named {name!r} exists.")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     client = ServiceClient.objects.create(
         name=name, key_prefix=key[:12], key_hash=api_key_hash(key), scopes=sorted(set(scopes))

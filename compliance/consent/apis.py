@@ -8,10 +8,11 @@ from rest_framework.views import APIView
 from compliance.accounts.models import Profile
 from compliance.accounts.selectors import profile_for_caller
 from compliance.actions.consent import consent_set
-from compliance.clients.permissions import ScopeRequired, actor_of, is_client, is_officer
-from compliance.core.errors import ApplicationError, NotFound
+from compliance.core.errors import ApplicationError, NotFound, field_error
 from compliance.core.fields import StrictBooleanField, StrictCharField
 from compliance.core.idempotency import idempotent
+from compliance.edge.callers import actor_of
+from compliance.edge.permissions import request_caller, scope_or_officer
 
 from .evidence import profile_evidence
 from .models import Channel, Purpose
@@ -69,14 +70,15 @@ def _purpose(purpose: str) -> str:
 
 
 class _ProfileConsentApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"GET": "consents:read", "PUT": "consents:write"}
-    owner_allowed = True
-    officer_allowed = True
+    permission_classes = [
+        scope_or_officer({"GET": "consents:read", "PUT": "consents:write"}, owner=True)
+    ]
 
     def profile(self, request: Request, profile_id: str) -> Profile:
         scope = "consents:read" if request.method == "GET" else "consents:write"
-        return profile_for_caller(caller=request.user, external_id=profile_id, scope=scope)
+        return profile_for_caller(
+            caller=request_caller(request), external_id=profile_id, scope=scope
+        )
 
 
 class ConsentListApi(_ProfileConsentApi):
@@ -112,9 +114,9 @@ class ConsentDetailApi(_ProfileConsentApi):
         _purpose(purpose)
         data = self.ConsentDetailInput(data=request.data)
         data.is_valid(raise_exception=True)
-        user = request.user
+        caller = request_caller(request)
         default_channel = (
-            Channel.API if is_client(user) else Channel.OFFICER if is_officer(user) else Channel.WEB
+            Channel.API if caller.is_key else Channel.OFFICER if caller.is_officer else Channel.WEB
         )
         consent_set(
             profile=profile,
@@ -122,7 +124,7 @@ class ConsentDetailApi(_ProfileConsentApi):
             granted=data.validated_data["granted"],
             channel=data.validated_data.get("channel", default_channel),
             notice_version=data.validated_data["notice_version"],
-            actor=actor_of(user),
+            actor=caller.actor,
         )
         return Response(self._output(profile, purpose))
 
@@ -159,10 +161,7 @@ class ConsentReceiptApi(_ProfileConsentApi):
 class ProfileEvidenceApi(APIView):
     """`ledger:read`, an officer, or the owner."""
 
-    permission_classes = [ScopeRequired]
-    required_scopes = {"GET": "ledger:read"}
-    owner_allowed = True
-    officer_allowed = True
+    permission_classes = [scope_or_officer({"GET": "ledger:read"}, owner=True)]
 
     @extend_schema(
         parameters=[OpenApiParameter("since_size", int, required=False)],
@@ -172,7 +171,7 @@ class ProfileEvidenceApi(APIView):
     )
     def get(self, request: Request, profile_id: str) -> Response:
         profile = profile_for_caller(
-            caller=request.user, external_id=profile_id, scope="ledger:read"
+            caller=request_caller(request), external_id=profile_id, scope="ledger:read"
         )
         raw = request.query_params.get("since_size")
         since_size = None
@@ -181,7 +180,7 @@ class ProfileEvidenceApi(APIView):
                 raise ApplicationError(
                     "invalid_parameter",
                     "since_size must be a non-negative integer.",
-                    fields={"since_size": ["not a non-negative integer"]},
+                    fields=field_error("since_size", "invalid", "Must be a non-negative integer."),
                 )
             since_size = int(raw)
         return Response(profile_evidence(profile=profile, since_size=since_size))
@@ -196,9 +195,7 @@ class ConsentDefaultOutput(serializers.Serializer):
 
 
 class ConsentDefaultListCreateApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"*": "policies:write"}
-    officer_allowed = True
+    permission_classes = [scope_or_officer("policies:write")]
 
     class ConsentDefaultListCreateInput(serializers.Serializer):
         jurisdiction = StrictCharField(max_length=2, min_length=2)
@@ -225,9 +222,7 @@ class ConsentDefaultListCreateApi(APIView):
 
 
 class ConsentDefaultDeleteApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"*": "policies:write"}
-    officer_allowed = True
+    permission_classes = [scope_or_officer("policies:write")]
 
     @extend_schema(responses={204: None}, operation_id="consent_defaults_delete")
     def delete(self, request: Request, pk: int) -> Response:

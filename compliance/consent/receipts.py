@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from compliance.accounts.models import Profile
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import NotFound
 from compliance.ledger.checkpoints import ledger_checkpoint_covering, ledger_key_register
 from compliance.ledger.models import LedgerEntry, LedgerKey
 from compliance.ledger.signing import receipt_sign, signing_key
@@ -36,9 +36,7 @@ def consent_event_entry(*, event: ConsentEvent) -> LedgerEntry:
         .first()
     )
     if entry is None:
-        raise ApplicationError(
-            "no_ledger_entry", "No ledger entry records this consent event.", status_code=404
-        )
+        raise NotFound("no_ledger_entry", "No ledger entry records this consent event.")
     return entry
 
 
@@ -100,10 +98,9 @@ def consent_receipt_latest(*, profile: Profile, purpose: str) -> dict[str, Any]:
         .first()
     )
     if current.source != "explicit" or event is None:
-        raise ApplicationError(
+        raise NotFound(
             "no_consent_event",
             f"No consent event for {purpose}: the current state ({current.source}) comes from "
             "the jurisdiction's default, not from anything this person gave.",
-            status_code=404,
         )
     return consent_receipt(event=event)

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compliance.core.countries import require_country
-from compliance.core.errors import ApplicationError, Conflict
+from compliance.core.errors import ApplicationError, Conflict, Unprocessable, field_error
 from compliance.ledger.services import ledger_append
 
 from .models import Channel, ConsentDefault, ConsentEvent, ConsentState, Purpose
@@ -54,14 +54,17 @@ def consent_record(
         raise ApplicationError(
             "validation_error",
             f"channel must be one of {', '.join(Channel.values)}.",
-            fields={"channel": ["invalid"]},
+            fields=field_error(
+                "channel", "invalid", f"Must be one of {', '.join(Channel.values)}."
+            ),
         )
     if granted and purpose == Purpose.HUMAN_REVIEW and profile.is_child:
-        raise ApplicationError(
+        raise Unprocessable(
             "child_profile",
             "A child's profile can never be granted human review.",
-            fields={"granted": ["not allowed for a child's profile"]},
-            status_code=422,
+            fields=field_error(
+                "granted", "child_profile", "A child's profile can never be granted human review."
+            ),
         )
     state, _ = ConsentState.objects.select_for_update().get_or_create(
         profile=profile, purpose=purpose

@@ -3,7 +3,7 @@ that retention policies may name."""
 
 from typing import Any
 
-from .errors import ApplicationError
+from .errors import ApplicationError, field_error
 
 ISO_3166_ALPHA2: frozenset[str] = frozenset(
     """
@@ -37,6 +37,9 @@ def is_country(code: str) -> bool:
     return code in ISO_3166_ALPHA2
 
 
+COUNTRY_FIELD_MESSAGE = "Must be a two-letter country code, such as DE."
+
+
 def require_country(value: Any, *, field: str, code: str) -> str:
     """`value`, if it is a country code; else the refusal (400 `code`, the value's repr,
     `{field: ["unknown"]}`) that accounts, consent defaults and transfer rules give.
@@ -48,6 +51,6 @@ def require_country(value: Any, *, field: str, code: str) -> str:
         raise ApplicationError(
             code,
             f"{value!r} is not an ISO 3166-1 alpha-2 country code.",
-            fields={field: ["unknown"]},
+            fields=field_error(field, "unknown", COUNTRY_FIELD_MESSAGE),
         )
     return value

@@ -45,7 +45,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 
-from .errors import ApplicationError, Conflict
+from .errors import ApplicationError, Conflict, Unprocessable, field_error
 from .models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -83,7 +83,9 @@ def _key_of(request: Request) -> str | None:
         raise ApplicationError(
             "invalid_idempotency_key",
             f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
-            fields={HEADER: ["1 to 255 printable ASCII characters"]},
+            fields=field_error(
+                HEADER, "invalid", f"Must be 1 to {MAX_KEY_LENGTH} printable ASCII characters."
+            ),
         )
     return raw
 
@@ -152,10 +154,9 @@ def _claim(*, caller: str, key: str, fingerprint: str) -> _Claim | IdempotencyKe
         expired = row.created_at <= now - timedelta(seconds=settings.IDEMPOTENCY_KEY_SECONDS)
         if not expired:
             if row.fingerprint != fingerprint:
-                raise ApplicationError(
+                raise Unprocessable(
                     "idempotency_key_reused",
                     f"This {HEADER} was used for another request; use a new key.",
-                    status_code=422,
                 )
             if row.locked_until is None:
                 return row

@@ -27,10 +27,19 @@ from compliance.clients.authentication import (
     InvalidApiKey,
     principal_for_header,
 )
-from compliance.clients.permissions import ScopeRequired
 from compliance.consent.models import Purpose
-from compliance.core.countries import is_country
-from compliance.core.errors import ApplicationError, NotFound, error_body
+from compliance.core.countries import COUNTRY_FIELD_MESSAGE
+from compliance.core.errors import (
+    ApplicationError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+    error_body,
+)
+from compliance.edge import parsing
+from compliance.edge.callers import caller_of
+from compliance.edge.permissions import ScopeRequired
 
 from .selectors import NOT_FOUND, eligibility_check
 
@@ -50,40 +59,31 @@ def _authorize(request: HttpRequest) -> ClientPrincipal:
     try:
         principal = principal_for_header(request.META.get("HTTP_AUTHORIZATION", ""))
     except InvalidApiKey:
-        raise ApplicationError(
-            "authentication_failed", "Invalid or revoked API key.", status_code=401
-        ) from None
+        raise Unauthenticated("authentication_failed", "Invalid or revoked API key.") from None
     if principal is None:
-        raise ApplicationError(
-            "not_authenticated", "Authentication credentials were not provided.", status_code=401
-        )
-    if not principal.has_scope(SCOPE):
-        raise ApplicationError(
-            "insufficient_scope", f"This API key lacks the scope {SCOPE!r}.", status_code=403
-        )
+        raise Unauthenticated("not_authenticated", "Authentication credentials were not provided.")
+    caller_of(principal).require_scope(SCOPE)
     return principal
 
 
-def _purpose(value: Any) -> str:
-    if value not in Purpose.values:
-        raise ApplicationError(
-            "unknown_purpose",
-            f"purpose must be one of {', '.join(Purpose.values)}.",
-            fields={"purpose": ["unknown" if value else "required"]},
-        )
-    return value
+def _purpose(value: Any) -> Purpose:
+    return parsing.choice(
+        value,
+        Purpose,
+        field="purpose",
+        code="unknown_purpose",
+        message=f"purpose must be one of {', '.join(Purpose.values)}.",
+    )
 
 
 def _location(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not is_country(value):
-        raise ApplicationError(
-            "unknown_location",
-            "reviewer_location must be an ISO 3166-1 alpha-2 country code.",
-            fields={"reviewer_location": ["unknown"]},
-        )
-    return value
+    return parsing.optional_country(
+        value,
+        field="reviewer_location",
+        code="unknown_location",
+        message="reviewer_location must be an ISO 3166-1 alpha-2 country code.",
+        field_message=COUNTRY_FIELD_MESSAGE,
+    )
 
 
 class _HotPathApi(APIView):
@@ -103,7 +103,7 @@ class _HotPathApi(APIView):
             _authorize(request)
             return handler(request, *args, **kwargs)
         except ApplicationError as error:
-            return _json(error_body(error.code, error.message, error.fields), error.status_code)
+            return _json(error.body(), error.status_code)
 
 
 _Result = inline_serializer(
@@ -143,17 +143,14 @@ class EligibilityApi(_HotPathApi):
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     if request.content_type != "application/json":
-        raise ApplicationError(
+        raise UnsupportedMediaType(
             "unsupported_media_type",
             f'Unsupported media type "{request.content_type}"; send application/json.',
-            status_code=415,
         )
     try:
         body = json.loads(request.body)
     except RequestDataTooBig:
-        raise ApplicationError(
-            "payload_too_large", "The request body is too large.", status_code=413
-        ) from None
+        raise PayloadTooLarge("payload_too_large", "The request body is too large.") from None
     except (ValueError, RecursionError):
         raise ApplicationError("malformed_request", "The body is not valid JSON.") from None
     if not isinstance(body, dict):
@@ -203,26 +200,9 @@ class EligibilityBatchApi(_HotPathApi):
         body = _json_body(request)
         purpose = _purpose(body.get("purpose"))
         location = _location(body.get("reviewer_location"))
-        ids = body.get("recordings")
-        limit = settings.ELIGIBILITY_BATCH_LIMIT
-        if not isinstance(ids, list) or not ids:
-            raise ApplicationError(
-                "validation_error",
-                "recordings must be a non-empty list of recording ids.",
-                fields={"recordings": ["required" if ids is None else "invalid"]},
-            )
-        if len(ids) > limit:
-            raise ApplicationError(
-                "batch_too_large",
-                f"At most {limit} recordings per batch; got {len(ids)}.",
-                fields={"recordings": [f"at most {limit}"]},
-            )
-        if not all(isinstance(i, str) and 0 < len(i) <= 128 for i in ids):
-            raise ApplicationError(
-                "validation_error",
-                "Every recording id must be a string of 1 to 128 characters.",
-                fields={"recordings": ["invalid id"]},
-            )
+        ids = parsing.id_list(
+            body.get("recordings"), field="recordings", limit=settings.ELIGIBILITY_BATCH_LIMIT
+        )
         results = eligibility_check(external_ids=ids, purpose=purpose, reviewer_location=location)
         return HttpResponse(_batch_json(purpose, results), content_type="application/json")
 

@@ -14,8 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from compliance.clients.permissions import ScopeRequired
-from compliance.core.errors import ApplicationError, NotFound
+from compliance.core.errors import ApplicationError, NotFound, field_error
+from compliance.edge.permissions import scope_or_officer
 from earshot_verify.note import verifier_key
 
 from . import tree
@@ -35,19 +35,23 @@ def _int_param(request: Request, name: str) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         raise ApplicationError(
-            "missing_parameter", f"{name} is required.", fields={name: ["required"]}
+            "missing_parameter",
+            f"{name} is required.",
+            fields=field_error(name, "required", "This parameter is required."),
         )
     if not (raw.isascii() and raw.isdigit()) or int(raw) > _MAX_INT:
         raise ApplicationError(
             "invalid_parameter",
             f"{name} must be a non-negative integer.",
-            fields={name: ["not a non-negative integer"]},
+            fields=field_error(name, "invalid", "Must be a non-negative integer."),
         )
     return int(raw)
 
 
 def _out_of_range(message: str, name: str) -> ApplicationError:
-    return ApplicationError("out_of_range", message, fields={name: ["out of range"]})
+    return ApplicationError(
+        "out_of_range", message, fields=field_error(name, "out_of_range", message)
+    )
 
 
 def _text(body: str) -> HttpResponse:
@@ -128,9 +132,7 @@ class LedgerCheckpointApi(_Public):
     def get(self, request: Request) -> HttpResponse:
         latest = LedgerCheckpoint.objects.order_by("-tree_size").first()
         if latest is None:
-            raise ApplicationError(
-                "no_checkpoint", "No checkpoint has been signed yet.", status_code=404
-            )
+            raise NotFound("no_checkpoint", "No checkpoint has been signed yet.")
         return _text(latest.note)
 
 
@@ -206,9 +208,7 @@ class LedgerEntryOutput(serializers.Serializer):
 
 
 class LedgerEntryApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"GET": "ledger:read"}
-    officer_allowed = True
+    permission_classes = [scope_or_officer({"GET": "ledger:read"})]
 
     @extend_schema(responses={200: LedgerEntryOutput}, operation_id="ledger_entry")
     def get(self, request: Request, seq: int) -> Response:

@@ -6,7 +6,7 @@ import base64
 from collections.abc import Iterable
 from typing import Any
 
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import ApplicationError, Unavailable, field_error
 
 from . import tree
 from .checkpoints import ledger_checkpoint_covering
@@ -29,10 +29,9 @@ def ledger_proof_bundle(
         else LedgerCheckpoint.objects.order_by("-tree_size").first()
     )
     if checkpoint is None or (wanted and checkpoint.tree_size < wanted[-1]):
-        raise ApplicationError(
+        raise Unavailable(
             "checkpoint_pending",
             "No signed checkpoint covers these entries yet; try again in a second.",
-            status_code=503,
         )
     size = checkpoint.tree_size
     entries = LedgerEntry.objects.filter(seq__in=wanted).order_by("seq")
@@ -56,7 +55,9 @@ def ledger_proof_bundle(
             raise ApplicationError(
                 "out_of_range",
                 "since_size is larger than the bundle's checkpoint.",
-                fields={"since_size": ["out of range"]},
+                fields=field_error(
+                    "since_size", "out_of_range", "Must not exceed the checkpoint's tree size."
+                ),
             )
         bundle["consistency"] = {
             "from": since_size,

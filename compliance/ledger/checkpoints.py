@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import Unavailable
 from earshot_verify.merkle import ProofError, hash_children, hash_leaf, verify_consistency
 from earshot_verify.note import Checkpoint, NoteError, Verifier, key_hash, open_checkpoint
 
@@ -166,11 +166,10 @@ def ledger_checkpoint_covering(*, seq: int, wait_seconds: float = 2.0) -> Ledger
             # rewrite, or a restore from an older backup): nothing new may be signed
             # until an operator reconciles the two, so the caller is told so.
             logger.error("ledger.checkpoint_unavailable reason=%s", exc)
-            raise ApplicationError(
+            raise Unavailable(
                 "ledger_inconsistent",
                 "The ledger disagrees with its published checkpoints; no new proof can "
                 "be signed until an operator reconciles them.",
-                status_code=503,
             ) from exc
         if latest is not None and latest.tree_size >= seq:
             return latest

@@ -37,7 +37,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import Unavailable
 from earshot_verify.note import NoteError, key_hash, open_checkpoint
 
 from . import tree
@@ -222,7 +222,7 @@ def ledger_require_writable() -> None:
     """Raise the API's 503 while the database is behind the export."""
     state = ledger_writes_paused()
     if state is not None:
-        raise ApplicationError(state.code, state.message, status_code=503)
+        raise Unavailable(state.code, state.message)
 
 
 # --- recovery -----------------------------------------------------------------------------

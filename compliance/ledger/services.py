@@ -40,7 +40,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from compliance.core.enqueue import enqueue_on_commit
-from compliance.core.errors import ApplicationError, Conflict
+from compliance.core.errors import ApplicationError, Conflict, field_error
 
 from .canonical import entry_leaf, leaf_hash
 from .checkpoints import ledger_checkpoint_problem
@@ -296,13 +296,15 @@ def ledger_acknowledge(*, run_id: int, reason: str, actor: str) -> LedgerAcknowl
         raise ApplicationError(
             "reason_required",
             "Say why the finding is acknowledged.",
-            fields={"reason": ["This field is required."]},
+            fields=field_error("reason", "required", "This field is required."),
         )
     if len(reason) > ACKNOWLEDGEMENT_REASON_MAX:
         raise ApplicationError(
             "reason_too_long",
             f"The reason is longer than {ACKNOWLEDGEMENT_REASON_MAX} characters.",
-            fields={"reason": [f"At most {ACKNOWLEDGEMENT_REASON_MAX} characters."]},
+            fields=field_error(
+                "reason", "max_length", f"At most {ACKNOWLEDGEMENT_REASON_MAX} characters."
+            ),
         )
     with transaction.atomic():
         # Lock order: the verification lock, the run rows, the ledger append last.

@@ -11,10 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.actions.ingest import recording_create, recordings_register
-from compliance.clients.permissions import ScopeRequired, actor_of
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import ApplicationError, field_error
 from compliance.core.fields import AwareDateTimeField, ExternalIdField, StrictCharField
 from compliance.core.idempotency import idempotent
+from compliance.edge.callers import actor_of
+from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
 
 from .models import Category, Recording
 from .selectors import recording_for_caller
@@ -105,7 +106,9 @@ def _form_payload(form: QueryDict) -> dict:
             payload["flags"] = json.loads(flags[0])
         except (ValueError, RecursionError):  # json raises RecursionError when nested deeply
             raise ApplicationError(
-                "validation_error", "flags is not valid JSON.", fields={"flags": ["invalid"]}
+                "validation_error",
+                "flags is not valid JSON.",
+                fields=field_error("flags", "invalid", "Must be valid JSON."),
             ) from None
     elif flags:
         payload["flags"] = [f.strip() for value in flags for f in value.split(",") if f.strip()]
@@ -143,7 +146,7 @@ class RecordingCreateApi(APIView):
             raise ApplicationError(
                 "validation_error",
                 "Send audio as a multipart/form-data file field named audio.",
-                fields={"audio": ["must be a file upload"]},
+                fields=field_error("audio", "not_a_file", "Must be a file upload."),
             )
         else:
             payload = request.data
@@ -173,15 +176,12 @@ _CREATE_INPUT = RecordingCreateApi.RecordingCreateInput()
 
 
 class RecordingDetailApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"GET": "recordings:read"}
-    owner_allowed = True
-    officer_allowed = True
+    permission_classes = [scope_or_officer({"GET": "recordings:read"}, owner=True)]
 
     @extend_schema(responses={200: RecordingOutput}, operation_id="recordings_read")
     def get(self, request: Request, recording_id: str) -> Response:
         recording = recording_for_caller(
-            caller=request.user, external_id=recording_id, scope="recordings:read"
+            caller=request_caller(request), external_id=recording_id, scope="recordings:read"
         )
         return Response(RecordingOutput(recording).data)
 
@@ -304,13 +304,13 @@ class RecordingBatchApi(APIView):
             raise ApplicationError(
                 "validation_error",
                 "The body must be an object with a list `recordings`.",
-                fields={"recordings": ["a list of recordings"]},
+                fields=field_error("recordings", "not_a_list", "Must be a list of recordings."),
             )
         if len(items) > MAX_BATCH:
             raise ApplicationError(
                 "batch_too_large",
                 f"At most {MAX_BATCH} recordings per batch; got {len(items)}.",
-                fields={"recordings": [f"at most {MAX_BATCH}"]},
+                fields=field_error("recordings", "max_length", f"At most {MAX_BATCH} recordings."),
             )
         results = recordings_register(
             items=[_batch_item(raw) for raw in items], actor=actor_of(request.user)

@@ -7,9 +7,7 @@ a script or an executable is never stored and later served back as a "clip".
 
 from typing import IO, Any
 
-from rest_framework import status
-
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import UnsupportedMediaType, field_error
 
 # Enough for every signature below (the Ogg and WebM ones sit a few dozen bytes in).
 HEAD_BYTES = 64
@@ -84,10 +82,10 @@ def audio_media_type(file: IO[bytes] | Any) -> str:
     """The audio type of an uploaded file, or a 415 `unsupported_media_type`."""
     media_type = media_type_of(_head(file))
     if media_type is None:
-        raise ApplicationError(
+        message = "The audio file is not WAV, FLAC, Ogg (Opus or Vorbis), MP3, AAC/MP4 or WebM."
+        raise UnsupportedMediaType(
             "unsupported_media_type",
-            "The audio file is not WAV, FLAC, Ogg (Opus or Vorbis), MP3, AAC/MP4 or WebM.",
-            fields={"audio": ["unsupported audio format"]},
-            status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            message,
+            fields=field_error("audio", "unsupported_format", message),
         )
     return media_type

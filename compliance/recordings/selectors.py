@@ -1,27 +1,29 @@
-from typing import Any
+from django.db.models import QuerySet
 
-from compliance.clients.permissions import is_client, is_officer, require_scope
 from compliance.core.errors import NotFound
+from compliance.edge.callers import Caller, visible_rows
 
 from .models import Recording
 
 
-def recording_for_caller(*, caller: Any, external_id: str, scope: str) -> Recording:
-    """The recording if `caller` may read it: a client with `scope`, an officer, or the
-    owner of its profile's account; everyone else is told it does not exist."""
-    if is_client(caller):
-        require_scope(caller, scope)
+def recordings_visible_to(caller: Caller, *, scope: str) -> QuerySet[Recording]:
+    """The recordings `caller` may see (the API and the privacy page ask it)."""
+    return visible_rows(
+        Recording.objects.select_related("profile__account"),
+        caller,
+        scope=scope,
+        owner="profile__account__user_id",
+    )
+
+
+def recording_for_caller(*, caller: Caller, external_id: str, scope: str) -> Recording:
+    """The recording if `caller` may read it; everyone else is told it does not exist."""
     recording = (
-        Recording.objects.select_related("profile__account")
+        recordings_visible_to(caller, scope=scope)
         .prefetch_related("artefacts")
         .filter(external_id=external_id)
         .first()
     )
     if recording is None:
         raise NotFound("Recording")
-    if is_client(caller) or is_officer(caller):
-        return recording
-    owner_id = recording.profile.account.user_id if recording.profile else None
-    if owner_id is not None and caller is not None and owner_id == caller.pk:
-        return recording
-    raise NotFound("Recording")
+    return recording

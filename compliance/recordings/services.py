@@ -42,7 +42,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
-from compliance.core.errors import ApplicationError, Conflict
+from compliance.core.errors import ApplicationError, Conflict, PayloadTooLarge, field_error
 from compliance.core.transactions import require_transaction
 from compliance.ledger.services import ledger_append
 
@@ -102,8 +102,10 @@ class IngestResult:
     message: str = ""
 
 
-def _invalid(field: str, message: str, code: str = "validation_error") -> ApplicationError:
-    return ApplicationError(code, message, fields={field: [message]})
+def _invalid(
+    field: str, message: str, code: str = "validation_error", field_code: str = "invalid"
+) -> ApplicationError:
+    return ApplicationError(code, message, fields=field_error(field, field_code, message))
 
 
 def _check(data: RecordingInput) -> None:
@@ -127,11 +129,9 @@ def _check(data: RecordingInput) -> None:
         if data.audio.size == 0:
             raise _invalid("audio", "The audio file is empty.")
         if data.audio.size > settings.MAX_AUDIO_BYTES:
-            raise ApplicationError(
-                "payload_too_large",
-                f"The audio file exceeds {settings.MAX_AUDIO_BYTES} bytes.",
-                fields={"audio": ["too large"]},
-                status_code=413,
+            message = f"The audio file exceeds {settings.MAX_AUDIO_BYTES} bytes."
+            raise PayloadTooLarge(
+                "payload_too_large", message, fields=field_error("audio", "too_large", message)
             )
         audio_media_type(data.audio)  # 415 unless its bytes are audio
     if data.audio_key is not None:
@@ -690,7 +690,7 @@ def recordings_store(
         raise ApplicationError(
             "batch_too_large",
             f"At most {MAX_BATCH} recordings per batch; got {len(items)}.",
-            fields={"recordings": [f"at most {MAX_BATCH}"]},
+            fields=field_error("recordings", "max_length", f"At most {MAX_BATCH} recordings."),
         )
     results: dict[int, IngestResult] = {}
     first_of: dict[str, int] = {}  # external id -> index of the item that stands for it

@@ -9,16 +9,11 @@ from rest_framework.views import APIView
 
 from compliance.accounts.models import Account, Profile
 from compliance.accounts.selectors import profile_for_caller
-from compliance.clients.permissions import (
-    ScopeRequired,
-    actor_of,
-    is_client,
-    is_officer,
-    require_scope,
-)
-from compliance.core.errors import ApplicationError, NotFound
+from compliance.core.errors import ApplicationError, field_error
 from compliance.core.fields import AwareDateTimeField, StrictCharField
 from compliance.core.idempotency import idempotent
+from compliance.edge.callers import actor_of
+from compliance.edge.permissions import request_caller, scope_or_officer
 from compliance.recordings.models import Category
 from compliance.webhooks.selectors import deletion_request_confirmations
 
@@ -26,7 +21,7 @@ from .models import AppliesTo, DeletionRequest
 from .receipts import deletion_receipt
 from .reports import retention_report
 from .selectors import (
-    deletion_request_get,
+    deletion_request_for_caller,
     legal_hold_get,
     legal_holds_list,
     retention_policies_list,
@@ -71,9 +66,7 @@ class RetentionPolicyInput(serializers.Serializer):
 
 
 class _PolicyApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"*": "policies:write"}
-    officer_allowed = True
+    permission_classes = [scope_or_officer("policies:write")]
 
 
 class RetentionPolicyListCreateApi(_PolicyApi):
@@ -125,7 +118,9 @@ class RetentionPolicyPreviewApi(_PolicyApi):
             raise ApplicationError(
                 "unknown_category",
                 "Unknown category.",
-                fields={"category": [f"one of {', '.join(Category.values)}"]},
+                fields=field_error(
+                    "category", "unknown", f"Must be one of {', '.join(Category.values)}."
+                ),
             )
         now = timezone.now()
         preview = retention_policy_preview(
@@ -182,9 +177,7 @@ class LegalHoldInput(serializers.Serializer):
 
 
 class _HoldApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"*": "holds:write"}
-    officer_allowed = True
+    permission_classes = [scope_or_officer("holds:write")]
 
 
 class LegalHoldListCreateApi(_HoldApi):
@@ -208,13 +201,17 @@ class LegalHoldListCreateApi(_HoldApi):
             account = Account.objects.filter(external_id=values["account"]).first()
             if account is None:
                 raise ApplicationError(
-                    "unknown_account", "No such account.", fields={"account": ["unknown"]}
+                    "unknown_account",
+                    "No such account.",
+                    fields=field_error("account", "unknown", "There is no account with this id."),
                 )
         if values.get("profile") is not None:
             profile = Profile.objects.filter(external_id=values["profile"]).first()
             if profile is None:
                 raise ApplicationError(
-                    "unknown_profile", "No such profile.", fields={"profile": ["unknown"]}
+                    "unknown_profile",
+                    "No such profile.",
+                    fields=field_error("profile", "unknown", "There is no profile with this id."),
                 )
         hold = legal_hold_place(
             account=account,
@@ -274,10 +271,7 @@ class DeletionRequestOutput(serializers.Serializer):
 
 
 class DeletionRequestCreateApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"POST": "deletions:write"}
-    owner_allowed = True
-    officer_allowed = True
+    permission_classes = [scope_or_officer({"POST": "deletions:write"}, owner=True)]
 
     @extend_schema(
         request=inline_serializer(
@@ -290,7 +284,7 @@ class DeletionRequestCreateApi(APIView):
     @idempotent
     def post(self, request: Request, profile_id: str) -> Response:
         profile = profile_for_caller(
-            caller=request.user, external_id=profile_id, scope="deletions:write"
+            caller=request_caller(request), external_id=profile_id, scope="deletions:write"
         )
         body = request.data if hasattr(request.data, "get") else None
         if body is None:
@@ -305,9 +299,7 @@ class DeletionRequestCreateApi(APIView):
             except serializers.ValidationError as error:
                 errors[name] = list(error.detail)
         if errors:
-            raise ApplicationError(
-                "validation_error", "The request has invalid fields.", fields=errors
-            )
+            raise serializers.ValidationError(errors)
         deletion = deletion_request_create(
             profile=profile,
             recorded_from=values["from"],
@@ -318,10 +310,7 @@ class DeletionRequestCreateApi(APIView):
 
 
 class DeletionRequestDetailApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"GET": "deletions:write"}
-    owner_allowed = True
-    officer_allowed = True
+    permission_classes = [scope_or_officer({"GET": "deletions:write"}, owner=True)]
 
     @extend_schema(responses={200: DeletionRequestOutput}, operation_id="deletion_requests_read")
     def get(self, request: Request, request_id: str) -> Response:
@@ -329,15 +318,9 @@ class DeletionRequestDetailApi(APIView):
 
 
 def _deletion_for_caller(request: Request, request_id: str) -> DeletionRequest:
-    """The request, if the caller may read it: a client with `deletions:write`, an
-    officer, or the owner; anyone else is told it does not exist."""
-    user = request.user
-    if is_client(user):
-        require_scope(user, "deletions:write")
-    deletion = deletion_request_get(public_id=request_id)
-    if not (is_client(user) or is_officer(user)) and deletion.profile.account.user_id != user.pk:
-        raise NotFound("Deletion request")
-    return deletion
+    return deletion_request_for_caller(
+        caller=request_caller(request), public_id=request_id, scope="deletions:write"
+    )
 
 
 class DeletionReceiptOutput(serializers.Serializer):
@@ -361,10 +344,7 @@ class DeletionReceiptOutput(serializers.Serializer):
 class DeletionReceiptApi(APIView):
     """`deletions:write`, an officer, or the owner: as the request itself."""
 
-    permission_classes = [ScopeRequired]
-    required_scopes = {"GET": "deletions:write"}
-    owner_allowed = True
-    officer_allowed = True
+    permission_classes = [scope_or_officer({"GET": "deletions:write"}, owner=True)]
 
     @extend_schema(
         responses={200: DeletionReceiptOutput},
@@ -381,9 +361,7 @@ class DeletionReceiptApi(APIView):
 
 
 class RetentionReportApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"GET": "reports:read"}
-    officer_allowed = True
+    permission_classes = [scope_or_officer({"GET": "reports:read"})]
 
     @extend_schema(
         responses={

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import Conflict, NotFound
 from compliance.ledger.checkpoints import ledger_checkpoint_covering, ledger_key_register
 from compliance.ledger.models import LedgerEntry, LedgerKey
 from compliance.ledger.signing import receipt_sign, signing_key
@@ -34,9 +34,7 @@ def deletion_done_entry(*, request: DeletionRequest) -> LedgerEntry:
         .first()
     )
     if entry is None:
-        raise ApplicationError(
-            "no_ledger_entry", "No ledger entry records this deletion.", status_code=404
-        )
+        raise NotFound("no_ledger_entry", "No ledger entry records this deletion.")
     return entry
 
 
@@ -48,10 +46,9 @@ def deletion_receipt(
     {required, confirmed: [{webhook, name, confirmed_at}], ...}); the receipt lists who
     confirmed and when, and how many were asked, never who has not confirmed yet."""
     if request.status != DeletionStatus.DONE:
-        raise ApplicationError(
+        raise Conflict(
             "deletion_not_done",
             f"The deletion request is {request.status}; its receipt exists once it is done.",
-            status_code=409,
         )
     entry = deletion_done_entry(request=request)
     checkpoint = ledger_checkpoint_covering(seq=entry.seq)

@@ -14,6 +14,7 @@ from django.db.models.functions import TruncDate
 from compliance.accounts.models import RetentionChoice
 from compliance.core.countries import JURISDICTION_GROUPS, is_country
 from compliance.core.errors import NotFound
+from compliance.edge.callers import Caller, visible_rows
 
 from .models import AppliesTo, DeletionRequest, LegalHold, RetentionPolicy
 
@@ -221,6 +222,24 @@ def legal_hold_get(*, pk: int) -> LegalHold:
     if hold is None:
         raise NotFound("Legal hold")
     return hold
+
+
+def deletion_requests_visible_to(caller: Caller, *, scope: str) -> QuerySet[DeletionRequest]:
+    """The deletion requests `caller` may see (the API and the privacy page ask it)."""
+    return visible_rows(
+        DeletionRequest.objects.select_related("profile__account"),
+        caller,
+        scope=scope,
+        owner="profile__account__user_id",
+    )
+
+
+def deletion_request_for_caller(*, caller: Caller, public_id: str, scope: str) -> DeletionRequest:
+    """The request if `caller` may see it; anyone else is told it does not exist."""
+    request = deletion_requests_visible_to(caller, scope=scope).filter(public_id=public_id).first()
+    if request is None:
+        raise NotFound("Deletion request")
+    return request
 
 
 def deletion_request_get(*, public_id: str) -> DeletionRequest:

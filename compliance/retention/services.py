@@ -18,7 +18,6 @@ so none of these can wait for each other in a cycle.
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Max, Q
@@ -27,7 +26,7 @@ from django.utils import timezone
 from compliance.accounts.models import Account, Profile
 from compliance.core.audit import audit_bulk_change
 from compliance.core.enqueue import enqueue_on_commit
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import ApplicationError, FieldError
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category
 from compliance.recordings.services import ExpirySchedule
@@ -226,29 +225,41 @@ def retention_policies_apply(*, now: datetime | None = None) -> int:
     return len(pending)
 
 
+_RANGE_FIELDS = {
+    "from": [FieldError("after_to", "The first day must be on or before the last day.")],
+    "to": [FieldError("before_from", "The last day must be on or after the first day.")],
+}
+
+
 # --- policies -------------------------------------------------------------------
 
 
 def _validate_policy(
-    jurisdiction: Any, category: Any, applies_to: Any, retention_days: Any
+    jurisdiction: str, category: str, applies_to: str, retention_days: int
 ) -> None:
-    fields: dict[str, list[str]] = {}
+    """The domain's bounds on a policy whose values the edge (a serializer, an officer's
+    form) has already parsed into their types."""
+    fields: dict[str, list[FieldError]] = {}
     codes = []
-    if not isinstance(jurisdiction, str) or not is_valid_jurisdiction(jurisdiction):
-        fields["jurisdiction"] = ["a country code, a group (EU, EEA) or *"]
+    if not is_valid_jurisdiction(jurisdiction):
+        fields["jurisdiction"] = [
+            FieldError("invalid", "Must be a country code, a group (EU, EEA) or *.")
+        ]
         codes.append("unknown_jurisdiction")
     if category not in Category.values:
-        fields["category"] = [f"one of {', '.join(Category.values)}"]
+        fields["category"] = [
+            FieldError("unknown", f"Must be one of {', '.join(Category.values)}.")
+        ]
         codes.append("unknown_category")
     if applies_to not in AppliesTo.values:
-        fields["applies_to"] = [f"one of {', '.join(AppliesTo.values)}"]
+        fields["applies_to"] = [
+            FieldError("invalid", f"Must be one of {', '.join(AppliesTo.values)}.")
+        ]
         codes.append("validation_error")
-    if (
-        not isinstance(retention_days, int)
-        or isinstance(retention_days, bool)
-        or not 0 <= retention_days <= MAX_RETENTION_DAYS
-    ):
-        fields["retention_days"] = [f"a whole number of days from 0 to {MAX_RETENTION_DAYS}"]
+    if not 0 <= retention_days <= MAX_RETENTION_DAYS:
+        fields["retention_days"] = [
+            FieldError("invalid", f"Must be a whole number of days from 0 to {MAX_RETENTION_DAYS}.")
+        ]
         codes.append("validation_error")
     if fields:
         code = codes[0] if len(codes) == 1 else "validation_error"
@@ -370,20 +381,23 @@ def legal_hold_place(
         raise ApplicationError(
             "validation_error",
             "A hold covers exactly one account or one profile.",
-            fields={"account": ["give account or profile"], "profile": ["give account or profile"]},
+            fields={
+                name: [FieldError("one_target", "Give the id of an account or of a profile.")]
+                for name in ("account", "profile")
+            },
         )
     if recorded_from and recorded_to and recorded_from > recorded_to:
         raise ApplicationError(
             "invalid_range",
             "`from` lies after `to`.",
-            fields={"from": ["after to"], "to": ["before from"]},
+            fields=_RANGE_FIELDS,
         )
     if not reason.strip() or not case_reference.strip():
         raise ApplicationError(
             "validation_error",
             "A hold needs a reason and a case reference.",
             fields={
-                k: ["required"]
+                k: [FieldError("required", "This field is required.")]
                 for k, v in (("reason", reason), ("case_reference", case_reference))
                 if not v.strip()
             },
@@ -469,7 +483,7 @@ def deletion_request_create(
         raise ApplicationError(
             "invalid_range",
             "`from` lies after `to`.",
-            fields={"from": ["after to"], "to": ["before from"]},
+            fields=_RANGE_FIELDS,
         )
     request = DeletionRequest.objects.create(
         public_id="del_" + secrets.token_urlsafe(12),

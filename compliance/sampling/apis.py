@@ -20,12 +20,14 @@ from rest_framework.views import APIView
 
 from compliance.accounts.selectors import profile_for_caller
 from compliance.clients.authentication import ApiKeyAuthentication
-from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.consent.models import Purpose
 from compliance.consent.reports import consent_rates_over_time
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import ApplicationError, PermissionDenied, field_error
 from compliance.core.fields import AwareDateTimeField, StrictCharField
 from compliance.core.idempotency import idempotent
+from compliance.edge import parsing
+from compliance.edge.callers import actor_of
+from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
 
 from .history import REVIEWS_DEFAULT_LIMIT, REVIEWS_MAX_LIMIT, profile_reviews
 from .links import (
@@ -38,6 +40,7 @@ from .links import (
 )
 from .reports import DEFAULT_DAYS, reviews_by_location
 from .services import (
+    COUNTRY_NEEDED,
     SAMPLE_SIZE_LIMIT,
     Caller,
     SampleRequest,
@@ -96,20 +99,6 @@ def _iso(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _time(body: dict[str, Any], name: str) -> Any:
-    if body.get(name) is None:
-        return None
-    field = AwareDateTimeField()
-    try:
-        return field.to_internal_value(body[name])
-    except serializers.ValidationError as error:
-        # A field's ValidationError always holds a list (the stubs allow a dict too).
-        first = error.detail[0]  # type: ignore[index]
-        raise ApplicationError(
-            "validation_error", f"{name}: {first}", fields={name: error.detail}
-        ) from None
-
-
 class SampleDrawApi(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [ScopeRequired]
@@ -124,25 +113,40 @@ class SampleDrawApi(APIView):
     )
     @idempotent
     def post(self, request: Request) -> Response:
-        body = request.data
-        if not isinstance(body, dict):
-            raise ApplicationError("validation_error", "The body must be a JSON object.")
-        unknown = sorted(set(body) - _SAMPLE_FIELDS)
-        if unknown:
-            raise ApplicationError(
-                "validation_error",
-                f"Unknown fields: {', '.join(unknown)}.",
-                fields={name: ["unknown field"] for name in unknown},
-            )
+        body = parsing.json_object(request.data)
+        parsing.unknown_fields(body, _SAMPLE_FIELDS)
         draw = sample_draw(
             request=SampleRequest(
-                purpose=body.get("purpose"),
-                size=body.get("size"),
-                reviewer_location=body.get("reviewer_location"),
-                reviewer=body.get("reviewer"),
-                jurisdiction=body.get("jurisdiction"),
-                recorded_from=_time(body, "recorded_from"),
-                recorded_to=_time(body, "recorded_to"),
+                purpose=parsing.choice(
+                    body.get("purpose"),
+                    Purpose,
+                    field="purpose",
+                    code="unknown_purpose",
+                    message=f"Unknown purpose; one of: {', '.join(Purpose.values)}.",
+                ),
+                size=parsing.whole_number(
+                    body.get("size"), field="size", minimum=1, message="A whole number from 1."
+                ),
+                reviewer_location=parsing.optional_country(
+                    body.get("reviewer_location"),
+                    field="reviewer_location",
+                    code="unknown_location",
+                    message=COUNTRY_NEEDED,
+                ),
+                reviewer=parsing.optional_text(
+                    body.get("reviewer"),
+                    field="reviewer",
+                    code="unknown_reviewer",
+                    message="No active reviewer of that name.",
+                ),
+                jurisdiction=parsing.optional_country(
+                    body.get("jurisdiction"),
+                    field="jurisdiction",
+                    code="unknown_jurisdiction",
+                    message=COUNTRY_NEEDED,
+                ),
+                recorded_from=parsing.optional_time(body, "recorded_from"),
+                recorded_to=parsing.optional_time(body, "recorded_to"),
             ),
             actor=actor_of(request.user),
         )
@@ -192,20 +196,16 @@ class _ReviewItemApi(APIView):
                     user=user, via_link=True, actor=actor_of(user) if signed_in else "link"
                 )
             except LinkExpired:
-                link_problem = ApplicationError(
-                    "link_expired", "This link has expired; ask for a new one.", status_code=403
+                link_problem = PermissionDenied(
+                    "link_expired", "This link has expired; ask for a new one."
                 )
             except LinkInvalid:
-                link_problem = ApplicationError(
-                    "invalid_link", "This link is not valid.", status_code=403
-                )
+                link_problem = PermissionDenied("invalid_link", "This link is not valid.")
         if signed_in:
             return Caller(user=user, via_link=False, actor=actor_of(user))
         if link_problem is not None:
             raise link_problem
-        raise ApplicationError(
-            "not_authenticated", "Sign in, or use the item's signed link.", status_code=403
-        )
+        raise PermissionDenied("not_authenticated", "Sign in, or use the item's signed link.")
 
 
 class ReviewItemAudioApi(_ReviewItemApi):
@@ -270,14 +270,16 @@ def _report_days(raw: str | None) -> int:
         raise ApplicationError(
             "invalid_days",
             "days must be a whole number of days.",
-            fields={"days": ["not_an_integer"]},
+            fields=field_error("days", "not_an_integer", "Must be a whole number of days."),
         )
     days = int(raw)
     if not REPORT_DAYS_MIN <= days <= REPORT_DAYS_MAX:
         raise ApplicationError(
             "invalid_days",
             f"days must be from {REPORT_DAYS_MIN} to {REPORT_DAYS_MAX}.",
-            fields={"days": ["out_of_range"]},
+            fields=field_error(
+                "days", "out_of_range", f"Must be from {REPORT_DAYS_MIN} to {REPORT_DAYS_MAX}."
+            ),
         )
     return days
 
@@ -318,9 +320,7 @@ class ConsentReportOutput(serializers.Serializer):
 
 
 class ConsentReportApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"GET": "reports:read"}
-    officer_allowed = True
+    permission_classes = [scope_or_officer({"GET": "reports:read"})]
 
     @extend_schema(
         parameters=[
@@ -408,7 +408,9 @@ def _limit(raw: str | None) -> int:
         raise ApplicationError(
             "invalid_parameter",
             f"limit must be an integer from 1 to {REVIEWS_MAX_LIMIT}.",
-            fields={"limit": [f"not an integer from 1 to {REVIEWS_MAX_LIMIT}"]},
+            fields=field_error(
+                "limit", "invalid", f"Must be an integer from 1 to {REVIEWS_MAX_LIMIT}."
+            ),
         )
     return int(raw)
 
@@ -416,10 +418,7 @@ def _limit(raw: str | None) -> int:
 class ProfileReviewsApi(APIView):
     """`ledger:read`, an officer, or the owner: authorised as the evidence bundle is."""
 
-    permission_classes = [ScopeRequired]
-    required_scopes = {"GET": "ledger:read"}
-    owner_allowed = True
-    officer_allowed = True
+    permission_classes = [scope_or_officer({"GET": "ledger:read"}, owner=True)]
 
     @extend_schema(
         parameters=[OpenApiParameter("limit", int, required=False)],
@@ -430,7 +429,7 @@ class ProfileReviewsApi(APIView):
     )
     def get(self, request: Request, profile_id: str) -> Response:
         profile = profile_for_caller(
-            caller=request.user, external_id=profile_id, scope="ledger:read"
+            caller=request_caller(request), external_id=profile_id, scope="ledger:read"
         )
         limit = _limit(request.query_params.get("limit"))
         reviews = profile_reviews(profile=profile, limit=limit)

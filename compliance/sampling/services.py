@@ -57,7 +57,14 @@ from compliance.consent.models import ConsentState, Purpose
 from compliance.consent.purposes import validate_purpose
 from compliance.consent.services import consent_states_lock
 from compliance.core.countries import is_country
-from compliance.core.errors import ApplicationError, NotFound
+from compliance.core.errors import (
+    ApplicationError,
+    Conflict,
+    Gone,
+    NotFound,
+    TooManyRequests,
+    field_error,
+)
 from compliance.core.sql import pg_array
 from compliance.eligibility.rules import decide, facts_for
 from compliance.ledger.services import ledger_append
@@ -98,8 +105,13 @@ def _new_item_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _invalid(code: str, field_name: str, message: str, status_code: int = 400) -> ApplicationError:
-    return ApplicationError(code, message, fields={field_name: [message]}, status_code=status_code)
+COUNTRY_NEEDED = "An ISO 3166-1 alpha-2 country code is needed."
+
+
+def _invalid(
+    code: str, field_name: str, message: str, field_code: str = "invalid"
+) -> ApplicationError:
+    return ApplicationError(code, message, fields=field_error(field_name, field_code, message))
 
 
 # --- reviewers ---------------------------------------------------------------------
@@ -111,12 +123,15 @@ def reviewer_create(
 ) -> Reviewer:
     if not isinstance(location, str) or not is_country(location):
         raise _invalid(
-            "unknown_location", "location", "An ISO 3166-1 alpha-2 country code is needed."
+            "unknown_location",
+            "location",
+            COUNTRY_NEEDED,
+            "unknown",
         )
     if not isinstance(daily_quota, int) or isinstance(daily_quota, bool) or daily_quota < 0:
         raise _invalid("validation_error", "daily_quota", "A whole number from 0.")
     if Reviewer.objects.filter(user=user).exists():
-        raise ApplicationError("duplicate", "This user is a reviewer already.", status_code=409)
+        raise Conflict("duplicate", "This user is a reviewer already.")
     reviewer = Reviewer.objects.create(user=user, location=location, daily_quota=daily_quota)
     ledger_append(
         kind="reviewer.created",
@@ -132,11 +147,15 @@ def reviewer_create(
 
 @dataclass(frozen=True)
 class SampleRequest:
-    purpose: Any
-    size: Any
-    reviewer_location: Any = None
-    reviewer: Any = None  # a reviewer's username: the items are theirs and count to their quota
-    jurisdiction: Any = None
+    """A draw as the edge parsed it (compliance/edge/parsing.py): typed, each value of
+    the right kind; `sample_draw` checks what only the domain knows."""
+
+    purpose: str
+    size: int
+    reviewer_location: str | None = None
+    # a reviewer's username: the items are theirs and count to their quota
+    reviewer: str | None = None
+    jurisdiction: str | None = None
     recorded_from: datetime | None = None
     recorded_to: datetime | None = None
 
@@ -158,10 +177,12 @@ class Draw:
 def _validated(request: SampleRequest) -> tuple[SampleScope, int, Reviewer | None]:
     validate_purpose(request.purpose)
     size = request.size
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+    if size < 1:
         raise _invalid("validation_error", "size", "A whole number from 1.")
     if size > SAMPLE_SIZE_LIMIT:
-        raise _invalid("sample_too_large", "size", f"At most {SAMPLE_SIZE_LIMIT} items per draw.")
+        raise _invalid(
+            "sample_too_large", "size", f"At most {SAMPLE_SIZE_LIMIT} items per draw.", "max_value"
+        )
     reviewer = None
     if request.reviewer is not None:
         user_model = get_user_model()
@@ -170,21 +191,22 @@ def _validated(request: SampleRequest) -> tuple[SampleScope, int, Reviewer | Non
             .filter(**{f"user__{user_model.USERNAME_FIELD}": request.reviewer})
             .filter(user__is_active=True)
             .first()
-            if isinstance(request.reviewer, str)
-            else None
         )
         if reviewer is None:
-            raise _invalid("unknown_reviewer", "reviewer", "No active reviewer of that name.")
+            raise _invalid(
+                "unknown_reviewer", "reviewer", "No active reviewer of that name.", "unknown"
+            )
     location = request.reviewer_location
     if location is None and reviewer is not None:
         location = reviewer.location
     if location is None:
-        raise _invalid("validation_error", "reviewer_location", "Required.")
-    if not isinstance(location, str) or not is_country(location):
+        raise _invalid("validation_error", "reviewer_location", "Required.", "required")
+    if not is_country(location):
         raise _invalid(
             "unknown_location",
             "reviewer_location",
-            "An ISO 3166-1 alpha-2 country code is needed.",
+            COUNTRY_NEEDED,
+            "unknown",
         )
     if reviewer is not None and reviewer.location != location:
         raise _invalid(
@@ -193,13 +215,12 @@ def _validated(request: SampleRequest) -> tuple[SampleScope, int, Reviewer | Non
             "The reviewer named works from another location.",
         )
     jurisdiction = request.jurisdiction
-    if jurisdiction is not None and (
-        not isinstance(jurisdiction, str) or not is_country(jurisdiction)
-    ):
+    if jurisdiction is not None and not is_country(jurisdiction):
         raise _invalid(
             "unknown_jurisdiction",
             "jurisdiction",
-            "An ISO 3166-1 alpha-2 country code is needed.",
+            COUNTRY_NEEDED,
+            "unknown",
         )
     for name in ("recorded_from", "recorded_to"):
         value = getattr(request, name)
@@ -243,11 +264,10 @@ def _check_quota(reviewer: Reviewer, size: int, now: datetime, *, drawn: int | N
         before = ReviewItem.objects.filter(reviewer=locked, created_at__gte=_day_start(now))
     left = max(0, quota - (before.count() - used))
     if size > left:
-        raise ApplicationError(
+        raise TooManyRequests(
             "quota_exceeded",
             f"The reviewer's daily quota of {quota} clips has {left} left today.",
-            fields={"size": [f"at most {left} today"]},
-            status_code=429,
+            fields=field_error("size", "max_value", f"At most {left} more today."),
         )
 
 
@@ -556,7 +576,7 @@ _CLOSED_CODES: dict[str, tuple[str, str]] = {
 
 def _gone(state: str) -> ApplicationError:
     code, message = _CLOSED_CODES[state]
-    return ApplicationError(code, message, status_code=410)
+    return Gone(code, message)
 
 
 def _record_access(

@@ -6,9 +6,13 @@ class SecurityConfig(AppConfig):
     label = "security"
 
     def ready(self) -> None:
+        from compliance.edge.callers import install_officer_rule
+
         from . import checks  # noqa: F401  (registers the deployment checks)
         from .admin import admin_install
         from .audit import audit_register
+        from .roles import is_officer
 
         admin_install()
         audit_register()
+        install_officer_rule(is_officer)

@@ -10,7 +10,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
-from compliance.clients.permissions import has_officer_role, is_officer
+from compliance.security.roles import has_officer_role, is_officer
 
 NOT_AN_OFFICER = (
     "The officer pages are for privacy officers only: they need an officer account, "

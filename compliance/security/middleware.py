@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from rest_framework.permissions import SAFE_METHODS
 
-from compliance.core.errors import error_body
+from compliance.core.errors import FieldError, FieldErrors, error_body
 from compliance.security.throttling import client_address
 
 # Pages: scripts only from us or carrying this response's nonce (request.csp_nonce);
@@ -83,15 +83,17 @@ def _refusal(
     status: int,
     code: str,
     message: str,
-    fields: dict[str, Any] | None = None,
+    fields: FieldErrors | None = None,
 ) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse(error_body(code, message, fields), status=status)
     return HttpResponse(message, status=status, content_type="text/plain")
 
 
-NUL_MESSAGE = "contains a NUL character"
-SURROGATE_MESSAGE = "contains a lone UTF-16 surrogate (not a Unicode character)"
+NUL_CHARACTER = FieldError("nul_character", "Contains a NUL character.")
+LONE_SURROGATE = FieldError(
+    "lone_surrogate", "Contains a lone UTF-16 surrogate, which is not a Unicode character."
+)
 _ESCAPED_NUL = b"\\u0000"
 # A lone surrogate can reach Python from JSON only as the escape \udXXX (raw UTF-8
 # cannot encode one; Django decodes forms, queries and paths with replacement).
@@ -102,14 +104,14 @@ _RAW_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def text_problem(value: str) -> str | None:
+def text_problem(value: str) -> FieldError | None:
     """Why `value` cannot be stored as text, or None. PostgreSQL refuses a NUL in any
     text parameter and psycopg cannot encode a lone surrogate to UTF-8: either would
     fail the query with a 500 instead of answering the 400 the input deserves."""
     if "\x00" in value:
-        return NUL_MESSAGE
+        return NUL_CHARACTER
     if _SURROGATE.search(value):
-        return SURROGATE_MESSAGE
+        return LONE_SURROGATE
     return None
 
 
@@ -118,7 +120,7 @@ def printable(value: str) -> str:
     return value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
 
 
-def _problem(value: Any) -> str | None:
+def _problem(value: Any) -> FieldError | None:
     if isinstance(value, str):
         return text_problem(value)
     if isinstance(value, dict):
@@ -134,7 +136,7 @@ def _problem(value: Any) -> str | None:
     return None
 
 
-def _json_fields_with_bad_text(request: HttpRequest) -> dict[str, list[str]] | None:
+def _json_fields_with_bad_text(request: HttpRequest) -> dict[str, list[FieldError]] | None:
     """The top-level fields of a JSON body that hold a NUL or a lone surrogate ({} for
     a body that is not an object), None when there is none. request.body is read once
     and kept, so the view reads nothing twice; both can only arrive in JSON as
@@ -156,7 +158,7 @@ def _json_fields_with_bad_text(request: HttpRequest) -> dict[str, list[str]] | N
     return None
 
 
-def _bad_text_read_as(body: bytes, encoding: str) -> dict[str, list[str]] | None:
+def _bad_text_read_as(body: bytes, encoding: str) -> dict[str, list[FieldError]] | None:
     """_json_fields_with_bad_text for `body` read in `encoding`."""
     if encoding.lower().replace("-", "").replace("_", "") != "utf8":
         try:

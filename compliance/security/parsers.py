@@ -9,19 +9,19 @@ from typing import Any
 
 from django.http import QueryDict
 from rest_framework import parsers
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from .middleware import printable, text_problem
 
 
 def _check(data: QueryDict) -> None:
-    fields = {}
+    fields: dict[str, list[ErrorDetail]] = {}
     for key, values in data.lists():
         problem = text_problem(key) or next(
             (p for v in values if isinstance(v, str) and (p := text_problem(v))), None
         )
         if problem:
-            fields[printable(key)] = [problem]
+            fields[printable(key)] = [ErrorDetail(problem.message, code=problem.code)]
     if fields:
         raise ValidationError(fields)
 

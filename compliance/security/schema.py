@@ -15,7 +15,22 @@ ERROR_SCHEMA: dict[str, Any] = {
             "properties": {
                 "code": {"type": "string", "example": "validation_error"},
                 "message": {"type": "string"},
-                "fields": {"type": "object", "additionalProperties": True},
+                "fields": {
+                    "type": "object",
+                    "description": "Per field at fault, its problems: a code for machines "
+                    "and a message for people.",
+                    "additionalProperties": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "code": {"type": "string", "example": "required"},
+                                "message": {"type": "string"},
+                            },
+                            "required": ["code", "message"],
+                        },
+                    },
+                },
             },
             "required": ["code", "message", "fields"],
         }

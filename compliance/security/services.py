@@ -19,9 +19,9 @@ from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from compliance.clients.permissions import OFFICERS_GROUP, has_officer_role
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import ApplicationError, Conflict, NotFound
 from compliance.ledger.services import ledger_append
+from compliance.security.roles import OFFICERS_GROUP, has_officer_role
 
 BACKUP_CODES = 10
 TOKEN_MAX_LENGTH = 16
@@ -139,25 +139,22 @@ def second_factor_issue(
     password = None
     if create:
         if user is not None:
-            raise ApplicationError(
-                "duplicate", f"A user {username!r} exists; pass --existing.", status_code=409
-            )
+            raise Conflict("duplicate", f"A user {username!r} exists; pass --existing.")
         if not username.strip():
             raise ApplicationError("validation_error", "A username is required.")
         password = secrets.token_urlsafe(18)
         user = user_model.objects.create_user(username=username, email=email, password=password)
     elif user is None:
-        raise ApplicationError("not_found", f"No user {username!r}.", status_code=404)
+        raise NotFound("not_found", f"No user {username!r}.")
     if officer:
         user.is_staff = True
         user.save(update_fields=["is_staff"])
         user.groups.add(officers_group_ensure())
     existing = [d for d in devices_for_user(user, confirmed=None)]
     if existing and not replace_devices:
-        raise ApplicationError(
+        raise Conflict(
             "has_second_factor",
             f"{username!r} has a second factor already; pass --replace-devices to issue new ones.",
-            status_code=409,
         )
     for device in existing:
         device.delete()

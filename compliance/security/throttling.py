@@ -23,7 +23,7 @@ from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from compliance.clients.permissions import is_client
+from compliance.edge.callers import is_key
 
 _PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
@@ -138,7 +138,7 @@ class ClientKeyThrottle(_FixedWindowThrottle):
 
     def ident(self, request: Request) -> str | None:
         user = request.user
-        return str(user.id) if is_client(user) else None
+        return str(user.id) if is_key(user) else None
 
 
 class UserThrottle(_FixedWindowThrottle):
@@ -148,6 +148,6 @@ class UserThrottle(_FixedWindowThrottle):
 
     def ident(self, request: Request) -> str | None:
         user = request.user
-        if user is None or is_client(user) or not user.is_authenticated:
+        if user is None or is_key(user) or not user.is_authenticated:
             return None
         return str(user.pk)

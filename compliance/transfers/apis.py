@@ -4,9 +4,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.core.fields import StrictCharField
 from compliance.core.idempotency import idempotent
+from compliance.edge.callers import actor_of
+from compliance.edge.permissions import scope_or_officer
 
 from .selectors import transfer_rule_get, transfer_rules_list
 from .services import transfer_rule_create, transfer_rule_delete
@@ -20,9 +21,7 @@ class TransferRuleOutput(serializers.Serializer):
 
 
 class TransferRuleListCreateApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"*": "policies:write"}
-    officer_allowed = True
+    permission_classes = [scope_or_officer("policies:write")]
 
     class TransferRuleListCreateInput(serializers.Serializer):
         jurisdiction = StrictCharField(max_length=2, min_length=2)
@@ -48,9 +47,7 @@ class TransferRuleListCreateApi(APIView):
 
 
 class TransferRuleDeleteApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"*": "policies:write"}
-    officer_allowed = True
+    permission_classes = [scope_or_officer("policies:write")]
 
     @extend_schema(responses={204: None}, operation_id="transfer_rules_delete")
     def delete(self, request: Request, pk: int) -> Response:

@@ -1,5 +1,5 @@
 """Forms of the pages: they parse what a browser sends; the services decide what is valid
-in the domain, and `apply_error` puts their refusal back on the form."""
+in the domain, and `wording.apply_refusal` puts their refusal back on the form."""
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -8,7 +8,6 @@ from django import forms
 
 from compliance.accounts.models import RetentionChoice
 from compliance.consent.models import Purpose
-from compliance.core.errors import ApplicationError
 from compliance.core.fields import OUT_OF_RANGE_MESSAGE, year_in_range
 from compliance.recordings.models import Category
 from compliance.retention.models import AppliesTo
@@ -61,7 +60,6 @@ PURPOSE_SHORT: dict[str, str] = {
 }
 
 # Services name some fields as the API does; the forms name them for people.
-FIELD_ALIASES = {"from": "date_from", "to": "date_to", "choice": "choice"}
 
 NOTICE_VERSION = "web-2026-01"
 
@@ -69,18 +67,6 @@ NOTICE_VERSION = "web-2026-01"
 # a book. The same limit as a ledger acknowledgement's reason.
 HOLD_REASON_MAX = 2000
 HOLD_CASE_REFERENCE_MAX = 200  # LegalHold.case_reference's column
-
-
-def apply_error(form: forms.Form, error: ApplicationError) -> None:
-    """Put a service's refusal on the form: its message, and each field's complaint on
-    the field when the form has it."""
-    form.add_error(None, error.message)
-    for name, problems in (error.fields or {}).items():
-        target = FIELD_ALIASES.get(name, name)
-        messages = problems if isinstance(problems, list) else [problems]
-        if target in form.fields:
-            for message in messages:
-                form.add_error(target, str(message))
 
 
 def start_of_day(value: date | None) -> datetime | None:

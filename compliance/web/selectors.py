@@ -25,6 +25,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
+from compliance.accounts.selectors import profile_for_caller
 
 # The consent analytics (and the review analytics, from compliance.sampling.reports
 # below) belong to the apps that own the data, since the API's consent report reads
@@ -34,6 +35,7 @@ from compliance.consent.reports import consent_rates_over_time as consent_rates_
 from compliance.consent.selectors import CurrentConsent, consent_current_many
 from compliance.core.errors import NotFound
 from compliance.core.periods import days_ending
+from compliance.edge.callers import caller_of
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import (
     Artefact,
@@ -44,7 +46,12 @@ from compliance.recordings.models import (
 )
 from compliance.retention.models import DeletionRequest, DeletionStatus
 from compliance.retention.reasons import EXPIRY_REASONS
-from compliance.retention.selectors import CHOICE_DAYS, PolicyTable, policy_table
+from compliance.retention.selectors import (
+    CHOICE_DAYS,
+    PolicyTable,
+    deletion_request_for_caller,
+    policy_table,
+)
 from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.reports import ReviewsAtLocation as ReviewsAtLocation
 from compliance.sampling.reports import reviews_by_location as reviews_by_location
@@ -77,14 +84,9 @@ class ProfileOverview:
 
 def profile_of_user(*, user: Any, external_id: str) -> Profile:
     """The profile if it belongs to `user`'s account; otherwise it does not exist."""
-    profile = (
-        Profile.objects.select_related("account")
-        .filter(external_id=external_id, account__user=user, account__user__isnull=False)
-        .first()
+    return profile_for_caller(
+        caller=caller_of(user).as_end_user(), external_id=external_id, scope="consents:read"
     )
-    if profile is None or not user.is_authenticated:
-        raise NotFound("Profile")
-    return profile
 
 
 def _policy_limits(profile: Profile, table: PolicyTable) -> list[PolicyLimit]:
@@ -252,14 +254,9 @@ def recordings_a_choice_would_delete(*, profile: Profile, choice: str, now: date
 
 
 def deletion_request_of_user(*, user: Any, public_id: str) -> DeletionRequest:
-    request = (
-        DeletionRequest.objects.select_related("profile__account")
-        .filter(public_id=public_id, profile__account__user=user)
-        .first()
+    return deletion_request_for_caller(
+        caller=caller_of(user).as_end_user(), public_id=public_id, scope="deletions:write"
     )
-    if request is None or not user.is_authenticated:
-        raise NotFound("Deletion request")
-    return request
 
 
 def deletion_requests_of_profile(*, profile: Profile, limit: int = 5) -> list[DeletionRequest]:

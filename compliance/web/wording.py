@@ -9,6 +9,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
+from compliance.core.errors import ApplicationError, FieldError
+
 COUNTRY_NAMES: dict[str, str] = {
     "AT": "Austria", "AU": "Australia", "BE": "Belgium", "BG": "Bulgaria", "BR": "Brazil",
     "CA": "Canada", "CH": "Switzerland", "CN": "China", "CY": "Cyprus",
@@ -115,8 +117,10 @@ def transfer_rule_words(rule: Any) -> str:
 
 # --- refusals on the forms -------------------------------------------------------------
 # The services refuse with a stable code, a message written for API clients (it may
-# name a JSON field in backticks) and per-field codes ("unknown", "after to"). A page
-# says the same in sentences for the person at the form, naming the form's own fields.
+# name a JSON field in backticks) and per-field problems, each a code and a sentence
+# (docs/domain.md, "Errors"). A page shows sentences only, never a code, naming the
+# form's own fields; where the page has better words for a field's problem than the
+# API's sentence, it says those.
 
 REFUSAL_SENTENCES = {
     "invalid_range": "That was not saved: the first day lies after the last day.",
@@ -127,20 +131,13 @@ REFUSAL_SENTENCES = {
 # The services name some fields as the API does; the forms name them for people.
 FORM_FIELDS = {"from": "date_from", "to": "date_to", "account": "target", "profile": "target"}
 
+# (field, problem code) -> what the form says instead of the API's sentence.
 FIELD_SENTENCES = {
-    ("from", "after to"): "The first day must be on or before the last day.",
-    ("to", "before from"): "The last day must be on or after the first day.",
     ("jurisdiction", "unknown"): "Use a two-letter country code, such as DE or US.",
     ("reviewer_location", "unknown"): "Use a two-letter country code, such as IE or US.",
     ("purpose", "unknown"): "Choose one of the purposes in the list.",
     ("account", "unknown"): "There is no account with this id. Use the search to find it.",
     ("profile", "unknown"): "There is no profile with this id. Use the search to find it.",
-    ("account", "give account or profile"): "Give the id of an account or a profile.",
-    ("profile", "give account or profile"): "Give the id of an account or a profile.",
-}
-GENERIC_FIELD_SENTENCES = {
-    "required": "This field is required.",
-    "unknown": "This value is not one we know.",
 }
 
 
@@ -151,7 +148,7 @@ def _is_sentence(text: str) -> bool:
 FIELDS_BELOW = "That was not saved: please check the fields marked below."
 
 
-def refusal_sentence(error: Any, *, fallback: str = FIELDS_BELOW) -> str:
+def refusal_sentence(error: ApplicationError, *, fallback: str = FIELDS_BELOW) -> str:
     """A service's refusal as one sentence for a form's reader; `fallback` when the
     service's message was written for an API client."""
     message = str(error.message)
@@ -162,27 +159,35 @@ def refusal_sentence(error: Any, *, fallback: str = FIELDS_BELOW) -> str:
     return fallback
 
 
-def field_sentence(field: str, problem: str) -> str:
-    if (field, problem) in FIELD_SENTENCES:
-        return FIELD_SENTENCES[(field, problem)]
-    if _is_sentence(problem):
-        return problem
-    if problem in GENERIC_FIELD_SENTENCES:
-        return GENERIC_FIELD_SENTENCES[problem]
-    if " " in problem and "`" not in problem:  # words, not a code: "one of audio, text"
-        return f"{sentence_start(problem.strip())}."
+def field_sentence(field: str, problem: FieldError) -> str:
+    """One field's problem as the form says it: the page's own words where it has
+    them, else the API's sentence; never the code."""
+    if (field, problem.code) in FIELD_SENTENCES:
+        return FIELD_SENTENCES[(field, problem.code)]
+    if _is_sentence(problem.message):
+        return problem.message
     return "Please check this value."
 
 
-def apply_refusal(form: Any, error: Any) -> None:
+def page_refusal(error: ApplicationError, *, fallback: str = FIELDS_BELOW) -> ApplicationError:
+    """The same refusal in the pages' words, for a page's JSON answer: the envelope of
+    the API (same code, same fields' codes), with sentences a person can read."""
+    fields = {
+        name: [FieldError(p.code, field_sentence(name, p)) for p in problems]
+        for name, problems in error.fields.items()
+    }
+    return ApplicationError(error.code, refusal_sentence(error, fallback=fallback), fields=fields)
+
+
+def apply_refusal(form: Any, error: ApplicationError) -> None:
     """Put a service's refusal on the form, in sentences: the refusal above the form and
     each field's complaint on the field when the form has it (once per field)."""
     form.add_error(None, refusal_sentence(error))
-    for name, problems in (error.fields or {}).items():
+    for name, problems in error.fields.items():
         target = FORM_FIELDS.get(name, name)
         if target not in form.fields:
             continue
-        for problem in problems if isinstance(problems, list) else [problems]:
-            sentence = field_sentence(name, str(problem))
+        for problem in problems:
+            sentence = field_sentence(name, problem)
             if sentence not in form.errors.get(target, []):
                 form.add_error(target, sentence)

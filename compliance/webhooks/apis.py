@@ -6,10 +6,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from compliance.clients.permissions import ScopeRequired, actor_of
 from compliance.core.errors import ApplicationError
 from compliance.core.fields import StrictCharField
 from compliance.core.idempotency import idempotent
+from compliance.edge.callers import actor_of
+from compliance.edge.permissions import ScopeRequired, scope_or_officer
 
 from .authentication import SubscriberPrincipal, WebhookSignatureAuthentication
 from .selectors import deliveries_list, subscription_get, subscriptions_list
@@ -80,9 +81,7 @@ def _with_secret(subscription: Any, secret: str) -> dict[str, Any]:
 
 
 class _WebhookApi(APIView):
-    permission_classes = [ScopeRequired]
-    required_scopes = {"*": "webhooks:write"}
-    officer_allowed = True
+    permission_classes = [scope_or_officer("webhooks:write")]
 
 
 class WebhookListCreateApi(_WebhookApi):

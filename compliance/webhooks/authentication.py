@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from compliance.clients.authentication import ClientPrincipal
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import Unauthenticated
 
 from .selectors import subscription_get
 from .services import subscription_secrets
@@ -45,10 +45,9 @@ class WebhookSignatureAuthentication(BaseAuthentication):
                 subscription=subscription.external_id,
             )
             return principal, None
-        raise ApplicationError(
+        raise Unauthenticated(
             "webhook_signature_invalid",
             "The signature does not verify with this subscription's secret.",
-            status_code=401,
         )
 
     def authenticate_header(self, request: Request) -> str:

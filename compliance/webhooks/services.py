@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from compliance.core.audit import audit_bulk_change
 from compliance.core.enqueue import enqueue_on_commit
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import ApplicationError, Conflict, FieldError, field_error
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.services import ledger_append
 
@@ -66,14 +66,18 @@ def _events_validate(events: Any) -> list[str]:
         raise ApplicationError(
             "webhook_events_invalid",
             '`events` is a non-empty list of event types, or ["*"].',
-            fields={"events": ["invalid"]},
+            fields=field_error(
+                "events", "invalid", 'Must be a non-empty list of event types, or ["*"].'
+            ),
         )
     unknown = sorted(set(events) - set(EVENT_TYPES) - {"*"})
     if unknown:
         raise ApplicationError(
             "webhook_events_invalid",
             f"Unknown event types: {', '.join(unknown)}.",
-            fields={"events": [f"one of {', '.join(EVENT_TYPES)} or *"]},
+            fields=field_error(
+                "events", "unknown", f"Each must be one of {', '.join(EVENT_TYPES)} or *."
+            ),
         )
     return sorted(set(events))
 
@@ -227,7 +231,7 @@ def subscription_replay(*, subscription: Subscription, actor: str) -> int:
     active (unless deleted); how many."""
     locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
     if locked.status == SubscriptionStatus.DELETED:
-        raise ApplicationError("webhook_deleted", "This subscription was deleted.", status_code=409)
+        raise Conflict("webhook_deleted", "This subscription was deleted.")
     now = timezone.now()
     ids = list(
         Delivery.objects.filter(subscription=locked, status=DeliveryStatus.FAILED).values_list(
@@ -774,7 +778,12 @@ def confirmations_record(
         raise ApplicationError(
             "webhook_event_unknown",
             "These events were never sent to this subscription.",
-            fields={"event_ids": unknown[:20]},
+            fields={
+                "event_ids": [
+                    FieldError("unknown", f"Event {event_id!r} was never sent here.")
+                    for event_id in unknown[:20]
+                ]
+            },
         )
     already = set(
         Confirmation.objects.filter(subscription=subscription, event_id__in=known).values_list(

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import ApplicationError, field_error
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -64,7 +64,7 @@ def resolve(host: str, port: int) -> list[str]:
 
 
 def _refuse(code: str, message: str) -> ApplicationError:
-    return ApplicationError(code, message, fields={"url": [code]})
+    return ApplicationError(code, message, fields=field_error("url", code, message))
 
 
 def url_parse(url: str) -> tuple[str, str, int, str]:

@@ -7,9 +7,9 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from rest_framework.test import APIClient
 
 from compliance.actions import consent as consent_action
-from compliance.clients.permissions import OFFICERS_GROUP
 from compliance.consent.models import ConsentDefault, ConsentEvent, ConsentState
 from compliance.ledger.models import LedgerEntry
+from compliance.security.roles import OFFICERS_GROUP
 from tests.factories import ConsentDefaultFactory, ProfileFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

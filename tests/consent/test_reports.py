@@ -172,7 +172,9 @@ def test_a_bad_period_is_a_400_with_a_code(api_client_with_scopes, query: str, r
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid_days"
-    assert error["fields"] == {"days": [reason]}
+    (problem,) = error["fields"]["days"]
+    assert problem["code"] == reason
+    assert problem["message"].endswith(".")
 
 
 def test_a_client_without_reports_read_is_refused(api_client_with_scopes):

@@ -2,9 +2,10 @@
 code, message, `fields` and status are part of the API (docs/domain.md), byte for byte.
 
 The sites fall into three wordings, kept apart on purpose:
-- account, consent default, transfer rule: the value's repr, `{field: ["unknown"]}`;
-- sampling (draw, reviewer): a fixed sentence, repeated as the field's detail;
-- eligibility: a sentence naming the parameter, `{field: ["unknown"]}`.
+- account, consent default, transfer rule: the value's repr;
+- sampling (draw, reviewer): a fixed sentence, repeated as the field's message;
+- eligibility: a sentence naming the parameter.
+Every field's problem is the code `unknown` with a sentence (docs/domain.md, "Errors").
 """
 
 from typing import Any
@@ -13,8 +14,8 @@ import pytest
 
 from compliance.accounts.services import account_create
 from compliance.consent.services import consent_default_create
-from compliance.core.countries import require_country
-from compliance.core.errors import ApplicationError
+from compliance.core.countries import COUNTRY_FIELD_MESSAGE, require_country
+from compliance.core.errors import ApplicationError, FieldError
 from compliance.sampling.services import reviewer_create
 from compliance.transfers.services import transfer_rule_create
 from tests.factories import RecordingFactory, UserFactory
@@ -22,15 +23,28 @@ from tests.factories import RecordingFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 NEEDED = "An ISO 3166-1 alpha-2 country code is needed."
+UNKNOWN = FieldError("unknown", COUNTRY_FIELD_MESSAGE)
 
 
 def _error(code: str, message: str, fields: dict[str, list[str]]) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "fields": fields}}
+    """`fields` as {field: [message]}: each problem's code is `unknown`."""
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "fields": {
+                name: [{"code": "unknown", "message": m} for m in problems]
+                for name, problems in fields.items()
+            },
+        }
+    }
 
 
 def _unknown(value: str, field: str, code: str) -> dict[str, Any]:
     return _error(
-        code, f"{value!r} is not an ISO 3166-1 alpha-2 country code.", {field: ["unknown"]}
+        code,
+        f"{value!r} is not an ISO 3166-1 alpha-2 country code.",
+        {field: [COUNTRY_FIELD_MESSAGE]},
     )
 
 
@@ -86,7 +100,7 @@ def _unknown(value: str, field: str, code: str) -> dict[str, Any]:
             lambda bad: _error(
                 "unknown_location",
                 "reviewer_location must be an ISO 3166-1 alpha-2 country code.",
-                {"reviewer_location": ["unknown"]},
+                {"reviewer_location": [COUNTRY_FIELD_MESSAGE]},
             ),
         ),
         (
@@ -96,7 +110,7 @@ def _unknown(value: str, field: str, code: str) -> dict[str, Any]:
             lambda bad: _error(
                 "unknown_location",
                 "reviewer_location must be an ISO 3166-1 alpha-2 country code.",
-                {"reviewer_location": ["unknown"]},
+                {"reviewer_location": [COUNTRY_FIELD_MESSAGE]},
             ),
         ),
     ],
@@ -139,7 +153,9 @@ def test_the_sampling_and_eligibility_bodies_refuse_a_country_that_is_no_string(
         {
             "code": "unknown_location",
             "message": "reviewer_location must be an ISO 3166-1 alpha-2 country code.",
-            "fields": {"reviewer_location": ["unknown"]},
+            "fields": {
+                "reviewer_location": [{"code": "unknown", "message": COUNTRY_FIELD_MESSAGE}]
+            },
         },
     )
 
@@ -159,24 +175,24 @@ def test_the_services_refuse_a_bad_country_as_they_always_have(bad):
         400,
         "unknown_jurisdiction",
         unknown,
-        {"jurisdiction": ["unknown"]},
+        {"jurisdiction": [UNKNOWN]},
     )
     assert _refusal(
         lambda: consent_default_create(
             jurisdiction=bad, purpose="human_review", granted=True, actor="t"
         )
-    ) == (400, "unknown_jurisdiction", unknown, {"jurisdiction": ["unknown"]})
+    ) == (400, "unknown_jurisdiction", unknown, {"jurisdiction": [UNKNOWN]})
     assert _refusal(
         lambda: transfer_rule_create(jurisdiction=bad, reviewer_location="IE", actor="t")
-    ) == (400, "unknown_jurisdiction", unknown, {"jurisdiction": ["unknown"]})
+    ) == (400, "unknown_jurisdiction", unknown, {"jurisdiction": [UNKNOWN]})
     assert _refusal(
         lambda: transfer_rule_create(jurisdiction="DE", reviewer_location=bad, actor="t")
-    ) == (400, "unknown_location", unknown, {"reviewer_location": ["unknown"]})
+    ) == (400, "unknown_location", unknown, {"reviewer_location": [UNKNOWN]})
     assert _refusal(lambda: reviewer_create(user=UserFactory(), location=bad, actor="t")) == (
         400,
         "unknown_location",
         NEEDED,
-        {"location": [NEEDED]},
+        {"location": [FieldError("unknown", NEEDED)]},
     )
 
 
@@ -186,7 +202,7 @@ def test_require_country_refuses_anything_but_a_country_code(bad):
         400,
         "unknown_home",
         f"{bad!r} is not an ISO 3166-1 alpha-2 country code.",
-        {"home": ["unknown"]},
+        {"home": [UNKNOWN]},
     )
     assert require_country("DE", field="home", code="unknown_home") == "DE"
 
@@ -198,5 +214,5 @@ def test_an_account_with_a_jurisdiction_that_is_no_string_is_refused_not_a_crash
         400,
         "unknown_jurisdiction",
         "['DE'] is not an ISO 3166-1 alpha-2 country code.",
-        {"jurisdiction": ["unknown"]},
+        {"jurisdiction": [UNKNOWN]},
     )

@@ -5,7 +5,16 @@ from rest_framework.test import APIClient
 
 from compliance.accounts import services as account_services
 from compliance.accounts.models import Account
-from compliance.core.errors import ApplicationError, Conflict, NotFound, api_exception_handler
+from compliance.core.errors import (
+    ApplicationError,
+    Conflict,
+    FieldError,
+    Gone,
+    NotFound,
+    Unprocessable,
+    api_exception_handler,
+    field_error,
+)
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Recording
 from tests.factories import ProfileFactory
@@ -210,10 +219,17 @@ def test_an_unexpected_failure_is_a_500_json_error_and_writes_nothing(platform, 
     ("exc", "status", "body"),
     [
         (
-            ApplicationError("child_profile", "No.", fields={"granted": ["x"]}, status_code=422),
+            Unprocessable(
+                "child_profile", "No.", fields=field_error("granted", "child_profile", "Never.")
+            ),
             422,
-            {"code": "child_profile", "message": "No.", "fields": {"granted": ["x"]}},
+            {
+                "code": "child_profile",
+                "message": "No.",
+                "fields": {"granted": [{"code": "child_profile", "message": "Never."}]},
+            },
         ),
+        (Gone("expired", "Gone."), 410, {"code": "expired", "message": "Gone.", "fields": {}}),
         (
             Conflict("duplicate", "Exists."),
             409,
@@ -229,7 +245,11 @@ def test_an_unexpected_failure_is_a_500_json_error_and_writes_nothing(platform, 
         (
             exceptions.ValidationError({"non_field_errors": ["both"], "a": ["bad"]}),
             400,
-            {"code": "validation_error", "message": "both", "fields": {"a": ["bad"]}},
+            {
+                "code": "validation_error",
+                "message": "both",
+                "fields": {"a": [{"code": "invalid", "message": "bad"}]},
+            },
         ),
     ],
 )
@@ -252,3 +272,51 @@ def test_a_client_error_from_an_anonymous_caller_is_json(client):
     response = APIClient().post("/api/v1/accounts", "[", content_type="application/json")
 
     _assert_error(response, 401, "not_authenticated")
+
+
+# --- the envelope's fields: a code for machines, a message for people ---------------------
+
+
+def test_a_drf_validation_error_names_each_field_with_drfs_code_and_its_sentence(platform):
+    response = platform.post("/api/v1/accounts", {"jurisdiction": "DE"}, format="json")
+
+    error = _assert_error(response, 400, "validation_error")
+    assert error["fields"] == {
+        "external_id": [{"code": "required", "message": "This field is required."}]
+    }
+
+
+def test_a_nested_validation_error_is_named_by_its_path():
+    exc = exceptions.ValidationError(
+        {"recordings": [{}, {"profile": [exceptions.ErrorDetail("Bad.", code="blank")]}]}
+    )
+
+    error = api_exception_handler(exc, {}).data["error"]
+
+    assert error["fields"] == {"recordings.1.profile": [{"code": "blank", "message": "Bad."}]}
+
+
+def test_an_application_error_with_fields_answers_codes_and_sentences(platform):
+    ProfileFactory(external_id="child-1", is_child=True)
+
+    response = platform.put(
+        "/api/v1/profiles/child-1/consents/human_review",
+        {"granted": True, "channel": "app", "notice_version": "v1"},
+        format="json",
+    )
+
+    error = _assert_error(response, 422, "child_profile")
+    assert error["fields"] == {
+        "granted": [
+            {
+                "code": "child_profile",
+                "message": "A child's profile can never be granted human review.",
+            }
+        ]
+    }
+
+
+def test_a_field_problem_must_be_a_field_error_not_a_bare_string():
+    with pytest.raises(TypeError):
+        ApplicationError("x", "X.", fields={"a": ["unknown"]})  # type: ignore[list-item]
+    assert ApplicationError("x", "X.", fields={"a": [FieldError("unknown", "No.")]}).fields

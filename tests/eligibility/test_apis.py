@@ -90,6 +90,29 @@ def test_bad_eligibility_questions_are_400(asker, query, code, field):
     assert field in response.json()["error"]["fields"]
 
 
+@pytest.mark.parametrize(
+    ("body", "field", "field_code"),
+    [
+        ({"recordings": ["r"]}, "purpose", "required"),
+        ({"purpose": "listening", "recordings": ["r"]}, "purpose", "unknown"),
+        ({"purpose": "human_review"}, "recordings", "required"),
+        ({"purpose": "human_review", "recordings": "r"}, "recordings", "invalid"),
+        ({"purpose": "human_review", "recordings": [7]}, "recordings", "invalid_id"),
+    ],
+)
+def test_the_fast_path_answers_the_one_envelope_with_field_codes_and_sentences(
+    asker, body, field, field_code
+):
+    response = asker.post("/api/v1/eligibility/batch", body, format="json")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "fields"}
+    [problem] = error["fields"][field]
+    assert problem["code"] == field_code
+    assert problem["message"][:1].isupper() and problem["message"].endswith(".")
+
+
 def test_an_unknown_recording_is_404(asker):
     response = asker.get("/api/v1/eligibility/nope?purpose=human_review")
     assert response.status_code == 404

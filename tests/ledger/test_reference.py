@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import transaction
 
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import ApplicationError, FieldError
 from compliance.ledger.models import LedgerAcknowledgement, LedgerEntry, VerificationRun
 from compliance.ledger.selectors import (
     ChainPoint,
@@ -224,7 +224,7 @@ def test_an_acknowledgement_needs_a_reason_and_a_finding_and_names_the_newest_on
     assert (nothing.value.code, nothing.value.status_code) == ("nothing_to_acknowledge", 409)
     assert (blank.value.code, blank.value.fields) == (
         "reason_required",
-        {"reason": ["This field is required."]},
+        {"reason": [FieldError("required", "This field is required.")]},
     )
     assert (stale.value.code, stale.value.status_code) == ("finding_superseded", 409)
     assert not LedgerAcknowledgement.objects.exists()

@@ -35,8 +35,9 @@ from compliance.ledger.signing import signing_key
 from compliance.recordings.models import Recording
 from compliance.recordings.services import RecordingInput
 from compliance.retention import tasks as retention_tasks
+from compliance.retention.deletion_requests import deletion_request_run
 from compliance.retention.models import DeletionRequest, LegalHold
-from compliance.retention.purge import deletion_request_run, purge_expired
+from compliance.retention.purge import purge_expired
 from compliance.retention.services import (
     deletion_request_create,
     legal_hold_place,

@@ -237,7 +237,9 @@ def test_a_spent_quota_is_429_and_assigns_nothing(draw):
 
     assert over.status_code == 429
     assert over.json()["error"]["code"] == "quota_exceeded"
-    assert over.json()["error"]["fields"] == {"size": ["at most 1 today"]}
+    assert over.json()["error"]["fields"] == {
+        "size": [{"code": "max_value", "message": "At most 1 more today."}]
+    }
     assert ReviewItem.objects.count() == 2
     assert len(draw(size=1, reviewer=reviewer.user.username).json()["items"]) == 1
     assert draw(size=1, reviewer=reviewer.user.username).status_code == 429

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from compliance.accounts.models import Profile
 from compliance.actions.consent import consent_set
-from compliance.core.errors import ApplicationError
+from compliance.core.errors import ApplicationError, FieldError
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Artefact, Recording
 from compliance.sampling import services
@@ -470,7 +470,9 @@ def test_a_draw_over_an_empty_time_range_is_refused():
         _draw(size=1, recorded_from=at, recorded_to=at)
 
     assert (refused.value.status_code, refused.value.code) == (400, "validation_error")
-    assert refused.value.fields == {"recorded_to": ["Must be after recorded_from."]}
+    assert refused.value.fields == {
+        "recorded_to": [FieldError("invalid", "Must be after recorded_from.")]
+    }
     assert not ReviewItem.objects.exists()
 
 

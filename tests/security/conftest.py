@@ -9,7 +9,7 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
-from compliance.clients.permissions import OFFICERS_GROUP
+from compliance.security.roles import OFFICERS_GROUP
 from compliance.security.services import SecondFactorSetup, second_factor_issue
 from tests.factories import UserFactory
 from tests.retention.conftest import ingest  # noqa: F401  (the purge tests' fixture)

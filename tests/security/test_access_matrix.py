@@ -35,6 +35,7 @@ from compliance.actions.consent import consent_set
 from compliance.clients.scopes import SCOPES
 from compliance.clients.services import service_client_create
 from compliance.consent.services import consent_default_create
+from compliance.edge.permissions import ScopeRequired
 from compliance.ledger.checkpoints import ledger_checkpoint_issue
 from compliance.retention.deletion_requests import deletion_request_run
 from compliance.retention.services import (
@@ -328,8 +329,7 @@ def test_every_api_view_checks_permissions():
         if route.startswith("api/v1/") and view is not None and issubclass(view, APIView):
             kinds = {rule.kind for rule in MATRIX[route].values()}
             if kinds & {CLIENT, POLICY, OWNED}:
-                names = [p.__name__ for p in view.permission_classes]
-                assert "ScopeRequired" in names, route
+                assert any(issubclass(p, ScopeRequired) for p in view.permission_classes), route
 
 
 # --- the world ------------------------------------------------------------------------

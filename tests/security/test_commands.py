@@ -7,7 +7,7 @@ from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import totp
 
-from compliance.clients.permissions import OFFICERS_GROUP
+from compliance.security.roles import OFFICERS_GROUP
 from tests.factories import ReviewerFactory
 
 from .conftest import PASSWORD, person

@@ -5,9 +5,9 @@ from django.db import connection
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from compliance.clients.permissions import OFFICERS_GROUP, has_officer_role
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
+from compliance.security.roles import OFFICERS_GROUP, has_officer_role
 from compliance.security.services import (
     needs_second_factor,
     second_factor_issue,

@@ -15,9 +15,9 @@ from compliance.accounts.models import Profile
 from compliance.accounts.services import account_create
 from compliance.actions.ingest import recording_create
 from compliance.actions.profiles import profile_create
-from compliance.clients.permissions import OFFICERS_GROUP
 from compliance.recordings.models import Recording
 from compliance.recordings.services import RecordingInput
+from compliance.security.roles import OFFICERS_GROUP
 from tests.factories import UserFactory
 
 PASSWORD = "a long and private passphrase"

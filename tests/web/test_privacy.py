@@ -75,7 +75,6 @@ def test_a_switch_answers_json_to_the_pages_script(owner_client, household):
     )
 
     assert response.status_code == 200
-    assert response.json()["ok"] is True
     assert response.json()["granted"] is True
     assert "model training" in response.json()["message"]
 
@@ -91,7 +90,20 @@ def test_granting_human_review_for_a_child_is_refused_on_the_page_not_a_500(
     assert page.status_code == 400
     assert "can never be granted human review" in page.content.decode()
     assert as_json.status_code == 400
-    assert as_json.json()["ok"] is False
+    assert as_json.json() == {
+        "error": {
+            "code": "child_profile",
+            "message": "A child's profile can never be granted human review.",
+            "fields": {
+                "granted": [
+                    {
+                        "code": "child_profile",
+                        "message": "A child's profile can never be granted human review.",
+                    }
+                ]
+            },
+        }
+    }
     assert not ConsentEvent.objects.filter(profile=household.child, granted=True).exists()
 
 
@@ -346,3 +358,21 @@ def test_a_deletion_with_no_hold_says_the_recordings_are_deleted(owner_client, h
 
     assert _heading(page) == "Your recordings are deleted"
     assert "legal hold" not in page
+
+
+def test_a_switch_without_a_choice_answers_the_api_envelope_in_words_for_people(
+    owner_client, household
+):
+    response = owner_client.post(
+        f"/privacy/profiles/{household.adult.external_id}/consents/model_training/",
+        {},
+        HTTP_ACCEPT="application/json",
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["message"] == "Choose whether to turn this on or off."
+    assert error["fields"] == {
+        "granted": [{"code": "required", "message": "Choose whether to turn this on or off."}]
+    }

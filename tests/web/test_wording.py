@@ -214,13 +214,18 @@ def test_an_unknown_country_is_refused_in_sentences_not_codes(officer_client):
     assert "ISO 3166" not in body
 
 
-def test_field_codes_become_sentences_and_sentences_stay():
+def test_a_fields_problem_shows_its_sentence_or_the_pages_words_never_its_code():
+    from compliance.core.errors import FieldError
     from compliance.web.wording import field_sentence
 
-    assert field_sentence("category", "one of audio, transcript") == "One of audio, transcript."
-    assert field_sentence("reason", "Too long.") == "Too long."
-    assert field_sentence("x", "required") == "This field is required."
-    assert field_sentence("x", "weird_code") == "Please check this value."
+    assert field_sentence("reason", FieldError("max_length", "Too long.")) == "Too long."
+    assert (
+        field_sentence("jurisdiction", FieldError("unknown", "Must be a country code."))
+        == "Use a two-letter country code, such as DE or US."
+    )
+    assert field_sentence("x", FieldError("weird_code", "written for `clients`")) == (
+        "Please check this value."
+    )
 
 
 @pytest.mark.django_db
@@ -241,12 +246,14 @@ def test_placing_a_hold_says_what_it_holds_and_what_that_means(officer_client, h
 def test_a_refusal_worded_for_api_clients_reaches_the_privacy_page_as_a_sentence(
     household, monkeypatch
 ):
-    from compliance.core.errors import ApplicationError
+    from compliance.core.errors import ApplicationError, field_error
     from compliance.web.views import privacy
 
     def refuse(**kwargs):
         raise ApplicationError(
-            "validation_error", "channel must be one of app, web.", fields={"channel": ["invalid"]}
+            "validation_error",
+            "channel must be one of app, web.",
+            fields=field_error("channel", "invalid", "Must be one of app, web."),
         )
 
     monkeypatch.setattr(privacy, "consent_set", refuse)

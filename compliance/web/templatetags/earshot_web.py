@@ -4,7 +4,7 @@ from typing import Any
 
 from django import template
 
-from compliance.clients.permissions import is_officer as _is_officer
+from compliance.security.roles import is_officer as _is_officer
 from compliance.web import wording
 from compliance.web.wording import actor_name
 

@@ -17,10 +17,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compliance.accounts.selectors import profile_get
-from compliance.clients.permissions import actor_of
 from compliance.consent.selectors import consent_default_get, consent_defaults_list
 from compliance.consent.services import consent_default_create, consent_default_delete
 from compliance.core.errors import ApplicationError, NotFound
+from compliance.edge.callers import actor_of
 from compliance.ledger.selectors import ledger_status, verification_run_unacknowledged
 from compliance.ledger.services import ACKNOWLEDGEMENT_REASON_MAX, ledger_verification_request
 from compliance.ledger.services import ledger_acknowledge as ledger_acknowledge_finding

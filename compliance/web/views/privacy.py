@@ -19,9 +19,9 @@ from django.views.decorators.http import require_GET, require_POST
 from compliance.accounts.models import Profile
 from compliance.actions.consent import consent_set
 from compliance.actions.profiles import profile_retention_set
-from compliance.clients.permissions import actor_of
 from compliance.consent.models import Channel, Purpose
-from compliance.core.errors import ApplicationError, NotFound
+from compliance.core.errors import ApplicationError, NotFound, field_error
+from compliance.edge.callers import actor_of
 from compliance.retention.models import DeletionStatus
 from compliance.retention.services import deletion_request_create
 
@@ -39,10 +39,12 @@ from ..forms import (
     end_of_day,
     start_of_day,
 )
-from ..wording import apply_refusal, refusal_sentence
+from ..wording import apply_refusal, page_refusal, refusal_sentence
 
 # A refusal whose message was written for API clients: the page says this instead.
 NOT_SAVED = "That was not saved. Please reload the page and try again."
+
+CHOOSE_ON_OR_OFF = "Choose whether to turn this on or off."
 
 # How often the deletion page reloads itself while the deletion runs (no JS needed).
 PROGRESS_REFRESH_SECONDS = 2
@@ -115,7 +117,7 @@ def consent_change(request: HttpRequest, profile_id: str, purpose: str) -> HttpR
     if purpose not in Purpose.values:
         raise Http404("No such purpose.")
     form = ConsentForm(request.POST)
-    error: str | None = None
+    refused: ApplicationError | None = None
     if form.is_valid():
         granted = form.cleaned_data["granted"]
         try:
@@ -128,17 +130,23 @@ def consent_change(request: HttpRequest, profile_id: str, purpose: str) -> HttpR
                 actor=actor_of(request.user),
             )
         except ApplicationError as refusal:
-            error = refusal_sentence(refusal, fallback=NOT_SAVED)
+            refused = page_refusal(refusal, fallback=NOT_SAVED)
     else:
-        error = "Choose whether to turn this on or off."
-    if error is not None:
+        refused = ApplicationError(
+            "validation_error",
+            CHOOSE_ON_OR_OFF,
+            fields=field_error("granted", "required", CHOOSE_ON_OR_OFF),
+        )
+    if refused is not None:
         if _wants_json(request):
-            return JsonResponse({"ok": False, "message": error}, status=400)
-        context = _overview_context(request, errors={f"{profile.external_id}:{purpose}": error})
+            return JsonResponse(refused.body(), status=400)
+        context = _overview_context(
+            request, errors={f"{profile.external_id}:{purpose}": refused.message}
+        )
         return render(request, "web/privacy/index.html", context, status=400)
     message = _consent_message(profile, purpose, granted)
     if _wants_json(request):
-        return JsonResponse({"ok": True, "granted": granted, "message": message})
+        return JsonResponse({"granted": granted, "message": message})
     messages.success(request, message)
     return redirect(_profile_anchor(profile))
 

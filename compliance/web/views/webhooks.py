@@ -10,8 +10,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from compliance.clients.permissions import actor_of
 from compliance.core.errors import ApplicationError, NotFound
+from compliance.edge.callers import actor_of
 from compliance.security.decorators import officer_required
 from compliance.webhooks.events import EVENT_TYPES
 from compliance.webhooks.models import Subscription

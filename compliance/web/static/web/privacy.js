@@ -31,13 +31,19 @@
       })
       .then(function (result) {
         var body = result.body;
-        if (result.ok && body.ok) {
+        if (result.ok) {
           button.setAttribute("aria-checked", body.granted ? "true" : "false");
           hidden.value = body.granted ? "false" : "true";
           if (source) source.textContent = "Your choice, just now";
           show(feedback, body.message, "message-success");
         } else {
-          show(feedback, body.message || "That did not work. Please try again.", "message-error");
+          // A refusal is the API's error envelope; its message is written for people.
+          var refusal = body && body.error;
+          show(
+            feedback,
+            (refusal && refusal.message) || "That did not work. Please try again.",
+            "message-error"
+          );
         }
       })
       .catch(function () {
