@@ -36,7 +36,7 @@ What it does, on this machine only (127.0.0.1, Redis database 14):
    `retention.run_deletion_request`: time from its creation to `done` (database clock).
 5. Purge lag under ingest: `celery beat` with the project's schedule (purge every 60 s)
    and --ingest-rate recordings a second for --ingest-seconds through
-   `compliance.recordings.services.recording_create` (audio file and transcript), in
+   `compliance.actions.ingest.recording_create` (audio file and transcript), in
    --ingest-processes processes, for the `dont_save` profiles (expired at ingest). Lag
    per artefact: from `expires_at` to the commit of the batch that purged it (its
    ledger entry); `purged_at`, stamped when the batch claimed it, is shown too.
@@ -827,7 +827,8 @@ def ingest_child(argv: Sequence[str]) -> int:
     from django.core.files.base import ContentFile
     from django.utils import timezone
 
-    from compliance.recordings.services import RecordingInput, recording_create
+    from compliance.actions.ingest import recording_create
+    from compliance.recordings.services import RecordingInput
 
     period = 1 / float(rate)
     n, latencies, behind = 0, [], 0.0

@@ -4,6 +4,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compliance.actions.profiles import profile_create, profile_retention_set
 from compliance.core.fields import ExternalIdField, StrictBooleanField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge.callers import actor_of
@@ -11,7 +12,7 @@ from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_
 
 from .models import Profile, RetentionChoice
 from .selectors import profile_for_caller
-from .services import account_create, profile_create, profile_retention_set
+from .services import account_create
 
 
 class AccountOutput(serializers.Serializer):

@@ -1,10 +1,11 @@
 from datetime import datetime
+from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
 
-from compliance.consent.services import consent_states_initialise
 from compliance.core.countries import require_country
 from compliance.core.errors import ApplicationError, Conflict, field_error
+from compliance.core.transactions import require_transaction
 from compliance.ledger.services import ledger_append
 
 from .models import Account, Profile, RetentionChoice
@@ -41,17 +42,18 @@ def account_create(*, external_id: str, jurisdiction: str, actor: str) -> Accoun
     return account
 
 
-@transaction.atomic
-def profile_create(
+def profile_insert(
     *,
     external_id: str,
     account_external_id: str,
     is_child: bool,
-    actor: str,
     at: datetime | None = None,
 ) -> Profile:
-    """A new profile; `at` is when it was created on the platform, when that was before
-    now (the demo's history): the reports count the profile from then."""
+    """The profile's row, for the action `compliance.actions.profiles.profile_create`,
+    which gives it its consent states and its ledger entry in the same transaction.
+    `at` is when it was created on the platform, when that was before now (the demo's
+    history): the reports count the profile from then."""
+    require_transaction("profile_insert")
     external_id = _validate_external_id(external_id, "external_id")
     account = Account.objects.filter(external_id=account_external_id).first()
     if account is None:
@@ -70,22 +72,20 @@ def profile_create(
                 profile.created_at = at
     except IntegrityError:
         raise Conflict("duplicate", f"A profile {external_id!r} exists already.") from None
-    consent_states_initialise(profile=profile)
-    ledger_append(
-        kind="profile.created",
-        subject=f"profile:{external_id}",
-        actor=actor,
-        payload={
-            "account": account.external_id,
-            "is_child": is_child,
-            **({"created_at": at.isoformat()} if at is not None else {}),
-        },
-    )
     return profile
 
 
-@transaction.atomic
-def profile_retention_set(*, profile: Profile, choice: str, actor: str) -> Profile:
+class RetentionChoiceChange(NamedTuple):
+    profile: Profile  # locked until the transaction ends
+    changed: bool  # False: the profile had this choice already; nothing was written
+    previous: str | None  # None: the user had not chosen
+
+
+def profile_retention_choice_set(*, profile: Profile, choice: str) -> RetentionChoiceChange:
+    """Set the profile's retention choice. For the action
+    `compliance.actions.profiles.profile_retention_set`, which reschedules the
+    profile's artefacts and writes the ledger entry in the same transaction."""
+    require_transaction("profile_retention_choice_set")
     if choice not in RetentionChoice.values:
         raise ApplicationError(
             "validation_error",
@@ -94,25 +94,14 @@ def profile_retention_set(*, profile: Profile, choice: str, actor: str) -> Profi
                 "choice", "invalid", f"Must be one of {', '.join(RetentionChoice.values)}."
             ),
         )
-    # Lock order, the codebase's one: account -> profile -> consent state -> recording
-    # -> artefact -> review item -> ledger. The profile first (FOR NO KEY UPDATE: it
-    # orders this change against the purge's claim and policy application, which take
-    # the profile FOR SHARE before any artefact, without blocking an ingest's insert
-    # of a recording); the reschedule then locks the profile's active artefacts in id
-    # order; the ledger last.
+    # The profile FOR NO KEY UPDATE, first of what the change locks (docs/architecture.md,
+    # "Lock order"): it orders this change against the purge's claim and policy
+    # application, which take the profile FOR SHARE before any artefact, without
+    # blocking an ingest's insert of a recording.
     locked = Profile.objects.select_for_update(no_key=True).get(pk=profile.pk)
-    if locked.retention_choice == choice:
-        return locked
     previous = locked.retention_choice
+    if previous == choice:
+        return RetentionChoiceChange(locked, changed=False, previous=previous)
     locked.retention_choice = choice
     locked.save(update_fields=["retention_choice"])
-    from compliance.retention.services import profile_reschedule  # retention imports accounts
-
-    profile_reschedule(profile=locked)
-    ledger_append(
-        kind="retention_choice.changed",
-        subject=f"profile:{locked.external_id}",
-        actor=actor,
-        payload={"from": previous, "to": choice},
-    )
-    return locked
+    return RetentionChoiceChange(locked, changed=True, previous=previous)

@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from compliance.accounts.models import Profile
 from compliance.accounts.selectors import profile_for_caller
+from compliance.actions.consent import consent_set
 from compliance.core.errors import ApplicationError, NotFound, field_error
 from compliance.core.fields import StrictBooleanField, StrictCharField
 from compliance.core.idempotency import idempotent
@@ -23,7 +24,7 @@ from .selectors import (
     consent_defaults_list,
     consent_history,
 )
-from .services import consent_default_create, consent_default_delete, consent_set
+from .services import consent_default_create, consent_default_delete
 
 
 class CurrentConsentOutput(serializers.Serializer):

@@ -1,7 +1,9 @@
-"""Consent changes: the event, the current state and the ledger entry in one transaction.
+"""Consent's own rows: events, current states, defaults.
 
-A withdrawal commits together with everything it must stop, so it is in force before
-its response is sent.
+A consent change is the action `compliance.actions.consent.consent_set`: this module
+writes its rows (`consent_record`), the action adds, in the same transaction, what a
+withdrawal must stop and the ledger entry, so that a withdrawal is in force before its
+response is sent.
 """
 
 from datetime import datetime
@@ -25,8 +27,7 @@ def consent_states_initialise(*, profile: Any) -> None:
     )
 
 
-@transaction.atomic
-def consent_set(
+def consent_record(
     *,
     profile: Any,
     purpose: str,
@@ -35,10 +36,19 @@ def consent_set(
     notice_version: str,
     actor: str,
     at: datetime | None = None,
-) -> ConsentState:
-    """Record a decision and make it the current state. `at` is when the person decided,
-    when that was before now (an import of earlier decisions, the demo's history): the
-    event carries it and the ledger entry, appended now, names it as `decided_at`."""
+) -> tuple[ConsentState, ConsentEvent | None]:
+    """The rows of a consent change: the event and the profile's current state, the state
+    row locked FOR UPDATE until the transaction ends. Returns the state and the new
+    event (None: the same answer under the same notice, nothing written).
+
+    For the action `compliance.actions.consent.consent_set`, which, in the same
+    transaction and with the row still locked, stops what a withdrawal must stop and
+    writes the ledger entry. The lock is what orders this change against a concurrent
+    change and against a hand-off that locks the row (docs/reliability.md, "Opt-out
+    against hand-off"); `select_for_update` refuses to run outside a transaction.
+    `at` is when the person decided, when that was before now (an import of earlier
+    decisions, the demo's history): the event carries it.
+    """
     validate_purpose(purpose)
     if channel not in Channel.values:
         raise ApplicationError(
@@ -56,14 +66,12 @@ def consent_set(
                 "granted", "child_profile", "A child's profile can never be granted human review."
             ),
         )
-    # The row lock orders this change against concurrent changes and against a
-    # hand-off that locks the row (docs/reliability.md, "Opt-out against hand-off").
     state, _ = ConsentState.objects.select_for_update().get_or_create(
         profile=profile, purpose=purpose
     )
     last = state.last_event
     if state.granted is granted and last is not None and last.notice_version == notice_version:
-        return state
+        return state, None
 
     now = at or timezone.now()
     event = ConsentEvent.objects.create(
@@ -79,24 +87,34 @@ def consent_set(
     state.last_event = event
     state.updated_at = now
     state.save(update_fields=["granted", "last_event", "updated_at"])
-    if not granted:
-        # Same transaction, state row still locked: no item of this profile survives.
-        from compliance.sampling.services import review_items_revoke_for_profile  # imports us
+    return state, event
 
-        review_items_revoke_for_profile(profile=profile, purpose=purpose)
-    ledger_append(
-        kind="consent.granted" if granted else "consent.withdrawn",
-        subject=f"profile:{profile.external_id}",
-        actor=actor,
-        payload={
-            "purpose": purpose,
-            "channel": channel,
-            "notice_version": notice_version,
-            "event": event.pk,
-            **({"decided_at": at.isoformat()} if at is not None else {}),
-        },
+
+def consent_states_lock(*, profile_ids: list[int], purposes: list[str]) -> None:
+    """The hand-off's side of the opt-out lock: the profiles' state rows for `purposes`,
+    FOR NO KEY UPDATE (it conflicts with `consent_record`'s FOR UPDATE), in id order.
+
+    Every state row exists from the profile's creation; one found missing is created
+    first, so that there is always a row for the opt-out and the hand-off to meet on.
+    """
+    if not profile_ids:
+        return
+    states = ConsentState.objects.filter(profile_id__any_of=profile_ids, purpose__in=purposes)
+    locked = set(
+        states.order_by("pk").select_for_update(no_key=True).values_list("profile_id", "purpose")
     )
-    return state
+    missing = [(p, u) for p in profile_ids for u in purposes if (p, u) not in locked]
+    if missing:
+        ConsentState.objects.bulk_create(
+            [ConsentState(profile_id=p, purpose=u) for p, u in missing], ignore_conflicts=True
+        )
+        list(
+            ConsentState.objects.filter(profile_id__in={p for p, _ in missing})
+            .filter(purpose__in=purposes)
+            .order_by("pk")
+            .select_for_update(no_key=True)
+            .values_list("pk", flat=True)
+        )
 
 
 @transaction.atomic

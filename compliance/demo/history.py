@@ -28,10 +28,12 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
 from compliance.accounts.models import Account, Profile, RetentionChoice
-from compliance.accounts.services import account_create, profile_create, profile_retention_set
+from compliance.accounts.services import account_create
+from compliance.actions.consent import consent_set
+from compliance.actions.ingest import recordings_register
+from compliance.actions.profiles import profile_create, profile_retention_set
 from compliance.consent.models import ConsentState, Purpose
-from compliance.consent.services import consent_set
-from compliance.recordings.services import RecordingInput, recordings_register
+from compliance.recordings.services import RecordingInput
 from compliance.retention.deletion_requests import deletion_request_run
 from compliance.retention.models import AppliesTo, RetentionPolicy
 from compliance.retention.purge import purge_expired

@@ -15,14 +15,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
-from compliance.accounts.services import account_create, profile_create
+from compliance.accounts.services import account_create
+from compliance.actions.consent import consent_set
+from compliance.actions.ingest import recording_create
+from compliance.actions.profiles import profile_create
 from compliance.clients.models import ServiceClient
 from compliance.clients.scopes import SCOPES
 from compliance.clients.services import service_client_create
 from compliance.consent.models import ConsentDefault, Purpose
-from compliance.consent.services import consent_default_create, consent_set
+from compliance.consent.services import consent_default_create
 from compliance.recordings.models import Recording
-from compliance.recordings.services import RecordingInput, recording_create
+from compliance.recordings.services import RecordingInput
 from compliance.security.roles import OFFICERS_GROUP
 from compliance.transfers.models import TransferRule
 from compliance.transfers.services import transfer_rule_create

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compliance.actions.ingest import recording_create, recordings_register
 from compliance.core.errors import ApplicationError, field_error
 from compliance.core.fields import AwareDateTimeField, ExternalIdField, StrictCharField
 from compliance.core.idempotency import idempotent
@@ -23,8 +24,6 @@ from .services import (
     IngestResult,
     RecordingInput,
     parse_flags,
-    recording_create,
-    recordings_register,
 )
 
 

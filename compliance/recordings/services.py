@@ -1,9 +1,12 @@
-"""Ingest: recordings and their artefacts, one at a time (an upload) or by the
-thousand (`recordings_register`, for audio already in storage).
+"""Ingest: recordings and their artefacts, one at a time (an upload, `recording_store`)
+or by the thousand (`recordings_store`, for audio already in storage). Callers go
+through the ingest action (`compliance/actions/ingest.py`), which hands down the
+expiry that retention computes: this app stands below retention and imports none of it.
 
 Both share one write (`_write`): a transaction that locks the profiles FOR SHARE,
-resolves the retention policies, and writes the recordings with one multi-row
-`INSERT ... ON CONFLICT (external_id) DO NOTHING` and their artefacts with one more.
+resolves the retention policies (the action's `expiry`), and writes the recordings
+with one multi-row `INSERT ... ON CONFLICT (external_id) DO NOTHING` and their
+artefacts with one more.
 
 LOCK ORDER (the whole codebase's: account -> profile -> consent state -> recording
 -> artefact -> review item -> ledger append last): the profiles FOR SHARE (ordered
@@ -25,11 +28,11 @@ import hashlib
 import logging
 import posixpath
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from django.conf import settings
 from django.core.files.base import File
@@ -40,9 +43,8 @@ from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
 from compliance.core.errors import ApplicationError, Conflict, PayloadTooLarge, field_error
+from compliance.core.transactions import require_transaction
 from compliance.ledger.services import ledger_append
-from compliance.retention.selectors import policy_table
-from compliance.retention.services import artefacts_schedule_new
 
 from .media import audio_media_type
 from .models import Artefact, Category, Flag, Recording, RecordingState
@@ -58,6 +60,21 @@ STORAGE_THREADS = 8
 # Each retry follows a unique-key conflict with a batch that committed meanwhile, and
 # refuses what that batch took; a handful of retries settles any realistic race.
 KEY_CONFLICT_RETRIES = 5
+
+
+class ExpirySchedule(Protocol):
+    """Sets `expires_at` and `expiry_basis` on artefacts being created, before they are
+    saved. Expiry is retention's rule, which stands above this app: the action that
+    combines the two (`compliance/actions/ingest.py`, or sampling's annotation) hands
+    it down as `expiry`, a function of the write's time that this module calls inside
+    the transaction that inserts the artefacts."""
+
+    def __call__(
+        self, *, artefacts: Iterable[Artefact], profile: Profile, recorded_at: datetime
+    ) -> None: ...
+
+
+Expiry = Callable[[datetime], ExpirySchedule]
 
 
 @dataclass(frozen=True)
@@ -419,7 +436,7 @@ def _key_in_use(external_id: str) -> IngestResult:
     )
 
 
-def _write(items: list[_Item], *, actor: str, ledger: bool) -> _Written:
+def _write(items: list[_Item], *, actor: str, ledger: bool, expiry: Expiry) -> _Written:
     """Write `items` (checked, external ids distinct, audio keys distinct and verified in
     storage) in one transaction; see the module's header for its locks. Each item ends
     `created`, `exists` or `error` (unknown profile, external id taken by another
@@ -440,14 +457,14 @@ def _write(items: list[_Item], *, actor: str, ledger: bool) -> _Written:
                 )
         pending = [i for i in pending if i.index not in written.results]
         now = timezone.now()
-        table = policy_table(at=now)
+        schedule = expiry(now)
         # Only a registered key can be taken meanwhile (an upload's key is new): only
         # then is the savepoint worth its two statements.
         registers = any(i.data.audio_key for i in pending)
         for attempt in range(KEY_CONFLICT_RETRIES + 1):
             try:
                 with transaction.atomic(savepoint=registers):
-                    created = _write_rows(pending, profiles=profiles, table=table, now=now)
+                    created = _write_rows(pending, profiles=profiles, schedule=schedule, now=now)
                 break
             except IntegrityError:
                 if not registers or attempt == KEY_CONFLICT_RETRIES:
@@ -493,7 +510,11 @@ def _write(items: list[_Item], *, actor: str, ledger: bool) -> _Written:
 
 
 def _write_rows(
-    items: list[_Item], *, profiles: dict[str, Profile], table: Any, now: datetime
+    items: list[_Item],
+    *,
+    profiles: dict[str, Profile],
+    schedule: ExpirySchedule,
+    now: datetime,
 ) -> dict[str, Recording]:
     """The recordings (one INSERT), then the artefacts of those inserted (one more)."""
     recordings = {
@@ -539,9 +560,7 @@ def _write_rows(
                     created_at=now,
                 )
             )
-        artefacts_schedule_new(
-            artefacts=artefacts, profile=profile, recorded_at=data.recorded_at, table=table
-        )
+        schedule(artefacts=artefacts, profile=profile, recorded_at=data.recorded_at)
         for artefact in artefacts:
             (audio if artefact.category == Category.AUDIO else transcripts).append(artefact)
         # what the single POST answers with, without reading it back (a plain list:
@@ -555,8 +574,10 @@ def _write_rows(
 # --- one recording, uploaded ----------------------------------------------------------
 
 
-def recording_create(*, data: RecordingInput, actor: str) -> Recording:
-    """Store the audio, then the rows; if the rows fail, the file is removed again.
+def recording_store(*, data: RecordingInput, actor: str, expiry: Expiry) -> Recording:
+    """Store the audio, then the rows; if the rows fail, the file is removed again. For
+    the ingest action (`compliance.actions.ingest.recording_create`), which hands down
+    retention's `expiry`.
 
     A crash between the two leaves at worst a file without a row, which the storage
     sweep settles; never a row pointing at a missing file. The rows are written as a
@@ -574,7 +595,7 @@ def recording_create(*, data: RecordingInput, actor: str) -> Recording:
         item.audio_size = data.audio.size or 0
         item.audio_key = default_storage.save(_audio_key(data.audio.name), data.audio)
     try:
-        written = _write([item], actor=actor, ledger=True)
+        written = _write([item], actor=actor, ledger=True, expiry=expiry)
     except IntegrityError:
         _discard(item.audio_key)
         raise Conflict("duplicate", f"A recording {data.external_id!r} exists already.") from None
@@ -594,6 +615,24 @@ def recording_create(*, data: RecordingInput, actor: str) -> Recording:
         len(recording.written_artefacts),
     )
     return recording
+
+
+def annotation_create(*, recording: Recording, text: str, expiry: Expiry) -> Artefact:
+    """A reviewer's annotation of `recording`, an artefact with its own expiry. For
+    sampling, which accepts it inside the transaction that holds the review item."""
+    require_transaction("annotation_create")
+    artefact = Artefact(
+        recording=recording,
+        category=Category.ANNOTATION,
+        text=text,
+        size_bytes=len(text.encode()),
+    )
+    if recording.profile is not None:
+        expiry(timezone.now())(
+            artefacts=[artefact], profile=recording.profile, recorded_at=recording.recorded_at
+        )
+    artefact.save()
+    return artefact
 
 
 def _discard(key: str) -> None:
@@ -635,10 +674,12 @@ def _storage_check(item: _Item) -> IngestResult | None:
     return None
 
 
-def recordings_register(
-    *, items: Sequence[RecordingInput | IngestResult], actor: str
+def recordings_store(
+    *, items: Sequence[RecordingInput | IngestResult], actor: str, expiry: Expiry
 ) -> list[IngestResult]:
-    """Register up to MAX_BATCH recordings; one result per item, in order.
+    """Register up to MAX_BATCH recordings; one result per item, in order. For the
+    ingest action (`compliance.actions.ingest.recordings_register`), which hands down
+    retention's `expiry`.
 
     An item that the API could not parse comes as its (error) result. A resend of an item
     already ingested answers `exists` and writes nothing; the same external id with
@@ -700,7 +741,7 @@ def recordings_register(
 
     ready = [i for i in fresh if i.index not in results]
     if ready:
-        written = _write(ready, actor=actor, ledger=True)
+        written = _write(ready, actor=actor, ledger=True, expiry=expiry)
         results.update(written.results)
 
     for index in repeats:

@@ -39,13 +39,13 @@ from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentEvent, ConsentState, Purpose
+from compliance.core.audit import audit_bulk_change
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.restore import Recovery, ledger_import_missing
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
 from compliance.retention.models import DeletionRequest, DeletionStatus, LegalHold
 from compliance.retention.selectors import hold_covers, hold_filter
 from compliance.sampling.models import ReviewItem, ReviewItemState
-from compliance.security.audit import audit_bulk_change
 
 logger = logging.getLogger(__name__)
 

@@ -54,9 +54,9 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
+from compliance.core.audit import audit_bulk_change
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
-from compliance.security.audit import audit_bulk_change
 
 from .models import LegalHold
 from .reasons import EXPIRY_REASONS, PurgeReason, expiry_reason

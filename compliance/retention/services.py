@@ -24,11 +24,12 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
+from compliance.core.audit import audit_bulk_change
 from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError, FieldError
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category
-from compliance.security.audit import audit_bulk_change
+from compliance.recordings.services import ExpirySchedule
 
 from .models import AppliesTo, DeletionRequest, LegalHold, RetentionPolicy
 from .selectors import (
@@ -172,6 +173,21 @@ def artefacts_schedule_new(
             created_at=artefact.created_at or timezone.now(),
         )
         artefact.expires_at, artefact.expiry_basis = expiry.expires_at, expiry.basis
+
+
+def artefacts_expiry_at(now: datetime) -> ExpirySchedule:
+    """The expiry of the artefacts an ingest or an annotation creates at `now`, the
+    policies read once. An action hands it to the recordings app, which calls it
+    inside the transaction that inserts the artefacts (see `artefacts_schedule_new`
+    for why there)."""
+    table = policy_table(at=now)
+
+    def schedule(*, artefacts: Iterable[Artefact], profile: Profile, recorded_at: datetime) -> None:
+        artefacts_schedule_new(
+            artefacts=artefacts, profile=profile, recorded_at=recorded_at, table=table
+        )
+
+    return schedule
 
 
 def profile_reschedule(*, profile: Profile) -> int:

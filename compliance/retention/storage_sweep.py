@@ -28,9 +28,9 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from compliance.core.audit import audit_bulk_change
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState
-from compliance.security.audit import audit_bulk_change
 
 from .reasons import PurgeReason
 

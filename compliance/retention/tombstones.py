@@ -10,9 +10,10 @@ request) already; the review items come after them, the ledger last (the caller'
 
 from datetime import datetime
 
+from compliance.core.audit import audit_bulk_change
 from compliance.recordings.models import Recording, RecordingState
-from compliance.security.audit import audit_bulk_change
 
+from .hooks import recordings_tombstoned
 from .reasons import PurgeReason
 
 
@@ -42,13 +43,5 @@ def recordings_tombstone(
         },
         actor=actor,
     )
-    _revoke_review_items(ids)
-
-
-def _revoke_review_items(recording_ids: list[int]) -> None:
-    if not recording_ids:
-        return
-    # imported here: sampling's services import the retention app's
-    from compliance.sampling.services import review_items_revoke_for_recordings
-
-    review_items_revoke_for_recordings(recording_ids=recording_ids, reason="purged")
+    # Review items are sampling's, a floor above: it registered their revocation here.
+    recordings_tombstoned(recording_ids=ids, reason="purged")

@@ -19,10 +19,10 @@ Sampling keeps it: every lock below is taken in that order, or with SKIP LOCKED.
   were granted; create the items; lock the reviewer row and count the quota, this
   draw's items included (two draws of one reviewer are ordered there); one ledger
   entry.
-- Withdrawal: `consent_set` locks the state row FOR UPDATE, saves it, and calls
-  `review_items_revoke_for_profile` in its transaction: every open item of the profile
-  is revoked. Its UPDATE runs after its lock was granted, so it sees every item of a
-  draw that held the lock before it.
+- Withdrawal: the action `consent_set` (compliance/actions/consent.py) locks the state
+  row FOR UPDATE, saves it, and calls `review_items_revoke_for_profile` in its
+  transaction: every open item of the profile is revoked. Its UPDATE runs after its
+  lock was granted, so it sees every item of a draw that held the lock before it.
 - Audio fetch and annotation, one transaction: lock the consent-state rows (no key),
   then the recording (no key: a purge's tombstoning, which locks the recording and
   then revokes its items, waits for the access, or the access for it), then the item
@@ -55,6 +55,7 @@ from django.utils import timezone
 from compliance.accounts.models import Profile
 from compliance.consent.models import ConsentState, Purpose
 from compliance.consent.purposes import validate_purpose
+from compliance.consent.services import consent_states_lock
 from compliance.core.countries import is_country
 from compliance.core.errors import (
     ApplicationError,
@@ -68,7 +69,8 @@ from compliance.core.sql import pg_array
 from compliance.eligibility.rules import decide, facts_for
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category, Recording
-from compliance.retention.services import artefacts_schedule_new
+from compliance.recordings.services import annotation_create
+from compliance.retention.services import artefacts_expiry_at
 
 from .links import link_seconds
 from .models import DEFAULT_DAILY_QUOTA, Reviewer, ReviewItem, ReviewItemState
@@ -269,32 +271,6 @@ def _check_quota(reviewer: Reviewer, size: int, now: datetime, *, drawn: int | N
         )
 
 
-def lock_consent_states(*, profile_ids: list[int], purposes: list[str]) -> None:
-    """The hand-off's side of the opt-out lock: FOR NO KEY UPDATE, in id order.
-
-    Every state row exists from the profile's creation; one found missing is created
-    first, so that there is always a row for the opt-out and the hand-off to meet on.
-    """
-    if not profile_ids:
-        return
-    states = ConsentState.objects.filter(profile_id__any_of=profile_ids, purpose__in=purposes)
-    locked = set(
-        states.order_by("pk").select_for_update(no_key=True).values_list("profile_id", "purpose")
-    )
-    missing = [(p, u) for p in profile_ids for u in purposes if (p, u) not in locked]
-    if missing:
-        ConsentState.objects.bulk_create(
-            [ConsentState(profile_id=p, purpose=u) for p, u in missing], ignore_conflicts=True
-        )
-        list(
-            ConsentState.objects.filter(profile_id__in={p for p, _ in missing})
-            .filter(purpose__in=purposes)
-            .order_by("pk")
-            .select_for_update(no_key=True)
-            .values_list("pk", flat=True)
-        )
-
-
 def _plan_for_lookups() -> None:
     """The draw looks up a few thousand rows by key, on pages that are in memory. At
     PostgreSQL's default random_page_cost (4, for spinning disks) the planner prefers
@@ -458,7 +434,7 @@ def sample_draw(
             )
             if rounds == 1:
                 profiles = _profiles_of(picked)
-                lock_consent_states(profile_ids=profiles, purposes=purposes)
+                consent_states_lock(profile_ids=profiles, purposes=purposes)
                 held = _lock_recordings(picked, profiles)
             else:
                 held = _lock_what_is_free(picked, purposes)
@@ -528,9 +504,9 @@ def review_items_revoke_for_profile(
 ) -> int:
     """Revoke the profile's open items that needed `purpose`; how many.
 
-    Called by `consent_set` inside its transaction, after it saved the withdrawal with
-    the state row locked FOR UPDATE. Withdrawing human review revokes every item (people
-    hear them all); another purpose, the items drawn for it.
+    Called by the action `consent_set` inside its transaction, after consent saved the
+    withdrawal with the state row locked FOR UPDATE. Withdrawing human review revokes
+    every item (people hear them all); another purpose, the items drawn for it.
     """
     with transaction.atomic():
         items = ReviewItem.objects.filter(
@@ -550,8 +526,9 @@ def review_items_revoke_for_profile(
 
 
 def review_items_revoke_for_recordings(*, recording_ids: list[int], reason: str) -> int:
-    """Revoke every open item of these recordings (the purge calls this in its
-    transaction when it tombstones them); how many."""
+    """Revoke every open item of these recordings; how many. The purge calls this in
+    its transaction when it tombstones them, through retention's hook
+    (`compliance/retention/hooks.py`), where this app registers it when ready."""
     if not recording_ids:
         return 0
     with transaction.atomic():
@@ -712,7 +689,7 @@ def _hand_off(
         # after the locks.
         recording = Recording.objects.select_related("profile__account").get(pk=item.recording_id)
         if recording.profile_id is not None:
-            lock_consent_states(
+            consent_states_lock(
                 profile_ids=[recording.profile_id], purposes=reviewable_purposes(item.purpose)
             )
         # The recording before the item, as the lock order has it: a purge locks the
@@ -812,17 +789,7 @@ def review_item_annotate(
     item = _item_for(item_id, caller, "annotate")
 
     def deliver(locked: ReviewItem, key: str, recording: Recording) -> tuple[Artefact, list[str]]:
-        artefact = Artefact(
-            recording=recording,
-            category=Category.ANNOTATION,
-            text=text,
-            size_bytes=len(text.encode()),
-        )
-        if recording.profile is not None:
-            artefacts_schedule_new(
-                artefacts=[artefact], profile=recording.profile, recorded_at=recording.recorded_at
-            )
-        artefact.save()
+        artefact = annotation_create(recording=recording, text=text, expiry=artefacts_expiry_at)
         locked.state, locked.closed_at, locked.close_reason = ReviewItemState.DONE, now, "annotated"
         locked.annotation = artefact
         locked.save(update_fields=["state", "closed_at", "close_reason", "annotation"])

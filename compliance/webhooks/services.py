@@ -32,11 +32,11 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
+from compliance.core.audit import audit_bulk_change
 from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError, Conflict, FieldError, field_error
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.services import ledger_append
-from compliance.security.audit import audit_bulk_change
 
 from .events import EVENT_TYPES, Event, events_from_entry
 from .models import (

@@ -1,7 +1,8 @@
 import pytest
 
 from compliance.accounts.models import Account, Profile
-from compliance.accounts.services import account_create, profile_create, profile_retention_set
+from compliance.accounts.services import account_create
+from compliance.actions.profiles import profile_create, profile_retention_set
 from compliance.consent.models import ConsentState, Purpose
 from compliance.core.errors import ApplicationError, Conflict
 from compliance.ledger.models import LedgerEntry

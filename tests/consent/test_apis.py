@@ -6,7 +6,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_static.models import StaticDevice
 from rest_framework.test import APIClient
 
-from compliance.consent import services
+from compliance.actions import consent as consent_action
 from compliance.consent.models import ConsentDefault, ConsentEvent, ConsentState
 from compliance.ledger.models import LedgerEntry
 from compliance.security.roles import OFFICERS_GROUP
@@ -280,7 +280,7 @@ def test_when_the_ledger_append_fails_the_change_is_not_half_written(
     def broken_ledger(**kwargs):
         raise RuntimeError("ledger unavailable")
 
-    monkeypatch.setattr(services, "ledger_append", broken_ledger)
+    monkeypatch.setattr(consent_action, "ledger_append", broken_ledger)
     platform.raise_request_exception = False
     response = platform.put(
         "/api/v1/profiles/p-1/consents/human_review",

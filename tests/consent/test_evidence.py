@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from compliance.accounts.services import profile_retention_set
-from compliance.consent.services import consent_set
+from compliance.actions.consent import consent_set
+from compliance.actions.profiles import profile_retention_set
 from compliance.ledger import signing
 from compliance.ledger.checkpoints import ledger_checkpoint_issue
 from tests.conftest import postgres_only

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from compliance.consent.services import consent_set
+from compliance.actions.consent import consent_set
 from compliance.ledger import signing
 from compliance.ledger.bundles import ledger_proof_bundle
 from compliance.ledger.models import LedgerKey

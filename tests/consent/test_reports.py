@@ -8,8 +8,9 @@ import pytest
 import time_machine
 from rest_framework.test import APIClient
 
+from compliance.actions.consent import consent_set
 from compliance.clients.scopes import SCOPES
-from compliance.consent.services import consent_default_create, consent_set
+from compliance.consent.services import consent_default_create
 from compliance.sampling.models import ReviewItem
 from tests.factories import ProfileFactory, RecordingFactory
 from tests.web.conftest import make_officer, person, verify_session

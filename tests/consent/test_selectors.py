@@ -1,8 +1,8 @@
 import pytest
 
 from compliance.accounts.models import Profile
+from compliance.actions.consent import consent_set
 from compliance.consent.selectors import consent_current, consent_current_many
-from compliance.consent.services import consent_set
 from tests.factories import AccountFactory, ConsentDefaultFactory, ProfileFactory
 
 pytestmark = pytest.mark.django_db

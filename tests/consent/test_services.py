@@ -1,13 +1,10 @@
 import pytest
 
-from compliance.consent import services
+from compliance.actions import consent as consent_action
+from compliance.actions.consent import consent_set
 from compliance.consent.models import ConsentDefault, ConsentEvent, ConsentState, Purpose
 from compliance.consent.selectors import consent_current, consent_current_for
-from compliance.consent.services import (
-    consent_default_create,
-    consent_default_delete,
-    consent_set,
-)
+from compliance.consent.services import consent_default_create, consent_default_delete
 from compliance.core.errors import ApplicationError, Conflict
 from compliance.ledger.models import LedgerEntry
 from tests.factories import ConsentDefaultFactory, ProfileFactory
@@ -172,7 +169,7 @@ def test_if_the_ledger_append_fails_no_event_and_no_state_change_remain(monkeypa
     def broken_ledger(**kwargs):
         raise RuntimeError("ledger unavailable")
 
-    monkeypatch.setattr(services, "ledger_append", broken_ledger)
+    monkeypatch.setattr(consent_action, "ledger_append", broken_ledger)
     with pytest.raises(RuntimeError):
         _set(profile, granted=not before, notice_version="v9")
 

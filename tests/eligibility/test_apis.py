@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from compliance.consent.services import consent_set
+from compliance.actions.consent import consent_set
 from tests.factories import RecordingFactory
 
 pytestmark = pytest.mark.django_db

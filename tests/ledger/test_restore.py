@@ -17,8 +17,9 @@ from django.core.management.base import CommandError
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from compliance.actions.consent import consent_set
+from compliance.actions.ingest import recording_create
 from compliance.consent.models import ConsentState
-from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError
 from compliance.ledger.checkpoints import export_leaves, export_read, ledger_checkpoint_issue
 from compliance.ledger.models import LedgerCheckpoint, LedgerEntry
@@ -32,7 +33,7 @@ from compliance.ledger.restore import (
 from compliance.ledger.services import ledger_append
 from compliance.ledger.signing import signing_key
 from compliance.recordings.models import Recording
-from compliance.recordings.services import RecordingInput, recording_create
+from compliance.recordings.services import RecordingInput
 from compliance.retention import tasks as retention_tasks
 from compliance.retention.deletion_requests import deletion_request_run
 from compliance.retention.models import DeletionRequest, LegalHold

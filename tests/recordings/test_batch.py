@@ -14,11 +14,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from compliance.accounts.services import profile_retention_set
+from compliance.actions.ingest import recording_create, recordings_register
+from compliance.actions.profiles import profile_retention_set
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, Recording
-from compliance.recordings.services import RecordingInput, recording_create, recordings_register
+from compliance.recordings.services import RecordingInput
 from compliance.retention import purge
 from compliance.retention.services import (
     legal_hold_place,
@@ -634,8 +635,10 @@ def test_two_batches_registering_the_same_keys_at_once_give_each_key_one_owner()
 @pytest.mark.django_db(transaction=True)
 def test_a_retention_choice_changed_during_an_ingest_applies_to_what_it_writes(monkeypatch):
     """The ingest reads the choice under the profile's lock (FOR SHARE), which the
-    change takes FOR UPDATE: the change waits, then reschedules what the ingest wrote."""
-    from compliance.recordings import services
+    change takes FOR UPDATE: the change waits, then reschedules what the ingest wrote.
+    The policies are read (retention's `artefacts_expiry_at`, handed down by the
+    ingest action) after the profiles are locked."""
+    from compliance.retention import services
 
     profile = ProfileFactory(external_id="p-1", retention_choice="18_months")
     locked = threading.Event()

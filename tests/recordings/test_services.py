@@ -9,12 +9,13 @@ from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from compliance.actions.ingest import recording_create
 from compliance.core.errors import ApplicationError, Conflict
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings import services
 from compliance.recordings.models import Artefact, Recording
-from compliance.recordings.services import RecordingInput, parse_flags, recording_create
+from compliance.recordings.services import RecordingInput, parse_flags
 from tests.factories import ProfileFactory, RecordingFactory
 
 pytestmark = pytest.mark.django_db

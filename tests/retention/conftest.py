@@ -5,7 +5,8 @@ import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from compliance.recordings.services import RecordingInput, recording_create
+from compliance.actions.ingest import recording_create
+from compliance.recordings.services import RecordingInput
 from tests.factories import ProfileFactory
 
 

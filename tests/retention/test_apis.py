@@ -227,7 +227,7 @@ def test_the_retention_report_shows_overdue_lag_and_gaps(api_client_with_scopes,
 
 
 def test_a_recording_past_retention_is_not_eligible(api_client_with_scopes, ingest, platform):
-    from compliance.consent.services import consent_set
+    from compliance.actions.consent import consent_set
 
     recording = ingest(days_ago=20)
     consent_set(

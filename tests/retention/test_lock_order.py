@@ -20,10 +20,11 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from compliance.actions.ingest import recording_create
 from compliance.clients.services import service_client_create
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, ArtefactState
-from compliance.recordings.services import RecordingInput, recording_create
+from compliance.recordings.services import RecordingInput
 from compliance.retention import deletion_requests, purge
 from compliance.retention.services import (
     deletion_request_create,

@@ -16,7 +16,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from compliance.accounts.services import profile_retention_set
+from compliance.actions.profiles import profile_retention_set
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, Recording

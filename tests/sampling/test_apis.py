@@ -7,8 +7,8 @@ import time_machine
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from compliance.actions.consent import consent_set
 from compliance.consent.models import ConsentState
-from compliance.consent.services import consent_set
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Artefact, Recording
 from compliance.sampling.models import ReviewItem, ReviewItemState

@@ -19,8 +19,8 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
 from compliance.accounts.models import Account, Profile
+from compliance.actions.consent import consent_set
 from compliance.consent.models import ConsentDefault, ConsentState
-from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Artefact, Recording
@@ -492,15 +492,16 @@ def test_an_annotation_and_a_purge_of_its_recording_do_not_deadlock(monkeypatch)
     [item] = _draw_minute(0, now=BEFORE_EXPIRY)
     _due(recording)
     checked, go = threading.Event(), threading.Event()
-    schedule = services.artefacts_schedule_new
+    expiry_at = services.artefacts_expiry_at
 
-    def paused(**kwargs: Any) -> None:
-        # the gate has re-checked and holds its locks; the purge now runs into them
+    def paused(now: datetime) -> Any:
+        # the gate has re-checked and holds its locks, the annotation not yet inserted;
+        # the purge now runs into them
         checked.set()
         assert go.wait(30)
-        schedule(**kwargs)
+        return expiry_at(now)
 
-    monkeypatch.setattr(services, "artefacts_schedule_new", paused)
+    monkeypatch.setattr(services, "artefacts_expiry_at", paused)
     annotator = _Thread(
         lambda: review_item_annotate(item_id=item, text="x", caller=LINK, now=BEFORE_EXPIRY)
     )

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.accounts.models import Profile
-from compliance.consent.services import consent_set
+from compliance.actions.consent import consent_set
 from compliance.core.errors import ApplicationError, FieldError
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Artefact, Recording

@@ -31,9 +31,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
+from compliance.actions.consent import consent_set
 from compliance.clients.scopes import SCOPES
 from compliance.clients.services import service_client_create
-from compliance.consent.services import consent_default_create, consent_set
+from compliance.consent.services import consent_default_create
 from compliance.edge.permissions import ScopeRequired
 from compliance.ledger.checkpoints import ledger_checkpoint_issue
 from compliance.retention.deletion_requests import deletion_request_run

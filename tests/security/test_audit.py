@@ -11,10 +11,12 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from compliance.accounts.models import Account, Profile
-from compliance.accounts.services import profile_retention_set
+from compliance.actions.profiles import profile_retention_set
 from compliance.clients.models import ServiceClient
 from compliance.clients.services import service_client_create
 from compliance.consent.models import ConsentDefault
+from compliance.core import audit
+from compliance.core.audit import audit_bulk_change
 from compliance.recordings.models import Artefact, Recording
 from compliance.retention import deletion_requests, purge, storage_sweep
 from compliance.retention.models import LegalHold, RetentionPolicy
@@ -24,8 +26,6 @@ from compliance.retention.services import (
     retention_policies_apply,
     retention_policy_create,
 )
-from compliance.security import audit
-from compliance.security.audit import audit_bulk_change
 from compliance.transfers.models import TransferRule
 from tests.conftest import postgres_only
 from tests.factories import (

@@ -12,9 +12,11 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from compliance.accounts.models import Profile
-from compliance.accounts.services import account_create, profile_create
+from compliance.accounts.services import account_create
+from compliance.actions.ingest import recording_create
+from compliance.actions.profiles import profile_create
 from compliance.recordings.models import Recording
-from compliance.recordings.services import RecordingInput, recording_create
+from compliance.recordings.services import RecordingInput
 from compliance.security.roles import OFFICERS_GROUP
 from tests.factories import UserFactory
 
@@ -151,7 +153,7 @@ def seed_history(now: datetime) -> dict[str, Any]:
     in two places, a little overdue, a held account and an open deletion request."""
     import time_machine
 
-    from compliance.consent.services import consent_set
+    from compliance.actions.consent import consent_set
     from compliance.recordings.models import Artefact
     from compliance.retention.services import deletion_request_create, legal_hold_place
     from compliance.sampling.models import ReviewItem

@@ -23,8 +23,8 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 
+from compliance.actions.consent import consent_set
 from compliance.clients.services import service_client_create
-from compliance.consent.services import consent_set
 from compliance.recordings.models import Recording
 from compliance.retention import deletion_requests, tasks
 from tests.web.conftest import (

@@ -571,7 +571,7 @@ def test_csv_cells_cannot_become_spreadsheet_formulas(officer_client, household)
 
 
 def test_consent_rates_in_the_export_follow_the_events(officer_client, household):
-    from compliance.consent.services import consent_set
+    from compliance.actions.consent import consent_set
 
     consent_set(
         profile=household.adult,

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compliance.accounts.models import Account, Profile
-from compliance.accounts.services import profile_create
+from compliance.actions.consent import consent_set
+from compliance.actions.profiles import profile_create
 from compliance.consent.models import ConsentDefault, ConsentEvent, Purpose
-from compliance.consent.services import consent_set
 from compliance.retention.services import retention_policy_create
 from compliance.web.selectors import (
     ConsentRates,

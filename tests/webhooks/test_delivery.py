@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from compliance.consent.services import consent_set
+from compliance.actions.consent import consent_set
 from compliance.core.metrics import registry
 from compliance.retention.services import legal_hold_place
 from compliance.webhooks.models import Delivery, Subscription

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from compliance.accounts.services import profile_retention_set
+from compliance.actions.profiles import profile_retention_set
 from compliance.retention.deletion_requests import deletion_request_run
 from compliance.retention.models import DeletionRequest
 from compliance.retention.purge import purge_expired
@@ -102,7 +102,7 @@ def test_every_event_sent_matches_its_documented_schema(
 ):
     import jsonschema
 
-    from compliance.consent.services import consent_set
+    from compliance.actions.consent import consent_set
     from compliance.retention.services import retention_policy_retire
     from compliance.webhooks.events import EVENT_DATA_SCHEMAS, EVENT_TYPES
     from compliance.webhooks.services import subscription_ping

@@ -9,7 +9,7 @@ from auditlog.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
-from compliance.consent.services import consent_set
+from compliance.actions.consent import consent_set
 from compliance.ledger.models import LedgerEntry
 from compliance.webhooks.models import Delivery, Subscription
 from compliance.webhooks.services import (

@@ -11,7 +11,7 @@ import pytest
 from celery.app import trace
 from django.conf import settings
 
-from compliance.consent.services import consent_set
+from compliance.actions.consent import consent_set
 from compliance.webhooks.tasks import webhooks_send_task
 from tests.conftest import postgres_only
 from tests.factories import ProfileFactory

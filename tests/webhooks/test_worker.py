@@ -5,7 +5,7 @@ import pytest
 from django.conf import settings
 from standardwebhooks.webhooks import Webhook
 
-from compliance.consent.services import consent_set
+from compliance.actions.consent import consent_set
 from compliance.webhooks.models import Delivery
 from compliance.webhooks.tasks import webhooks_send_task
 from tests.conftest import postgres_only

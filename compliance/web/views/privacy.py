@@ -17,9 +17,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from compliance.accounts.models import Profile
-from compliance.accounts.services import profile_retention_set
+from compliance.actions.consent import consent_set
+from compliance.actions.profiles import profile_retention_set
 from compliance.consent.models import Channel, Purpose
-from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError, NotFound, field_error
 from compliance.edge.callers import actor_of
 from compliance.retention.models import DeletionStatus
