@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from compliance.consent.services import consent_set
+from compliance.actions.consent import consent_set
 from compliance.ledger import signing
 from compliance.retention import deletion_requests
 from compliance.retention.services import deletion_request_create
