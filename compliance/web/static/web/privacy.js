@@ -34,10 +34,11 @@
         if (result.ok && body.ok) {
           button.setAttribute("aria-checked", body.granted ? "true" : "false");
           hidden.value = body.granted ? "false" : "true";
-          if (source) source.textContent = "Your choice, just now";
+          if (source) source.textContent = form.dataset.justNow || "Your choice, just now";
           show(feedback, body.message, "message-success");
         } else {
-          show(feedback, body.message || "That did not work. Please try again.", "message-error");
+          var refusal = body.message || (body.error && body.error.message);
+          show(feedback, refusal || form.dataset.failed || "That did not work. Please try again.", "message-error");
         }
       })
       .catch(function () {
