@@ -42,7 +42,7 @@ def po_entries(path: Path = PO) -> dict[tuple[str | None, str], Entry]:
             else:
                 fields[current].append(line)
 
-        def text(name: str) -> str:
+        def text(name: str, fields: dict[str, list[str]] = fields) -> str:
             return "".join(ast.literal_eval(part) for part in fields[name])
 
         msgid = text("msgid")
