@@ -342,9 +342,9 @@ def deletion_status(request: HttpRequest, public_id: str) -> HttpResponse:
             "done": done,
             "step": steps.index(deletion.status) + 1,
             "refresh": PROGRESS_REFRESH_SECONDS,
+            # Without JavaScript a <noscript> refresh reloads the page; the reader may
+            # stop it (WCAG 2.2.1). With JavaScript, web/deletion.js updates in place.
+            "auto_refresh": request.GET.get("updates") != "off",
         },
     )
-    if not done:
-        # The header works whatever the page's <head> holds; the meta tag says the same.
-        response["Refresh"] = str(PROGRESS_REFRESH_SECONDS)
     return response
