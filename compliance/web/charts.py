@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy as _
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
@@ -312,13 +313,14 @@ def bar_chart(
 
 
 def _amount(value: float, unit: str) -> str:
-    return f"{value:.0f} {unit}" if value >= 10 or value.is_integer() else f"{value:.1f} {unit}"
+    places = 0 if value >= 10 or value.is_integer() else 1
+    return f"{number_format(value, places)} {unit}"
 
 
 def duration(seconds: float) -> str:
     """Seconds as a person reads them: 45 s, 12 min, 3.5 h, 2.1 days."""
     if seconds < 60:
-        return f"{seconds:.0f} s"
+        return f"{number_format(seconds, 0)} s"
     if seconds < 3600:
         return _amount(seconds / 60, "min")
     if seconds < 48 * 3600:
@@ -364,4 +366,5 @@ def percent(value: float) -> str:
 
 
 def count(value: float) -> str:
-    return f"{value:,.0f}"
+    """1234 as "1,234" (German "1.234")."""
+    return number_format(value, 0, force_grouping=True)

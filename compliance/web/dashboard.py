@@ -9,7 +9,7 @@ from typing import Any
 
 from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
 from compliance.consent.models import Purpose
 from compliance.consent.reports import consent_rates_over_time
@@ -267,16 +267,16 @@ def _with_full_dates(chart: charts.Chart, days: Sequence[str]) -> charts.Chart:
 
 # --- CSV -------------------------------------------------------------------------------------
 
-REPORTS = {
-    "retention-summary": "The retention report's figures",
-    "overdue-by-category": "Overdue artefacts by category",
-    "purge-lag": "Purge lag per day",
-    "purges-per-day": "Artefacts purged per day",
-    "consent-rates": "Consent rates per day, jurisdiction and purpose",
-    "reviews-by-location": "Review items by reviewer location (30 days)",
-    "deletion-requests": "Open deletion requests",
-    "legal-holds": "Active legal holds",
-    "policy-gaps": "Jurisdictions and categories without a policy",
+REPORTS: dict[str, Any] = {
+    "retention-summary": gettext_lazy("The retention report's figures"),
+    "overdue-by-category": gettext_lazy("Overdue artefacts by category"),
+    "purge-lag": gettext_lazy("Purge lag per day"),
+    "purges-per-day": gettext_lazy("Artefacts purged per day"),
+    "consent-rates": gettext_lazy("Consent rates per day, jurisdiction and purpose"),
+    "reviews-by-location": gettext_lazy("Review items by reviewer location (30 days)"),
+    "deletion-requests": gettext_lazy("Open deletion requests"),
+    "legal-holds": gettext_lazy("Active legal holds"),
+    "policy-gaps": gettext_lazy("Jurisdictions and categories without a policy"),
 }
 
 
