@@ -35,6 +35,9 @@ class RetentionChoice(models.TextChoices):
     DONT_SAVE = "dont_save", "don't save"
 
 
+DISPLAY_NAME_MAX = 60
+
+
 class Profile(models.Model):
     """A voice profile: the data subject."""
 
@@ -45,6 +48,9 @@ class Profile(models.Model):
     retention_choice = models.CharField(  # noqa: DJ001
         max_length=16, choices=RetentionChoice.choices, null=True, blank=True
     )
+    # What the person calls the profile ("Kitchen speaker"); empty: not named yet.
+    # Only the pages show it; the API and the ledger keep the external id.
+    display_name = models.CharField(max_length=DISPLAY_NAME_MAX, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -56,3 +62,8 @@ class Profile(models.Model):
 
     def __str__(self) -> str:
         return self.external_id
+
+    @property
+    def name(self) -> str:
+        """The profile as a page names it: its display name, else its external id."""
+        return self.display_name or self.external_id

@@ -8,7 +8,7 @@ from compliance.core.errors import ApplicationError, Conflict, field_error
 from compliance.core.transactions import require_transaction
 from compliance.ledger.services import ledger_append
 
-from .models import Account, Profile, RetentionChoice
+from .models import DISPLAY_NAME_MAX, Account, Profile, RetentionChoice
 
 
 def _validate_external_id(value: str, field: str) -> str:
@@ -105,3 +105,25 @@ def profile_retention_choice_set(*, profile: Profile, choice: str) -> RetentionC
     locked.retention_choice = choice
     locked.save(update_fields=["retention_choice"])
     return RetentionChoiceChange(locked, changed=True, previous=previous)
+
+
+def profile_rename(*, profile: Profile, display_name: str) -> Profile:
+    """Give a profile the name its owner calls it by ("" takes the name away).
+
+    No ledger entry: a name is what the pages call the profile, not a compliance fact,
+    and a name a person typed must not be kept in a record that is never rewritten.
+    """
+    name = " ".join(display_name.split()) if isinstance(display_name, str) else None
+    if name is None or len(name) > DISPLAY_NAME_MAX or not name.isprintable():
+        raise ApplicationError(
+            "validation_error",
+            f"display_name must be printable text of at most {DISPLAY_NAME_MAX} characters.",
+            fields=field_error(
+                "display_name",
+                "invalid",
+                f"Must be printable text of at most {DISPLAY_NAME_MAX} characters.",
+            ),
+        )
+    Profile.objects.filter(pk=profile.pk).update(display_name=name)
+    profile.display_name = name
+    return profile

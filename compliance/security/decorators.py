@@ -9,10 +9,11 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext_lazy as _
 
 from compliance.security.roles import has_officer_role, is_officer
 
-NOT_AN_OFFICER = (
+NOT_AN_OFFICER = _(
     "The officer pages are for privacy officers only: they need an officer account, "
     "signed in with a second factor. You are signed in with an account that is not an "
     "officer's. Your own recordings and choices are on your privacy page."

@@ -1,4 +1,5 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from .services import TOKEN_MAX_LENGTH
 
@@ -8,20 +9,20 @@ class SignInForm(forms.Form):
     staff give the code from their app or a backup code."""
 
     username = forms.CharField(
-        label="Username",
+        label=_("Username"),
         max_length=150,
         widget=forms.TextInput(
             attrs={"autocomplete": "username", "autocapitalize": "none", "autofocus": True}
         ),
     )
     password = forms.CharField(
-        label="Password",
+        label=_("Password"),
         strip=False,
         max_length=4096,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
     otp_token = forms.CharField(
-        label="Authentication code (officers and reviewers)",
+        label=_("Authentication code (officers and reviewers)"),
         required=False,
         max_length=TOKEN_MAX_LENGTH + 8,  # room for the spaces people type
         widget=forms.TextInput(

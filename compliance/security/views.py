@@ -13,7 +13,10 @@ from django.conf import settings
 from django.contrib import auth, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils.functional import Promise
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
@@ -26,23 +29,23 @@ from .throttling import SignInThrottle, client_address
 
 logger = logging.getLogger(__name__)
 
-BAD_CREDENTIALS = "The username or password is not correct."
-CODE_MISSING = (
+BAD_CREDENTIALS = _("The username or password is not correct.")
+CODE_MISSING = _(
     "This account signs in with a second factor: enter the code from your authenticator "
     "app, or one of your backup codes."
 )
-CODE_WRONG = "The authentication code is not correct, or it has been used already."
-NO_SECOND_FACTOR = (
+CODE_WRONG = _("The authentication code is not correct, or it has been used already.")
+NO_SECOND_FACTOR = _(
     "This account must sign in with a second factor, and none is set up for it. "
     "Ask an administrator to issue one (manage.py create_officer)."
 )
-THROTTLED = "Too many failed sign-ins. Wait {minutes} minutes, then try again."
+THROTTLED = _("Too many failed sign-ins. Wait {minutes} minutes, then try again.")
 
 
 @dataclass(frozen=True)
 class Refusal:
     reason: str  # stable, for the log
-    message: str  # for the person
+    message: str | Promise  # for the person (translated when shown)
     status: int = 200
 
 
@@ -98,7 +101,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
             outcome = _attempt(request, form)
             if isinstance(outcome, Refusal):
                 logger.warning("security.sign_in_refused reason=%s", outcome.reason)
-                error, status = outcome.message, outcome.status
+                error, status = str(outcome.message), outcome.status
             else:
                 user, device = outcome
                 auth.login(request, user)  # a new session key: no fixation
@@ -109,7 +112,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
                 )
                 return HttpResponseRedirect(next_url or settings.LOGIN_REDIRECT_URL)
         else:
-            error = "Enter your username and password."
+            error = gettext("Enter your username and password.")
             status = 400
         # never send the password or the code back
         form = SignInForm(initial={"username": request.POST.get("username", "")[:150]})
@@ -133,5 +136,5 @@ def sign_out(request: HttpRequest) -> HttpResponse:
     was_signed_in = request.user.is_authenticated
     auth.logout(request)
     if was_signed_in:
-        messages.info(request, "You have signed out.")
+        messages.info(request, gettext("You have signed out."))
     return HttpResponseRedirect(_next_url(request) or settings.LOGIN_URL)

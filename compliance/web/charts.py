@@ -8,12 +8,23 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from django.utils.formats import number_format
+from django.utils.translation import gettext_lazy as _
+
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
+# Lines are told apart by their dash and their point's shape too, not by colour alone.
+DASHES = ("", "8 4", "2 4", "12 4 3 4", "4 2", "1 3", "16 6")
+MARKERS = ("circle", "square", "triangle", "diamond", "circle", "square", "triangle")
+
 WIDTH = 640
-HEIGHT = 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 14, 44
+HEIGHT = 260
+# Room for axis text of 17 units: at the narrowest the SVG is drawn (the stylesheet's
+# min-width, 460 px) that is 12.2 px on the screen.
+LEFT, RIGHT, TOP, BOTTOM = 78, 18, 22, 50
+FONT_UNITS = 17
+NARROWEST_PX = 460
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,8 @@ class Point:
     x: float
     y: float
     label: str  # what a pointer's tooltip says
+    mark: str = ""  # the SVG path of the point's shape
+    size: float = 0.0  # the shape's half-width
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,9 @@ class Series:
     name: str
     color: str
     points: tuple[Point, ...]
+    dash: str = ""  # stroke-dasharray; "" is a solid line
+    marker: str = "circle"
+    width: float = 2.5  # series drawn first are wider, so one hidden under another shows
 
     @property
     def path(self) -> str:
@@ -48,6 +64,11 @@ class Bar:
     height: float
     color: str
     label: str
+    value: str = ""  # written above the bar, "0" included: zero is a value, not no data
+
+    @property
+    def center(self) -> float:
+        return self.x + self.width / 2
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,10 @@ class Chart:
     top: int = TOP
     bottom: int = HEIGHT - BOTTOM
     legend: tuple[tuple[str, str], ...] = field(default=())
+    # What the chart shows now, in one sentence above it ("Purge lag stayed under 2
+    # minutes on 29 of 30 days"); set by the page that knows what matters.
+    summary: str = ""
+    legend_series: tuple[Series, ...] = field(default=())
 
     @property
     def plot_height(self) -> int:
@@ -80,7 +105,7 @@ class Chart:
 
     @property
     def x_label_y(self) -> int:
-        return self.bottom + 18
+        return self.bottom + 22
 
     @property
     def axis_title_y(self) -> int:
@@ -143,6 +168,22 @@ def _y_ticks(top_value: float, step: float, fmt: Callable[[float], str]) -> tupl
     return tuple(Tick(_y(i * step, top_value), fmt(i * step)) for i in range(count + 1))
 
 
+def marker_path(shape: str, x: float, y: float, size: float) -> str:
+    """The outline of a point: a circle, square, triangle or diamond of about `size`."""
+    if shape == "square":
+        h = size * 0.9
+        return f"M{x - h:.1f},{y - h:.1f}h{2 * h:.1f}v{2 * h:.1f}h{-2 * h:.1f}z"
+    if shape == "triangle":
+        h = size * 1.2
+        return f"M{x:.1f},{y - h:.1f}L{x + h:.1f},{y + h * 0.8:.1f}L{x - h:.1f},{y + h * 0.8:.1f}z"
+    if shape == "diamond":
+        h = size * 1.25
+        return f"M{x:.1f},{y - h:.1f}L{x + h:.1f},{y:.1f}L{x:.1f},{y + h:.1f}L{x - h:.1f},{y:.1f}z"
+    r = size
+    arc = f"a{r:.1f},{r:.1f} 0 1,0"
+    return f"M{x - r:.1f},{y:.1f}{arc} {2 * r:.1f},0{arc} {-2 * r:.1f},0"
+
+
 def line_chart(
     *,
     slug: str,
@@ -166,12 +207,32 @@ def line_chart(
     drawn = []
     for n, (name, vs) in enumerate(series):
         color = PALETTE[n % len(PALETTE)]
+        marker = MARKERS[n % len(MARKERS)]
+        # Drawn in order, each on top of the ones before: the earlier ones are wider
+        # and their points larger, so a line lying on another still shows at its edges.
+        under = min(3, len(series) - 1 - n)
+        size = 4.0 + 1.5 * under
         points = tuple(
-            Point(xs[i], _y(v, top_value), f"{name}, {x_labels[i]}: {fmt(v)}")
+            Point(
+                xs[i],
+                y := _y(v, top_value),
+                f"{name}, {x_labels[i]}: {fmt(v)}",
+                marker_path(marker, xs[i], y, size),
+                size,
+            )
             for i, v in enumerate(vs)
             if v is not None
         )
-        drawn.append(Series(name, color, points))
+        drawn.append(
+            Series(
+                name,
+                color,
+                points,
+                dash=DASHES[n % len(DASHES)],
+                marker=marker,
+                width=2.5 + 1.75 * under,
+            )
+        )
     rows = tuple(
         (label, *("\u2013" if (v := vs[i]) is None else fmt(v) for _, vs in series))
         for i, label in enumerate(x_labels)
@@ -189,7 +250,12 @@ def line_chart(
         table_rows=rows,
         empty=not values,
         legend=tuple((s.name, s.color) for s in drawn) if legend or len(drawn) > 1 else (),
+        legend_series=tuple(drawn) if legend or len(drawn) > 1 else (),
     )
+
+
+# Up to this many bars carry their value above them; more would crowd the axis.
+MAX_BAR_VALUES = 12
 
 
 def bar_chart(
@@ -223,6 +289,7 @@ def bar_chart(
                 BOTTOM_Y - y,
                 color,
                 f"{x_labels[i]}: {fmt(value)}",
+                fmt(value) if len(values) <= MAX_BAR_VALUES else "",
             )
         )
     rows = tuple(
@@ -240,23 +307,25 @@ def bar_chart(
         bars=tuple(bars),
         table_head=(x_axis, y_axis, *(name for name, _ in extra_columns)),
         table_rows=rows,
-        empty=not any(values),
+        # No categories or days at all: no data. Bars of 0 are data, drawn as 0.
+        empty=not values,
     )
 
 
 def _amount(value: float, unit: str) -> str:
-    return f"{value:.0f} {unit}" if value >= 10 or value.is_integer() else f"{value:.1f} {unit}"
+    places = 0 if value >= 10 or value.is_integer() else 1
+    return f"{number_format(value, places)} {unit}"
 
 
 def duration(seconds: float) -> str:
     """Seconds as a person reads them: 45 s, 12 min, 3.5 h, 2.1 days."""
     if seconds < 60:
-        return f"{seconds:.0f} s"
+        return f"{number_format(seconds, 0)} s"
     if seconds < 3600:
         return _amount(seconds / 60, "min")
     if seconds < 48 * 3600:
         return _amount(seconds / 3600, "h")
-    return _amount(seconds / 86400, "days")
+    return _amount(seconds / 86400, str(_("days")))
 
 
 # Steps a time axis reads well in: seconds, minutes, hours, days.
@@ -297,4 +366,5 @@ def percent(value: float) -> str:
 
 
 def count(value: float) -> str:
-    return f"{value:,.0f}"
+    """1234 as "1,234" (German "1.234")."""
+    return number_format(value, 0, force_grouping=True)

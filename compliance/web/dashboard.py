@@ -7,12 +7,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.utils.formats import date_format, number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+
 from compliance.consent.models import Purpose
 from compliance.consent.reports import consent_rates_over_time
 from compliance.sampling.reports import reviews_by_location
 
 from . import charts, selectors
 from .forms import PURPOSE_SHORT
+
+# The purge-lag sentence counts the days whose worst lag stayed under this.
+LAG_GOAL_SECONDS = 120
 
 
 def dashboard_charts(*, report: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -28,11 +35,13 @@ def dashboard_charts(*, report: dict[str, Any], now: datetime) -> dict[str, Any]
     result: dict[str, Any] = {
         "overdue": charts.bar_chart(
             slug="overdue",
-            title="Overdue artefacts by category",
-            description="Artefacts past their effective retention and not purged yet, "
-            "not counting those under a legal hold. The goal is zero.",
-            x_axis="Category",
-            y_axis="Overdue artefacts",
+            title=_("Overdue artefacts by category"),
+            description=_(
+                "Artefacts past their effective retention and not purged yet, "
+                "not counting those under a legal hold. The goal is zero."
+            ),
+            x_axis=_("Category"),
+            y_axis=_("Overdue artefacts"),
             x_labels=categories,
             values=[overdue.get(c, 0) for c in categories],
             fmt=charts.count,
@@ -41,15 +50,17 @@ def dashboard_charts(*, report: dict[str, Any], now: datetime) -> dict[str, Any]
         "purge_lag": _with_full_dates(
             charts.line_chart(
                 slug="purge-lag",
-                title="Purge lag",
-                description="How long after their retention ended artefacts were purged, "
-                "worst and average per day (retention purges only).",
-                x_axis="Day",
-                y_axis="Lag",
+                title=_("Purge lag"),
+                description=_(
+                    "How long after their retention ended artefacts were purged, "
+                    "worst and average per day (retention purges only)."
+                ),
+                x_axis=_("Day"),
+                y_axis=_("Lag"),
                 x_labels=short_days,
                 series=[
-                    ("Worst", [d.max_seconds for d in lag]),
-                    ("Average", [d.avg_seconds for d in lag]),
+                    (_("Worst"), [d.max_seconds for d in lag]),
+                    (_("Average"), [d.avg_seconds for d in lag]),
                 ],
                 fmt=charts.duration,
                 y_floor=60.0,
@@ -60,11 +71,13 @@ def dashboard_charts(*, report: dict[str, Any], now: datetime) -> dict[str, Any]
         "purges": _with_full_dates(
             charts.bar_chart(
                 slug="purges-per-day",
-                title="Purges per day",
-                description="Artefacts purged each day, for every reason (retention, user "
-                "choice, deletion requests).",
-                x_axis="Day",
-                y_axis="Artefacts purged",
+                title=_("Purges per day"),
+                description=_(
+                    "Artefacts purged each day, for every reason (retention, user "
+                    "choice, deletion requests)."
+                ),
+                x_axis=_("Day"),
+                y_axis=_("Artefacts purged"),
                 x_labels=short_days,
                 values=[n for _, n in purges],
                 fmt=charts.count,
@@ -74,20 +87,22 @@ def dashboard_charts(*, report: dict[str, Any], now: datetime) -> dict[str, Any]
         "consent": [],
         "reviews": charts.bar_chart(
             slug="reviews-by-location",
-            title="Clips heard, by reviewer location",
-            description="Review items whose audio a reviewer fetched in the last 30 days, "
-            "by the reviewer's country.",
-            x_axis="Reviewer location",
-            y_axis="Clips heard",
+            title=_("Clips heard, by reviewer location"),
+            description=_(
+                "Review items whose audio a reviewer fetched in the last 30 days, "
+                "by the reviewer's country."
+            ),
+            x_axis=_("Reviewer location"),
+            y_axis=_("Clips heard"),
             x_labels=[r.location for r in reviews],
             values=[r.heard for r in reviews],
             fmt=charts.count,
             color=charts.PALETTE[2],
             extra_columns=[
-                ("Selected", [charts.count(r.selected) for r in reviews]),
-                ("Annotated", [charts.count(r.annotated) for r in reviews]),
-                ("Revoked", [charts.count(r.revoked) for r in reviews]),
-                ("From another jurisdiction", [charts.count(r.cross_border) for r in reviews]),
+                (_("Selected"), [charts.count(r.selected) for r in reviews]),
+                (_("Annotated"), [charts.count(r.annotated) for r in reviews]),
+                (_("Revoked"), [charts.count(r.revoked) for r in reviews]),
+                (_("From another jurisdiction"), [charts.count(r.cross_border) for r in reviews]),
             ],
         ),
     }
@@ -96,24 +111,152 @@ def dashboard_charts(*, report: dict[str, Any], now: datetime) -> dict[str, Any]
         keys = [(j, purpose) for j in shown if (j, purpose) in rates.series]
         chart = charts.line_chart(
             slug=f"consent-{purpose.replace('_', '-')}",
-            title=f"Consent to {PURPOSE_SHORT[purpose]}",
-            description=f"Share of voice profiles that allow {PURPOSE_SHORT[purpose]}, per "
-            "jurisdiction, at the end of each day"
-            + (
-                " (children's profiles excluded: they can never allow it)."
+            title=_("Consent to %(purpose)s") % {"purpose": PURPOSE_SHORT[purpose]},
+            description=(
+                _(
+                    "Share of voice profiles that allow %(purpose)s, per jurisdiction, at the "
+                    "end of each day (children's profiles excluded: they can never allow it)."
+                )
                 if purpose == Purpose.HUMAN_REVIEW
-                else "."
-            ),
-            x_axis="Day",
-            y_axis="Profiles consenting",
+                else _(
+                    "Share of voice profiles that allow %(purpose)s, per jurisdiction, at the "
+                    "end of each day."
+                )
+            )
+            % {"purpose": PURPOSE_SHORT[purpose]},
+            x_axis=_("Day"),
+            y_axis=_("Profiles consenting"),
             x_labels=short_days,
             series=[(j, [rates.rate((j, p), i) for i in range(len(days))]) for j, p in keys],
             fmt=charts.percent,
             y_max=100.0,
             legend=True,
         )
+        chart = _summarised(chart, consent_summary(chart.series))
         result["consent"].append(_with_full_dates(chart, days))
+    result["overdue"] = _summarised(
+        result["overdue"], overdue_summary({c: overdue.get(c, 0) for c in categories})
+    )
+    result["purge_lag"] = _summarised(
+        result["purge_lag"], purge_lag_summary([d.max_seconds for d in lag], days)
+    )
+    result["purges"] = _summarised(result["purges"], purges_summary([n for _, n in purges], days))
+    result["reviews"] = _summarised(
+        result["reviews"],
+        reviews_summary(
+            [(r.location, r.heard) for r in reviews], sum(r.cross_border for r in reviews)
+        ),
+    )
     return result
+
+
+def _summarised(chart: charts.Chart, summary: str) -> charts.Chart:
+    return charts.Chart(**{**chart.__dict__, "summary": summary})
+
+
+def _day(iso_day: str) -> str:
+    return date_format(datetime.fromisoformat(iso_day).date(), "DATE_FORMAT")
+
+
+def _n(value: float) -> str:
+    return number_format(value, 0, force_grouping=True)
+
+
+# --- the sentence above each chart: what it shows now --------------------------------
+
+
+def overdue_summary(by_category: dict[str, int]) -> str:
+    total = sum(by_category.values())
+    if total == 0:
+        return _("Nothing is overdue: every category meets the goal of zero.")
+    worst = max(by_category, key=lambda c: by_category[c])
+    return ngettext(
+        "%(n)s artefact is overdue, most of them %(category)s (%(worst)s).",
+        "%(n)s artefacts are overdue, most of them %(category)s (%(worst)s).",
+        total,
+    ) % {"n": _n(total), "category": worst, "worst": _n(by_category[worst])}
+
+
+def purge_lag_summary(worst_per_day: Sequence[float | None], days: Sequence[str]) -> str:
+    """ "Purge lag stayed under 2 minutes on 29 of 30 days; the worst was 3 min on …"."""
+    measured = [(v, d) for v, d in zip(worst_per_day, days, strict=True) if v is not None]
+    if not measured:
+        return _("No artefact was purged by retention in the last %(days)d days.") % {
+            "days": len(days)
+        }
+    under = sum(1 for v, _d in measured if v < LAG_GOAL_SECONDS)
+    worst, worst_day = max(measured)
+    return ngettext(
+        "Purge lag stayed under %(goal)s on %(under)d of %(days)d day with purges; "
+        "the worst was %(worst)s on %(day)s.",
+        "Purge lag stayed under %(goal)s on %(under)d of %(days)d days with purges; "
+        "the worst was %(worst)s on %(day)s.",
+        len(measured),
+    ) % {
+        "goal": _("2 minutes"),
+        "under": under,
+        "days": len(measured),
+        "worst": charts.duration(worst),
+        "day": _day(worst_day),
+    }
+
+
+def purges_summary(per_day: Sequence[int], days: Sequence[str]) -> str:
+    total = sum(per_day)
+    if total == 0:
+        return _("Nothing was purged in the last %(days)d days.") % {"days": len(days)}
+    most = max(range(len(per_day)), key=lambda i: (per_day[i], i))
+    return ngettext(
+        "%(n)s artefact purged in %(days)d days, the most on %(day)s (%(most)s).",
+        "%(n)s artefacts purged in %(days)d days, the most on %(day)s (%(most)s).",
+        total,
+    ) % {"n": _n(total), "days": len(days), "day": _day(days[most]), "most": _n(per_day[most])}
+
+
+def reviews_summary(heard_by_location: Sequence[tuple[str, int]], cross_border: int) -> str:
+    total = sum(n for _loc, n in heard_by_location)
+    if total == 0:
+        return _("No clip was heard by a reviewer in the last 30 days.")
+    places = sum(1 for _loc, n in heard_by_location if n)
+    clips = ngettext(
+        "%(n)s clip heard in the last 30 days", "%(n)s clips heard in the last 30 days", total
+    ) % {"n": _n(total)}
+    where = ngettext(
+        "in %(places)d reviewer location", "in %(places)d reviewer locations", places
+    ) % {"places": places}
+    if cross_border == 0:
+        return _("%(clips)s, %(where)s; all from the reviewers' own jurisdiction.") % {
+            "clips": clips,
+            "where": where,
+        }
+    return _("%(clips)s, %(where)s; %(cross)s from another jurisdiction.") % {
+        "clips": clips,
+        "where": where,
+        "cross": _n(cross_border),
+    }
+
+
+def consent_summary(series: Sequence[charts.Series]) -> str:
+    """The latest day's highest and lowest share among the jurisdictions drawn."""
+    latest = [(s.name, s.points[-1].label.rsplit(": ", 1)[-1]) for s in series if s.points]
+    if not latest:
+        return _("No voice profiles in these jurisdictions yet.")
+    if len(latest) == 1:
+        name, share = latest[0]
+        return _("On the latest day %(share)s of the profiles in %(where)s allow it.") % {
+            "share": share,
+            "where": name,
+        }
+    ranked = sorted(latest, key=lambda item: float(item[1].rstrip("%")))
+    (low, low_share), (high, high_share) = ranked[0], ranked[-1]
+    if low_share == high_share:
+        return _(
+            "On the latest day %(share)s of the profiles allow it in every jurisdiction shown."
+        ) % {"share": high_share}
+    return _(
+        "On the latest day the share is highest in %(high)s (%(high_share)s) and lowest in "
+        "%(low)s (%(low_share)s)."
+    ) % {"high": high, "high_share": high_share, "low": low, "low_share": low_share}
 
 
 def _with_full_dates(chart: charts.Chart, days: Sequence[str]) -> charts.Chart:
@@ -124,16 +267,16 @@ def _with_full_dates(chart: charts.Chart, days: Sequence[str]) -> charts.Chart:
 
 # --- CSV -------------------------------------------------------------------------------------
 
-REPORTS = {
-    "retention-summary": "The retention report's figures",
-    "overdue-by-category": "Overdue artefacts by category",
-    "purge-lag": "Purge lag per day",
-    "purges-per-day": "Artefacts purged per day",
-    "consent-rates": "Consent rates per day, jurisdiction and purpose",
-    "reviews-by-location": "Review items by reviewer location (30 days)",
-    "deletion-requests": "Open deletion requests",
-    "legal-holds": "Active legal holds",
-    "policy-gaps": "Jurisdictions and categories without a policy",
+REPORTS: dict[str, Any] = {
+    "retention-summary": gettext_lazy("The retention report's figures"),
+    "overdue-by-category": gettext_lazy("Overdue artefacts by category"),
+    "purge-lag": gettext_lazy("Purge lag per day"),
+    "purges-per-day": gettext_lazy("Artefacts purged per day"),
+    "consent-rates": gettext_lazy("Consent rates per day, jurisdiction and purpose"),
+    "reviews-by-location": gettext_lazy("Review items by reviewer location (30 days)"),
+    "deletion-requests": gettext_lazy("Open deletion requests"),
+    "legal-holds": gettext_lazy("Active legal holds"),
+    "policy-gaps": gettext_lazy("Jurisdictions and categories without a policy"),
 }
 
 

@@ -5,58 +5,62 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from compliance.accounts.models import RetentionChoice
 from compliance.consent.models import Purpose
-from compliance.core.fields import OUT_OF_RANGE_MESSAGE, year_in_range
+from compliance.core.fields import EARLIEST_YEAR, LATEST_YEAR, year_in_range
 from compliance.recordings.models import Category
 from compliance.retention.models import AppliesTo
 
+StrOrPromise = str | Promise
+
 # What each retention choice means, in plain words (the privacy page shows these).
-RETENTION_MEANING: dict[str, str] = {
-    RetentionChoice.THREE_MONTHS: (
+RETENTION_MEANING: dict[str, StrOrPromise] = {
+    RetentionChoice.THREE_MONTHS: _(
         "Recordings are deleted automatically three months after they were made."
     ),
-    RetentionChoice.EIGHTEEN_MONTHS: (
+    RetentionChoice.EIGHTEEN_MONTHS: _(
         "Recordings are deleted automatically eighteen months after they were made."
     ),
-    RetentionChoice.UNTIL_DELETED: (
+    RetentionChoice.UNTIL_DELETED: _(
         "Recordings are kept until you delete them here, unless the rules for your "
         "country set a shorter limit."
     ),
-    RetentionChoice.DONT_SAVE: (
+    RetentionChoice.DONT_SAVE: _(
         "Recordings are deleted as soon as your request has been processed. "
         "Nothing is kept for people to review or to improve the service."
     ),
 }
 
 # Keyed by the stored value: forms and templates look labels up with plain strings.
-RETENTION_LABELS: dict[str, str] = {
-    RetentionChoice.THREE_MONTHS: "3 months",
-    RetentionChoice.EIGHTEEN_MONTHS: "18 months",
-    RetentionChoice.UNTIL_DELETED: "Until I delete them",
-    RetentionChoice.DONT_SAVE: "Don't save my recordings",
+RETENTION_LABELS: dict[str, StrOrPromise] = {
+    RetentionChoice.THREE_MONTHS: _("3 months"),
+    RetentionChoice.EIGHTEEN_MONTHS: _("18 months"),
+    RetentionChoice.UNTIL_DELETED: _("Until I delete them"),
+    RetentionChoice.DONT_SAVE: _("Don't save my recordings"),
 }
 
-PURPOSE_LABELS: dict[str, str] = {
-    Purpose.HUMAN_REVIEW: "People may listen to my recordings",
-    Purpose.MODEL_TRAINING: "My recordings may be used to train speech recognition",
+PURPOSE_LABELS: dict[str, StrOrPromise] = {
+    Purpose.HUMAN_REVIEW: _("People may listen to my recordings"),
+    Purpose.MODEL_TRAINING: _("My recordings may be used to train speech recognition"),
 }
 
-PURPOSE_EXPLANATIONS: dict[str, str] = {
-    Purpose.HUMAN_REVIEW: (
+PURPOSE_EXPLANATIONS: dict[str, StrOrPromise] = {
+    Purpose.HUMAN_REVIEW: _(
         "A small number of clips are heard by trained reviewers, who write down what was "
         "said to check and improve recognition. Reviewers never learn who spoke."
     ),
-    Purpose.MODEL_TRAINING: (
+    Purpose.MODEL_TRAINING: _(
         "Recordings and their transcripts are used by computers, without anyone listening, "
         "to make speech recognition better."
     ),
 }
 
-PURPOSE_SHORT: dict[str, str] = {
-    Purpose.HUMAN_REVIEW: "human review",
-    Purpose.MODEL_TRAINING: "model training",
+PURPOSE_SHORT: dict[str, StrOrPromise] = {
+    Purpose.HUMAN_REVIEW: _("human review"),
+    Purpose.MODEL_TRAINING: _("model training"),
 }
 
 # Services name some fields as the API does; the forms name them for people.
@@ -67,6 +71,11 @@ NOTICE_VERSION = "web-2026-01"
 # a book. The same limit as a ledger acknowledgement's reason.
 HOLD_REASON_MAX = 2000
 HOLD_CASE_REFERENCE_MAX = 200  # LegalHold.case_reference's column
+
+
+# compliance.core.fields.OUT_OF_RANGE_MESSAGE, in the reader's language.
+OUT_OF_RANGE = _("Must lie between the years %(earliest)s and %(latest)s.")
+YEARS = {"earliest": EARLIEST_YEAR, "latest": LATEST_YEAR}
 
 
 def start_of_day(value: date | None) -> datetime | None:
@@ -85,22 +94,26 @@ class BoundedDateField(forms.DateField):
     """A day within the years every date in Earshot lies in: the pages add a day to an
     inclusive end, which overflows at 9999-12-31."""
 
-    default_error_messages = {"out_of_range": OUT_OF_RANGE_MESSAGE}
+    default_error_messages = {"out_of_range": OUT_OF_RANGE}
 
     def to_python(self, value: Any) -> date | None:
         parsed = super().to_python(value)
         if parsed is not None and not year_in_range(parsed):
-            raise forms.ValidationError(self.error_messages["out_of_range"], code="out_of_range")
+            raise forms.ValidationError(
+                self.error_messages["out_of_range"], code="out_of_range", params=YEARS
+            )
         return parsed
 
 
 class BoundedDateTimeField(forms.DateTimeField):
-    default_error_messages = {"out_of_range": OUT_OF_RANGE_MESSAGE}
+    default_error_messages = {"out_of_range": OUT_OF_RANGE}
 
     def to_python(self, value: Any) -> datetime | None:
         parsed = super().to_python(value)
         if parsed is not None and not year_in_range(parsed):
-            raise forms.ValidationError(self.error_messages["out_of_range"], code="out_of_range")
+            raise forms.ValidationError(
+                self.error_messages["out_of_range"], code="out_of_range", params=YEARS
+            )
         return parsed
 
 
@@ -113,7 +126,7 @@ class DateInput(forms.DateInput):
 
 class ConsentForm(forms.Form):
     granted = forms.TypedChoiceField(
-        choices=[("true", "grant"), ("false", "withdraw")],
+        choices=[("true", _("grant")), ("false", _("withdraw"))],
         coerce=lambda v: v == "true",
     )
 
@@ -122,18 +135,18 @@ class RetentionForm(forms.Form):
     choice = forms.ChoiceField(
         choices=[(c, RETENTION_LABELS[c]) for c in RetentionChoice.values],
         widget=forms.RadioSelect,
-        label="How long should your recordings be kept?",
+        label=_("How long should your recordings be kept?"),
     )
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
 
 class DeletionForm(forms.Form):
-    SCOPES = [("one", "one recording"), ("range", "a date range"), ("all", "everything")]
+    SCOPES = [("one", _("one recording")), ("range", _("a date range")), ("all", _("everything"))]
 
     scope = forms.ChoiceField(choices=SCOPES, widget=forms.HiddenInput)
     recording = forms.CharField(required=False, max_length=128, widget=forms.HiddenInput)
-    date_from = BoundedDateField(required=False, label="From", widget=DateInput())
-    date_to = BoundedDateField(required=False, label="To (inclusive)", widget=DateInput())
+    date_from = BoundedDateField(required=False, label=_("From"), widget=DateInput())
+    date_to = BoundedDateField(required=False, label=_("To (inclusive)"), widget=DateInput())
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean(self) -> dict[str, Any]:
@@ -141,30 +154,31 @@ class DeletionForm(forms.Form):
         data = self.cleaned_data
         scope = data.get("scope")
         if scope == "one" and not data.get("recording"):
-            self.add_error(None, "Choose the recording to delete.")
+            self.add_error(None, _("Choose the recording to delete."))
         if scope == "range":
             start, end = data.get("date_from"), data.get("date_to")
             if start is None and end is None:
-                self.add_error("date_from", "Give a first day, a last day, or both.")
+                self.add_error("date_from", _("Give a first day, a last day, or both."))
             elif start and end and start > end:
-                self.add_error("date_to", "The last day must not lie before the first.")
+                self.add_error("date_to", _("The last day must not lie before the first."))
         return data
 
 
 class PolicyForm(forms.Form):
     jurisdiction = forms.CharField(
         max_length=8,
-        help_text="A country code (DE), a group (EU, EEA) or * for everywhere.",
+        help_text=_("A country code (DE), a group (EU, EEA) or * for everywhere."),
+        label=_("Jurisdiction"),
     )
-    category = forms.ChoiceField(choices=[(c, c) for c in Category.values])
+    category = forms.ChoiceField(choices=[(c, c) for c in Category.values], label=_("Category"))
     applies_to = forms.ChoiceField(
-        choices=[(a, a) for a in AppliesTo.values], label="Applies to", initial=AppliesTo.ALL
+        choices=[(a, a) for a in AppliesTo.values], label=_("Applies to"), initial=AppliesTo.ALL
     )
-    retention_days = forms.IntegerField(label="Keep for (days)", min_value=0, max_value=36_500)
+    retention_days = forms.IntegerField(label=_("Keep for (days)"), min_value=0, max_value=36_500)
     effective_from = BoundedDateTimeField(
         required=False,
-        label="In force from (UTC)",
-        help_text="Leave empty for now.",
+        label=_("In force from (UTC)"),
+        help_text=_("Leave empty for now."),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
     )
@@ -179,11 +193,15 @@ class PolicyForm(forms.Form):
 
 
 class ConsentDefaultForm(forms.Form):
-    jurisdiction = forms.CharField(max_length=2, help_text="A country code, e.g. US.")
-    purpose = forms.ChoiceField(choices=[(p, PURPOSE_SHORT[p]) for p in Purpose.values])
+    jurisdiction = forms.CharField(
+        max_length=2, label=_("Jurisdiction"), help_text=_("A country code, e.g. US.")
+    )
+    purpose = forms.ChoiceField(
+        choices=[(p, PURPOSE_SHORT[p]) for p in Purpose.values], label=_("Purpose")
+    )
     granted = forms.TypedChoiceField(
-        label="Without an answer from the user",
-        choices=[("true", "granted (opt-out)"), ("false", "not granted (opt-in)")],
+        label=_("Without an answer from the user"),
+        choices=[("true", _("granted (opt-out)")), ("false", _("not granted (opt-in)"))],
         coerce=lambda v: v == "true",
     )
 
@@ -193,10 +211,14 @@ class ConsentDefaultForm(forms.Form):
 
 class TransferRuleForm(forms.Form):
     jurisdiction = forms.CharField(
-        max_length=2, label="Recordings from", help_text="Country code of the recordings."
+        max_length=2,
+        label=_("Recordings from"),
+        help_text=_("Country code of the recordings."),
     )
     reviewer_location = forms.CharField(
-        max_length=2, label="May be reviewed in", help_text="Country code of the reviewers."
+        max_length=2,
+        label=_("May be reviewed in"),
+        help_text=_("Country code of the reviewers."),
     )
 
     def clean_jurisdiction(self) -> str:
@@ -208,25 +230,28 @@ class TransferRuleForm(forms.Form):
 
 class LegalHoldForm(forms.Form):
     scope = forms.ChoiceField(
-        choices=[("account", "an account"), ("profile", "a voice profile")],
+        choices=[("account", _("an account")), ("profile", _("a voice profile"))],
         widget=forms.RadioSelect,
         initial="account",
-        label="Hold",
+        label=_("Hold"),
     )
     target = forms.CharField(
         max_length=128,
-        label="Account or profile id",
-        help_text="The external id; find it by id or email with the search above.",
+        label=_("Account or profile id"),
+        help_text=_("The external id; find it by id or email with the search above."),
     )
-    date_from = BoundedDateField(required=False, label="Recorded from", widget=DateInput())
-    date_to = BoundedDateField(required=False, label="Recorded to (inclusive)", widget=DateInput())
+    date_from = BoundedDateField(required=False, label=_("Recorded from"), widget=DateInput())
+    date_to = BoundedDateField(
+        required=False, label=_("Recorded to (inclusive)"), widget=DateInput()
+    )
     case_reference = forms.CharField(
         max_length=HOLD_CASE_REFERENCE_MAX,
-        label="Case reference",
-        help_text="The court's or the investigation's reference.",
+        label=_("Case reference"),
+        help_text=_("The court's or the investigation's reference."),
     )
     reason = forms.CharField(
         max_length=HOLD_REASON_MAX,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Why the recordings must be kept.",
+        help_text=_("Why the recordings must be kept."),
+        label=_("Reason"),
     )

@@ -466,3 +466,10 @@ def ledger_kinds() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(sql)
         return [kind for (kind,) in cursor.fetchall()]
+
+
+def page_language_of(*, user: Any) -> str | None:
+    """The language a person saved for the pages, if any."""
+    from .models import PagePreference
+
+    return PagePreference.objects.filter(user_id=user.pk).values_list("language", flat=True).first()

@@ -3,11 +3,12 @@ under /privacy/, the privacy officers' dashboard and forms under /officer/."""
 
 from django.urls import path
 
-from .views import downloads, officer, privacy, reports, webhooks
+from .views import downloads, language, officer, privacy, reports, webhooks
 
 app_name = "web"
 
 urlpatterns = [
+    path("language/", language.switch_language, name="language"),
     path("privacy/", privacy.privacy, name="privacy"),
     path(
         "privacy/profiles/<str:profile_id>/consents/<str:purpose>/",
@@ -18,6 +19,11 @@ urlpatterns = [
         "privacy/profiles/<str:profile_id>/retention/",
         privacy.retention_change,
         name="retention",
+    ),
+    path(
+        "privacy/profiles/<str:profile_id>/name/",
+        privacy.profile_rename_view,
+        name="rename",
     ),
     path(
         "privacy/profiles/<str:profile_id>/recordings/",

@@ -8,42 +8,46 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.utils.translation import get_language, gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from compliance.core.errors import ApplicationError, FieldError
 
-COUNTRY_NAMES: dict[str, str] = {
-    "AT": "Austria", "AU": "Australia", "BE": "Belgium", "BG": "Bulgaria", "BR": "Brazil",
-    "CA": "Canada", "CH": "Switzerland", "CN": "China", "CY": "Cyprus",
-    "CZ": "the Czech Republic", "DE": "Germany", "DK": "Denmark", "EE": "Estonia",
-    "ES": "Spain", "FI": "Finland", "FR": "France", "GB": "the United Kingdom",
-    "GR": "Greece", "HR": "Croatia", "HU": "Hungary", "IE": "Ireland", "IL": "Israel",
-    "IN": "India", "IS": "Iceland", "IT": "Italy", "JP": "Japan", "KR": "South Korea",
-    "LI": "Liechtenstein", "LT": "Lithuania", "LU": "Luxembourg", "LV": "Latvia",
-    "MT": "Malta", "MX": "Mexico", "NL": "the Netherlands", "NO": "Norway",
-    "NZ": "New Zealand", "PH": "the Philippines", "PL": "Poland", "PT": "Portugal",
-    "RO": "Romania", "SE": "Sweden", "SG": "Singapore", "SI": "Slovenia",
-    "SK": "Slovakia", "TR": "Turkey", "UA": "Ukraine", "US": "the United States",
-    "ZA": "South Africa",
+COUNTRY_NAMES: dict[str, Any] = {
+    "AT": _("Austria"), "AU": _("Australia"), "BE": _("Belgium"), "BG": _("Bulgaria"),
+    "BR": _("Brazil"), "CA": _("Canada"), "CH": _("Switzerland"), "CN": _("China"),
+    "CY": _("Cyprus"), "CZ": _("the Czech Republic"), "DE": _("Germany"), "DK": _("Denmark"),
+    "EE": _("Estonia"), "ES": _("Spain"), "FI": _("Finland"), "FR": _("France"),
+    "GB": _("the United Kingdom"), "GR": _("Greece"), "HR": _("Croatia"), "HU": _("Hungary"),
+    "IE": _("Ireland"), "IL": _("Israel"), "IN": _("India"), "IS": _("Iceland"), "IT": _("Italy"),
+    "JP": _("Japan"), "KR": _("South Korea"), "LI": _("Liechtenstein"), "LT": _("Lithuania"),
+    "LU": _("Luxembourg"), "LV": _("Latvia"), "MT": _("Malta"), "MX": _("Mexico"),
+    "NL": _("the Netherlands"), "NO": _("Norway"), "NZ": _("New Zealand"),
+    "PH": _("the Philippines"), "PL": _("Poland"), "PT": _("Portugal"), "RO": _("Romania"),
+    "SE": _("Sweden"), "SG": _("Singapore"), "SI": _("Slovenia"), "SK": _("Slovakia"),
+    "TR": _("Turkey"), "UA": _("Ukraine"), "US": _("the United States"), "ZA": _("South Africa"),
 }  # fmt: skip
 
-GROUP_NAMES = {"EU": "the EU", "EEA": "the EEA", "*": "everywhere"}
+GROUP_NAMES: dict[str, Any] = {"EU": _("the EU"), "EEA": _("the EEA"), "*": _("everywhere")}
 
-PURPOSE_WORDS = {"human_review": "human review", "model_training": "model training"}
-CATEGORY_WORDS = {"audio": "audio", "transcript": "transcripts"}
-APPLIES_TO_WORDS = {"all": "", "adults": " of adults", "children": " of children"}
+PURPOSE_WORDS: dict[str, Any] = {
+    "human_review": _("human review"),
+    "model_training": _("model training"),
+}
+CATEGORY_WORDS: dict[str, Any] = {"audio": _("audio"), "transcript": _("transcripts")}
 
 # Actors that are not users: what the pages call them.
-SYSTEM_ACTORS = {
-    "schedule": "the schedule",
+SYSTEM_ACTORS: dict[str, Any] = {
+    "schedule": _("the schedule"),
     "command": "manage.py verify_ledger",
     "system": "Earshot",
-    "anonymous": "someone not signed in",
+    "anonymous": _("someone not signed in"),
 }
 
 
 def country(code: str) -> str:
     """A jurisdiction as a person reads it; an unknown code stays as it is."""
-    return GROUP_NAMES.get(code) or COUNTRY_NAMES.get(code, code)
+    return str(GROUP_NAMES.get(code) or COUNTRY_NAMES.get(code, code))
 
 
 def sentence_start(text: str) -> str:
@@ -53,17 +57,17 @@ def sentence_start(text: str) -> str:
 def duration(days: int) -> str:
     """A retention period in the unit people use: "18 months", "2 years", "30 days"."""
     if days == 0:
-        return "not at all"
+        return gettext("not at all")
     if days % 365 == 0:
         years = days // 365
-        return f"{years} year{'s' if years != 1 else ''}"
+        return ngettext("%(n)d year", "%(n)d years", years) % {"n": years}
     if days % 30 == 0 or days in (90, 180, 540):
         months = round(days / 30)
-        return f"{months} month{'s' if months != 1 else ''}"
+        return ngettext("%(n)d month", "%(n)d months", months) % {"n": months}
     if days % 7 == 0 and days < 70:
         weeks = days // 7
-        return f"{weeks} week{'s' if weeks != 1 else ''}"
-    return f"{days} day{'s' if days != 1 else ''}"
+        return ngettext("%(n)d week", "%(n)d weeks", weeks) % {"n": weeks}
+    return ngettext("%(n)d day", "%(n)d days", days) % {"n": days}
 
 
 def actor_names(actors: Iterable[str]) -> dict[str, str]:
@@ -71,7 +75,7 @@ def actor_names(actors: Iterable[str]) -> dict[str, str]:
     "user:12" becomes that user's username, "schedule" "the schedule"; a service
     client's actor and anything unknown stay as recorded."""
     actors = set(actors)
-    names = {actor: SYSTEM_ACTORS.get(actor, actor) for actor in actors}
+    names = {actor: str(SYSTEM_ACTORS.get(actor, actor)) for actor in actors}
     ids = {
         int(actor.removeprefix("user:")): actor
         for actor in actors
@@ -83,7 +87,7 @@ def actor_names(actors: Iterable[str]) -> dict[str, str]:
             names[ids[user.pk]] = user.get_username()
     for actor in ids.values():
         if names[actor] == actor:
-            names[actor] = "a user who no longer exists"
+            names[actor] = gettext("a user who no longer exists")
     return names
 
 
@@ -93,26 +97,40 @@ def actor_name(actor: str) -> str:
 
 def policy_words(policy: Any) -> str:
     """ "Germany, audio of children: kept 18 months (version 2)"."""
-    what = CATEGORY_WORDS.get(policy.category, policy.category)
-    whom = APPLIES_TO_WORDS.get(policy.applies_to, f" ({policy.applies_to})")
-    return (
-        f"{sentence_start(country(policy.jurisdiction))}, {what}{whom}: kept "
-        f"{duration(policy.retention_days)} (version {policy.version})"
-    )
+    words = {
+        "where": sentence_start(country(policy.jurisdiction)),
+        "what": CATEGORY_WORDS.get(policy.category, policy.category),
+        "kept": duration(policy.retention_days),
+        "version": policy.version,
+        "whom": policy.applies_to,
+    }
+    if policy.applies_to == "adults":
+        return gettext("%(where)s, %(what)s of adults: kept %(kept)s (version %(version)s)") % words
+    if policy.applies_to == "children":
+        return (
+            gettext("%(where)s, %(what)s of children: kept %(kept)s (version %(version)s)") % words
+        )
+    if policy.applies_to == "all":
+        return gettext("%(where)s, %(what)s: kept %(kept)s (version %(version)s)") % words
+    return gettext("%(where)s, %(what)s (%(whom)s): kept %(kept)s (version %(version)s)") % words
 
 
 def consent_default_words(default: Any) -> str:
     """ "France: model training is now off by default"."""
-    state = "on" if default.granted else "off"
-    purpose = PURPOSE_WORDS.get(default.purpose, default.purpose)
-    return f"{sentence_start(country(default.jurisdiction))}: {purpose} is now {state} by default"
+    words = {
+        "where": sentence_start(country(default.jurisdiction)),
+        "purpose": PURPOSE_WORDS.get(default.purpose, default.purpose),
+    }
+    if default.granted:
+        return gettext("%(where)s: %(purpose)s is now on by default") % words
+    return gettext("%(where)s: %(purpose)s is now off by default") % words
 
 
 def transfer_rule_words(rule: Any) -> str:
-    return (
-        f"recordings from {country(rule.jurisdiction)} may be reviewed in "
-        f"{country(rule.reviewer_location)}"
-    )
+    return gettext("recordings from %(from)s may be reviewed in %(in)s") % {
+        "from": country(rule.jurisdiction),
+        "in": country(rule.reviewer_location),
+    }
 
 
 # --- refusals on the forms -------------------------------------------------------------
@@ -122,22 +140,31 @@ def transfer_rule_words(rule: Any) -> str:
 # form's own fields; where the page has better words for a field's problem than the
 # API's sentence, it says those.
 
-REFUSAL_SENTENCES = {
-    "invalid_range": "That was not saved: the first day lies after the last day.",
-    "unknown_jurisdiction": "That was not saved: the country code is not one we know.",
-    "unknown_location": "That was not saved: the country code is not one we know.",
+REFUSAL_SENTENCES: dict[str, Any] = {
+    "invalid_range": _("That was not saved: the first day lies after the last day."),
+    "unknown_jurisdiction": _("That was not saved: the country code is not one we know."),
+    "unknown_location": _("That was not saved: the country code is not one we know."),
 }
 
 # The services name some fields as the API does; the forms name them for people.
 FORM_FIELDS = {"from": "date_from", "to": "date_to", "account": "target", "profile": "target"}
 
 # (field, problem code) -> what the form says instead of the API's sentence.
-FIELD_SENTENCES = {
-    ("jurisdiction", "unknown"): "Use a two-letter country code, such as DE or US.",
-    ("reviewer_location", "unknown"): "Use a two-letter country code, such as IE or US.",
-    ("purpose", "unknown"): "Choose one of the purposes in the list.",
-    ("account", "unknown"): "There is no account with this id. Use the search to find it.",
-    ("profile", "unknown"): "There is no profile with this id. Use the search to find it.",
+FIELD_SENTENCES: dict[tuple[str, str], Any] = {
+    ("from", "after_to"): _("The first day must be on or before the last day."),
+    ("to", "before_from"): _("The last day must be on or after the first day."),
+    ("jurisdiction", "unknown"): _("Use a two-letter country code, such as DE or US."),
+    ("reviewer_location", "unknown"): _("Use a two-letter country code, such as IE or US."),
+    ("purpose", "unknown"): _("Choose one of the purposes in the list."),
+    ("account", "unknown"): _("There is no account with this id. Use the search to find it."),
+    ("profile", "unknown"): _("There is no profile with this id. Use the search to find it."),
+    ("account", "one_target"): _("Give the id of an account or a profile."),
+    ("profile", "one_target"): _("Give the id of an account or a profile."),
+}
+# problem code -> the page's words when the API's sentence has no translation.
+GENERIC_FIELD_SENTENCES: dict[str, Any] = {
+    "required": _("This field is required."),
+    "unknown": _("This value is not one we know."),
 }
 
 
@@ -145,31 +172,45 @@ def _is_sentence(text: str) -> bool:
     return text[:1].isupper() and text.rstrip().endswith((".", "?", "!")) and "`" not in text
 
 
-FIELDS_BELOW = "That was not saved: please check the fields marked below."
+FIELDS_BELOW = _("That was not saved: please check the fields marked below.")
 
 
-def refusal_sentence(error: ApplicationError, *, fallback: str = FIELDS_BELOW) -> str:
+def refusal_sentence(error: ApplicationError, *, fallback: Any = FIELDS_BELOW) -> str:
     """A service's refusal as one sentence for a form's reader; `fallback` when the
-    service's message was written for an API client."""
+    service's message was written for an API client. A service's sentence is shown in
+    the reader's language when the catalogue has it; otherwise the page's own sentence
+    for its code, if there is one, rather than English on a German page."""
     message = str(error.message)
     if _is_sentence(message):
-        return message
+        translated = gettext(message)
+        if translated != message or error.code not in REFUSAL_SENTENCES:
+            return translated
+        if get_language() in (None, "en"):
+            return message
     if error.code in REFUSAL_SENTENCES:
-        return REFUSAL_SENTENCES[error.code]
-    return fallback
+        return str(REFUSAL_SENTENCES[error.code])
+    return str(fallback)
 
 
 def field_sentence(field: str, problem: FieldError) -> str:
     """One field's problem as the form says it: the page's own words where it has
-    them, else the API's sentence; never the code."""
+    them, else the API's sentence (in the reader's language when the catalogue has it,
+    else the page's words for its code rather than English on a German page); never
+    the code."""
     if (field, problem.code) in FIELD_SENTENCES:
-        return FIELD_SENTENCES[(field, problem.code)]
+        return str(FIELD_SENTENCES[(field, problem.code)])
     if _is_sentence(problem.message):
-        return problem.message
-    return "Please check this value."
+        translated = gettext(problem.message)
+        if translated != problem.message or problem.code not in GENERIC_FIELD_SENTENCES:
+            return translated
+        if get_language() in (None, "en"):
+            return problem.message
+    if problem.code in GENERIC_FIELD_SENTENCES:
+        return str(GENERIC_FIELD_SENTENCES[problem.code])
+    return gettext("Please check this value.")
 
 
-def page_refusal(error: ApplicationError, *, fallback: str = FIELDS_BELOW) -> ApplicationError:
+def page_refusal(error: ApplicationError, *, fallback: Any = FIELDS_BELOW) -> ApplicationError:
     """The same refusal in the pages' words, for a page's JSON answer: the envelope of
     the API (same code, same fields' codes), with sentences a person can read."""
     fields = {

@@ -124,3 +124,34 @@ def test_an_unknown_retention_choice_is_refused(choice):
 
     assert refused.value.code == "validation_error"
     assert Profile.objects.get(pk=profile.pk).retention_choice == "3_months"
+
+
+def test_a_profile_gets_a_display_name_with_its_spaces_tidied_and_no_ledger_entry():
+    from compliance.accounts.services import profile_rename
+
+    profile = ProfileFactory()
+    entries = LedgerEntry.objects.count()
+
+    profile_rename(profile=profile, display_name="  Kitchen \n  speaker ")
+
+    profile.refresh_from_db()
+    assert profile.display_name == "Kitchen speaker"
+    assert profile.name == "Kitchen speaker"
+    assert LedgerEntry.objects.count() == entries  # a typed name never enters the ledger
+    profile_rename(profile=profile, display_name="")
+    profile.refresh_from_db()
+    assert profile.name == profile.external_id
+
+
+@pytest.mark.parametrize("name", ["x" * 61, "bell\x07", None])
+def test_a_display_name_that_is_too_long_or_not_printable_is_refused(name):
+    from compliance.accounts.services import profile_rename
+
+    profile = ProfileFactory(display_name="Old")
+
+    with pytest.raises(ApplicationError) as refused:
+        profile_rename(profile=profile, display_name=name)
+
+    assert [problem.code for problem in refused.value.fields["display_name"]] == ["invalid"]
+    profile.refresh_from_db()
+    assert profile.display_name == "Old"

@@ -48,7 +48,10 @@ def test_the_page_is_one_form_with_labelled_fields_and_the_code_field_always_the
     ]:
         assert f'<label for="id_{name}">{label}</label>' in html
         assert f'name="{name}"' in html
-    assert html.count("<form") == 1 + html.count("/accounts/logout/")
+    # the sign-in form, and the language switcher every page has
+    assert html.count("<form") == 1 + html.count("/accounts/logout/") + html.count(
+        'action="/language/"'
+    )
     assert 'name="viewport" content="width=device-width' in html
     assert 'autocomplete="one-time-code"' in html
     assert "<script" not in html.split("<main", 1)[1]  # works without JavaScript

@@ -67,7 +67,7 @@ def test_a_line_chart_places_points_inside_the_frame_and_keeps_its_data_as_a_tab
     assert chart.legend == (("US", charts.PALETTE[0]), ("DE", charts.PALETTE[1]))
 
 
-def test_a_bar_chart_of_nothing_says_so():
+def test_a_bar_chart_of_zeros_draws_zero_not_no_data():
     chart = charts.bar_chart(
         slug="t",
         title="T",
@@ -76,10 +76,20 @@ def test_a_bar_chart_of_nothing_says_so():
         y_axis="y",
         x_labels=["a", "b"],
         values=[0, 0],
+        fmt=charts.count,
+    )
+
+    assert not chart.empty
+    assert [b.height for b in chart.bars] == [0, 0]
+    assert [b.value for b in chart.bars] == ["0", "0"]
+
+
+def test_a_bar_chart_without_any_category_says_no_data():
+    chart = charts.bar_chart(
+        slug="t", title="T", description="d", x_axis="x", y_axis="y", x_labels=[], values=[]
     )
 
     assert chart.empty
-    assert [b.height for b in chart.bars] == [0, 0]
 
 
 @pytest.mark.django_db
@@ -115,3 +125,101 @@ def test_purge_lag_per_day_is_worst_and_average_of_that_days_retention_purges():
     day = days[yesterday.date().isoformat()]
     assert (day.purged, day.max_seconds, day.avg_seconds) == (2, 90.0, 60.0)
     assert days[now.date().isoformat()].max_seconds is None
+
+
+def _two_lines(a, b):
+    return charts.line_chart(
+        slug="t",
+        title="T",
+        description="d",
+        x_axis="Day",
+        y_axis="Share",
+        x_labels=["01", "02", "03"],
+        series=[("US", a), ("DE", b)],
+        fmt=charts.percent,
+        y_max=100.0,
+        legend=True,
+    )
+
+
+def test_lines_differ_in_dash_and_point_shape_not_only_in_colour():
+    chart = _two_lines([50, 60, 70], [20, 30, 40])
+
+    first, second = chart.series
+    assert first.dash != second.dash
+    assert first.marker != second.marker
+    assert all(p.mark.startswith("M") for s in chart.series for p in s.points)
+    assert len({s.color for s in chart.series}) == 2
+
+
+def test_a_line_lying_on_another_still_shows_under_it():
+    chart = _two_lines([100, 100, 100], [100, 100, 100])
+
+    under, over = chart.series
+    assert [p.y for p in under.points] == [p.y for p in over.points]
+    # the one drawn first is wider, its points larger: it shows at the other's edges
+    assert under.width > over.width
+    assert under.points[0].size > over.points[0].size
+
+
+def test_axis_text_is_at_least_12_pixels_at_the_narrowest_the_chart_is_drawn():
+    assert charts.FONT_UNITS * charts.NARROWEST_PX / charts.WIDTH >= 12
+
+
+@pytest.mark.parametrize(
+    ("worst", "expected"),
+    [
+        ([30.0] * 29 + [400.0], "Purge lag stayed under 2 minutes on 29 of 30 days with purges"),
+        ([None] * 30, "No artefact was purged by retention in the last 30 days."),
+        ([10.0], "Purge lag stayed under 2 minutes on 1 of 1 day with purges"),
+    ],
+)
+def test_the_purge_lag_sentence_says_on_how_many_days_the_goal_was_met(worst, expected):
+    from compliance.web.dashboard import purge_lag_summary
+
+    days = [f"2026-11-{d:02d}" for d in range(1, len(worst) + 1)]
+
+    assert purge_lag_summary(worst, days).startswith(expected)
+
+
+def test_the_sentences_say_zero_as_zero():
+    from compliance.web.dashboard import overdue_summary, purges_summary, reviews_summary
+
+    assert overdue_summary({"audio": 0, "transcript": 0}) == (
+        "Nothing is overdue: every category meets the goal of zero."
+    )
+    assert overdue_summary({"audio": 3, "transcript": 1}) == (
+        "4 artefacts are overdue, most of them audio (3)."
+    )
+    assert purges_summary([0, 0], ["2026-11-01", "2026-11-02"]) == (
+        "Nothing was purged in the last 2 days."
+    )
+    assert reviews_summary([("DE", 0)], 0) == "No clip was heard by a reviewer in the last 30 days."
+    assert reviews_summary([("DE", 4), ("US", 2)], 1) == (
+        "6 clips heard in the last 30 days, in 2 reviewer locations; 1 from another jurisdiction."
+    )
+
+
+def test_the_consent_sentence_names_the_highest_and_lowest_share_on_the_latest_day():
+    from compliance.web.dashboard import consent_summary
+
+    chart = _two_lines([50, 60, 70], [20, 30, 40])
+
+    assert consent_summary(chart.series) == (
+        "On the latest day the share is highest in US (70%) and lowest in DE (40%)."
+    )
+
+
+@pytest.mark.django_db
+def test_the_dashboard_draws_zero_overdue_as_zero_with_a_sentence_above_each_chart(
+    officer_client,
+):
+    page = officer_client.get("/officer/").content.decode()
+
+    assert (
+        "No data in this period yet"
+        not in page.split('id="chart-overdue"')[1].split("</figure>")[0]
+    )
+    assert "Nothing is overdue: every category meets the goal of zero." in page
+    assert page.count('<p class="summary"') == 6
+    assert 'stroke-dasharray="8 4"' in page or "consent" in page

@@ -207,7 +207,8 @@ def test_a_user_deletes_a_date_range_and_sees_it_go(
     assert len(worker_queue) == 1  # enqueued once, after the request committed
     deletion_requests.deletion_request_run(public_id=worker_queue[0])  # the worker's turn
 
-    # The page reloads itself (meta refresh, no JavaScript needed) until it is done.
+    # The page updates itself in place (web/deletion.js; without JavaScript a <noscript>
+    # refresh reloads it) until it is done.
     sync_api.expect(page.get_by_role("heading", level=1)).to_have_text(
         "Your recordings are deleted", timeout=TIMEOUT_MS
     )

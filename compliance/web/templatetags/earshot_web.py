@@ -3,6 +3,7 @@
 from typing import Any
 
 from django import template
+from django.utils.formats import number_format
 
 from compliance.security.roles import is_officer as _is_officer
 from compliance.web import wording
@@ -33,8 +34,8 @@ def requester(requested_by: str) -> str:
 
 @register.filter
 def thousands(value: int) -> str:
-    """2000 as "2,000": a limit a person reads at a glance."""
-    return f"{value:,}"
+    """2000 as "2,000" (in German "2.000"): a limit a person reads at a glance."""
+    return number_format(value, force_grouping=True)
 
 
 @register.filter

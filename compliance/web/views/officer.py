@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compliance.accounts.selectors import profile_get
@@ -184,7 +185,8 @@ def policies(request: HttpRequest) -> HttpResponse:
         return render(request, "web/officer/policies.html", _policies_context(form), status=400)
     messages.success(
         request,
-        f"Policy created: {policy_words(policy)}. The recordings it covers are being rescheduled.",
+        gettext("Policy created: %(policy)s. The recordings it covers are being rescheduled.")
+        % {"policy": policy_words(policy)},
     )
     return redirect("web:officer-policies")
 
@@ -194,7 +196,11 @@ def policies(request: HttpRequest) -> HttpResponse:
 def policy_retire(request: HttpRequest, pk: int) -> HttpResponse:
     policy = _or_404(retention_policy_get, pk=pk)
     policy = retention_policy_retire(policy=policy, actor=actor_of(request.user))
-    messages.success(request, f"Retired: {policy_words(policy)}, and the versions before it.")
+    messages.success(
+        request,
+        gettext("Retired: %(policy)s, and the versions before it.")
+        % {"policy": policy_words(policy)},
+    )
     return redirect("web:officer-policies")
 
 
@@ -264,8 +270,8 @@ def consent_default_remove(request: HttpRequest, pk: int) -> HttpResponse:
     purpose = PURPOSE_SHORT.get(default.purpose, default.purpose)
     messages.success(
         request,
-        f"Default removed. {sentence_start(country(default.jurisdiction))}: {purpose} is now "
-        "off until each user turns it on.",
+        gettext("Default removed. %(where)s: %(purpose)s is now off until each user turns it on.")
+        % {"where": sentence_start(country(default.jurisdiction)), "purpose": purpose},
     )
     return redirect("web:officer-consent-defaults")
 
@@ -294,7 +300,9 @@ def transfer_rules(request: HttpRequest) -> HttpResponse:
         form_class=TransferRuleForm,
         page=_rules_page,
         create=transfer_rule_create,
-        done=lambda rule: f"Transfer rule added: {transfer_rule_words(rule)}.",
+        done=lambda rule: (
+            gettext("Transfer rule added: %(rule)s.") % {"rule": transfer_rule_words(rule)}
+        ),
         back_to="web:officer-transfer-rules",
     )
 
@@ -306,8 +314,10 @@ def transfer_rule_remove(request: HttpRequest, pk: int) -> HttpResponse:
     transfer_rule_delete(rule=rule, actor=actor_of(request.user))
     messages.success(
         request,
-        f"Transfer rule removed: recordings from {country(rule.jurisdiction)} may no longer "
-        f"be reviewed in {country(rule.reviewer_location)}.",
+        gettext(
+            "Transfer rule removed: recordings from %(from)s may no longer be reviewed in %(in)s."
+        )
+        % {"from": country(rule.jurisdiction), "in": country(rule.reviewer_location)},
     )
     return redirect("web:officer-transfer-rules")
 
@@ -372,16 +382,19 @@ def holds(request: HttpRequest) -> HttpResponse:
         apply_refusal(form, refusal)
         return _holds_page(request, form, status=400)
     held = (
-        f"account {hold.account.external_id}"
+        gettext("account %(id)s") % {"id": hold.account.external_id}
         if hold.account is not None
-        else f"profile {hold.profile.external_id}"
+        else gettext("profile %(id)s") % {"id": hold.profile.external_id}
         if hold.profile is not None
-        else "its scope"
+        else gettext("its scope")
     )
     messages.success(
         request,
-        f"Legal hold placed for case {hold.case_reference} on {held}: its recordings are "
-        "kept from every deletion until the hold is released.",
+        gettext(
+            "Legal hold placed for case %(case)s on %(held)s: its recordings are kept from "
+            "every deletion until the hold is released."
+        )
+        % {"case": hold.case_reference, "held": held},
     )
     return redirect("web:officer-holds")
 
@@ -408,7 +421,8 @@ def hold_release(request: HttpRequest, pk: int) -> HttpResponse:
     hold = legal_hold_release(hold=hold, actor=actor_of(request.user))
     messages.success(
         request,
-        f"Hold {hold.case_reference} released; what it kept is purged when it is due.",
+        gettext("Hold %(case)s released; what it kept is purged when it is due.")
+        % {"case": hold.case_reference},
     )
     return redirect("web:officer-holds")
 

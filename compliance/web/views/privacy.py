@@ -14,9 +14,12 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import get_language, gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
-from compliance.accounts.models import Profile
+from compliance.accounts.models import DISPLAY_NAME_MAX, Profile
+from compliance.accounts.services import profile_rename
 from compliance.actions.consent import consent_set
 from compliance.actions.profiles import profile_retention_set
 from compliance.consent.models import Channel, Purpose
@@ -42,9 +45,7 @@ from ..forms import (
 from ..wording import apply_refusal, page_refusal, refusal_sentence
 
 # A refusal whose message was written for API clients: the page says this instead.
-NOT_SAVED = "That was not saved. Please reload the page and try again."
-
-CHOOSE_ON_OR_OFF = "Choose whether to turn this on or off."
+NOT_SAVED = _("That was not saved. Please reload the page and try again.")
 
 # How often the deletion page reloads itself while the deletion runs (no JS needed).
 PROGRESS_REFRESH_SECONDS = 2
@@ -67,7 +68,13 @@ def _profile_anchor(profile: Profile) -> str:
 
 
 def _profile_name(profile: Profile) -> str:
-    return f"{'the child profile' if profile.is_child else 'the profile'} {profile.external_id}"
+    if profile.is_child:
+        return gettext("the child profile %(name)s") % {"name": profile.name}
+    return gettext("the profile %(name)s") % {"name": profile.name}
+
+
+def _in_sentence(label: str) -> str:
+    return label.lower() if get_language() == "en" else label
 
 
 def _overview_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
@@ -80,6 +87,7 @@ def _overview_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
             (value, RETENTION_LABELS[value], RETENTION_MEANING[value]) for value in RETENTION_LABELS
         ],
         "errors": {},
+        "display_name_max": DISPLAY_NAME_MAX,
         **extra,
     }
 
@@ -91,22 +99,31 @@ def privacy(request: HttpRequest) -> HttpResponse:
 
 
 def _consent_message(profile: Profile, purpose: str, granted: bool) -> str:
-    name = _profile_name(profile)
+    name = {"name": _profile_name(profile)}
     if purpose == Purpose.HUMAN_REVIEW:
         if granted:
             return (
-                f"Done: people may now listen to recordings of {name}. "
-                "You can turn this off again at any time."
+                gettext(
+                    "Done: people may now listen to recordings of %(name)s. "
+                    "You can turn this off again at any time."
+                )
+                % name
             )
         return (
-            f"Done: nobody will listen to recordings of {name} from now on. "
-            "This took effect immediately; clips waiting for a reviewer were withdrawn."
+            gettext(
+                "Done: nobody will listen to recordings of %(name)s from now on. "
+                "This took effect immediately; clips waiting for a reviewer were withdrawn."
+            )
+            % name
         )
     if granted:
-        return f"Done: recordings of {name} may now be used for model training."
+        return gettext("Done: recordings of %(name)s may now be used for model training.") % name
     return (
-        f"Done: recordings of {name} are no longer used for model training. "
-        "This took effect immediately."
+        gettext(
+            "Done: recordings of %(name)s are no longer used for model training. "
+            "This took effect immediately."
+        )
+        % name
     )
 
 
@@ -132,10 +149,9 @@ def consent_change(request: HttpRequest, profile_id: str, purpose: str) -> HttpR
         except ApplicationError as refusal:
             refused = page_refusal(refusal, fallback=NOT_SAVED)
     else:
+        choose = gettext("Choose whether to turn this on or off.")
         refused = ApplicationError(
-            "validation_error",
-            CHOOSE_ON_OR_OFF,
-            fields=field_error("granted", "required", CHOOSE_ON_OR_OFF),
+            "validation_error", choose, fields=field_error("granted", "required", choose)
         )
     if refused is not None:
         if _wants_json(request):
@@ -158,12 +174,13 @@ def retention_change(request: HttpRequest, profile_id: str) -> HttpResponse:
     form = RetentionForm(request.POST)
     if not form.is_valid():
         context = _overview_context(
-            request, errors={f"{profile.external_id}:retention": "Choose one of the options."}
+            request,
+            errors={f"{profile.external_id}:retention": gettext("Choose one of the options.")},
         )
         return render(request, "web/privacy/index.html", context, status=400)
     choice = form.cleaned_data["choice"]
     if choice == profile.retention_choice:
-        messages.info(request, "Nothing changed: that is your current choice.")
+        messages.info(request, gettext("Nothing changed: that is your current choice."))
         return redirect(_profile_anchor(profile))
     now = timezone.now()
     doomed = selectors.recordings_a_choice_would_delete(profile=profile, choice=choice, now=now)
@@ -189,11 +206,46 @@ def retention_change(request: HttpRequest, profile_id: str) -> HttpResponse:
             },
         )
         return render(request, "web/privacy/index.html", context, status=400)
-    plural = "s" if doomed != 1 else ""
-    note = f" {doomed} older recording{plural} will be deleted within minutes." if doomed else ""
-    messages.success(
-        request, f"Saved: {RETENTION_LABELS[choice].lower()} for {_profile_name(profile)}.{note}"
-    )
+    saved = gettext("Saved: %(choice)s for %(name)s.") % {
+        # English writes the choice in the middle of the sentence in lower case;
+        # German nouns keep their capitals.
+        "choice": _in_sentence(str(RETENTION_LABELS[choice])),
+        "name": _profile_name(profile),
+    }
+    if doomed:
+        saved += " " + ngettext(
+            "%(count)d older recording will be deleted within minutes.",
+            "%(count)d older recordings will be deleted within minutes.",
+            doomed,
+        ) % {"count": doomed}
+    messages.success(request, saved)
+    return redirect(_profile_anchor(profile))
+
+
+@require_POST
+@login_required
+def profile_rename_view(request: HttpRequest, profile_id: str) -> HttpResponse:
+    """The name the person calls a profile by; the pages show it instead of the id."""
+    profile = _own_profile(request, profile_id)
+    try:
+        profile_rename(profile=profile, display_name=request.POST.get("display_name", ""))
+    except ApplicationError:
+        error = gettext(
+            "That name was not saved: a name may have at most %(limit)d characters, "
+            "without line breaks or control characters."
+        ) % {"limit": DISPLAY_NAME_MAX}
+        context = _overview_context(request, errors={f"{profile.external_id}:rename": error})
+        return render(request, "web/privacy/index.html", context, status=400)
+    if profile.display_name:
+        message = gettext("Saved: the profile %(id)s is now called “%(name)s”.") % {
+            "id": profile.external_id,
+            "name": profile.display_name,
+        }
+    else:
+        message = gettext("Saved: the profile %(id)s is shown by its id again.") % {
+            "id": profile.external_id
+        }
+    messages.success(request, message)
     return redirect(_profile_anchor(profile))
 
 
@@ -296,9 +348,9 @@ def deletion_status(request: HttpRequest, public_id: str) -> HttpResponse:
             "done": done,
             "step": steps.index(deletion.status) + 1,
             "refresh": PROGRESS_REFRESH_SECONDS,
+            # Without JavaScript a <noscript> refresh reloads the page; the reader may
+            # stop it (WCAG 2.2.1). With JavaScript, web/deletion.js updates in place.
+            "auto_refresh": request.GET.get("updates") != "off",
         },
     )
-    if not done:
-        # The header works whatever the page's <head> holds; the meta tag says the same.
-        response["Refresh"] = str(PROGRESS_REFRESH_SECONDS)
     return response

@@ -8,6 +8,8 @@ from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from compliance.core.errors import ApplicationError, NotFound
@@ -28,9 +30,9 @@ from compliance.webhooks.services import (
 )
 
 from ..charts import duration
-from ..wording import apply_refusal
+from ..wording import apply_refusal, refusal_sentence
 
-_EVENT_CHOICES = [("*", "Every event")] + [
+_EVENT_CHOICES: list[tuple[str, Any]] = [("*", _("Every event"))] + [
     (name, f"{name}: {about}") for name, about in EVENT_TYPES.items() if name != "webhook.ping"
 ]
 
@@ -38,20 +40,20 @@ _EVENT_CHOICES = [("*", "Every event")] + [
 class SubscriptionForm(forms.Form):
     url = forms.CharField(
         max_length=2000,
-        label="Receiver URL",
-        help_text="An https address on the public internet; Earshot signs every delivery.",
+        label=_("Receiver URL"),
+        help_text=_("An https address on the public internet; Earshot signs every delivery."),
     )
     events = forms.MultipleChoiceField(
         choices=_EVENT_CHOICES,
         widget=forms.CheckboxSelectMultiple,
         initial=["*"],
-        label="Events",
+        label=_("Events"),
     )
-    description = forms.CharField(max_length=500, required=False, label="Description")
+    description = forms.CharField(max_length=500, required=False, label=_("Description"))
     holds_copies = forms.BooleanField(
         required=False,
-        label="Holds copies of recordings",
-        help_text="It must confirm each deletion; unconfirmed ones become an alert.",
+        label=_("Holds copies of recordings"),
+        help_text=_("It must confirm each deletion; unconfirmed ones become an alert."),
     )
 
 
@@ -108,13 +110,16 @@ def webhook_replay(request: HttpRequest, external_id: str) -> HttpResponse:
     try:
         replayed = subscription_replay(subscription=subscription, actor=actor_of(request.user))
     except ApplicationError as refusal:
-        messages.error(request, refusal.message)
+        messages.error(request, refusal_sentence(refusal, fallback=refusal.message))
         return redirect("web:officer-webhooks")
     messages.success(
         request,
-        f"{subscription.description or subscription.external_id} is active again; "
-        f"{replayed} failed deliver{'y goes' if replayed == 1 else 'ies go'} out again, "
-        "in their order.",
+        ngettext(
+            "%(name)s is active again; %(count)d failed delivery goes out again, in their order.",
+            "%(name)s is active again; %(count)d failed deliveries go out again, in their order.",
+            replayed,
+        )
+        % {"name": subscription.description or subscription.external_id, "count": replayed},
     )
     return redirect("web:officer-webhooks")
 
@@ -126,7 +131,7 @@ def webhook_disable(request: HttpRequest, external_id: str) -> HttpResponse:
     subscription_disable(subscription=subscription, actor=actor_of(request.user))
     messages.success(
         request,
-        f"{subscription.description or subscription.external_id} is disabled: it is sent "
-        "nothing until an officer replays it.",
+        gettext("%(name)s is disabled: it is sent nothing until an officer replays it.")
+        % {"name": subscription.description or subscription.external_id},
     )
     return redirect("web:officer-webhooks")

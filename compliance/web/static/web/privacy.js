@@ -34,14 +34,14 @@
         if (result.ok) {
           button.setAttribute("aria-checked", body.granted ? "true" : "false");
           hidden.value = body.granted ? "false" : "true";
-          if (source) source.textContent = "Your choice, just now";
+          if (source) source.textContent = form.dataset.justNow || "Your choice, just now";
           show(feedback, body.message, "message-success");
         } else {
           // A refusal is the API's error envelope; its message is written for people.
           var refusal = body && body.error;
           show(
             feedback,
-            (refusal && refusal.message) || "That did not work. Please try again.",
+            (refusal && refusal.message) || form.dataset.failed || "That did not work. Please try again.",
             "message-error"
           );
         }
