@@ -48,6 +48,10 @@ def test_a_worker_delivers_every_change_in_commit_order_per_profile(
     webhooks_send_task.delay()  # what beat sends every second
 
     assert _wait_until(lambda: len(receiver.got) == len(changes), 60), receiver.seen
+    # The worker records each outcome after the receiver answered: let it, before it stops.
+    assert _wait_until(
+        lambda: set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}, 30
+    ), list(Delivery.objects.values_list("status", flat=True))
     worker.terminate()
     for profile in (first, second):
         expected = [g for p, g in changes if p == profile]
