@@ -14,8 +14,10 @@ What is re-applied, entry by entry in `seq` order and in the import's one transa
   say was done is then run by the deletion sweep as usual.
 - `deletion_request.done`: the request's scope is deleted again (what an open hold
   covers is kept) and the request marked done with the figures its entry records.
-- `purge.batch`: the recordings the batch tombstoned are tombstoned again (and their
-  artefacts); retention purges of what is merely due are left to the next purge.
+- `purge.batch`: the recordings the batch tombstoned (listed in its per-profile parts,
+  re-imported with it; in its payload for a batch written before parts) are tombstoned
+  again (and their artefacts); retention purges of what is merely due are left to the
+  next purge.
 
 Files are deleted after the transaction commits (a missing file is success; one left
 by a crash is an orphan the storage sweep removes). Entries whose subject the restored
@@ -40,6 +42,7 @@ from django.utils import timezone
 from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentEvent, ConsentState, Purpose
 from compliance.ledger.models import LedgerEntry
+from compliance.ledger.parts import entry_parts
 from compliance.ledger.restore import Recovery, ledger_import_missing
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
 from compliance.retention.models import DeletionRequest, DeletionStatus, LegalHold
@@ -72,6 +75,24 @@ def _profile(entry: LedgerEntry) -> Profile | None:
             "ledger.recover_skipped seq=%d kind=%s reason=subject_unknown", entry.seq, entry.kind
         )
     return profile
+
+
+def _purged(entry: LedgerEntry) -> list[tuple[str, str]]:
+    """(recording, reason) of each recording a purge batch tombstoned: from the entry's
+    per-profile parts, re-imported with it (its payload commits to them by `parts_root`
+    only), or from the payload of a batch written before there were parts."""
+    if "purged_recordings" in entry.payload:
+        return [
+            (str(item[1]), str(item[2]))
+            for item in entry.payload["purged_recordings"] or []
+            if isinstance(item, list) and len(item) == 3
+        ]
+    return [
+        (str(purged["recording"]), str(purged["reason"]))
+        for part in entry_parts(seq=entry.seq)
+        for purged in part.get("recordings", [])
+        if isinstance(purged, dict) and "recording" in purged and "reason" in purged
+    ]
 
 
 def _advance_sequence(model: type) -> None:
@@ -275,12 +296,11 @@ class _Replay:
         return True
 
     def _purge_batch(self, entry: LedgerEntry) -> bool:
-        listed = entry.payload.get("purged_recordings") or []
+        listed = _purged(entry)
         policies = entry.payload.get("policies") or []
         by_reason: dict[str, list[str]] = {}
-        for item in listed:
-            if isinstance(item, list) and len(item) == 3:
-                by_reason.setdefault(str(item[2]), []).append(str(item[1]))
+        for recording, reason in listed:
+            by_reason.setdefault(reason, []).append(recording)
         for reason, external_ids in by_reason.items():
             ids = list(
                 Recording.objects.filter(

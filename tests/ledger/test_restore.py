@@ -3,9 +3,11 @@ purging and sampling stop (and `/readyz` says why) until `ledger_recover` re-imp
 missing entries verbatim and re-applies their effects. With a real pg_dump/pg_restore."""
 
 import base64
+import json
 import logging
 import shutil
 import subprocess
+import sys
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -17,11 +19,17 @@ from django.core.management.base import CommandError
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from compliance.consent.evidence import profile_evidence
 from compliance.consent.models import ConsentState
 from compliance.consent.services import consent_set
 from compliance.core.errors import ApplicationError
-from compliance.ledger.checkpoints import export_leaves, export_read, ledger_checkpoint_issue
-from compliance.ledger.models import LedgerCheckpoint, LedgerEntry
+from compliance.ledger.checkpoints import (
+    export_leaves,
+    export_parts,
+    export_read,
+    ledger_checkpoint_issue,
+)
+from compliance.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerEntryPart
 from compliance.ledger.restore import (
     BEHIND,
     OK,
@@ -45,12 +53,14 @@ from compliance.retention.services import (
     retention_policy_create,
 )
 from compliance.sampling.models import ReviewItem
+from compliance.sampling.services import SampleRequest, sample_draw
 from config.celery import app as celery_app
 from tests.conftest import postgres_only
 from tests.factories import ProfileFactory, ReviewerFactory
 from tests.ledger.conftest import append, delete_newest
 
 pytestmark = postgres_only()
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class _Broker:
@@ -110,7 +120,8 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
             jurisdiction="*", category=category, retention_days=10, applies_to="all", actor="t"
         )
     retention_policies_apply()
-    withdrawing, holding, deleting, purging, released = (ProfileFactory() for _ in range(5))
+    withdrawing, holding, deleting, released = (ProfileFactory() for _ in range(4))
+    purging = ProfileFactory(account__jurisdiction="DE")  # its clips may be heard in DE
     consent_set(profile=withdrawing, purpose="human_review", granted=True, channel="app",
                 notice_version="n1", actor="t")  # fmt: skip
     heard = _ingest(withdrawing, "rec-heard")
@@ -123,6 +134,9 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
     held = _ingest(holding, "rec-held")
     doomed = [_ingest(deleting, f"rec-doomed-{i}") for i in range(2)]
     due = _ingest(purging, "rec-due", days_ago=11)
+    consent_set(profile=purging, purpose="human_review", granted=True, channel="app",
+                notice_version="n1", actor="t")  # fmt: skip
+    sampled = _ingest(purging, "rec-sampled")
     releasing = legal_hold_place(profile=released, reason="r", case_reference="C-1", actor="t")
     assert ledger_checkpoint_issue() is not None
     keys = {r.external_id: _audio_key(r) for r in [*doomed, due, held]}
@@ -142,6 +156,12 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
         profile=deleting, recorded_from=None, recorded_to=None, actor="u"
     )
     deletion_request_run(public_id=request.public_id)
+    draw = sample_draw(
+        request=SampleRequest(purpose="human_review", size=10, reviewer_location="DE"),
+        actor="client:t",
+    )
+    drawn = {i.id: ReviewItem.objects.get(pk=i.id).recording_id for i in draw.items}
+    assert list(drawn.values()) == [sampled.pk]
     assert purge_expired().recordings_purged == 1
     checkpoint = ledger_checkpoint_issue()
     assert checkpoint is not None
@@ -180,6 +200,9 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
     assert Recording.objects.get(external_id="rec-due").state == "active"
     assert LedgerEntry.objects.count() == restored_size
 
+    exported_parts = export_parts(restored_size + 1, published_size)
+    assert exported_parts
+    assert not LedgerEntryPart.objects.filter(seq__in=list(exported_parts)).exists()
     call_command("ledger_recover")
 
     ready = client.get("/readyz")
@@ -196,6 +219,39 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
         bytes(checkpoint.root_hash)
     )
     call_command("verify_ledger")
+    # the parts of the purge batch and of the draw, verbatim
+    shared = LedgerEntry.objects.filter(
+        seq__gt=restored_size, kind__in=["purge.batch", "sample.drawn"]
+    )
+    # (the deletion request's and the retention purge's batches, and the draw)
+    assert sorted(shared.values_list("kind", flat=True)) == [
+        "purge.batch",
+        "purge.batch",
+        "sample.drawn",
+    ]
+    assert set(exported_parts) == set(shared.values_list("seq", flat=True))
+    stored_parts = LedgerEntryPart.objects.filter(seq__gt=restored_size)
+    assert {
+        (seq, index): bytes(part)
+        for seq, index, part in stored_parts.values_list("seq", "index", "part")
+    } == {
+        (seq, index): part for seq, parts in exported_parts.items() for index, part in parts.items()
+    }
+    # the profile's evidence bundle proves the purge and the draw from the parts, offline
+    bundle = profile_evidence(profile=purging)
+    assert [p["recordings"] for p in bundle["purges"]] == [
+        [{"recording": "rec-due", "reason": "retention_policy"}]
+    ]
+    assert [(r["review_item"], r["recording"]) for r in bundle["reviews"]] == [
+        (item_id, "rec-sampled") for item_id in drawn
+    ]
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    verified = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "earshot_verify", str(tmp_path / "bundle.json"), "--key",
+         signing_key().verifier_key],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
     # the effects
     state_row = ConsentState.objects.get(profile=withdrawing, purpose="human_review")
     assert state_row.granted is False
