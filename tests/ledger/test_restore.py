@@ -57,7 +57,7 @@ from compliance.sampling.services import SampleRequest, sample_draw
 from config.celery import app as celery_app
 from tests.conftest import postgres_only
 from tests.factories import ProfileFactory, ReviewerFactory
-from tests.ledger.conftest import append, delete_newest
+from tests.ledger.conftest import append, append_with_parts, delete_newest, delete_parts_after
 
 pytestmark = postgres_only()
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -396,3 +396,82 @@ def test_eligibility_decisions_are_refused_while_behind_since_withdrawals_are_mi
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "ledger_behind_export"
+
+
+def _behind_with_parts() -> None:
+    """A restore of a backup taken at 2 entries beside an export of 4, the newest two
+    purge batches with parts."""
+    append(2)
+    ledger_checkpoint_issue()
+    append_with_parts(3)
+    append_with_parts(2)
+    newer = ledger_checkpoint_issue()
+    delete_newest(2)
+    delete_parts_after(2)
+    LedgerCheckpoint.objects.filter(pk=newer.pk).delete()
+    ledger_export_state_forget()
+
+
+def _parts_file(settings) -> Path:
+    [exported] = (Path(settings.LEDGER_EXPORT) / "parts").iterdir()
+    return exported
+
+
+def _drop_a_part(settings) -> None:
+    path = _parts_file(settings)
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
+
+
+def _edit_a_part(settings) -> None:
+    path = _parts_file(settings)
+    lines = path.read_text().splitlines(keepends=True)
+    seq, index, encoded = lines[0].split()
+    part = json.loads(base64.b64decode(encoded))
+    part["recordings"] = []
+    edited = base64.b64encode(json.dumps(part).encode()).decode()
+    path.write_text("".join([f"{seq} {index} {edited}\n", *lines[1:]]))
+
+
+def _remove_the_parts(settings) -> None:
+    _parts_file(settings).unlink()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [
+        (_drop_a_part, "missing from LEDGER_EXPORT or incomplete"),
+        (_remove_the_parts, "missing from LEDGER_EXPORT or incomplete"),
+        (_edit_a_part, "do not match its parts_root"),
+    ],
+    ids=["one part missing", "parts file missing", "part edited"],
+)
+def test_a_recovery_whose_exported_parts_do_not_match_their_entry_is_refused_and_changes_nothing(
+    settings, tamper, named
+):
+    _behind_with_parts()
+    tamper(settings)
+
+    with pytest.raises(CommandError, match=named):
+        call_command("ledger_recover")
+
+    assert LedgerEntry.objects.count() == 2
+    assert not LedgerEntryPart.objects.exists()
+    assert LedgerCheckpoint.objects.count() == 1
+    assert ledger_export_state(fresh=True).status == BEHIND
+
+
+@pytest.mark.django_db
+def test_a_recovery_re_imports_each_entrys_parts_as_exported(settings):
+    exported = {}
+    _behind_with_parts()
+    for line in _parts_file(settings).read_text().splitlines():
+        seq, index, encoded = line.split()
+        exported[(int(seq), int(index))] = base64.b64decode(encoded)
+
+    call_command("ledger_recover")
+
+    stored = LedgerEntryPart.objects.values_list("seq", "index", "part")
+    assert {(seq, index): bytes(part) for seq, index, part in stored} == exported
+    assert sorted({seq for seq, _ in exported}) == [3, 4]
+    call_command("verify_ledger")
