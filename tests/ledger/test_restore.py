@@ -53,11 +53,12 @@ from compliance.retention.services import (
     retention_policy_create,
 )
 from compliance.sampling.models import ReviewItem
-from compliance.sampling.services import SampleRequest, sample_draw
+from compliance.sampling.services import SampleRequest, review_item_audio_open, sample_draw
 from config.celery import app as celery_app
 from tests.conftest import postgres_only
 from tests.factories import ProfileFactory, ReviewerFactory
 from tests.ledger.conftest import append, append_with_parts, delete_newest, delete_parts_after
+from tests.sampling.conftest import LINK
 
 pytestmark = postgres_only()
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -162,6 +163,9 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
     )
     drawn = {i.id: ReviewItem.objects.get(pk=i.id).recording_id for i in draw.items}
     assert list(drawn.values()) == [sampled.pk]
+    [drawn_id] = drawn
+    review_item_audio_open(item_id=drawn_id, caller=LINK).file.close()
+    drawn_item = ReviewItem.objects.get(pk=drawn_id)
     assert purge_expired().recordings_purged == 1
     checkpoint = ledger_checkpoint_issue()
     assert checkpoint is not None
@@ -270,10 +274,33 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
         assert not (media / keys[recording.external_id]).exists()
     assert Recording.objects.get(pk=held.pk).state == "active"
     assert (media / keys["rec-held"]).exists()
+    # the draw's item, from its part, delivered as the clip access recorded
+    recovered_item = ReviewItem.objects.get(pk=drawn_id)
+    assert recovered_item.recording_id == sampled.pk
+    assert (recovered_item.state, recovered_item.purpose, recovered_item.reviewer_location) == (
+        "delivered",
+        "human_review",
+        "DE",
+    )
+    assert recovered_item.created_at == LedgerEntry.objects.get(kind="sample.drawn").created_at
+    assert (
+        recovered_item.delivered_at
+        == LedgerEntry.objects.get(
+            kind="review_item.accessed", subject=f"review_item:{drawn_id}"
+        ).created_at
+    )
+    assert recovered_item.expires_at >= drawn_item.expires_at
+    # so the clip it handed out is not handed out again
+    again = sample_draw(
+        request=SampleRequest(purpose="human_review", size=10, reviewer_location="DE"),
+        actor="client:t",
+    )
+    assert again.items == []
     # and the service goes on, consistent with every signed checkpoint
     consent_set(profile=holding, purpose="human_review", granted=True, channel="app",
                 notice_version="n1", actor="t")  # fmt: skip
-    assert ledger_checkpoint_issue().tree_size == published_size + 1
+    # (after the empty draw's entry and this consent's)
+    assert ledger_checkpoint_issue().tree_size == published_size + 2
     call_command("verify_ledger")
 
 
@@ -475,3 +502,46 @@ def test_a_recovery_re_imports_each_entrys_parts_as_exported(settings):
     assert {(seq, index): bytes(part) for seq, index, part in stored} == exported
     assert sorted({seq for seq, _ in exported}) == [3, 4]
     call_command("verify_ledger")
+
+
+@pytest.mark.django_db
+def test_a_recovery_re_creates_a_draws_items_from_its_parts_and_closes_those_the_sweep_expired(
+    settings,
+):
+    from compliance.sampling.services import review_items_expire
+    from tests.sampling.conftest import reviewable
+
+    settings.REVIEW_LINK_SECONDS = 0  # the link's items expire as they are drawn
+    recording = reviewable(external_id="rec-drawn")
+    append(1)
+    backup = ledger_checkpoint_issue().tree_size
+    [drawn] = sample_draw(
+        request=SampleRequest(purpose="human_review", size=5, reviewer_location="DE"),
+        actor="client:t",
+    ).items
+    assert review_items_expire() == 1
+    newer = ledger_checkpoint_issue()
+    # what a restore of the backup taken at `backup` entries leaves
+    delete_newest(newer.tree_size - backup)
+    delete_parts_after(backup)
+    ReviewItem.objects.all().delete()
+    LedgerCheckpoint.objects.filter(pk=newer.pk).delete()
+    ledger_export_state_forget()
+
+    call_command("ledger_recover")
+
+    item = ReviewItem.objects.get(pk=drawn.id)
+    draw_entry = LedgerEntry.objects.get(kind="sample.drawn")
+    expiry_entry = LedgerEntry.objects.get(kind="review_items.expired")
+    assert (item.recording_id, item.purpose, item.reviewer_location, item.reviewer) == (
+        recording.pk,
+        "human_review",
+        "DE",
+        None,
+    )
+    assert (item.created_at, item.expires_at) == (draw_entry.created_at, draw_entry.created_at)
+    assert (item.state, item.closed_at, item.close_reason) == (
+        "expired",
+        expiry_entry.created_at,
+        "expired",
+    )
