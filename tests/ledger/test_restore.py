@@ -489,6 +489,23 @@ def test_a_recovery_whose_exported_parts_do_not_match_their_entry_is_refused_and
 
 
 @pytest.mark.django_db
+def test_a_recovery_is_refused_while_the_database_holds_parts_of_entries_it_lacks():
+    append(2)
+    ledger_checkpoint_issue()
+    append_with_parts(3)
+    newer = ledger_checkpoint_issue()
+    delete_newest(1)  # the entry goes, its parts stay
+    LedgerCheckpoint.objects.filter(pk=newer.pk).delete()
+    ledger_export_state_forget()
+
+    with pytest.raises(CommandError, match="holds parts of entries from #3 on"):
+        call_command("ledger_recover")
+
+    assert LedgerEntry.objects.count() == 2
+    assert LedgerEntryPart.objects.count() == 3
+
+
+@pytest.mark.django_db
 def test_a_recovery_re_imports_each_entrys_parts_as_exported(settings):
     exported = {}
     _behind_with_parts()
