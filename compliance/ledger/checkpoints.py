@@ -252,6 +252,33 @@ def _export_parts(first: int, last: int) -> None:
         start = end + 1
 
 
+def export_parts(first: int, last: int) -> dict[int, dict[int, bytes]]:
+    """The published parts of entries `first`..`last` (those there are), by `seq` and
+    index; the files outside the range are not read, and a line that is not
+    `<seq> <index> <base64>` is left out (the entry's `parts_root` then finds the part
+    missing)."""
+    parts: dict[int, dict[int, bytes]] = {}
+    if last < first:
+        return parts
+    for name in export_names("parts"):
+        low, _, high = name.partition("-")
+        if not (low.isdigit() and high.isdigit()) or int(high) < first or int(low) > last:
+            continue
+        content = export_read(f"parts/{name}") or b""
+        for line in content.decode().splitlines():
+            seq_text, index_text, encoded = [*line.split(" "), "", ""][:3]
+            if not (seq_text.isdigit() and index_text.isdigit()):
+                continue
+            if not first <= int(seq_text) <= last:
+                continue
+            try:
+                part = base64.b64decode(encoded, validate=True)
+            except ValueError:
+                continue
+            parts.setdefault(int(seq_text), {}).setdefault(int(index_text), part)
+    return parts
+
+
 def ledger_export_checkpoints() -> list[str]:
     """The exported checkpoint notes, oldest first."""
     return [

@@ -38,13 +38,21 @@ from django.db.models import Max
 from django.utils import timezone
 
 from compliance.core.errors import Unavailable
+from earshot_verify.merkle import EMPTY_ROOT, hash_leaf, root_from_leaf_hashes
 from earshot_verify.note import NoteError, key_hash, open_checkpoint
 
 from . import tree
 from .canonical import leaf_hash
 from .checkpoints import _lock as _checkpoint_lock
-from .checkpoints import _published_verifiers, export_leaves, export_names, export_read
-from .models import APPEND_LOCK_KEY, LedgerCheckpoint, LedgerEntry, LedgerKey
+from .checkpoints import (
+    _published_verifiers,
+    export_leaves,
+    export_names,
+    export_parts,
+    export_read,
+)
+from .models import APPEND_LOCK_KEY, LedgerCheckpoint, LedgerEntry, LedgerEntryPart, LedgerKey
+from .parts import Part, parts_store
 from .signing import signing_key
 
 logger = logging.getLogger(__name__)
@@ -262,20 +270,58 @@ def _key_row(opened: _Exported) -> LedgerKey:
     return row
 
 
+def _checked_parts(entry: LedgerEntry, exported: dict[int, bytes] | None) -> list[Part]:
+    """The exported parts of `entry`, in index order, once they are exactly the ones its
+    payload's `parts_root` and `parts` commit to (compliance/ledger/parts.py)."""
+    payload = entry.payload
+    if "parts_root" not in payload:
+        if exported:
+            raise RecoveryRefused(
+                f"LEDGER_EXPORT holds parts of entry #{entry.seq}, whose payload has no parts_root"
+            )
+        return []
+    count = payload.get("parts")
+    exported = exported or {}
+    if not isinstance(count, int) or sorted(exported) != list(range(count)):
+        raise RecoveryRefused(
+            f"the parts of entry #{entry.seq} are missing from LEDGER_EXPORT or incomplete "
+            f"({len(exported)} of {count})"
+        )
+    parts = []
+    for index in range(count):
+        part = exported[index]
+        try:
+            body = json.loads(part)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("profile"), str):
+            raise RecoveryRefused(f"exported part {index} of entry #{entry.seq} is not a part")
+        parts.append(Part(body["profile"], part, hash_leaf(part)))
+    root = root_from_leaf_hashes([p.leaf_hash for p in parts]) if parts else EMPTY_ROOT
+    if base64.b64encode(root).decode() != payload["parts_root"]:
+        raise RecoveryRefused(
+            f"the exported parts of entry #{entry.seq} do not match its parts_root"
+        )
+    return parts
+
+
 def ledger_import_missing(
     *,
     apply: Callable[[LedgerEntry], None] | None = None,
     finish: Callable[[], None] | None = None,
 ) -> Recovery:
     """Re-import, verbatim, the entries the export holds beyond the database's newest
-    (same `seq`, leaf bytes and hashes), extend the tree over them, check that it reaches
-    the root of every exported checkpoint beyond the database's own, record those
+    (same `seq`, leaf bytes and hashes) with the parts of those that cover many
+    profiles (each entry's exported parts must be exactly those its `parts_root`
+    commits to), extend the tree over them, check that it reaches the root of every
+    exported checkpoint beyond the database's own, record those
     checkpoints, and hand each imported entry, in order, to `apply` (which re-applies its
     effects without appending), then call `finish`. One transaction: a refusal or a
     failure changes nothing.
 
     Raises RecoveryRefused when the database is not behind, or the export does not
-    extend it."""
+    extend it (an entry that does not link, parts missing or not matching their
+    `parts_root`, a tree that misses a checkpoint's root)."""
     with transaction.atomic():
         # The checkpointer's lock, then the append lock: neither may run meanwhile.
         _checkpoint_lock()
@@ -315,7 +361,18 @@ def ledger_import_missing(
                 )
             )
             prev_hash = digest
+        # Each entry's parts, checked against its parts_root before anything is written.
+        exported_parts = export_parts(first, state.export_size)
+        if LedgerEntryPart.objects.filter(seq__gte=first).exists():
+            raise RecoveryRefused(
+                f"the database holds parts of entries from #{first} on, which it lacks"
+            )
+        parts = {
+            entry.seq: _checked_parts(entry, exported_parts.get(entry.seq)) for entry in imported
+        }
         LedgerEntry.objects.bulk_create(imported, batch_size=2000)
+        for seq, entry_parts in parts.items():
+            parts_store(seq=seq, parts=entry_parts)
         tree.tree_extend(through_size=state.export_size)
         own = LedgerCheckpoint.objects.aggregate(newest=Max("tree_size"))["newest"] or 0
         recorded = 0

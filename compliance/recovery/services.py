@@ -14,8 +14,14 @@ What is re-applied, entry by entry in `seq` order and in the import's one transa
   say was done is then run by the deletion sweep as usual.
 - `deletion_request.done`: the request's scope is deleted again (what an open hold
   covers is kept) and the request marked done with the figures its entry records.
-- `purge.batch`: the recordings the batch tombstoned are tombstoned again (and their
-  artefacts); retention purges of what is merely due are left to the next purge.
+- `sample.drawn`: the review items the draw handed out (listed in its per-profile
+  parts, re-imported with it), re-created with their ids; `review_item.accessed` (a
+  clip fetched) marks its item delivered, `review_items.expired` closes the open items
+  past their expiry at its time; withdrawals and purges revoke them as above.
+- `purge.batch`: the recordings the batch tombstoned (listed in its per-profile parts,
+  re-imported with it; in its payload for a batch written before parts) are tombstoned
+  again (and their artefacts); retention purges of what is merely due are left to the
+  next purge.
 
 Files are deleted after the transaction commits (a missing file is success; one left
 by a crash is an orphan the storage sweep removes). Entries whose subject the restored
@@ -29,7 +35,7 @@ artefact -> review item, as each entry's own change did.
 """
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.files.storage import default_storage
@@ -41,11 +47,13 @@ from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentEvent, ConsentState, Purpose
 from compliance.core.audit import audit_bulk_change
 from compliance.ledger.models import LedgerEntry
+from compliance.ledger.parts import entry_parts
 from compliance.ledger.restore import Recovery, ledger_import_missing
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
 from compliance.retention.models import DeletionRequest, DeletionStatus, LegalHold
 from compliance.retention.selectors import hold_covers, hold_filter
-from compliance.sampling.models import ReviewItem, ReviewItemState
+from compliance.sampling.models import HANDED_OUT_Q, Reviewer, ReviewItem, ReviewItemState
+from compliance.sampling.services import review_item_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +80,24 @@ def _profile(entry: LedgerEntry) -> Profile | None:
             "ledger.recover_skipped seq=%d kind=%s reason=subject_unknown", entry.seq, entry.kind
         )
     return profile
+
+
+def _purged(entry: LedgerEntry) -> list[tuple[str, str]]:
+    """(recording, reason) of each recording a purge batch tombstoned: from the entry's
+    per-profile parts, re-imported with it (its payload commits to them by `parts_root`
+    only), or from the payload of a batch written before there were parts."""
+    if "purged_recordings" in entry.payload:
+        return [
+            (str(item[1]), str(item[2]))
+            for item in entry.payload["purged_recordings"] or []
+            if isinstance(item, list) and len(item) == 3
+        ]
+    return [
+        (str(purged["recording"]), str(purged["reason"]))
+        for part in entry_parts(seq=entry.seq)
+        for purged in part.get("recordings", [])
+        if isinstance(purged, dict) and "recording" in purged and "reason" in purged
+    ]
 
 
 def _advance_sequence(model: type) -> None:
@@ -275,12 +301,11 @@ class _Replay:
         return True
 
     def _purge_batch(self, entry: LedgerEntry) -> bool:
-        listed = entry.payload.get("purged_recordings") or []
+        listed = _purged(entry)
         policies = entry.payload.get("policies") or []
         by_reason: dict[str, list[str]] = {}
-        for item in listed:
-            if isinstance(item, list) and len(item) == 3:
-                by_reason.setdefault(str(item[2]), []).append(str(item[1]))
+        for recording, reason in listed:
+            by_reason.setdefault(reason, []).append(recording)
         for reason, external_ids in by_reason.items():
             ids = list(
                 Recording.objects.filter(
@@ -290,6 +315,100 @@ class _Replay:
             basis = policies[0] if len(policies) == 1 and reason != "deletion_request" else ""
             self._tombstone(ids, reason=reason, basis=basis, now=entry.created_at)
         return bool(listed)
+
+    # --- sample draws
+
+    def _sample_drawn(self, entry: LedgerEntry) -> bool:
+        """The draw's items, re-created from its per-profile parts with their ids, so
+        that no recording it handed out is handed out again and its reviewer's quota
+        counts them. Their expiry is the entry's time plus the lifetime settings give
+        (the ledger does not record it; the draw began a moment before its entry)."""
+        payload = entry.payload
+        reviewer = None
+        if payload.get("reviewer") is not None:
+            reviewer = Reviewer.objects.filter(pk=payload["reviewer"]).first()
+            if reviewer is None:
+                logger.warning(
+                    "ledger.recover_skipped seq=%d kind=%s reason=reviewer_unknown",
+                    entry.seq,
+                    entry.kind,
+                )
+                return False
+        wanted = {
+            str(item["recording"]): str(item["review_item"])
+            for part in entry_parts(seq=entry.seq)
+            for item in part.get("items", [])
+            if isinstance(item, dict) and "recording" in item and "review_item" in item
+        }
+        if not wanted:
+            return False
+        recordings = dict(
+            Recording.objects.filter(external_id__in=list(wanted))
+            .select_for_update(no_key=True)
+            .order_by("pk")
+            .values_list("external_id", "pk")
+        )
+        taken = set(
+            ReviewItem.objects.filter(
+                HANDED_OUT_Q, recording_id__in=list(recordings.values())
+            ).values_list("recording_id", flat=True)
+        )
+        existing = set(
+            ReviewItem.objects.filter(pk__in=list(wanted.values())).values_list("pk", flat=True)
+        )
+        expires_at = entry.created_at + timedelta(
+            seconds=review_item_seconds(with_reviewer=reviewer is not None)
+        )
+        items = [
+            ReviewItem(
+                id=item_id,
+                recording_id=recordings[external_id],
+                purpose=payload.get("purpose", ""),
+                reviewer=reviewer,
+                reviewer_location=payload.get("reviewer_location") or "",
+                state=ReviewItemState.PENDING,
+                created_at=entry.created_at,
+                expires_at=expires_at,
+            )
+            for external_id, item_id in sorted(wanted.items())
+            if external_id in recordings
+            and recordings[external_id] not in taken
+            and item_id not in existing
+        ]
+        if len(items) < len(wanted):
+            logger.warning(
+                "ledger.recover_skipped seq=%d kind=%s items=%d reason=recording_unknown_or_taken",
+                entry.seq,
+                entry.kind,
+                len(wanted) - len(items),
+            )
+        ReviewItem.objects.bulk_create(items)
+        return bool(items)
+
+    def _review_item_accessed(self, entry: LedgerEntry) -> bool:
+        """A clip fetched: the item was delivered (and counts as its recording's one
+        hand-out even once closed). Refusals are not re-applied: the gate re-checks at
+        every access and closes the item then."""
+        item_id = _subject_id(entry, "review_item")
+        if not item_id or entry.payload.get("action") != "audio":
+            return False
+        return bool(
+            ReviewItem.objects.filter(pk=item_id, state=ReviewItemState.PENDING).update(
+                state=ReviewItemState.DELIVERED, delivered_at=entry.created_at
+            )
+        )
+
+    def _review_items_expired(self, entry: LedgerEntry) -> bool:
+        """The expiry sweep closed the open items past their expiry at the entry's time."""
+        return bool(
+            ReviewItem.objects.filter(
+                state__in=ReviewItemState.open(), expires_at__lte=entry.created_at
+            ).update(
+                state=ReviewItemState.EXPIRED, closed_at=entry.created_at, close_reason="expired"
+            )
+        )
+
+    # --- tombstones
 
     def _tombstone(
         self, recording_ids: list[int], *, reason: str, basis: str, now: datetime

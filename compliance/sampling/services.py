@@ -101,6 +101,11 @@ def _item_seconds() -> int:
     return int(getattr(settings, "REVIEW_ITEM_SECONDS", DEFAULT_ITEM_SECONDS))
 
 
+def review_item_seconds(*, with_reviewer: bool) -> int:
+    """How long a drawn item lives: a reviewer's shift, or its link's lifetime."""
+    return _item_seconds() if with_reviewer else link_seconds()
+
+
 def _new_item_id() -> str:
     return secrets.token_urlsafe(16)
 
@@ -417,7 +422,7 @@ def sample_draw(
     # Uniformity is what a sample needs, not secrecy; the seed is unpredictable anyway.
     rng = rng or random.Random(secrets.randbits(64))  # noqa: S311
     purposes = reviewable_purposes(scope.purpose)
-    lifetime = _item_seconds() if reviewer is not None else link_seconds()
+    lifetime = review_item_seconds(with_reviewer=reviewer is not None)
     expires_at = now + timedelta(seconds=lifetime)
     items: list[DrawnItem] = []
     handed: dict[int, str] = {}  # recording -> the item it went out as

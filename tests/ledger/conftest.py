@@ -98,3 +98,27 @@ def reforge_from(seq: int, payload: dict) -> None:
                 [json.dumps(entry.payload), entry.prev_hash, entry.hash, entry.pk],
             )
             prev_hash = entry.hash
+
+
+def append_with_parts(n: int = 2) -> LedgerEntry:
+    """A purge batch as the purge writes one: a part per profile, `n` profiles."""
+    with transaction.atomic():
+        return ledger_append(
+            kind="purge.batch",
+            subject="purge",
+            actor="t",
+            payload={"artefacts": n},
+            parts={
+                f"p-{i}": {"recordings": [{"recording": f"r-{i}", "reason": "retention_policy"}]}
+                for i in range(n)
+            },
+        )
+
+
+def delete_parts_after(seq: int) -> None:
+    """The parts of the entries after `seq` go with them (what a restore of an older
+    backup leaves)."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE ledger_ledgerentrypart DISABLE TRIGGER USER")
+        cursor.execute("DELETE FROM ledger_ledgerentrypart WHERE seq > %s", [seq])
+        cursor.execute("ALTER TABLE ledger_ledgerentrypart ENABLE TRIGGER USER")

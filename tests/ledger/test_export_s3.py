@@ -140,6 +140,43 @@ def test_a_database_behind_its_s3_export_is_found_and_recovered(s3):
     assert ledger_checkpoint_problem() is None
 
 
+def test_a_recovery_from_the_s3_export_re_imports_the_parts_too(s3):
+    """The parts are exported to the prefix beside the entries, and come back from it."""
+    from django.core.management import call_command
+
+    from compliance.ledger.models import LedgerEntryPart
+    from tests.ledger.conftest import append_with_parts, delete_newest, delete_parts_after
+
+    client, bucket = s3
+    append(2)
+    ledger_checkpoint_issue()
+    append_with_parts(3)
+    append_with_parts(2)
+    newer = ledger_checkpoint_issue()
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert f"ledger/parts/{3:020d}-{4:020d}" in keys
+    parts = {
+        (seq, index): bytes(part)
+        for seq, index, part in LedgerEntryPart.objects.values_list("seq", "index", "part")
+    }
+    assert len(parts) == 5
+    # what a restore of the backup taken at 2 entries leaves
+    delete_newest(2)
+    delete_parts_after(2)
+    LedgerCheckpoint.objects.filter(pk=newer.pk).delete()
+
+    assert ledger_export_state(fresh=True).status == BEHIND
+    call_command("ledger_recover")
+
+    assert ledger_export_state(fresh=True).status == OK
+    assert {
+        (seq, index): bytes(part)
+        for seq, index, part in LedgerEntryPart.objects.values_list("seq", "index", "part")
+    } == parts
+    assert ledger_checkpoint_problem() is None
+    call_command("verify_ledger")
+
+
 def test_an_object_written_between_the_look_and_the_put_is_not_overwritten(s3, monkeypatch):
     """Two processes publishing at once: the conditional PUT (If-None-Match) refuses
     the second, which then finds other bytes and says so."""

@@ -3,9 +3,11 @@ purging and sampling stop (and `/readyz` says why) until `ledger_recover` re-imp
 missing entries verbatim and re-applies their effects. With a real pg_dump/pg_restore."""
 
 import base64
+import json
 import logging
 import shutil
 import subprocess
+import sys
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -19,10 +21,16 @@ from django.utils import timezone
 
 from compliance.actions.consent import consent_set
 from compliance.actions.ingest import recording_create
+from compliance.consent.evidence import profile_evidence
 from compliance.consent.models import ConsentState
 from compliance.core.errors import ApplicationError
-from compliance.ledger.checkpoints import export_leaves, export_read, ledger_checkpoint_issue
-from compliance.ledger.models import LedgerCheckpoint, LedgerEntry
+from compliance.ledger.checkpoints import (
+    export_leaves,
+    export_parts,
+    export_read,
+    ledger_checkpoint_issue,
+)
+from compliance.ledger.models import LedgerCheckpoint, LedgerEntry, LedgerEntryPart
 from compliance.ledger.restore import (
     BEHIND,
     OK,
@@ -46,12 +54,15 @@ from compliance.retention.services import (
     retention_policy_create,
 )
 from compliance.sampling.models import ReviewItem
+from compliance.sampling.services import SampleRequest, review_item_audio_open, sample_draw
 from config.celery import app as celery_app
 from tests.conftest import postgres_only
 from tests.factories import ProfileFactory, ReviewerFactory
-from tests.ledger.conftest import append, delete_newest
+from tests.ledger.conftest import append, append_with_parts, delete_newest, delete_parts_after
+from tests.sampling.conftest import LINK
 
 pytestmark = postgres_only()
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class _Broker:
@@ -111,7 +122,8 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
             jurisdiction="*", category=category, retention_days=10, applies_to="all", actor="t"
         )
     retention_policies_apply()
-    withdrawing, holding, deleting, purging, released = (ProfileFactory() for _ in range(5))
+    withdrawing, holding, deleting, released = (ProfileFactory() for _ in range(4))
+    purging = ProfileFactory(account__jurisdiction="DE")  # its clips may be heard in DE
     consent_set(profile=withdrawing, purpose="human_review", granted=True, channel="app",
                 notice_version="n1", actor="t")  # fmt: skip
     heard = _ingest(withdrawing, "rec-heard")
@@ -124,6 +136,9 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
     held = _ingest(holding, "rec-held")
     doomed = [_ingest(deleting, f"rec-doomed-{i}") for i in range(2)]
     due = _ingest(purging, "rec-due", days_ago=11)
+    consent_set(profile=purging, purpose="human_review", granted=True, channel="app",
+                notice_version="n1", actor="t")  # fmt: skip
+    sampled = _ingest(purging, "rec-sampled")
     releasing = legal_hold_place(profile=released, reason="r", case_reference="C-1", actor="t")
     assert ledger_checkpoint_issue() is not None
     keys = {r.external_id: _audio_key(r) for r in [*doomed, due, held]}
@@ -143,6 +158,15 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
         profile=deleting, recorded_from=None, recorded_to=None, actor="u"
     )
     deletion_request_run(public_id=request.public_id)
+    draw = sample_draw(
+        request=SampleRequest(purpose="human_review", size=10, reviewer_location="DE"),
+        actor="client:t",
+    )
+    drawn = {i.id: ReviewItem.objects.get(pk=i.id).recording_id for i in draw.items}
+    assert list(drawn.values()) == [sampled.pk]
+    [drawn_id] = drawn
+    review_item_audio_open(item_id=drawn_id, caller=LINK).file.close()
+    drawn_item = ReviewItem.objects.get(pk=drawn_id)
     assert purge_expired().recordings_purged == 1
     checkpoint = ledger_checkpoint_issue()
     assert checkpoint is not None
@@ -181,6 +205,9 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
     assert Recording.objects.get(external_id="rec-due").state == "active"
     assert LedgerEntry.objects.count() == restored_size
 
+    exported_parts = export_parts(restored_size + 1, published_size)
+    assert exported_parts
+    assert not LedgerEntryPart.objects.filter(seq__in=list(exported_parts)).exists()
     call_command("ledger_recover")
 
     ready = client.get("/readyz")
@@ -197,6 +224,39 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
         bytes(checkpoint.root_hash)
     )
     call_command("verify_ledger")
+    # the parts of the purge batch and of the draw, verbatim
+    shared = LedgerEntry.objects.filter(
+        seq__gt=restored_size, kind__in=["purge.batch", "sample.drawn"]
+    )
+    # (the deletion request's and the retention purge's batches, and the draw)
+    assert sorted(shared.values_list("kind", flat=True)) == [
+        "purge.batch",
+        "purge.batch",
+        "sample.drawn",
+    ]
+    assert set(exported_parts) == set(shared.values_list("seq", flat=True))
+    stored_parts = LedgerEntryPart.objects.filter(seq__gt=restored_size)
+    assert {
+        (seq, index): bytes(part)
+        for seq, index, part in stored_parts.values_list("seq", "index", "part")
+    } == {
+        (seq, index): part for seq, parts in exported_parts.items() for index, part in parts.items()
+    }
+    # the profile's evidence bundle proves the purge and the draw from the parts, offline
+    bundle = profile_evidence(profile=purging)
+    assert [p["recordings"] for p in bundle["purges"]] == [
+        [{"recording": "rec-due", "reason": "retention_policy"}]
+    ]
+    assert [(r["review_item"], r["recording"]) for r in bundle["reviews"]] == [
+        (item_id, "rec-sampled") for item_id in drawn
+    ]
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    verified = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "earshot_verify", str(tmp_path / "bundle.json"), "--key",
+         signing_key().verifier_key],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
     # the effects
     state_row = ConsentState.objects.get(profile=withdrawing, purpose="human_review")
     assert state_row.granted is False
@@ -215,10 +275,33 @@ def test_a_restore_from_an_older_backup_stops_writes_until_ledger_recover_puts_i
         assert not (media / keys[recording.external_id]).exists()
     assert Recording.objects.get(pk=held.pk).state == "active"
     assert (media / keys["rec-held"]).exists()
+    # the draw's item, from its part, delivered as the clip access recorded
+    recovered_item = ReviewItem.objects.get(pk=drawn_id)
+    assert recovered_item.recording_id == sampled.pk
+    assert (recovered_item.state, recovered_item.purpose, recovered_item.reviewer_location) == (
+        "delivered",
+        "human_review",
+        "DE",
+    )
+    assert recovered_item.created_at == LedgerEntry.objects.get(kind="sample.drawn").created_at
+    assert (
+        recovered_item.delivered_at
+        == LedgerEntry.objects.get(
+            kind="review_item.accessed", subject=f"review_item:{drawn_id}"
+        ).created_at
+    )
+    assert recovered_item.expires_at >= drawn_item.expires_at
+    # so the clip it handed out is not handed out again
+    again = sample_draw(
+        request=SampleRequest(purpose="human_review", size=10, reviewer_location="DE"),
+        actor="client:t",
+    )
+    assert again.items == []
     # and the service goes on, consistent with every signed checkpoint
     consent_set(profile=holding, purpose="human_review", granted=True, channel="app",
                 notice_version="n1", actor="t")  # fmt: skip
-    assert ledger_checkpoint_issue().tree_size == published_size + 1
+    # (after the empty draw's entry and this consent's)
+    assert ledger_checkpoint_issue().tree_size == published_size + 2
     call_command("verify_ledger")
 
 
@@ -341,3 +424,142 @@ def test_eligibility_decisions_are_refused_while_behind_since_withdrawals_are_mi
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "ledger_behind_export"
+
+
+def _behind_with_parts() -> None:
+    """A restore of a backup taken at 2 entries beside an export of 4, the newest two
+    purge batches with parts."""
+    append(2)
+    ledger_checkpoint_issue()
+    append_with_parts(3)
+    append_with_parts(2)
+    newer = ledger_checkpoint_issue()
+    delete_newest(2)
+    delete_parts_after(2)
+    LedgerCheckpoint.objects.filter(pk=newer.pk).delete()
+    ledger_export_state_forget()
+
+
+def _parts_file(settings) -> Path:
+    [exported] = (Path(settings.LEDGER_EXPORT) / "parts").iterdir()
+    return exported
+
+
+def _drop_a_part(settings) -> None:
+    path = _parts_file(settings)
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
+
+
+def _edit_a_part(settings) -> None:
+    path = _parts_file(settings)
+    lines = path.read_text().splitlines(keepends=True)
+    seq, index, encoded = lines[0].split()
+    part = json.loads(base64.b64decode(encoded))
+    part["recordings"] = []
+    edited = base64.b64encode(json.dumps(part).encode()).decode()
+    path.write_text("".join([f"{seq} {index} {edited}\n", *lines[1:]]))
+
+
+def _remove_the_parts(settings) -> None:
+    _parts_file(settings).unlink()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [
+        (_drop_a_part, "missing from LEDGER_EXPORT or incomplete"),
+        (_remove_the_parts, "missing from LEDGER_EXPORT or incomplete"),
+        (_edit_a_part, "do not match its parts_root"),
+    ],
+    ids=["one part missing", "parts file missing", "part edited"],
+)
+def test_a_recovery_whose_exported_parts_do_not_match_their_entry_is_refused_and_changes_nothing(
+    settings, tamper, named
+):
+    _behind_with_parts()
+    tamper(settings)
+
+    with pytest.raises(CommandError, match=named):
+        call_command("ledger_recover")
+
+    assert LedgerEntry.objects.count() == 2
+    assert not LedgerEntryPart.objects.exists()
+    assert LedgerCheckpoint.objects.count() == 1
+    assert ledger_export_state(fresh=True).status == BEHIND
+
+
+@pytest.mark.django_db
+def test_a_recovery_is_refused_while_the_database_holds_parts_of_entries_it_lacks():
+    append(2)
+    ledger_checkpoint_issue()
+    append_with_parts(3)
+    newer = ledger_checkpoint_issue()
+    delete_newest(1)  # the entry goes, its parts stay
+    LedgerCheckpoint.objects.filter(pk=newer.pk).delete()
+    ledger_export_state_forget()
+
+    with pytest.raises(CommandError, match="holds parts of entries from #3 on"):
+        call_command("ledger_recover")
+
+    assert LedgerEntry.objects.count() == 2
+    assert LedgerEntryPart.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_recovery_re_imports_each_entrys_parts_as_exported(settings):
+    exported = {}
+    _behind_with_parts()
+    for line in _parts_file(settings).read_text().splitlines():
+        seq, index, encoded = line.split()
+        exported[(int(seq), int(index))] = base64.b64decode(encoded)
+
+    call_command("ledger_recover")
+
+    stored = LedgerEntryPart.objects.values_list("seq", "index", "part")
+    assert {(seq, index): bytes(part) for seq, index, part in stored} == exported
+    assert sorted({seq for seq, _ in exported}) == [3, 4]
+    call_command("verify_ledger")
+
+
+@pytest.mark.django_db
+def test_a_recovery_re_creates_a_draws_items_from_its_parts_and_closes_those_the_sweep_expired(
+    settings,
+):
+    from compliance.sampling.services import review_items_expire
+    from tests.sampling.conftest import reviewable
+
+    settings.REVIEW_LINK_SECONDS = 0  # the link's items expire as they are drawn
+    recording = reviewable(external_id="rec-drawn")
+    append(1)
+    backup = ledger_checkpoint_issue().tree_size
+    [drawn] = sample_draw(
+        request=SampleRequest(purpose="human_review", size=5, reviewer_location="DE"),
+        actor="client:t",
+    ).items
+    assert review_items_expire() == 1
+    newer = ledger_checkpoint_issue()
+    # what a restore of the backup taken at `backup` entries leaves
+    delete_newest(newer.tree_size - backup)
+    delete_parts_after(backup)
+    ReviewItem.objects.all().delete()
+    LedgerCheckpoint.objects.filter(pk=newer.pk).delete()
+    ledger_export_state_forget()
+
+    call_command("ledger_recover")
+
+    item = ReviewItem.objects.get(pk=drawn.id)
+    draw_entry = LedgerEntry.objects.get(kind="sample.drawn")
+    expiry_entry = LedgerEntry.objects.get(kind="review_items.expired")
+    assert (item.recording_id, item.purpose, item.reviewer_location, item.reviewer) == (
+        recording.pk,
+        "human_review",
+        "DE",
+        None,
+    )
+    assert (item.created_at, item.expires_at) == (draw_entry.created_at, draw_entry.created_at)
+    assert (item.state, item.closed_at, item.close_reason) == (
+        "expired",
+        expiry_entry.created_at,
+        "expired",
+    )

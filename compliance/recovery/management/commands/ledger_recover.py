@@ -8,9 +8,10 @@ class Command(BaseCommand):
     help = (
         "After a restore from an older backup: re-import, verbatim, the ledger entries "
         "LEDGER_EXPORT holds beyond the database's newest (same seq, leaf bytes and hashes, "
-        "checked against every exported checkpoint), re-apply their effects (withdrawals, "
-        "legal holds, deletion requests, purges), and let appending, purging and sampling "
-        "go on. Changes nothing, and exits non-zero, when the database is not behind the "
+        "checked against every exported checkpoint, with the per-profile parts their "
+        "parts_root commits to), re-apply their effects (withdrawals, legal holds, deletion "
+        "requests, purges, sample draws), and let appending, purging and sampling go on. "
+        "Changes nothing, and exits non-zero, when the database is not behind the "
         "export or the export does not extend it. --check only reports the state."
     )
 
