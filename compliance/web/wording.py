@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.utils import formats
-from django.utils.translation import get_language, gettext, ngettext
+from django.utils.translation import get_language, gettext, ngettext, pgettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from compliance.core.errors import ApplicationError, FieldError
@@ -284,55 +284,56 @@ LEDGER_KIND_LABELS: dict[str, Any] = {
     "webhook.confirmed": _("Webhook deliveries confirmed"),
 }
 
-# payload key -> the page's words for it; a key not here is shown as recorded.
+# payload key -> the page's words for it; a key not here is shown as recorded. Short
+# words ("from", "case") in their own context, so that their German is chosen for here.
 LEDGER_KEY_WORDS: dict[str, Any] = {
-    "account": _("account"),
-    "acknowledgement": _("acknowledgement"),
-    "artefacts": _("artefacts"),
-    "audio": _("audio"),
-    "case_reference": _("case"),
-    "category": _("category"),
-    "channel": _("channel"),
-    "count": _("count"),
-    "created_at": _("created"),
-    "decided_at": _("decided"),
-    "deleted": _("deleted"),
-    "effective_from": _("effective from"),
-    "event": _("event"),
-    "event_ids": _("events"),
-    "events": _("events"),
-    "first": _("first"),
-    "first_artefact": _("first artefact"),
-    "from": _("from"),
-    "granted": _("on"),
-    "held": _("held"),
-    "holds": _("holds"),
-    "holds_copies": _("keeps copies"),
-    "is_child": _("child"),
-    "jurisdiction": _("country"),
-    "last": _("last"),
-    "last_artefact": _("last artefact"),
-    "max_lag_ms": _("longest lag"),
-    "notice_version": _("notice version"),
-    "orphan_files_deleted": _("orphan files deleted"),
-    "policies": _("policies"),
-    "previous_until": _("previous secret valid until"),
-    "problem": _("problem"),
-    "problem_seq": _("at entry"),
-    "profile": _("profile"),
-    "purpose": _("purpose"),
-    "reason": _("reason"),
-    "reasons": _("reasons"),
-    "recordings": _("recordings"),
-    "request": _("request"),
-    "retention_days": _("kept"),
-    "rows_without_file": _("rows without a file"),
-    "runs": _("verifications"),
-    "scopes": _("scopes"),
-    "to": _("to"),
-    "url": _("URL"),
-    "version": _("version"),
-    "via": _("via"),
+    "account": pgettext_lazy("ledger detail", "account"),
+    "acknowledgement": pgettext_lazy("ledger detail", "acknowledgement"),
+    "artefacts": pgettext_lazy("ledger detail", "artefacts"),
+    "audio": pgettext_lazy("ledger detail", "audio"),
+    "case_reference": pgettext_lazy("ledger detail", "case"),
+    "category": pgettext_lazy("ledger detail", "category"),
+    "channel": pgettext_lazy("ledger detail", "channel"),
+    "count": pgettext_lazy("ledger detail", "count"),
+    "created_at": pgettext_lazy("ledger detail", "created"),
+    "decided_at": pgettext_lazy("ledger detail", "decided"),
+    "deleted": pgettext_lazy("ledger detail", "deleted"),
+    "effective_from": pgettext_lazy("ledger detail", "effective from"),
+    "event": pgettext_lazy("ledger detail", "event"),
+    "event_ids": pgettext_lazy("ledger detail", "events"),
+    "events": pgettext_lazy("ledger detail", "events"),
+    "first": pgettext_lazy("ledger detail", "first"),
+    "first_artefact": pgettext_lazy("ledger detail", "first artefact"),
+    "from": pgettext_lazy("ledger detail", "from"),
+    "granted": pgettext_lazy("ledger detail", "on"),
+    "held": pgettext_lazy("ledger detail", "held"),
+    "holds": pgettext_lazy("ledger detail", "holds"),
+    "holds_copies": pgettext_lazy("ledger detail", "keeps copies"),
+    "is_child": pgettext_lazy("ledger detail", "child"),
+    "jurisdiction": pgettext_lazy("ledger detail", "country"),
+    "last": pgettext_lazy("ledger detail", "last"),
+    "last_artefact": pgettext_lazy("ledger detail", "last artefact"),
+    "max_lag_ms": pgettext_lazy("ledger detail", "longest lag"),
+    "notice_version": pgettext_lazy("ledger detail", "notice version"),
+    "orphan_files_deleted": pgettext_lazy("ledger detail", "orphan files deleted"),
+    "policies": pgettext_lazy("ledger detail", "policies"),
+    "previous_until": pgettext_lazy("ledger detail", "previous secret valid until"),
+    "problem": pgettext_lazy("ledger detail", "problem"),
+    "problem_seq": pgettext_lazy("ledger detail", "at entry"),
+    "profile": pgettext_lazy("ledger detail", "profile"),
+    "purpose": pgettext_lazy("ledger detail", "purpose"),
+    "reason": pgettext_lazy("ledger detail", "reason"),
+    "reasons": pgettext_lazy("ledger detail", "reasons"),
+    "recordings": pgettext_lazy("ledger detail", "recordings"),
+    "request": pgettext_lazy("ledger detail", "request"),
+    "retention_days": pgettext_lazy("ledger detail", "kept"),
+    "rows_without_file": pgettext_lazy("ledger detail", "rows without a file"),
+    "runs": pgettext_lazy("ledger detail", "verifications"),
+    "scopes": pgettext_lazy("ledger detail", "scopes"),
+    "to": pgettext_lazy("ledger detail", "to"),
+    "url": pgettext_lazy("ledger detail", "URL"),
+    "version": pgettext_lazy("ledger detail", "version"),
+    "via": pgettext_lazy("ledger detail", "via"),
 }
 
 # A word this long (an id, a token) may wrap anywhere; a sentence wraps between words.
@@ -370,7 +371,7 @@ def _item_text(value: Any) -> str:
     if value is None:
         return "\u2013"  # an en dash: nothing recorded
     if isinstance(value, bool):
-        return gettext("yes") if value else gettext("no")
+        return pgettext("ledger detail", "yes") if value else pgettext("ledger detail", "no")
     if isinstance(value, str):
         return value
     if isinstance(value, list | tuple):
