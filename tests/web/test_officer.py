@@ -314,8 +314,8 @@ def test_the_ledger_page_escapes_markup_in_a_payload(officer_client):
 
     assert "<script>alert(1)</script>" not in page
     assert "<img src=x" not in page and "<b>key</b>" not in page
-    assert '&lt;b&gt;key&lt;/b&gt;:</span> &lt;script&gt;alert(1)&lt;/script&gt;' in page
-    assert 'reason:</span> &quot;&gt;&lt;img src=x onerror=1&gt;' in page
+    assert "&lt;b&gt;key&lt;/b&gt;:</span> &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "reason:</span> &quot;&gt;&lt;img src=x onerror=1&gt;" in page
 
 
 def test_the_ledger_page_shows_a_very_long_value_whole_in_a_cell_that_wraps(officer_client):
