@@ -508,7 +508,10 @@ def test_entries_removed_from_the_end_stay_broken_on_the_page_until_an_officer_a
     assert entry.payload["reason"] == "rows lost in the restore of <backup 12>"
     assert f"Last acknowledged by {officer[0].username} at" in done
     assert "rows lost in the restore of &lt;backup 12&gt;" in done
-    assert "<td>ledger.acknowledged</td>" in done
+    assert (
+        'Verification finding acknowledged <code class="kind-code">ledger.acknowledged</code>'
+        in done
+    )
     assert after.status == "intact"
     assert "The chain is intact." in later
 
