@@ -301,6 +301,7 @@ LEDGER_KEY_WORDS: dict[str, Any] = {
     "effective_from": pgettext_lazy("ledger detail", "effective from"),
     "event": pgettext_lazy("ledger detail", "event"),
     "event_ids": pgettext_lazy("ledger detail", "events"),
+    "external_ids_sha256": pgettext_lazy("ledger detail", "external ids (hash)"),
     "events": pgettext_lazy("ledger detail", "events"),
     "first": pgettext_lazy("ledger detail", "first"),
     "first_artefact": pgettext_lazy("ledger detail", "first artefact"),
@@ -390,7 +391,7 @@ def _value_text(key: str, value: Any) -> str:
     if key == "retention_days" and isinstance(value, int):
         return duration(value)
     if key == "jurisdiction" and isinstance(value, str):
-        return sentence_start(country(value))
+        return country(value)
     if key == "purpose" and isinstance(value, str):
         return str(PURPOSE_WORDS.get(value, value))
     if key == "category" and isinstance(value, str):
