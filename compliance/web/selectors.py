@@ -1,7 +1,6 @@
 """Reads for the pages: what a person sees of their own profiles and recordings, and the
 figures of the officers' dashboard. Writes go through the owning apps' services."""
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -56,7 +55,13 @@ from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.reports import ReviewsAtLocation as ReviewsAtLocation
 from compliance.sampling.reports import reviews_by_location as reviews_by_location
 
-from .wording import actor_names
+from .wording import (
+    LedgerDetail,
+    actor_names,
+    ledger_details,
+    ledger_kind_label,
+    subject_names,
+)
 
 RECORDINGS_PER_PAGE = 25
 LEDGER_PER_PAGE = 50
@@ -395,7 +400,7 @@ def account_by_external_id(*, external_id: str) -> Account:
 class LedgerRow:
     """One ledger entry as the ledger page shows it.
 
-    The payload arrives as (key, text) pairs built here, never as the dict itself: a
+    The payload arrives as `LedgerDetail`s built here, never as the dict itself: a
     template's `payload.items` finds a payload key named `items` (every revocation has
     one) before the dict's method, and the same goes for `keys`, `values` and `get`.
     The texts are plain strings, so the template escapes whatever an entry recorded.
@@ -407,23 +412,13 @@ class LedgerRow:
     subject: str
     actor: str
     hash: str
-    details: list[tuple[str, str]]
+    details: list[LedgerDetail]
+    label: str | None = None  # what the kind records, in words; None for an unknown kind
     actor_name: str = ""  # the actor as the page names it (a username, not user:12)
-
-
-def _detail_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+    subject_name: str = ""  # the subject as the page names it (a profile's name)
 
 
 def ledger_row(entry: LedgerEntry) -> LedgerRow:
-    payload = entry.payload
-    if isinstance(payload, dict):
-        # in key order: PostgreSQL's jsonb keeps its own order, not the one written
-        details = sorted((str(key), _detail_text(value)) for key, value in payload.items())
-    else:  # the application writes dicts; anything else is shown whole
-        details = [("payload", _detail_text(payload))]
     return LedgerRow(
         seq=entry.seq,
         created_at=entry.created_at,
@@ -431,7 +426,8 @@ def ledger_row(entry: LedgerEntry) -> LedgerRow:
         subject=entry.subject,
         actor=entry.actor,
         hash=entry.hash,
-        details=details,
+        details=ledger_details(entry.payload),
+        label=ledger_kind_label(entry.kind),
     )
 
 
@@ -444,12 +440,16 @@ def ledger_entries(*, page: Any, kind: str = "") -> Page:
     shown: Page[Any] = Paginator(entries, LEDGER_PER_PAGE).get_page(page)
     rows = [ledger_row(entry) for entry in shown.object_list]
     names = actor_names(row.actor for row in rows)  # one query for the page's users
-    shown.object_list = [replace(row, actor_name=names[row.actor]) for row in rows]
+    subjects = subject_names(row.subject for row in rows)
+    shown.object_list = [
+        replace(row, actor_name=names[row.actor], subject_name=subjects[row.subject])
+        for row in rows
+    ]
     return shown
 
 
 def ledger_kinds() -> list[str]:
-    """The kinds of entry in the ledger, for the page's filter, in order.
+    """The kinds of entry in the ledger, for the page's filter, in code order.
 
     A few dozen kinds over millions of entries: rather than a DISTINCT over the whole
     table, hop from each kind to the next through the (kind, seq) index, a probe per

@@ -4,14 +4,19 @@ of day counts, usernames instead of actor ids, and the officers' success message
 The ledger and the services keep codes and ids; these words are made when a page shows
 them, so a renamed user or a better country name never rewrites history."""
 
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.utils.translation import get_language, gettext, ngettext
+from django.utils import formats
+from django.utils.translation import get_language, gettext, ngettext, pgettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from compliance.core.errors import ApplicationError, FieldError
+
+from .charts import duration as charts_duration
 
 COUNTRY_NAMES: dict[str, Any] = {
     "AT": _("Austria"), "AU": _("Australia"), "BE": _("Belgium"), "BG": _("Bulgaria"),
@@ -232,3 +237,221 @@ def apply_refusal(form: Any, error: ApplicationError) -> None:
             sentence = field_sentence(name, problem)
             if sentence not in form.errors.get(target, []):
                 form.add_error(target, sentence)
+
+
+# --- the ledger page ---------------------------------------------------------------------
+# The ledger keeps kinds and payloads as codes; its page says what happened in words and
+# keeps the code beside them, since officers search the ledger by kind.
+
+LEDGER_KIND_LABELS: dict[str, Any] = {
+    "account.created": _("Account created"),
+    "profile.created": _("Profile created"),
+    "consent.granted": _("Consent given"),
+    "consent.withdrawn": _("Consent withdrawn"),
+    "consent.changed": _("Consent changed"),
+    "consent_default.created": _("Consent default set"),
+    "consent_default.deleted": _("Consent default removed"),
+    "retention_choice.changed": _("Retention choice changed"),
+    "retention_policy.created": _("Retention policy added"),
+    "retention_policy.retired": _("Retention policy retired"),
+    "legal_hold.placed": _("Legal hold placed"),
+    "legal_hold.released": _("Legal hold released"),
+    "deletion_request.received": _("Deletion requested"),
+    "deletion_request.done": _("Deletion request carried out"),
+    "deletion_request.completed": _("Deletion request carried out"),
+    "purge.batch": _("Recordings purged"),
+    "purge.skipped_held": _("Purge held back by a legal hold"),
+    "recording.purged": _("Recording purged"),
+    "recordings.registered": _("Recordings registered"),
+    "storage.swept": _("Storage swept"),
+    "sample.drawn": _("Review sample drawn"),
+    "reviewer.created": _("Reviewer added"),
+    "review_item.accessed": _("Clip opened for review"),
+    "review_item.refused": _("Clip access refused"),
+    "review_item.revoked": _("Review item revoked"),
+    "review_items.revoked": _("Review items revoked"),
+    "review_items.expired": _("Review items expired"),
+    "transfer_rule.created": _("Transfer rule added"),
+    "transfer_rule.deleted": _("Transfer rule removed"),
+    "ledger.acknowledged": _("Verification finding acknowledged"),
+    "security.second_factor_issued": _("Second factor issued"),
+    "service_client.created": _("Service client created"),
+    "service_client.revoked": _("Service client revoked"),
+    "webhook_subscription.created": _("Webhook subscribed"),
+    "webhook_subscription.updated": _("Webhook changed"),
+    "webhook_subscription.secret_rotated": _("Webhook secret rotated"),
+    "webhook_subscription.status_changed": _("Webhook status changed"),
+    "webhook.confirmed": _("Webhook deliveries confirmed"),
+}
+
+# payload key -> the page's words for it; a key not here is shown as recorded. Short
+# words ("from", "case") in their own context, so that their German is chosen for here.
+LEDGER_KEY_WORDS: dict[str, Any] = {
+    "account": pgettext_lazy("ledger detail", "account"),
+    "acknowledgement": pgettext_lazy("ledger detail", "acknowledgement"),
+    "artefacts": pgettext_lazy("ledger detail", "artefacts"),
+    "audio": pgettext_lazy("ledger detail", "audio"),
+    "case_reference": pgettext_lazy("ledger detail", "case"),
+    "category": pgettext_lazy("ledger detail", "category"),
+    "channel": pgettext_lazy("ledger detail", "channel"),
+    "count": pgettext_lazy("ledger detail", "count"),
+    "created_at": pgettext_lazy("ledger detail", "created"),
+    "decided_at": pgettext_lazy("ledger detail", "decided"),
+    "deleted": pgettext_lazy("ledger detail", "deleted"),
+    "effective_from": pgettext_lazy("ledger detail", "effective from"),
+    "event": pgettext_lazy("ledger detail", "event"),
+    "event_ids": pgettext_lazy("ledger detail", "events"),
+    "external_ids_sha256": pgettext_lazy("ledger detail", "external ids (hash)"),
+    "events": pgettext_lazy("ledger detail", "events"),
+    "first": pgettext_lazy("ledger detail", "first"),
+    "first_artefact": pgettext_lazy("ledger detail", "first artefact"),
+    "from": pgettext_lazy("ledger detail", "from"),
+    "granted": pgettext_lazy("ledger detail", "on"),
+    "held": pgettext_lazy("ledger detail", "held"),
+    "holds": pgettext_lazy("ledger detail", "holds"),
+    "holds_copies": pgettext_lazy("ledger detail", "keeps copies"),
+    "is_child": pgettext_lazy("ledger detail", "child"),
+    "jurisdiction": pgettext_lazy("ledger detail", "country"),
+    "last": pgettext_lazy("ledger detail", "last"),
+    "last_artefact": pgettext_lazy("ledger detail", "last artefact"),
+    "max_lag_ms": pgettext_lazy("ledger detail", "longest lag"),
+    "notice_version": pgettext_lazy("ledger detail", "notice version"),
+    "orphan_files_deleted": pgettext_lazy("ledger detail", "orphan files deleted"),
+    "policies": pgettext_lazy("ledger detail", "policies"),
+    "previous_until": pgettext_lazy("ledger detail", "previous secret valid until"),
+    "problem": pgettext_lazy("ledger detail", "problem"),
+    "problem_seq": pgettext_lazy("ledger detail", "at entry"),
+    "profile": pgettext_lazy("ledger detail", "profile"),
+    "purpose": pgettext_lazy("ledger detail", "purpose"),
+    "reason": pgettext_lazy("ledger detail", "reason"),
+    "reasons": pgettext_lazy("ledger detail", "reasons"),
+    "recordings": pgettext_lazy("ledger detail", "recordings"),
+    "request": pgettext_lazy("ledger detail", "request"),
+    "retention_days": pgettext_lazy("ledger detail", "kept"),
+    "rows_without_file": pgettext_lazy("ledger detail", "rows without a file"),
+    "runs": pgettext_lazy("ledger detail", "verifications"),
+    "scopes": pgettext_lazy("ledger detail", "scopes"),
+    "to": pgettext_lazy("ledger detail", "to"),
+    "url": pgettext_lazy("ledger detail", "URL"),
+    "version": pgettext_lazy("ledger detail", "version"),
+    "via": pgettext_lazy("ledger detail", "via"),
+}
+
+# A word this long (an id, a token) may wrap anywhere; a sentence wraps between words.
+_HASH_MIN = 40
+
+
+@dataclass(frozen=True)
+class LedgerDetail:
+    """One item of an entry's details as the page shows it: `text` the words, `full`
+    the whole value when `text` shortens it (a hash; shown as a title), `long` when the
+    text holds a word so long (an id, a token) that it may wrap anywhere."""
+
+    label: str
+    text: str
+    full: str = ""
+    long: bool = False
+
+
+def ledger_kind_label(kind: str) -> str | None:
+    """What an entry of this kind records, in words; None for a kind the page does not
+    know (the page then shows the code)."""
+    label = LEDGER_KIND_LABELS.get(kind)
+    return None if label is None else str(label)
+
+
+# A SHA-256 or similar digest as the ledger records one: hex, or base64.
+_HASH = re.compile(r"[0-9a-f]{40,128}|[A-Za-z0-9+/]{40,88}={0,2}")
+
+
+def _looks_like_hash(value: Any) -> bool:
+    return isinstance(value, str) and _HASH.fullmatch(value) is not None and not value.isalpha()
+
+
+def _item_text(value: Any) -> str:
+    if value is None:
+        return "\u2013"  # an en dash: nothing recorded
+    if isinstance(value, bool):
+        return pgettext("ledger detail", "yes") if value else pgettext("ledger detail", "no")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return ", ".join(
+            f"({_item_text(v)})" if isinstance(v, list | tuple | dict) else _item_text(v)
+            for v in value
+        )
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {_item_text(v)}" for key, v in value.items())
+    if isinstance(value, int | float):
+        return formats.number_format(value, force_grouping=True)
+    return str(value)
+
+
+def _value_text(key: str, value: Any) -> str:
+    if key == "retention_days" and isinstance(value, int):
+        return duration(value)
+    if key == "jurisdiction" and isinstance(value, str):
+        return country(value)
+    if key == "purpose" and isinstance(value, str):
+        return str(PURPOSE_WORDS.get(value, value))
+    if key == "category" and isinstance(value, str):
+        return str(CATEGORY_WORDS.get(value, value))
+    if key == "max_lag_ms" and isinstance(value, int | float):
+        if value < 1000:
+            return f"{formats.number_format(value)} ms"
+        return charts_duration(value / 1000)
+    return _item_text(value)
+
+
+def ledger_details(payload: Any) -> list[LedgerDetail]:
+    """An entry's payload as the page shows it, in key order: keys in words where the
+    page has them, lists as comma-separated items, countries, purposes and durations
+    named, hashes shortened (the whole value in a title), and an entry's parts as what
+    they are: a commitment to that many profiles' parts."""
+    if not isinstance(payload, dict):  # the application writes dicts
+        return [LedgerDetail(label="", text=_item_text(payload), long=True)]
+    details = []
+    rest = dict(payload)
+    root, parts = rest.pop("parts_root", None), rest.pop("parts", None)
+    for key, value in sorted(rest.items(), key=lambda item: str(item[0])):
+        label = str(LEDGER_KEY_WORDS.get(key, key))
+        if _looks_like_hash(value):
+            details.append(LedgerDetail(label=label, text=f"{value[:12]}…", full=value))
+            continue
+        text = _value_text(str(key), value)
+        long = any(len(word) >= _HASH_MIN for word in text.split())
+        details.append(LedgerDetail(label=label, text=text, long=long))
+    if parts is not None or root is not None:
+        count = parts if isinstance(parts, int) else 0
+        words = ngettext(
+            "commits to %(n)s profile's parts", "commits to %(n)s profiles' parts", count
+        ) % {"n": formats.number_format(count, force_grouping=True)}
+        shown = f"{str(root)[:12]}…" if root else ""
+        details.append(
+            LedgerDetail(label=words, text=shown, full=str(root) if root is not None else "")
+        )
+    return details
+
+
+def ledger_kind_choices(kinds: Iterable[str]) -> list[tuple[str, str]]:
+    """The ledger page's filter: (code, words) per kind, in the order of the words."""
+    choices = [(kind, ledger_kind_label(kind) or kind) for kind in kinds]
+    return sorted(choices, key=lambda choice: choice[1].casefold())
+
+
+def subject_names(subjects: Iterable[str]) -> dict[str, str]:
+    """Each ledger subject as the page names it, one query per kind of name: a profile
+    by its name, a user by username; anything else as recorded."""
+    subjects = set(subjects)
+    names = {subject: subject for subject in subjects}
+    profiles = {s.removeprefix("profile:"): s for s in subjects if s.startswith("profile:")}
+    if profiles:
+        from compliance.accounts.models import Profile
+
+        found = Profile.objects.filter(external_id__in=profiles).only("external_id", "display_name")
+        for profile in found:
+            names[profiles[profile.external_id]] = profile.name
+    users = [s for s in subjects if s.startswith("user:")]
+    if users:
+        names.update(actor_names(users))
+    return names

@@ -24,6 +24,7 @@ from compliance.web.selectors import (
     ledger_kinds,
     privacy_overview,
 )
+from compliance.web.wording import LedgerDetail
 from tests.ledger.conftest import append
 from tests.web.conftest import make_household, person
 
@@ -328,7 +329,7 @@ def test_the_ledger_filter_offers_each_kind_once_in_order_in_one_query(
 
 
 @pytest.mark.django_db
-def test_a_ledger_page_gives_each_entrys_payload_as_key_and_text_pairs():
+def test_a_ledger_page_gives_each_entrys_payload_as_labelled_texts():
     from compliance.ledger.services import ledger_append
 
     with transaction.atomic():
@@ -338,6 +339,10 @@ def test_a_ledger_page_gives_each_entrys_payload_as_key_and_text_pairs():
     newest, oldest = ledger_entries(page=1).object_list
 
     assert isinstance(newest, LedgerRow)
-    assert newest.details == [("reason", "<i>x</i>")]
-    assert oldest.details == [("get", '[1, "a"]'), ("items", "2"), ("values", '{"b": null}')]
+    assert newest.details == [LedgerDetail(label="reason", text="<i>x</i>")]
+    assert oldest.details == [
+        LedgerDetail(label="get", text="1, a"),
+        LedgerDetail(label="items", text="2"),
+        LedgerDetail(label="values", text="b: \u2013"),
+    ]
     assert (oldest.seq, oldest.kind) == (1, "k")

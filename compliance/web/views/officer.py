@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compliance.accounts.selectors import profile_get
@@ -61,6 +62,7 @@ from ..wording import (
     apply_refusal,
     consent_default_words,
     country,
+    ledger_kind_choices,
     policy_words,
     sentence_start,
     transfer_rule_words,
@@ -438,7 +440,8 @@ class LedgerAcknowledgeForm(forms.Form):
         max_length=ACKNOWLEDGEMENT_REASON_MAX,
         strip=True,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="What happened, and why the chain as it is now may be trusted from here.",
+        label=_("Reason"),
+        help_text=_("What happened, and why the chain as it is now may be trusted from here."),
     )
 
 
@@ -458,7 +461,7 @@ def _ledger_page(
             "acknowledge_form": acknowledge_form,
             "verify_every": charts.duration(settings.LEDGER_VERIFY_EVERY_SECONDS),
             "page": selectors.ledger_entries(page=request.GET.get("page"), kind=kind),
-            "kinds": selectors.ledger_kinds(),
+            "kinds": ledger_kind_choices(selectors.ledger_kinds()),
             "kind": kind,
         },
         status=status,
@@ -499,8 +502,11 @@ def ledger_acknowledge(request: HttpRequest) -> HttpResponse:
         return _ledger_page(request, form, status=400)
     messages.success(
         request,
-        f"Acknowledged, and recorded as ledger entry #{acknowledgement.through_seq}. Later "
-        "full verifications are held against the chain as it stands now.",
+        gettext(
+            "Acknowledged, and recorded as ledger entry #%(seq)s. Later full verifications "
+            "are held against the chain as it stands now."
+        )
+        % {"seq": acknowledgement.through_seq},
     )
     return redirect("web:officer-ledger")
 
@@ -512,13 +518,18 @@ def ledger_verify(request: HttpRequest) -> HttpResponse:
     if new:
         messages.success(
             request,
-            "A full verification of the chain has started. Reload this page to follow it.",
+            gettext("A full verification of the chain has started. Reload this page to follow it."),
         )
     else:
         messages.info(
             request,
-            f"A full verification is already running (asked for by "
-            f"{actor_name(run.requested_by)} at "
-            f"{run.requested_at:%Y-%m-%d %H:%M:%S} UTC); this page shows its progress.",
+            gettext(
+                "A full verification is already running (asked for by %(who)s at %(when)s "
+                "UTC); this page shows its progress."
+            )
+            % {
+                "who": actor_name(run.requested_by),
+                "when": f"{run.requested_at:%Y-%m-%d %H:%M:%S}",
+            },
         )
     return redirect("web:officer-ledger")

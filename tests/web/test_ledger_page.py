@@ -1,0 +1,184 @@
+"""The officers' ledger page in words: a sentence-like label per kind with the code kept
+beside it, details per key with names instead of ids, hashes shortened, and the whole
+page in English and German."""
+
+import hashlib
+import re
+
+import pytest
+from django.db import transaction
+
+from compliance.accounts.models import Profile
+from compliance.ledger.services import ledger_append
+from compliance.web.wording import (
+    LEDGER_KIND_LABELS,
+    LedgerDetail,
+    ledger_details,
+    ledger_kind_choices,
+    ledger_kind_label,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _record(kind: str, *, subject: str = "", actor: str = "t", payload=None, parts=None) -> None:
+    with transaction.atomic():
+        ledger_append(kind=kind, subject=subject, actor=actor, payload=payload, parts=parts)
+
+
+def _cells(page: str, css_class: str) -> list[str]:
+    return re.findall(rf'<td class="{css_class}"[^>]*>(.*?)</td>', page, re.S)
+
+
+def test_the_ledger_page_names_each_kind_in_words_and_keeps_the_code_beside_it(
+    officer_client, household
+):
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    kinds = _cells(page, "kind")
+    assert 'Account created <code class="kind-code">account.created</code>' in kinds
+    assert 'Profile created <code class="kind-code">profile.created</code>' in kinds
+    # no bare code as the only words of an entry the page knows
+    assert all("kind-code" in cell for cell in kinds)
+
+
+def test_the_ledger_page_shows_an_unknown_kind_as_its_code(officer_client):
+    _record("something.new", payload={"n": 1})
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    assert _cells(page, "kind") == ["<code>something.new</code>"]
+    assert '<option value="something.new">something.new</option>' in page
+
+
+def test_the_ledger_page_in_german_says_what_happened_in_german(officer_client, household):
+    page = officer_client.get("/officer/ledger/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+
+    assert '<html lang="de"' in page
+    assert 'Profil angelegt <code class="kind-code">profile.created</code>' in page
+    assert '<option value="account.created">Konto angelegt</option>' in page
+    assert "Die Kette ist intakt." in page
+    assert "The chain is intact." not in page
+    assert "soeben geprüft" in page
+    assert "Einträge, die neuesten zuerst" in page
+
+
+def test_the_ledger_filter_lists_kinds_by_their_words(officer_client, household):
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    assert '<option value="account.created">Account created</option>' in page
+    assert '<option value="profile.created">Profile created</option>' in page
+    assert ">account.created</option>" not in page
+
+
+def test_the_kind_choices_are_ordered_by_their_words():
+    choices = ledger_kind_choices(["purge.batch", "account.created", "zzz.unknown"])
+
+    assert choices == [
+        ("account.created", "Account created"),
+        ("purge.batch", "Recordings purged"),
+        ("zzz.unknown", "zzz.unknown"),
+    ]
+
+
+def test_every_kind_the_application_writes_has_words():
+    # the kinds written through ledger_append(kind="...") across the services
+    from pathlib import Path
+
+    from django.conf import settings
+
+    written = set()
+    for path in (Path(settings.BASE_DIR) / "compliance").rglob("*.py"):
+        written |= set(re.findall(r'kind="([a-z_]+\.[a-z_]+)"', path.read_text()))
+    written |= {"consent.granted", "consent.withdrawn"}  # chosen by a conditional
+
+    assert written - set(LEDGER_KIND_LABELS) == set()
+    assert ledger_kind_label("no.such_kind") is None
+
+
+def test_the_sequence_and_time_columns_never_wrap(officer_client, household):
+    from pathlib import Path
+
+    from django.conf import settings
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+    css = (Path(settings.BASE_DIR) / "compliance/web/static/web/earshot.css").read_text()
+
+    assert _cells(page, "num seq") and _cells(page, "when")
+    rule = next(line for line in css.splitlines() if line.startswith("td.seq, td.when"))
+    assert "white-space: nowrap" in rule
+
+
+def test_the_subject_is_the_profiles_name_and_the_actor_a_username(officer_client, officer):
+    user, _device = officer
+    from tests.web.conftest import make_household
+
+    household = make_household("bob")
+    Profile.objects.filter(pk=household.adult.pk).update(display_name="Bob's phone")
+    _record(
+        "consent.withdrawn",
+        subject="profile:prof-bob",
+        actor=f"user:{user.pk}",
+        payload={"purpose": "human_review", "channel": "web"},
+    )
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    newest = page.split('<td class="subject"', 1)[1].split("</tr>", 1)[0]
+    assert 'title="profile:prof-bob">Bob&#x27;s phone</td>' in newest
+    assert f"<td>{user.get_username()}</td>" in newest
+    assert f"user:{user.pk}" not in newest
+    assert "purpose:</span> human review" in newest
+
+
+def test_details_name_countries_durations_and_lists():
+    details = ledger_details(
+        {
+            "jurisdiction": "DE",
+            "retention_days": 540,
+            "policies": ["policy:7", "policy:8"],
+            "holds": [[1, "CASE-1"], [2, "CASE-2"]],
+            "granted": True,
+        }
+    )
+
+    assert details == [
+        LedgerDetail(label="on", text="yes"),
+        LedgerDetail(label="holds", text="(1, CASE-1), (2, CASE-2)"),
+        LedgerDetail(label="country", text="Germany"),
+        LedgerDetail(label="policies", text="policy:7, policy:8"),
+        LedgerDetail(label="kept", text="18 months"),
+    ]
+
+
+def test_details_shorten_a_hash_and_keep_it_whole_in_a_title():
+    digest = hashlib.sha256(b"entry").hexdigest()
+
+    (detail,) = ledger_details({"digest": digest})
+
+    assert detail == LedgerDetail(label="digest", text=f"{digest[:12]}…", full=digest)
+
+
+def test_an_entrys_parts_are_explained_as_what_they_commit_to(officer_client):
+    parts = {f"p-{i}": {"artefacts": i} for i in range(3)}
+    _record("purge.batch", subject="purge", payload={"artefacts": 3}, parts=parts)
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+    german = officer_client.get("/officer/ledger/", HTTP_ACCEPT_LANGUAGE="de")
+
+    cell = _cells(page, "small payload")[0]
+    assert "commits to 3 profiles&#x27; parts" in cell
+    assert "parts_root" not in cell
+    root = re.search(r'<span class="hash" title="([^"]+)">', cell)
+    assert root is not None and len(root.group(1)) > 12
+    assert "verbürgt die Teile von 3 Profilen" in german.content.decode()
+
+
+def test_the_verify_and_acknowledge_messages_are_german_on_a_german_page(officer_client):
+    response = officer_client.post(
+        "/officer/ledger/verify/", HTTP_ACCEPT_LANGUAGE="de", follow=True
+    )
+
+    page = response.content.decode()
+    assert "Eine vollständige Prüfung" in page
+    assert "A full verification of the chain has started" not in page
