@@ -177,7 +177,7 @@ def test_an_unknown_retention_choice_is_a_400_with_a_message(owner_client, house
     assert "Choose one of the options." in response.content.decode()
 
 
-def test_recordings_show_date_transcript_and_whether_a_person_heard_them(owner_client, household):
+def test_recordings_show_date_transcript_and_who_heard_them_where(owner_client, household):
     from compliance.sampling.models import ReviewItem
 
     heard = household.recordings[0]
@@ -199,8 +199,15 @@ def test_recordings_show_date_transcript_and_whether_a_person_heard_them(owner_c
     assert response.status_code == 200
     assert "turn on the lights" in page and "set a timer for ten minutes" in page
     assert "tell me a story" not in page  # the child's profile has its own page
-    assert f"Heard by a person on {now - timedelta(hours=1):%-d %b %Y}" in page
+    heard_on = f"{now - timedelta(hours=1):%-d %b %Y}"
+    assert f"Heard by a reviewer in the United States on {heard_on}" in page
     assert page.count("Not heard by anyone") == 2
+
+    german = owner_client.get(
+        f"/privacy/profiles/{household.adult.external_id}/recordings/",
+        HTTP_ACCEPT_LANGUAGE="de",
+    ).content.decode()
+    assert "angehört (Standort der prüfenden Person: die Vereinigten Staaten)" in german
 
 
 def test_a_date_range_is_confirmed_then_deleted_with_visible_progress(owner_client, household):
