@@ -38,6 +38,11 @@ SECRET_KEY_FILE = VAR / "secret_key"
 LOCAL_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/earshot"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"
 
+# gunicorn's own limits (4094-byte request line, 8190-byte header field) answer with an
+# HTML page; these let Django answer instead, up to gunicorn's highest request line.
+# The Dockerfile passes the same.
+GUNICORN_LIMITS = ("--limit-request-line", "8190", "--limit-request-field_size", "32768")
+
 PYTEST_NO_TESTS_COLLECTED = 5
 STOP_TIMEOUT_SECONDS = 10.0
 WEB_START_TIMEOUT_SECONDS = 30.0
@@ -611,11 +616,14 @@ def cmd_run(argv: Sequence[str]) -> int:
     commands = {
         # gunicorn writes no access log unless asked to; a graceful timeout of 8 s lets
         # it finish inside the 10 s that stop_all() allows; without a control socket
-        # (default ~/.gunicorn/gunicorn.ctl) two checkouts can run side by side.
+        # (default ~/.gunicorn/gunicorn.ctl) two checkouts can run side by side. The
+        # request-line and header limits are raised so that Django answers an overlong
+        # query or header with the JSON envelope (docs/runtime.md, "What gunicorn answers").
         "web": [
             *(py, "-m", "gunicorn", "config.wsgi:application"),
             *("--bind", f"127.0.0.1:{port}", "--workers", "2", "--graceful-timeout", "8"),
             "--no-control-socket",
+            *GUNICORN_LIMITS,
         ],
         "worker": [*celery, "worker", "-l", "info", "--concurrency", "2"],
         "beat": [*celery, "beat", "-l", "info", "-s", str(VAR / "celerybeat-schedule")],

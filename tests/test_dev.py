@@ -126,3 +126,14 @@ def test_a_database_url_that_is_not_postgresql_is_left_alone(monkeypatch):
     monkeypatch.setattr(dev.subprocess, "run", lambda *a, **kw: pytest.fail("ran"))
 
     dev.ensure_database(Path("python"))
+
+
+def test_the_image_serves_with_the_same_gunicorn_limits_as_dev_py():
+    """Raised so that Django, not gunicorn's HTML page, answers an overlong query or
+    header (docs/runtime.md, "What gunicorn answers")."""
+    dockerfile = (Path(dev.REPO) / "Dockerfile").read_text()
+    cmd = dockerfile.split("\nCMD ", 1)[1]
+    quoted = ", ".join(f'"{word}"' for word in dev.GUNICORN_LIMITS)
+
+    assert quoted in " ".join(cmd.replace("\\\n", " ").split())
+    assert "--limit-request-line" in dev.GUNICORN_LIMITS
