@@ -43,4 +43,6 @@ EXPOSE 8000
 # gunicorn reads its worker count from WEB_CONCURRENCY and extra flags from
 # GUNICORN_CMD_ARGS (e.g. "--access-logfile -"). The control socket is off: it
 # would need a writable home directory.
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--no-control-socket"]
+# The request-line and header limits are dev.py's GUNICORN_LIMITS (docs/runtime.md).
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--no-control-socket", \
+     "--limit-request-line", "8190", "--limit-request-field_size", "32768"]

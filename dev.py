@@ -38,6 +38,11 @@ SECRET_KEY_FILE = VAR / "secret_key"
 LOCAL_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/earshot"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"
 
+# gunicorn's own limits (4094-byte request line, 8190-byte header field) answer with an
+# HTML page; these let Django answer instead, up to gunicorn's highest request line.
+# The Dockerfile passes the same.
+GUNICORN_LIMITS = ("--limit-request-line", "8190", "--limit-request-field_size", "32768")
+
 PYTEST_NO_TESTS_COLLECTED = 5
 STOP_TIMEOUT_SECONDS = 10.0
 WEB_START_TIMEOUT_SECONDS = 30.0
@@ -390,6 +395,88 @@ def manage(python: Path, *args: str) -> None:
         raise fail(f"manage.py {args[0]} failed; see its output above")
 
 
+# Run by the venv's python (psycopg is there, not in the standard library): exits 0
+# when the database answers, 3 when it was missing and is now created, 4 when it is
+# missing and could not be created, 5 on any other connection problem (migrate then
+# reports it). The URL comes in the environment, never on a command line.
+ENSURE_DATABASE = r"""
+import os, sys
+from urllib.parse import unquote, urlsplit
+import psycopg
+from psycopg import errors, sql
+
+url = urlsplit(os.environ["EARSHOT_DATABASE_URL"])
+params = {
+    "host": url.hostname or None, "port": url.port or None,
+    "user": unquote(url.username) if url.username else None,
+    "password": unquote(url.password) if url.password else None,
+    "connect_timeout": 5,
+}
+params = {k: v for k, v in params.items() if v is not None}
+name = unquote(url.path.lstrip("/"))
+try:
+    psycopg.connect(dbname=name, **params).close()
+    sys.exit(0)
+except psycopg.Error as exc:
+    # psycopg gives a failed connect no SQLSTATE: the server's sentence tells
+    missing = isinstance(exc, errors.InvalidCatalogName) or (
+        f'database "{name}" does not exist' in str(exc)
+    )
+    if not missing:
+        print(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        sys.exit(5)
+try:
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+except psycopg.Error as exc:
+    print(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    sys.exit(4)
+sys.exit(3)
+"""
+
+
+def createdb_command(url: str) -> str:
+    """The `createdb` command that creates the database a PostgreSQL URL names."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    words = ["createdb"]
+    if parts.hostname:
+        words += ["-h", parts.hostname]
+    if parts.port:
+        words += ["-p", str(parts.port)]
+    if parts.username:
+        words += ["-U", unquote(parts.username)]
+    words.append(unquote(parts.path.lstrip("/")))
+    return " ".join(words)
+
+
+def ensure_database(python: Path) -> None:
+    """Create the PostgreSQL database DATABASE_URL names when the server answers but
+    the database does not exist, so that `run` does not end in migrate's traceback;
+    if it cannot be created, stop with the `createdb` command to run."""
+    url = os.environ.get("DATABASE_URL", "")
+    if backend_name(url) != "PostgreSQL":
+        return
+    name = url.partition("://")[2].partition("/")[2].partition("?")[0]
+    result = subprocess.run(
+        [str(python), "-c", ENSURE_DATABASE],
+        cwd=REPO,
+        env={**os.environ, "EARSHOT_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode == 3:
+        say(f"dev.py: created the database {name!r} ({mask_url(url)})")
+    elif result.returncode == 4:
+        reason = result.stdout.strip() or "permission denied?"
+        raise fail(
+            f"the database {name!r} does not exist and could not be created ({reason}); "
+            f"create it with: {createdb_command(url)}"
+        )
+
+
 def die_with_parent() -> None:
     """In the child, before exec: get SIGTERM when dev.py dies, even by SIGKILL (Linux).
 
@@ -516,6 +603,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         raise fail(f"127.0.0.1:{port} is already in use; stop that or set PORT=<another port>")
     python = ensure_venv("requirements.txt")
     set_run_environment()
+    ensure_database(python)
     manage(python, "migrate", "--noinput")
     manage(python, "collectstatic", "--noinput")
     if not options.no_seed:
@@ -528,11 +616,14 @@ def cmd_run(argv: Sequence[str]) -> int:
     commands = {
         # gunicorn writes no access log unless asked to; a graceful timeout of 8 s lets
         # it finish inside the 10 s that stop_all() allows; without a control socket
-        # (default ~/.gunicorn/gunicorn.ctl) two checkouts can run side by side.
+        # (default ~/.gunicorn/gunicorn.ctl) two checkouts can run side by side. The
+        # request-line and header limits are raised so that Django answers an overlong
+        # query or header with the JSON envelope (docs/runtime.md, "What gunicorn answers").
         "web": [
             *(py, "-m", "gunicorn", "config.wsgi:application"),
             *("--bind", f"127.0.0.1:{port}", "--workers", "2", "--graceful-timeout", "8"),
             "--no-control-socket",
+            *GUNICORN_LIMITS,
         ],
         "worker": [*celery, "worker", "-l", "info", "--concurrency", "2"],
         "beat": [*celery, "beat", "-l", "info", "-s", str(VAR / "celerybeat-schedule")],

@@ -12,6 +12,7 @@ optional extension lines.
 import base64
 import binascii
 import hashlib
+import json
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -75,9 +76,28 @@ def signature_line(name: str, hash_: int, signature: bytes) -> str:
     return f"{SIGNATURE_PREFIX}{name} {encoded}\n"
 
 
+def _refuse_error_answer(note: str) -> None:
+    """A file saved from an answer that was the server's JSON error envelope (such as
+    `curl .../ledger/checkpoint > kept.checkpoint` before any checkpoint was signed)
+    is named as that, not as a malformed note."""
+    if not note.lstrip().startswith("{"):
+        return
+    try:
+        body = json.loads(note)
+    except (ValueError, RecursionError):
+        return
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        raise NoteError(
+            "this is an error answer from the server, not a checkpoint: "
+            f"{error.get('code')}: {error.get('message')}"
+        )
+
+
 def open_note(note: str, verifier: Verifier) -> str:
     """The note's text if it carries a valid signature by `verifier`; NoteError otherwise.
     Signatures by other keys are ignored, as note.Open does with unknown keys."""
+    _refuse_error_answer(note)
     split = note.rfind("\n\n")
     if split < 0 or not note.endswith("\n"):
         raise NoteError("malformed note (no blank line before the signatures)")

@@ -74,3 +74,66 @@ def test_dev_py_never_installs_system_packages(monkeypatch, tmp_path: Path):
 
     assert dev.cmd_test([]) == 0
     assert started == []
+
+
+@pytest.mark.postgres
+def test_run_creates_a_missing_postgresql_database_with_one_line(monkeypatch, capsys):
+    import sys
+    import uuid
+
+    import psycopg
+
+    name = f"earshot_devpy_{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{name}")
+    try:
+        dev.ensure_database(Path(sys.executable))
+
+        assert capsys.readouterr().out == (
+            f"dev.py: created the database {name!r} (postgres://postgres@127.0.0.1:5432/{name})\n"
+        )
+        psycopg.connect(host="127.0.0.1", user="postgres", dbname=name).close()
+        dev.ensure_database(Path(sys.executable))  # there now: nothing to say
+        assert capsys.readouterr().out == ""
+    finally:
+        with psycopg.connect(
+            host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def test_a_database_that_cannot_be_created_is_named_with_the_createdb_command(monkeypatch, capsys):
+    import subprocess
+
+    monkeypatch.setenv("DATABASE_URL", "postgres://app:secret@db.example:6543/earshot_x")
+    monkeypatch.setattr(
+        dev.subprocess,
+        "run",
+        lambda *a, **kw: subprocess.CompletedProcess(a, 4, "permission denied to create", ""),
+    )
+
+    with pytest.raises(SystemExit) as stopped:
+        dev.ensure_database(Path("python"))
+
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "createdb -h db.example -p 6543 -U app earshot_x" in err
+    assert "secret" not in err
+
+
+def test_a_database_url_that_is_not_postgresql_is_left_alone(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///var/db.sqlite3")
+    monkeypatch.setattr(dev.subprocess, "run", lambda *a, **kw: pytest.fail("ran"))
+
+    dev.ensure_database(Path("python"))
+
+
+def test_the_image_serves_with_the_same_gunicorn_limits_as_dev_py():
+    """Raised so that Django, not gunicorn's HTML page, answers an overlong query or
+    header (docs/runtime.md, "What gunicorn answers")."""
+    dockerfile = (Path(dev.REPO) / "Dockerfile").read_text()
+    cmd = dockerfile.split("\nCMD ", 1)[1]
+    quoted = ", ".join(f'"{word}"' for word in dev.GUNICORN_LIMITS)
+
+    assert quoted in " ".join(cmd.replace("\\\n", " ").split())
+    assert "--limit-request-line" in dev.GUNICORN_LIMITS

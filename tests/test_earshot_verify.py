@@ -205,3 +205,22 @@ def test_a_malformed_key_is_refused(signed, tmp_path):
 
     assert result.returncode == 1
     assert "the key: malformed verifier key" in result.stderr
+
+
+def test_a_saved_error_answer_is_named_as_one_not_as_a_malformed_note(signed, tmp_path):
+    answer = {
+        "error": {
+            "code": "no_checkpoint",
+            "message": "No checkpoint has been signed yet.",
+            "fields": {},
+        }
+    }
+
+    result = run("checkpoint", write(tmp_path, "kept.checkpoint", answer), "--key", signed["key"])
+
+    assert result.returncode == 1
+    assert (
+        "this is an error answer from the server, not a checkpoint: "
+        "no_checkpoint: No checkpoint has been signed yet." in result.stderr
+    )
+    assert "malformed note" not in result.stderr

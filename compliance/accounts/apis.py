@@ -8,6 +8,7 @@ from compliance.actions.profiles import profile_create, profile_retention_set
 from compliance.core.fields import ExternalIdField, StrictBooleanField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge.callers import actor_of
+from compliance.edge.parsing import StrictInput
 from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
 
 from .models import Profile, RetentionChoice
@@ -25,7 +26,7 @@ class AccountCreateApi(APIView):
     permission_classes = [ScopeRequired]
     required_scopes = {"POST": "accounts:write"}
 
-    class AccountCreateInput(serializers.Serializer):
+    class AccountCreateInput(StrictInput):
         external_id = ExternalIdField()
         jurisdiction = StrictCharField(max_length=2, min_length=2)
 
@@ -52,7 +53,7 @@ class ProfileCreateApi(APIView):
     permission_classes = [ScopeRequired]
     required_scopes = {"POST": "accounts:write"}
 
-    class ProfileCreateInput(serializers.Serializer):
+    class ProfileCreateInput(StrictInput):
         external_id = ExternalIdField()
         account = StrictCharField(max_length=128)
         is_child = StrictBooleanField(required=False, default=False)
@@ -83,7 +84,7 @@ class ProfileRetentionApi(APIView):
         scope_or_officer({"PUT": "consents:write", "GET": "consents:read"}, owner=True)
     ]
 
-    class ProfileRetentionInput(serializers.Serializer):
+    class ProfileRetentionInput(StrictInput):
         choice = serializers.ChoiceField(choices=RetentionChoice.values)
 
     def _profile(self, request: Request, profile_id: str, scope: str) -> Profile:

@@ -12,6 +12,7 @@ from compliance.core.errors import ApplicationError, NotFound, field_error
 from compliance.core.fields import StrictBooleanField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge.callers import actor_of
+from compliance.edge.parsing import StrictInput
 from compliance.edge.permissions import request_caller, scope_or_officer
 
 from .evidence import profile_evidence
@@ -92,7 +93,7 @@ class ConsentListApi(_ProfileConsentApi):
 
 
 class ConsentDetailApi(_ProfileConsentApi):
-    class ConsentDetailInput(serializers.Serializer):
+    class ConsentDetailInput(StrictInput):
         granted = StrictBooleanField()
         channel = serializers.ChoiceField(choices=Channel.values, required=False)
         notice_version = StrictCharField(max_length=64)
@@ -197,7 +198,7 @@ class ConsentDefaultOutput(serializers.Serializer):
 class ConsentDefaultListCreateApi(APIView):
     permission_classes = [scope_or_officer("policies:write")]
 
-    class ConsentDefaultListCreateInput(serializers.Serializer):
+    class ConsentDefaultListCreateInput(StrictInput):
         jurisdiction = StrictCharField(max_length=2, min_length=2)
         purpose = StrictCharField(max_length=32)
         granted = StrictBooleanField()

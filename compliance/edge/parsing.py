@@ -7,9 +7,9 @@ code and a sentence (docs/domain.md, "Errors"). The refusal's top-level code and
 message are the endpoint's, given by the caller: they are part of the API and some
 endpoints word the same problem differently (tests/core/test_countries.py)."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from rest_framework import serializers
 
@@ -98,16 +98,51 @@ def optional_time(body: Mapping[str, Any], field: str) -> datetime | None:
         ) from None
 
 
-def unknown_fields(body: Mapping[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(body) - known)
-    if unknown:
+UNKNOWN_FIELD = "unknown_field"
+UNKNOWN_FIELD_MESSAGE = "This field is not one we know; check its spelling."
+
+
+def unknown_field_errors(
+    body: Mapping[str, Any], known: Iterable[str]
+) -> dict[str, list[FieldError]]:
+    """The fields of `body` not in `known`, each refused as `unknown_field`: a typo
+    such as "form" for "from" must not be read as "no value given"."""
+    return {
+        str(name): [FieldError(UNKNOWN_FIELD, UNKNOWN_FIELD_MESSAGE)]
+        for name in sorted(set(body) - set(known), key=str)
+    }
+
+
+def unknown_fields(body: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Refuse a body with a field not in `known` (400 `validation_error`)."""
+    fields = unknown_field_errors(body, known)
+    if fields:
         raise ApplicationError(
-            "validation_error",
-            f"Unknown fields: {', '.join(unknown)}.",
-            fields={
-                name: [FieldError("unknown", "This field is not one we know.")] for name in unknown
-            },
+            "validation_error", f"Unknown fields: {', '.join(fields)}.", fields=fields
         )
+
+
+class StrictInput(serializers.Serializer):
+    """The base of every request body's serializer: a field it does not declare is
+    refused as `unknown_field`, at the top level and in nested items alike (a nested
+    serializer validates its items through this same method). `extra_fields` names
+    the fields a subclass reads by hand (such as "from", a Python keyword)."""
+
+    extra_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = set(data) - set(self.fields) - self.extra_fields
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        str(name): [
+                            serializers.ErrorDetail(UNKNOWN_FIELD_MESSAGE, code=UNKNOWN_FIELD)
+                        ]
+                        for name in sorted(unknown, key=str)
+                    }
+                )
+        return super().to_internal_value(data)
 
 
 def id_list(raw: Any, *, field: str, limit: int, max_length: int = 128) -> list[str]:

@@ -158,6 +158,9 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
+_BATCH_FIELDS = frozenset({"purpose", "recordings", "reviewer_location"})
+
+
 class EligibilityBatchApi(_HotPathApi):
     required_scopes = {"POST": SCOPE}
 
@@ -198,6 +201,7 @@ class EligibilityBatchApi(_HotPathApi):
     )
     def post(self, request: HttpRequest) -> HttpResponse:
         body = _json_body(request)
+        parsing.unknown_fields(body, _BATCH_FIELDS)
         purpose = _purpose(body.get("purpose"))
         location = _location(body.get("reviewer_location"))
         ids = parsing.id_list(

@@ -15,6 +15,7 @@ from compliance.core.errors import ApplicationError, field_error
 from compliance.core.fields import AwareDateTimeField, ExternalIdField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge.callers import actor_of
+from compliance.edge.parsing import StrictInput, unknown_fields
 from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
 
 from .models import Category, Recording
@@ -119,7 +120,7 @@ class RecordingCreateApi(APIView):
     permission_classes = [ScopeRequired]
     required_scopes = {"POST": "recordings:write"}
 
-    class RecordingCreateInput(serializers.Serializer):
+    class RecordingCreateInput(StrictInput):
         external_id = ExternalIdField()
         profile = StrictCharField(max_length=128)
         recorded_at = AwareDateTimeField()
@@ -189,7 +190,7 @@ class RecordingDetailApi(APIView):
 # --- the batch ------------------------------------------------------------------------
 
 
-class RecordingBatchItemInput(serializers.Serializer):
+class RecordingBatchItemInput(StrictInput):
     external_id = serializers.CharField(max_length=128)
     profile = serializers.CharField(max_length=128)
     recorded_at = serializers.DateTimeField(help_text="ISO 8601 with a time zone.")
@@ -206,7 +207,7 @@ class RecordingBatchItemInput(serializers.Serializer):
     audio_sha256 = serializers.CharField(required=False, min_length=64, max_length=64)
 
 
-class RecordingBatchInput(serializers.Serializer):
+class RecordingBatchInput(StrictInput):
     recordings = serializers.ListField(child=RecordingBatchItemInput(), max_length=MAX_BATCH)
 
 
@@ -300,12 +301,13 @@ class RecordingBatchApi(APIView):
     def post(self, request: Request) -> Response:
         body = request.data
         items = body.get("recordings") if isinstance(body, dict) else None
-        if not isinstance(items, list):
+        if not isinstance(body, dict) or not isinstance(items, list):
             raise ApplicationError(
                 "validation_error",
                 "The body must be an object with a list `recordings`.",
                 fields=field_error("recordings", "not_a_list", "Must be a list of recordings."),
             )
+        unknown_fields(body, ("recordings",))
         if len(items) > MAX_BATCH:
             raise ApplicationError(
                 "batch_too_large",

@@ -13,6 +13,7 @@ from compliance.core.errors import ApplicationError, field_error
 from compliance.core.fields import AwareDateTimeField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge.callers import actor_of
+from compliance.edge.parsing import StrictInput, unknown_fields
 from compliance.edge.permissions import request_caller, scope_or_officer
 from compliance.recordings.models import Category
 from compliance.webhooks.selectors import deletion_request_confirmations
@@ -50,7 +51,7 @@ class RetentionPolicyOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class RetentionPolicyInput(serializers.Serializer):
+class RetentionPolicyInput(StrictInput):
     jurisdiction = StrictCharField(max_length=8)
     category = StrictCharField(max_length=16)
     retention_days = serializers.IntegerField()
@@ -152,11 +153,12 @@ class LegalHoldOutput(serializers.Serializer):
         return data
 
 
-class LegalHoldInput(serializers.Serializer):
+class LegalHoldInput(StrictInput):
     account = StrictCharField(max_length=128, required=False)
     profile = StrictCharField(max_length=128, required=False)
     reason = StrictCharField(max_length=2000)
     case_reference = StrictCharField(max_length=200)
+    extra_fields = frozenset({"from", "to"})
 
     def to_internal_value(self, data: Any) -> dict:
         values = super().to_internal_value(data)
@@ -286,9 +288,10 @@ class DeletionRequestCreateApi(APIView):
         profile = profile_for_caller(
             caller=request_caller(request), external_id=profile_id, scope="deletions:write"
         )
-        body = request.data if hasattr(request.data, "get") else None
-        if body is None:
+        body = request.data
+        if not isinstance(body, dict):  # a JSON object, or a form (a QueryDict)
             raise ApplicationError("validation_error", "The body must be a JSON object.")
+        unknown_fields(body, ("from", "to"))
         dates = AwareDateTimeField()
         values: dict[str, Any] = {}
         errors: dict[str, list[Any]] = {}  # ErrorDetail strings

@@ -60,7 +60,7 @@ _SAMPLE_FIELDS = {
 }
 
 
-class SampleDrawInput(serializers.Serializer):
+class SampleDrawInput(parsing.StrictInput):
     """For the schema; the view checks types strictly itself (a guessed value is a
     wrong value: "12" is not a size)."""
 
@@ -227,7 +227,7 @@ class ReviewItemAudioApi(_ReviewItemApi):
 
 
 class ReviewItemAnnotationApi(_ReviewItemApi):
-    class AnnotationInput(serializers.Serializer):
+    class AnnotationInput(parsing.StrictInput):
         text = StrictCharField(max_length=100_000)
 
     class AnnotationOutput(serializers.Serializer):
@@ -244,6 +244,8 @@ class ReviewItemAnnotationApi(_ReviewItemApi):
     def post(self, request: Request, item_id: str) -> Response:
         caller = self.caller(request, item_id)
         body = request.data
+        if isinstance(body, dict):
+            parsing.unknown_fields(body, self.AnnotationInput().fields)
         text = body.get("text") if isinstance(body, dict) else None
         artefact = review_item_annotate(item_id=item_id, text=text, caller=caller)
         return Response(

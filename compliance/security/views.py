@@ -24,6 +24,7 @@ from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
 
 from .forms import SignInForm
+from .roles import has_officer_role
 from .services import has_second_factor, needs_second_factor, second_factor_verify
 from .throttling import SignInThrottle, client_address
 
@@ -42,6 +43,10 @@ NO_SECOND_FACTOR = _(
 THROTTLED = _("Too many failed sign-ins. Wait {minutes} minutes, then try again.")
 
 
+OFFICER_LANDING = "/officer/"
+USER_LANDING = "/privacy/"
+
+
 @dataclass(frozen=True)
 class Refusal:
     reason: str  # stable, for the log
@@ -56,6 +61,14 @@ def _next_url(request: HttpRequest) -> str:
     ):
         return candidate
     return ""
+
+
+def _landing(user: Any, device: Any) -> str:
+    """Where a sign-in without `next` lands: an officer (signed in with the second
+    factor) on the dashboard, everyone else on their privacy page."""
+    if device is not None and has_officer_role(user):
+        return OFFICER_LANDING
+    return USER_LANDING
 
 
 def _attempt(request: HttpRequest, form: SignInForm) -> tuple[Any, Any] | Refusal:
@@ -110,7 +123,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
                 logger.info(
                     "security.sign_in user=%s second_factor=%s", user.pk, device is not None
                 )
-                return HttpResponseRedirect(next_url or settings.LOGIN_REDIRECT_URL)
+                return HttpResponseRedirect(next_url or _landing(user, device))
         else:
             error = gettext("Enter your username and password.")
             status = 400

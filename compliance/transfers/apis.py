@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from compliance.core.fields import StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge.callers import actor_of
+from compliance.edge.parsing import StrictInput
 from compliance.edge.permissions import scope_or_officer
 
 from .selectors import transfer_rule_get, transfer_rules_list
@@ -23,7 +24,7 @@ class TransferRuleOutput(serializers.Serializer):
 class TransferRuleListCreateApi(APIView):
     permission_classes = [scope_or_officer("policies:write")]
 
-    class TransferRuleListCreateInput(serializers.Serializer):
+    class TransferRuleListCreateInput(StrictInput):
         jurisdiction = StrictCharField(max_length=2, min_length=2)
         reviewer_location = StrictCharField(max_length=2, min_length=2)
 

@@ -10,6 +10,7 @@ from compliance.core.errors import ApplicationError
 from compliance.core.fields import StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge.callers import actor_of
+from compliance.edge.parsing import StrictInput
 from compliance.edge.permissions import ScopeRequired, scope_or_officer
 
 from .authentication import SubscriberPrincipal, WebhookSignatureAuthentication
@@ -47,7 +48,7 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
-class SubscriptionInput(serializers.Serializer):
+class SubscriptionInput(StrictInput):
     url = StrictCharField(max_length=2000)
     events = serializers.ListField(child=StrictCharField(max_length=64), max_length=20)
     description = StrictCharField(max_length=500, required=False, default="", allow_blank=True)
@@ -185,7 +186,7 @@ class WebhookDeliveriesApi(_WebhookApi):
         return Response(DeliveryOutput(deliveries_list(subscription=subscription), many=True).data)
 
 
-class ConfirmationInput(serializers.Serializer):
+class ConfirmationInput(StrictInput):
     event_ids = serializers.ListField(
         child=StrictCharField(max_length=64), min_length=1, max_length=1000
     )

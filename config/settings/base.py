@@ -414,8 +414,18 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # the 1 s webhooks tick logs at DEBUG when idle (compliance/webhooks/logs.py)
-    "filters": {"quiet_idle_ticks": {"()": "compliance.webhooks.logs.QuietIdleTicks"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "quiet_idle_ticks": {"()": "compliance.webhooks.logs.QuietIdleTicks"},
+        # a 4xx refusal (403 on /officer/, a body too large) logs one line, no traceback
+        "expected_refusals": {"()": "compliance.core.logs.ExpectedRefusals"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["expected_refusals"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -12,7 +12,7 @@ from compliance.accounts.models import Account, Profile
 from compliance.consent.reports import consent_rates_over_time
 from compliance.demo.history import HISTORY_DAYS
 from compliance.demo.services import demo_seed
-from compliance.ledger.models import LedgerEntry
+from compliance.ledger.models import LedgerCheckpoint, LedgerEntry
 from compliance.recordings.models import Recording
 from compliance.retention.models import DeletionRequest, DeletionStatus
 from compliance.retention.reports import retention_report
@@ -97,3 +97,12 @@ def test_the_demo_has_ninety_days_of_true_history_and_seeds_once(capsys):
     ) == counts
     assert again.users["alice"] != credentials.users["alice"]
     assert get_user_model().objects.filter(username="alice").count() == 1
+
+    # the command signs a checkpoint of it all at its end: an auditor's first
+    # GET /api/v1/ledger/checkpoint right after a fresh start finds one
+    call_command("seed_demo")
+    newest = LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
+    checkpoint = LedgerCheckpoint.objects.order_by("-tree_size").first()
+    assert checkpoint is not None
+    assert checkpoint.tree_size == newest
+    assert f"Ledger checkpoint signed: tree size {newest}." in capsys.readouterr().out

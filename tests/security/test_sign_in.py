@@ -73,7 +73,7 @@ def test_an_end_user_without_a_device_signs_in_leaving_the_code_empty(client):
     response = sign_in(client, "erin")
 
     assert response.status_code == 302
-    assert response["Location"] == "/"
+    assert response["Location"] == "/privacy/"  # an end user lands on their privacy page
     assert signed_in_as(client) == str(user.pk)
     assert not verified(client)
 
@@ -99,7 +99,7 @@ def test_the_sign_in_ignores_a_next_that_leaves_the_site(client, next_url):
     )
 
     assert response.status_code == 302
-    assert response["Location"] == "/"
+    assert response["Location"] == "/privacy/"
 
 
 def test_a_wrong_password_fails_with_a_clear_message_and_no_session(client):
@@ -169,6 +169,31 @@ def test_an_officer_with_the_app_code_gets_a_verified_session(client, officer):
     assert response.status_code == 302
     assert signed_in_as(client) == str(officer.user.pk)
     assert verified(client)
+
+
+def test_an_officer_lands_on_the_dashboard(client, officer):
+    response = sign_in(client, "olivia", otp_token=app_code(officer.user))
+
+    assert response["Location"] == "/officer/"
+    assert client.get(response["Location"]).status_code == 200
+
+
+def test_an_officer_with_a_next_lands_there(client, officer):
+    response = client.post(
+        LOGIN + "?next=/privacy/",
+        {"username": "olivia", "password": PASSWORD, "otp_token": app_code(officer.user)},
+    )
+
+    assert response["Location"] == "/privacy/"
+
+
+def test_an_end_user_lands_on_their_privacy_page(client):
+    person("erin")
+
+    response = sign_in(client, "erin")
+
+    assert response["Location"] == "/privacy/"
+    assert client.get(response["Location"]).status_code == 200
 
 
 def test_a_code_typed_with_spaces_is_accepted(client, officer):

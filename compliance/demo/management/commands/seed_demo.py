@@ -6,6 +6,7 @@ from compliance.demo.services import (
     DEMO_PROFILES,
     demo_seed,
 )
+from compliance.ledger.checkpoints import ledger_checkpoint_issue
 
 
 class Command(BaseCommand):
@@ -13,6 +14,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         credentials = demo_seed()
+        # signed now, not a minute after beat starts: GET /api/v1/ledger/checkpoint
+        # answers right away for an auditor's walk-through after a fresh start
+        checkpoint = ledger_checkpoint_issue()
         self.stdout.write("Demo data loaded. Logins (passwords are new on every seed):")
         for username, password in credentials.users.items():
             self.stdout.write(f"  {username:<8} {password}")
@@ -29,3 +33,5 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"API key of service client {DEMO_CLIENT!r} (all scopes):")
         self.stdout.write(credentials.api_key)
+        if checkpoint is not None:
+            self.stdout.write(f"Ledger checkpoint signed: tree size {checkpoint.tree_size}.")
