@@ -52,6 +52,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from compliance.accounts.models import Profile
@@ -496,7 +497,7 @@ def sample_draw(
 # --- revocation and expiry ---------------------------------------------------------
 
 
-def _close(items: Any, *, state: str, reason: str, now: datetime) -> int:
+def _close(items: QuerySet[ReviewItem], *, state: str, reason: str, now: datetime) -> int:
     return items.filter(state__in=ReviewItemState.open()).update(
         state=state, closed_at=now, close_reason=reason
     )
