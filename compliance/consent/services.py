@@ -7,11 +7,11 @@ response is sent.
 """
 
 from datetime import datetime
-from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from compliance.accounts.models import Profile
 from compliance.core.countries import require_country
 from compliance.core.errors import ApplicationError, Conflict, Unprocessable, field_error
 from compliance.ledger.services import ledger_append
@@ -20,7 +20,7 @@ from .models import Channel, ConsentDefault, ConsentEvent, ConsentState, Purpose
 from .purposes import validate_purpose
 
 
-def consent_states_initialise(*, profile: Any) -> None:
+def consent_states_initialise(*, profile: Profile) -> None:
     ConsentState.objects.bulk_create(
         [ConsentState(profile=profile, purpose=purpose) for purpose in Purpose.values],
         ignore_conflicts=True,
@@ -29,7 +29,7 @@ def consent_states_initialise(*, profile: Any) -> None:
 
 def consent_record(
     *,
-    profile: Any,
+    profile: Profile,
     purpose: str,
     granted: bool,
     channel: str,

@@ -7,6 +7,7 @@ code and a sentence (docs/domain.md, "Errors"). The refusal's top-level code and
 message are the endpoint's, given by the caller: they are part of the API and some
 endpoints word the same problem differently (tests/core/test_countries.py)."""
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -172,3 +173,35 @@ def id_list(raw: Any, *, field: str, limit: int, max_length: int = 128) -> list[
             message=f"Every recording id must be a string of 1 to {max_length} characters.",
         )
     return raw
+
+
+def flags(raw: Any, choices: type[_E], *, field: str = "flags") -> tuple[str, ...]:
+    """Flags as a list of names (`["sensitive"]`), a comma-separated string or an object
+    of booleans. An object's unknown names are refused here; a list's are the service's
+    to refuse (it checks every input's flags, whoever parsed them)."""
+    values = [member.value for member in choices]  # type: ignore[attr-defined]
+    if raw is None:
+        return ()
+    if isinstance(raw, dict):
+        if not all(isinstance(v, bool) for v in raw.values()):
+            raise refuse(
+                field, "invalid", "Flag values must be true or false.", code="validation_error"
+            )
+        unknown = set(raw) - set(values)
+        if unknown:
+            message = f"Unknown flags {sorted(unknown)}; known: {', '.join(values)}."
+            raise refuse(field, "invalid", message, code="validation_error")
+        return tuple(k for k, v in raw.items() if v)
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",") if part.strip()]
+    if isinstance(raw, list) and all(isinstance(v, str) for v in raw):
+        return tuple(raw)
+    message = f"A list of flag names, e.g. {json.dumps(values)}."
+    raise refuse(field, "invalid", message, code="validation_error")
+
+
+def text(raw: Any, *, field: str, message: str, code: str = "validation_error") -> str:
+    """A JSON string; absent, null or any other kind is refused as `invalid`."""
+    if isinstance(raw, str):
+        return raw
+    raise refuse(field, "invalid", message, code=code)

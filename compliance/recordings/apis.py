@@ -14,18 +14,14 @@ from compliance.actions.ingest import recording_create, recordings_register
 from compliance.core.errors import ApplicationError, field_error
 from compliance.core.fields import AwareDateTimeField, ExternalIdField, StrictCharField
 from compliance.core.idempotency import idempotent
+from compliance.edge import parsing
 from compliance.edge.callers import actor_of
 from compliance.edge.parsing import StrictInput, unknown_fields
 from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
 
-from .models import Category, Recording
+from .models import Category, Flag, Recording
 from .selectors import recording_for_caller
-from .services import (
-    MAX_BATCH,
-    IngestResult,
-    RecordingInput,
-    parse_flags,
-)
+from .services import MAX_BATCH, IngestResult, RecordingInput
 
 
 class ArtefactOutput(serializers.Serializer):
@@ -165,7 +161,7 @@ class RecordingCreateApi(APIView):
                 profile_external_id=values["profile"],
                 recorded_at=values["recorded_at"],
                 transcript=values.get("transcript"),
-                flags=parse_flags(values.get("flags")),
+                flags=parsing.flags(values.get("flags"), Flag),
                 audio=values.get("audio"),
             ),
             actor=actor_of(request.user),
@@ -267,7 +263,7 @@ def _batch_item(raw: object) -> RecordingInput | IngestResult:
             profile_external_id=_text(raw, "profile") or "",
             recorded_at=recorded_at,
             transcript=_text(raw, "transcript", required=False),
-            flags=parse_flags(raw.get("flags")),
+            flags=parsing.flags(raw.get("flags"), Flag),
             audio_key=_text(raw, "audio_key", required=False),
             audio_size=audio_size,
             audio_sha256=_text(raw, "audio_sha256", required=False),

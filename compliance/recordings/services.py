@@ -767,23 +767,3 @@ def recordings_store(
         sum(1 for r in results.values() if r.status == "created"),
     )
     return [results[index] for index in range(len(items))]
-
-
-def parse_flags(value: Any) -> tuple[str, ...]:
-    """Flags as a list of names (`["sensitive"]`) or an object of booleans."""
-    if value is None:
-        return ()
-    if isinstance(value, dict):
-        if not all(isinstance(v, bool) for v in value.values()):
-            raise _invalid("flags", "Flag values must be true or false.")
-        unknown = set(value) - set(Flag.values)
-        if unknown:
-            raise _invalid(
-                "flags", f"Unknown flags {sorted(unknown)}; known: {', '.join(Flag.values)}."
-            )
-        return tuple(k for k, v in value.items() if v)
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise _invalid("flags", 'A list of flag names, e.g. ["sensitive", "false_wake"].')

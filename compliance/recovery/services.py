@@ -40,7 +40,7 @@ from typing import Any
 
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
@@ -114,7 +114,7 @@ def _advance_sequence(model: type) -> None:
         cursor.execute(sql, [table])
 
 
-def _revoke(items: Any, *, reason: str, now: datetime) -> int:
+def _revoke(items: QuerySet[ReviewItem], *, reason: str, now: datetime) -> int:
     return items.filter(state__in=ReviewItemState.open()).update(
         state=ReviewItemState.REVOKED, closed_at=now, close_reason=reason
     )

@@ -40,6 +40,7 @@ from .links import (
 )
 from .reports import DEFAULT_DAYS, reviews_by_location
 from .services import (
+    ANNOTATION_NEEDED,
     COUNTRY_NEEDED,
     SAMPLE_SIZE_LIMIT,
     Caller,
@@ -246,7 +247,11 @@ class ReviewItemAnnotationApi(_ReviewItemApi):
         body = request.data
         if isinstance(body, dict):
             parsing.unknown_fields(body, self.AnnotationInput().fields)
-        text = body.get("text") if isinstance(body, dict) else None
+        text = parsing.text(
+            body.get("text") if isinstance(body, dict) else None,
+            field="text",
+            message=ANNOTATION_NEEDED,
+        )
         artefact = review_item_annotate(item_id=item_id, text=text, caller=caller)
         return Response(
             {"item": item_id, "state": "done", "created_at": artefact.created_at},

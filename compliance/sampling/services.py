@@ -47,9 +47,12 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from compliance.accounts.models import Profile
@@ -111,6 +114,7 @@ def _new_item_id() -> str:
 
 
 COUNTRY_NEEDED = "An ISO 3166-1 alpha-2 country code is needed."
+ANNOTATION_NEEDED = "A non-empty string."
 
 
 def _invalid(
@@ -124,7 +128,7 @@ def _invalid(
 
 @transaction.atomic
 def reviewer_create(
-    *, user: Any, location: str, daily_quota: int = DEFAULT_DAILY_QUOTA, actor: str
+    *, user: User, location: str, daily_quota: int = DEFAULT_DAILY_QUOTA, actor: str
 ) -> Reviewer:
     if not isinstance(location, str) or not is_country(location):
         raise _invalid(
@@ -498,7 +502,7 @@ def sample_draw(
 # --- revocation and expiry ---------------------------------------------------------
 
 
-def _close(items: Any, *, state: str, reason: str, now: datetime) -> int:
+def _close(items: QuerySet[ReviewItem], *, state: str, reason: str, now: datetime) -> int:
     return items.filter(state__in=ReviewItemState.open()).update(
         state=state, closed_at=now, close_reason=reason
     )
@@ -589,7 +593,7 @@ def review_items_expire(*, now: datetime | None = None, batch: int = EXPIRE_BATC
 class Caller:
     """Who is reaching for an item: through its signed link, or a signed-in user."""
 
-    user: Any
+    user: AbstractBaseUser | AnonymousUser | None
     via_link: bool
     actor: str
 
@@ -782,12 +786,13 @@ def review_item_audio_open(*, item_id: str, caller: Caller, now: datetime | None
 
 
 def review_item_annotate(
-    *, item_id: str, text: Any, caller: Caller, now: datetime | None = None
+    *, item_id: str, text: str, caller: Caller, now: datetime | None = None
 ) -> Artefact:
     """Store the reviewer's annotation as an artefact of the recording, with its own
-    retention, and close the item as done."""
-    if not isinstance(text, str) or not text.strip():
-        raise _invalid("validation_error", "text", "A non-empty string.")
+    retention, and close the item as done. `text` is a string (the edge refused any
+    other kind with ANNOTATION_NEEDED); a blank one is refused here."""
+    if not text.strip():
+        raise _invalid("validation_error", "text", ANNOTATION_NEEDED)
     if len(text) > MAX_ANNOTATION_CHARS:
         raise _invalid("validation_error", "text", f"At most {MAX_ANNOTATION_CHARS} characters.")
     now = now or timezone.now()

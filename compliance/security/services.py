@@ -9,10 +9,9 @@ twice in its time step either.
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission, User
 from django.db import transaction
 from django_otp import devices_for_user, user_has_device
 from django_otp.models import Device
@@ -43,14 +42,14 @@ OFFICER_VIEW_APPS = (
 )
 
 
-def needs_second_factor(user: Any) -> bool:
+def needs_second_factor(user: User | AnonymousUser | None) -> bool:
     """Who must sign in with a second factor: officers, reviewers and staff."""
     if user is None or not user.is_authenticated:
         return False
     return bool(user.is_staff or has_officer_role(user) or hasattr(user, "reviewer"))
 
 
-def has_second_factor(user: Any) -> bool:
+def has_second_factor(user: AbstractBaseUser) -> bool:
     return user_has_device(user, confirmed=True)
 
 
@@ -102,13 +101,13 @@ def officers_group_ensure() -> Group:
 
 @dataclass
 class SecondFactorSetup:
-    user: Any
+    user: AbstractBaseUser
     password: str | None  # set only when a new account got a generated password
     provisioning_uri: str
     backup_codes: list[str] = field(default_factory=list)
 
 
-def _issue_devices(user: Any, *, backup_codes: int) -> tuple[TOTPDevice, list[str]]:
+def _issue_devices(user: AbstractBaseUser, *, backup_codes: int) -> tuple[TOTPDevice, list[str]]:
     totp = TOTPDevice.objects.create(
         user=user, name="authenticator app", digits=APP_CODE_DIGITS, confirmed=True
     )

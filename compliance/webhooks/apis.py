@@ -14,8 +14,10 @@ from compliance.edge.parsing import StrictInput
 from compliance.edge.permissions import ScopeRequired, scope_or_officer
 
 from .authentication import SubscriberPrincipal, WebhookSignatureAuthentication
+from .events import event_types_parse
 from .selectors import deliveries_list, subscription_get, subscriptions_list
 from .services import (
+    SubscriptionChanges,
     confirmations_record,
     subscription_create,
     subscription_delete,
@@ -99,8 +101,13 @@ class WebhookListCreateApi(_WebhookApi):
     def post(self, request: Request) -> Response:
         data = SubscriptionInput(data=request.data)
         data.is_valid(raise_exception=True)
+        values = data.validated_data
         subscription, secret = subscription_create(
-            **data.validated_data, actor=actor_of(request.user)
+            url=values["url"],
+            events=event_types_parse(values["events"]),
+            description=values["description"],
+            holds_copies=values["holds_copies"],
+            actor=actor_of(request.user),
         )
         return Response(_with_secret(subscription, secret), status=status.HTTP_201_CREATED)
 
@@ -123,10 +130,11 @@ class WebhookDetailApi(_WebhookApi):
             raise ApplicationError(
                 "nothing_to_change", "Give url, events, description or holds_copies."
             )
+        changes = SubscriptionChanges(**data.validated_data)
+        if "events" in changes:
+            changes["events"] = event_types_parse(changes["events"])
         subscription = subscription_update(
-            subscription=subscription,
-            changes=dict(data.validated_data),
-            actor=actor_of(request.user),
+            subscription=subscription, changes=changes, actor=actor_of(request.user)
         )
         return Response(SubscriptionOutput(subscription).data)
 

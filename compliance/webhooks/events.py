@@ -9,8 +9,9 @@ entry is read.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NewType
 
+from compliance.core.errors import ApplicationError, field_error
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.parts import entry_parts
 
@@ -26,6 +27,38 @@ EVENT_TYPES: dict[str, str] = {
     "retention_choice.changed": "a profile's retention choice changed",
     "webhook.ping": "a test event asked for through the API",
 }
+
+
+# Sorted, each once, each a key of EVENT_TYPES or "*": made only by `event_types_parse`.
+EventTypes = NewType("EventTypes", list[str])
+
+
+def event_types_parse(raw: Any) -> EventTypes:
+    """A subscription's `events` from a request (the API, the officers' page): a
+    non-empty list of event types, or ["*"]."""
+    if (
+        not isinstance(raw, list)
+        or not raw
+        or not all(isinstance(e, str) for e in raw)
+        or len(raw) > len(EVENT_TYPES) + 1
+    ):
+        raise ApplicationError(
+            "webhook_events_invalid",
+            '`events` is a non-empty list of event types, or ["*"].',
+            fields=field_error(
+                "events", "invalid", 'Must be a non-empty list of event types, or ["*"].'
+            ),
+        )
+    unknown = sorted(set(raw) - set(EVENT_TYPES) - {"*"})
+    if unknown:
+        raise ApplicationError(
+            "webhook_events_invalid",
+            f"Unknown event types: {', '.join(unknown)}.",
+            fields=field_error(
+                "events", "unknown", f"Each must be one of {', '.join(EVENT_TYPES)} or *."
+            ),
+        )
+    return EventTypes(sorted(set(raw)))
 
 
 _TIME = {"type": "string", "format": "date-time"}

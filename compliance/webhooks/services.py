@@ -24,7 +24,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import urllib3
 from django.conf import settings
@@ -34,11 +34,11 @@ from django.utils import timezone
 
 from compliance.core.audit import audit_bulk_change
 from compliance.core.enqueue import enqueue_on_commit
-from compliance.core.errors import ApplicationError, Conflict, FieldError, field_error
+from compliance.core.errors import ApplicationError, Conflict, FieldError
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.services import ledger_append
 
-from .events import EVENT_TYPES, Event, events_from_entry
+from .events import Event, EventTypes, events_from_entry
 from .models import (
     Confirmation,
     Delivery,
@@ -56,39 +56,22 @@ _CLAIM_LOCK_KEY = 0x4541_5253_5748_4B  # pg_advisory_xact_lock key of the sender
 RESPONSE_BODY_LIMIT = 1024  # bytes of a receiver's answer we read (and never store)
 
 
-def _events_validate(events: Any) -> list[str]:
-    if (
-        not isinstance(events, list)
-        or not events
-        or not all(isinstance(e, str) for e in events)
-        or len(events) > len(EVENT_TYPES) + 1
-    ):
-        raise ApplicationError(
-            "webhook_events_invalid",
-            '`events` is a non-empty list of event types, or ["*"].',
-            fields=field_error(
-                "events", "invalid", 'Must be a non-empty list of event types, or ["*"].'
-            ),
-        )
-    unknown = sorted(set(events) - set(EVENT_TYPES) - {"*"})
-    if unknown:
-        raise ApplicationError(
-            "webhook_events_invalid",
-            f"Unknown event types: {', '.join(unknown)}.",
-            fields=field_error(
-                "events", "unknown", f"Each must be one of {', '.join(EVENT_TYPES)} or *."
-            ),
-        )
-    return sorted(set(events))
+class SubscriptionChanges(TypedDict, total=False):
+    """A subscription's changes as the edge parsed them; `events` through
+    `event_types_parse`."""
+
+    url: str
+    events: EventTypes
+    description: str
+    holds_copies: bool
 
 
 @transaction.atomic
 def subscription_create(
-    *, url: str, events: list[str], description: str, holds_copies: bool, actor: str
+    *, url: str, events: EventTypes, description: str, holds_copies: bool, actor: str
 ) -> tuple[Subscription, str]:
     """A new subscription and its secret (shown to the caller once)."""
     target_check(url)
-    events = _events_validate(events)
     # The first subscription starts the dispatcher at the ledger's end: the history from
     # before anyone subscribed is not announced.
     DispatchCursor.objects.get_or_create(
@@ -119,13 +102,11 @@ def subscription_create(
 
 @transaction.atomic
 def subscription_update(
-    *, subscription: Subscription, changes: dict[str, Any], actor: str
+    *, subscription: Subscription, changes: SubscriptionChanges, actor: str
 ) -> Subscription:
     locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
     if "url" in changes:
         target_check(changes["url"])
-    if "events" in changes:
-        changes["events"] = _events_validate(changes["events"])
     changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
     if not changed:
         return locked

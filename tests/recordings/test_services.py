@@ -15,7 +15,7 @@ from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings import services
 from compliance.recordings.models import Artefact, Recording
-from compliance.recordings.services import RecordingInput, parse_flags
+from compliance.recordings.services import RecordingInput
 from tests.factories import ProfileFactory, RecordingFactory
 
 pytestmark = pytest.mark.django_db
@@ -180,42 +180,6 @@ def test_a_recording_a_little_in_the_future_is_accepted_for_clock_skew(profile):
     )
 
     assert recording.pk
-
-
-@pytest.mark.parametrize(
-    ("value", "flags"),
-    [
-        (None, ()),
-        ([], ()),
-        (["sensitive"], ("sensitive",)),
-        (["sensitive", "false_wake"], ("sensitive", "false_wake")),
-        ({"sensitive": True, "false_wake": False}, ("sensitive",)),
-        ({}, ()),
-        ("sensitive, false_wake", ("sensitive", "false_wake")),
-    ],
-)
-def test_flags_are_a_list_of_names_or_an_object_of_booleans(value, flags):
-    assert parse_flags(value) == flags
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        {"sensitive": "yes"},
-        {"sensitive": 1},
-        {"loud": True},
-        [1],
-        [["sensitive"]],
-        [{"sensitive": True}],
-        5,
-        True,
-    ],
-)
-def test_other_flag_shapes_are_refused(value):
-    with pytest.raises(ApplicationError) as refused:
-        parse_flags(value)
-
-    assert "flags" in refused.value.fields
 
 
 def test_a_recording_is_written_in_seven_statements_whatever_the_policies(profile):

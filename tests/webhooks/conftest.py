@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from compliance.webhooks.events import event_types_parse
 from compliance.webhooks.models import Subscription
 from compliance.webhooks.services import subscription_create
 
@@ -91,7 +92,7 @@ def subscribe(db) -> Callable[..., tuple[Subscription, str]]:
     def make(url: str, events: list[str] | None = None, **kwargs) -> tuple[Subscription, str]:
         return subscription_create(
             url=url,
-            events=events or ["*"],
+            events=event_types_parse(events or ["*"]),
             description=kwargs.get("description", ""),
             holds_copies=kwargs.get("holds_copies", False),
             actor="test",

@@ -85,3 +85,33 @@ def test_bad_input_is_a_400_with_a_code(hooks_client, body, code):
 def test_a_client_without_the_scope_is_refused(api_client_with_scopes):
     response = api_client_with_scopes("consents:write").get("/api/v1/webhooks")
     assert response.status_code == 403
+
+
+def test_events_are_stored_sorted_and_each_once(hooks_client):
+    created = hooks_client.post(
+        "/api/v1/webhooks",
+        {
+            "url": "http://127.0.0.1:9/a",
+            "events": ["recording.purged", "consent.changed", "recording.purged"],
+        },
+        format="json",
+    )
+    assert created.status_code == 201
+    assert created.json()["events"] == ["consent.changed", "recording.purged"]
+
+
+@pytest.mark.parametrize(
+    ("events", "field_code"), [(["nope"], "unknown"), ([], "invalid"), (["*"] * 12, "invalid")]
+)
+def test_a_patch_with_bad_events_is_refused_before_the_service(hooks_client, events, field_code):
+    created = hooks_client.post(
+        "/api/v1/webhooks", {"url": "http://127.0.0.1:9/a", "events": ["*"]}, format="json"
+    ).json()
+    response = hooks_client.patch(
+        f"/api/v1/webhooks/{created['id']}", {"events": events}, format="json"
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "webhook_events_invalid"
+    assert [f["code"] for f in error["fields"]["events"]] == [field_code]
+    assert Subscription.objects.get(external_id=created["id"]).events == ["*"]

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from compliance.core.errors import ApplicationError, NotFound
 from compliance.edge.callers import actor_of
 from compliance.security.decorators import officer_required
-from compliance.webhooks.events import EVENT_TYPES
+from compliance.webhooks.events import EVENT_TYPES, event_types_parse
 from compliance.webhooks.models import Subscription
 from compliance.webhooks.selectors import (
     deletions_unconfirmed,
@@ -96,7 +96,13 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _page(request, form, status=400)
     try:
-        created = subscription_create(**form.cleaned_data, actor=actor_of(request.user))
+        created = subscription_create(
+            url=form.cleaned_data["url"],
+            events=event_types_parse(form.cleaned_data["events"]),
+            description=form.cleaned_data["description"],
+            holds_copies=form.cleaned_data["holds_copies"],
+            actor=actor_of(request.user),
+        )
     except ApplicationError as refusal:
         apply_refusal(form, refusal)
         return _page(request, form, status=400)
