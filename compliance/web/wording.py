@@ -11,6 +11,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.utils import formats
+from django.utils.text import format_lazy
 from django.utils.translation import get_language, gettext, ngettext, pgettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
@@ -455,3 +456,25 @@ def subject_names(subjects: Iterable[str]) -> dict[str, str]:
     if users:
         names.update(actor_names(users))
     return names
+
+
+# What each webhook event tells a subscriber, for the officers' subscription form. The
+# event names stay as they are (receivers match on them); only the explanation is words.
+WEBHOOK_EVENT_WORDS: dict[str, Any] = {
+    "consent.changed": _("a profile's consent for a purpose was granted or withdrawn"),
+    "recording.purged": _("recordings were deleted (retention, a request or the user)"),
+    "review_item.revoked": _("open review items were revoked"),
+    "deletion_request.completed": _("a deletion request finished, with its receipt"),
+    "retention_policy.created": _("a retention policy version was created"),
+    "retention_policy.retired": _("a retention policy was retired"),
+    "legal_hold.placed": _("a legal hold was placed"),
+    "legal_hold.released": _("a legal hold was released"),
+    "retention_choice.changed": _("a profile's retention choice changed"),
+}
+
+
+def webhook_event(name: str) -> Any:
+    """An event type with what it means, e.g. "legal_hold.placed: a legal hold was placed";
+    an event without words keeps the API's own explanation."""
+    words = WEBHOOK_EVENT_WORDS.get(name)
+    return name if words is None else format_lazy("{}: {}", name, words)

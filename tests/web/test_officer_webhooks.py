@@ -178,3 +178,16 @@ def test_a_deletion_left_unconfirmed_past_the_alert_time_is_an_alert_on_the_page
     )
     assert "not confirmed downstream" not in officer_client.get("/officer/").content.decode()
     assert registry.get_sample_value("earshot_webhook_unconfirmed_deletions") == 0
+
+
+def test_the_event_choices_say_what_each_event_means_in_the_readers_language(officer_client):
+    from compliance.web.wording import WEBHOOK_EVENT_WORDS
+    from compliance.webhooks.events import EVENT_TYPES
+
+    assert set(WEBHOOK_EVENT_WORDS) == set(EVENT_TYPES) - {"webhook.ping"}
+    english = officer_client.get("/officer/webhooks/").content.decode()
+    german = officer_client.get("/officer/webhooks/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+
+    assert "legal_hold.placed: a legal hold was placed" in english
+    assert "legal_hold.placed: eine rechtliche Sperre wurde gesetzt" in german
+    assert "a legal hold was placed" not in german

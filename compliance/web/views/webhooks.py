@@ -30,10 +30,10 @@ from compliance.webhooks.services import (
 )
 
 from ..charts import duration
-from ..wording import apply_refusal, refusal_sentence
+from ..wording import apply_refusal, refusal_sentence, webhook_event
 
 _EVENT_CHOICES: list[tuple[str, Any]] = [("*", _("Every event"))] + [
-    (name, f"{name}: {about}") for name, about in EVENT_TYPES.items() if name != "webhook.ping"
+    (name, webhook_event(name)) for name in EVENT_TYPES if name != "webhook.ping"
 ]
 
 
