@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 
 from compliance.core.errors import Conflict, NotFound
 from compliance.ledger.checkpoints import ledger_checkpoint_covering, ledger_key_register
@@ -123,10 +124,8 @@ def purge_receipts(
     `earshot_verify receipt` proves offline what was deleted, when and why, and the
     receipt shows no other profile's recordings."""
     seqs = list(
-        LedgerEntryPart.objects.filter(
-            profile=profile_external_id,
-            seq__in=LedgerEntry.objects.filter(kind="purge.batch").values("seq"),
-        )
+        LedgerEntryPart.objects.filter(profile=profile_external_id)
+        .filter(Exists(LedgerEntry.objects.filter(seq=OuterRef("seq"), kind="purge.batch")))
         .order_by("-seq")
         .values_list("seq", flat=True)[:limit]
     )
