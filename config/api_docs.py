@@ -239,6 +239,16 @@ OPERATIONS: dict[str, tuple[str, str]] = {
         "409 `deletion_not_done` until the request is done. Scope `deletions:write`, or "
         "the owner signed in.",
     ),
+    "profile_purge_receipts": (
+        "List a profile's signed purge receipts",
+        "One compact JWS per retention purge batch that deleted the profile's recordings, "
+        "newest first, at most the newest 100 (older ones stay provable in the evidence "
+        "bundle): which recordings (external ids), when, under which rule (the reasons, "
+        "e.g. `retention_policy`, `user_choice`). Each binds the batch's ledger `seq` and "
+        "`leaf_hash` and carries the profile's part with its audit path to the entry's "
+        "`parts_root`; `python3 -m earshot_verify receipt RECEIPT --key KEY` checks it. "
+        "Scope `ledger:read`, an officer, or the owner signed in.",
+    ),
     # reports
     "reports_retention": (
         "Retention report",

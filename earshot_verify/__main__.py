@@ -20,6 +20,7 @@ from .verify import (
     checkpoint_verified,
     consistent,
     receipt_bound,
+    receipt_self_bound,
 )
 
 
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             except ReceiptError as exc:
                 raise VerificationFailed(f"the receipt: {exc}") from exc
             ledger = claims.get("ledger") if isinstance(claims.get("ledger"), dict) else {}
+            receipt_self_bound(claims)
             if args.bundle:
                 checkpoint = receipt_bound(claims, _json(args.bundle, "bundle"), verifier)
                 print(

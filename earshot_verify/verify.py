@@ -224,6 +224,38 @@ def receipt_bound(claims: dict[str, Any], bundle: Any, verifier: Verifier) -> Ch
     return checkpoint
 
 
+def receipt_self_bound(claims: dict[str, Any]) -> None:
+    """A receipt that carries its entry's leaf (a purge receipt): the leaf's hash is
+    the bound `leaf_hash`, the profile's part reaches the leaf's `parts_root`, and what
+    the receipt says (principal, recordings, time) is what the part and leaf record.
+    A receipt without a leaf is bound only by its signature here (use --bundle)."""
+    ledger = claims.get("ledger")
+    if not isinstance(ledger, dict) or "leaf" not in ledger:
+        return
+    seq = ledger.get("seq")
+    what = f"the receipt (ledger entry #{seq})"
+    leaf = _b64(ledger.get("leaf"), f"{what} leaf")
+    if _b64(ledger.get("leaf_hash"), f"{what} leaf_hash") != hash_leaf(leaf):
+        raise VerificationFailed(f"{what}: leaf_hash is not the hash of its leaf")
+    try:
+        recorded = json.loads(leaf)
+    except ValueError as exc:
+        raise VerificationFailed(f"{what}: the leaf is not JSON") from exc
+    if not isinstance(recorded, dict) or recorded.get("seq") != seq:
+        raise VerificationFailed(f"{what}: the leaf records another entry number")
+    if "part" not in ledger:
+        return
+    part = part_verified(ledger["part"], recorded, what)
+    if recorded.get("kind") != "purge.batch":
+        raise VerificationFailed(f"{what}: the leaf records {recorded.get('kind')}, not a purge")
+    if claims.get("pii_principal") != part.get("profile"):
+        raise VerificationFailed(f"{what}: the part is another profile's")
+    if claims.get("recordings") != part.get("recordings"):
+        raise VerificationFailed(f"{what}: recordings are not what the part records")
+    if claims.get("purged_at") != recorded.get("created_at"):
+        raise VerificationFailed(f"{what}: purged_at is not the leaf's time")
+
+
 def plain_fields_verified(bundle: dict[str, Any]) -> None:
     """The plain fields of an evidence bundle against the leaves beside them: each
     consent event says what its leaf records, none is dropped, they keep ledger order;

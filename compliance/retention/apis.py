@@ -19,7 +19,7 @@ from compliance.recordings.models import Category
 from compliance.webhooks.selectors import deletion_request_confirmations
 
 from .models import AppliesTo, DeletionRequest
-from .receipts import deletion_receipt
+from .receipts import PURGE_RECEIPTS_LIMIT, deletion_receipt, purge_receipts
 from .reports import retention_report
 from .selectors import (
     deletion_request_for_caller,
@@ -361,6 +361,38 @@ class DeletionReceiptApi(APIView):
             confirmations=deletion_request_confirmations(receipt=deletion.receipt),
         )
         return Response(DeletionReceiptOutput(receipt).data)
+
+
+class PurgeReceiptOutput(serializers.Serializer):
+    seq = serializers.IntegerField(help_text="the purge batch's ledger entry")
+    purged_at = serializers.CharField(help_text="the entry's time")
+    recordings = serializers.ListField(
+        child=serializers.CharField(), help_text="the profile's recordings it deleted"
+    )
+    receipt = serializers.CharField(help_text="compact JWS, EdDSA, the ledger's published key")
+
+
+class ProfilePurgeReceiptsApi(APIView):
+    """`ledger:read`, an officer, or the owner: as the profile's evidence bundle."""
+
+    permission_classes = [scope_or_officer({"GET": "ledger:read"}, owner=True)]
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "ProfilePurgeReceipts", {"receipts": PurgeReceiptOutput(many=True)}
+            )
+        },
+        operation_id="profile_purge_receipts",
+    )
+    def get(self, request: Request, profile_id: str) -> Response:
+        profile = profile_for_caller(
+            caller=request_caller(request), external_id=profile_id, scope="ledger:read"
+        )
+        receipts = purge_receipts(
+            profile_external_id=profile.external_id, limit=PURGE_RECEIPTS_LIMIT
+        )
+        return Response({"receipts": PurgeReceiptOutput(receipts, many=True).data})
 
 
 class RetentionReportApi(APIView):

@@ -2,16 +2,22 @@
 consent receipts are in compliance/consent/receipts.py) for a finished deletion
 request, binding the ledger entry that records its completion (`deletion_request.done`,
 its `seq` and `leaf_hash`), so receipt and log cannot disagree. A request not done yet
-has no receipt (409 `deletion_not_done`)."""
+has no receipt (409 `deletion_not_done`).
+
+Purge receipts (`purge_receipts` below): one per retention purge batch and profile,
+binding the batch's entry and the profile's part of it."""
 
 import base64
+import json
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 
 from compliance.core.errors import Conflict, NotFound
 from compliance.ledger.checkpoints import ledger_checkpoint_covering, ledger_key_register
-from compliance.ledger.models import LedgerEntry, LedgerKey
+from compliance.ledger.models import LedgerEntry, LedgerEntryPart, LedgerKey
+from compliance.ledger.parts import ProfilePart, profile_parts
 from compliance.ledger.signing import receipt_sign, signing_key
 
 from .models import DeletionRequest, DeletionStatus
@@ -97,4 +103,73 @@ def _confirmations(confirmations: dict[str, Any] | None) -> dict[str, Any]:
             }
             for c in confirmations["confirmed"]
         ],
+    }
+
+
+# The newest purge receipts a profile's listing returns (GET
+# /api/v1/profiles/{id}/purge-receipts); older ones stay provable through the
+# profile's evidence bundle, which holds every part.
+PURGE_RECEIPTS_LIMIT = 100
+
+
+def purge_receipts(
+    *, profile_external_id: str, limit: int = PURGE_RECEIPTS_LIMIT
+) -> list[dict[str, Any]]:
+    """A receipt for each retention purge batch that deleted recordings of the profile,
+    newest first (at most `limit`): [{seq, purged_at, recordings, receipt}].
+
+    A purge batch covers many profiles; its entry commits to each profile's part
+    (compliance/ledger/parts.py). The receipt carries the entry's leaf and this
+    profile's part with its audit path to the leaf's `parts_root`, so that
+    `earshot_verify receipt` proves offline what was deleted, when and why, and the
+    receipt shows no other profile's recordings."""
+    seqs = list(
+        LedgerEntryPart.objects.filter(profile=profile_external_id)
+        .filter(Exists(LedgerEntry.objects.filter(seq=OuterRef("seq"), kind="purge.batch")))
+        .order_by("-seq")
+        .values_list("seq", flat=True)[:limit]
+    )
+    if not seqs:
+        return []
+    parts = profile_parts(profile=profile_external_id, seqs=seqs)
+    entries = {e.seq: e for e in LedgerEntry.objects.filter(seq__in=seqs)}
+    ledger_key_register(key=signing_key(), use=LedgerKey.Use.RECEIPT)
+    return [
+        _purge_receipt(profile=profile_external_id, entry=entries[seq], part=parts[seq])
+        for seq in seqs
+    ]
+
+
+def _purge_receipt(*, profile: str, entry: LedgerEntry, part: ProfilePart) -> dict[str, Any]:
+    leaf = bytes(entry.leaf)
+    recorded = json.loads(leaf)
+    recordings = part.body.get("recordings", [])
+    claims = {
+        "iss": settings.LEDGER_ORIGIN,
+        "record_id": f"purge:{entry.seq}:{profile}",
+        "pii_principal": profile,
+        "controller": settings.LEDGER_CONTROLLER,
+        "rule": {
+            "reasons": sorted({r["reason"] for r in recordings}),
+            "policies": recorded.get("payload", {}).get("policies", []),
+        },
+        "recordings": recordings,
+        "purged_at": recorded.get("created_at"),
+        "ledger": {
+            "seq": entry.seq,
+            "leaf_hash": base64.b64encode(bytes(entry.leaf_hash)).decode(),
+            "leaf": base64.b64encode(leaf).decode(),
+            "part": {
+                "index": part.index,
+                "count": part.count,
+                "part": base64.b64encode(part.part).decode(),
+                "inclusion": [base64.b64encode(h).decode() for h in part.path],
+            },
+        },
+    }
+    return {
+        "seq": entry.seq,
+        "purged_at": claims["purged_at"],
+        "recordings": [r["recording"] for r in recordings],
+        "receipt": receipt_sign(claims),
     }

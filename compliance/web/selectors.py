@@ -12,10 +12,12 @@ from django.db.models import (
     Avg,
     Count,
     DurationField,
+    Exists,
     ExpressionWrapper,
     F,
     Max,
     Min,
+    OuterRef,
     Prefetch,
     Q,
     QuerySet,
@@ -35,7 +37,7 @@ from compliance.consent.selectors import CurrentConsent, consent_current_many
 from compliance.core.errors import NotFound
 from compliance.core.periods import days_ending
 from compliance.edge.callers import caller_of
-from compliance.ledger.models import LedgerEntry
+from compliance.ledger.models import LedgerEntry, LedgerEntryPart
 from compliance.recordings.models import (
     Artefact,
     ArtefactState,
@@ -85,6 +87,7 @@ class ProfileOverview:
     consents: list[CurrentConsent]
     recordings: int
     policy_limits: list[PolicyLimit]
+    purged: bool = False  # a retention purge deleted some of its recordings: receipts exist
 
 
 def profile_of_user(*, user: Any, external_id: str) -> Profile:
@@ -114,7 +117,14 @@ def privacy_overview(*, user: Any) -> list[ProfileOverview]:
         Profile.objects.filter(account__user=user)
         .select_related("account")
         .annotate(
-            active_recordings=Count("recordings", filter=Q(recordings__state=RecordingState.ACTIVE))
+            active_recordings=Count(
+                "recordings", filter=Q(recordings__state=RecordingState.ACTIVE)
+            ),
+            purged=Exists(
+                LedgerEntryPart.objects.filter(profile=OuterRef("external_id")).filter(
+                    Exists(LedgerEntry.objects.filter(seq=OuterRef("seq"), kind="purge.batch"))
+                )
+            ),
         )
         .order_by("is_child", "external_id")
     )
@@ -128,6 +138,7 @@ def privacy_overview(*, user: Any) -> list[ProfileOverview]:
             consents=consents[p.pk],
             recordings=p.active_recordings,
             policy_limits=_policy_limits(p, table),
+            purged=p.purged,
         )
         for p in profiles
     ]

@@ -47,6 +47,11 @@ urlpatterns = [
         name="evidence",
     ),
     path(
+        "privacy/profiles/<str:profile_id>/purge-receipts.json",
+        downloads.privacy_purge_receipts,
+        name="purge-receipts",
+    ),
+    path(
         "privacy/deletions/<str:public_id>/receipt.jws",
         downloads.privacy_deletion_receipt,
         name="deletion-receipt",

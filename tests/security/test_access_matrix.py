@@ -114,6 +114,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     },
     "api/v1/profiles/<str:profile_id>/evidence": {"GET": Rule(OWNED, "ledger:read")},
     "api/v1/profiles/<str:profile_id>/reviews": {"GET": Rule(OWNED, "ledger:read")},
+    "api/v1/profiles/<str:profile_id>/purge-receipts": {"GET": Rule(OWNED, "ledger:read")},
     "api/v1/profiles/<str:profile_id>/deletion-requests": {
         "POST": Rule(OWNED, "deletions:write", body={})
     },

@@ -11,8 +11,12 @@ from django.test import Client
 
 from compliance.actions.consent import consent_set
 from compliance.ledger import signing
-from compliance.retention import deletion_requests
-from compliance.retention.services import deletion_request_create
+from compliance.retention import deletion_requests, purge
+from compliance.retention.services import (
+    deletion_request_create,
+    retention_policies_apply,
+    retention_policy_create,
+)
 from tests.conftest import postgres_only
 from tests.web.conftest import make_household
 
@@ -126,3 +130,30 @@ def test_the_officer_downloads_need_a_verified_officer(owner_client, chosen):
         f"/officer/deletions/{chosen.public_id}/receipt.jws",
     ):
         assert owner_client.get(path).status_code in (302, 403), path
+
+
+def test_after_a_retention_purge_the_owner_downloads_its_receipts_that_verify_offline(
+    owner_client, household, tmp_path
+):
+    before = owner_client.get("/privacy/").content.decode()
+    for category in ("audio", "transcript"):
+        retention_policy_create(jurisdiction="*", category=category, retention_days=4,
+                                applies_to="all", actor="t")  # fmt: skip
+    retention_policies_apply()
+    assert purge.purge_expired().recordings_purged == 2
+    page = owner_client.get("/privacy/").content.decode()
+    body = _attachment(
+        owner_client.get("/privacy/profiles/prof-alice/purge-receipts.json"), ".json"
+    )
+    stranger = Client()
+    stranger.force_login(make_household("dora").user)
+
+    assert "/privacy/profiles/prof-alice/purge-receipts.json" not in before
+    assert "/privacy/profiles/prof-alice/purge-receipts.json" in page
+    assert "/privacy/profiles/prof-alice-kid/purge-receipts.json" not in page  # kept: 3 days
+    [receipt] = json.loads(body)["receipts"]
+    assert sorted(receipt["recordings"]) == ["rec-alice-5", "rec-alice-9"]
+    (tmp_path / "purge.jws").write_text(receipt["receipt"])
+    verified = _verify(tmp_path, "receipt", str(tmp_path / "purge.jws"))
+    assert verified.returncode == 0, verified.stderr
+    assert stranger.get("/privacy/profiles/prof-alice/purge-receipts.json").status_code == 404

@@ -1,4 +1,4 @@
-"""Evidence to take away: consent and deletion receipts (compact JWS) and a profile's
+"""Evidence to take away: consent, deletion and purge receipts (compact JWS) and a profile's
 evidence bundle (JSON), served as downloads to the signed-in session.
 
 End users reach their own profiles' (anyone else's do not exist for them: 404, as on
@@ -24,7 +24,7 @@ from compliance.consent.models import Purpose
 from compliance.consent.receipts import consent_receipt_latest
 from compliance.core.errors import ApplicationError, NotFound
 from compliance.retention.models import DeletionRequest
-from compliance.retention.receipts import deletion_receipt
+from compliance.retention.receipts import deletion_receipt, purge_receipts
 from compliance.retention.selectors import deletion_request_get
 from compliance.security.decorators import officer_required
 
@@ -90,6 +90,19 @@ def _evidence(profile: Profile) -> HttpResponse:
     )
 
 
+def _purge_receipts(profile: Profile) -> HttpResponse:
+    """The API's answer (GET /api/v1/profiles/{id}/purge-receipts), as one file."""
+    return _answer(
+        lambda: _download(
+            json.dumps(
+                {"receipts": purge_receipts(profile_external_id=profile.external_id)}, indent=1
+            ),
+            filename=f"purge-receipts-{_safe(profile.external_id)}.json",
+            content_type="application/json",
+        )
+    )
+
+
 # --- the privacy page (the owner) ----------------------------------------------------
 
 
@@ -103,6 +116,12 @@ def privacy_consent_receipt(request: HttpRequest, profile_id: str, purpose: str)
 @login_required
 def privacy_evidence(request: HttpRequest, profile_id: str) -> HttpResponse:
     return _evidence(_own_profile(request, profile_id))
+
+
+@require_GET
+@login_required
+def privacy_purge_receipts(request: HttpRequest, profile_id: str) -> HttpResponse:
+    return _purge_receipts(_own_profile(request, profile_id))
 
 
 @require_GET
