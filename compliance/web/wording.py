@@ -388,6 +388,20 @@ def _item_text(value: Any) -> str:
     return str(value)
 
 
+# The reason codes the application writes into the ledger (a purge's, a revocation's, an
+# expiry's), in words; a reason an officer typed is shown as typed.
+LEDGER_REASON_WORDS: dict[str, Any] = {
+    "consent_withdrawn": pgettext_lazy("ledger reason", "the person withdrew consent"),
+    "purged": pgettext_lazy("ledger reason", "the recording was deleted"),
+    "expired": pgettext_lazy("ledger reason", "its time ran out"),
+    "retention_policy": pgettext_lazy("ledger reason", "the retention policy"),
+    "user_choice": pgettext_lazy("ledger reason", "the person's retention choice"),
+    "dont_save": pgettext_lazy("ledger reason", "the person chose not to keep recordings"),
+    "deletion_request": pgettext_lazy("ledger reason", "a deletion request"),
+    "file_missing": pgettext_lazy("ledger reason", "the file was missing from storage"),
+}
+
+
 def _value_text(key: str, value: Any) -> str:
     if key == "retention_days" and isinstance(value, int):
         return duration(value)
@@ -397,6 +411,8 @@ def _value_text(key: str, value: Any) -> str:
         return str(PURPOSE_WORDS.get(value, value))
     if key == "category" and isinstance(value, str):
         return str(CATEGORY_WORDS.get(value, value))
+    if key == "reason" and isinstance(value, str) and value in LEDGER_REASON_WORDS:
+        return str(LEDGER_REASON_WORDS[value])
     if key == "max_lag_ms" and isinstance(value, int | float):
         if value < 1000:
             return f"{formats.number_format(value)} ms"

@@ -151,6 +151,19 @@ def test_details_name_countries_durations_and_lists():
     ]
 
 
+def test_a_reason_the_application_wrote_is_in_words_and_one_an_officer_typed_stays():
+    from django.utils import translation
+
+    (written,) = ledger_details({"reason": "consent_withdrawn"})
+    (typed,) = ledger_details({"reason": "Checked with the DPO"})
+    with translation.override("de"):
+        (german,) = ledger_details({"reason": "consent_withdrawn"})
+
+    assert written.text == "the person withdrew consent"
+    assert typed.text == "Checked with the DPO"
+    assert german.text == "die Person hat ihre Einwilligung widerrufen"
+
+
 def test_details_shorten_a_hash_and_keep_it_whole_in_a_title():
     digest = hashlib.sha256(b"entry").hexdigest()
 

@@ -286,7 +286,10 @@ def _record(payload: dict) -> None:
     ("payload", "shown"),
     [
         # as a revocation writes it
-        ({"reason": "consent_withdrawn", "items": 3}, "items: 3; reason: consent_withdrawn"),
+        (
+            {"reason": "consent_withdrawn", "items": 3},
+            "items: 3; reason: the person withdrew consent",
+        ),
         ({"items": [1, 2, 3]}, "items: 1, 2, 3"),
         ({"items": {"a": 1}}, "items: a: 1"),
         ({"keys": 7}, "keys: 7"),
