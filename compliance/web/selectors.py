@@ -1,7 +1,7 @@
 """Reads for the pages: what a person sees of their own profiles and recordings, and the
 figures of the officers' dashboard. Writes go through the owning apps' services."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,6 +62,7 @@ from .wording import (
     actor_names,
     ledger_details,
     ledger_kind_label,
+    payload_references,
     subject_names,
 )
 
@@ -429,7 +430,8 @@ class LedgerRow:
     subject_name: str = ""  # the subject as the page names it (a profile's name)
 
 
-def ledger_row(entry: LedgerEntry) -> LedgerRow:
+def ledger_row(entry: LedgerEntry, names: Mapping[str, str] | None = None) -> LedgerRow:
+    """An entry as the page shows it; `names` names the ids its payload holds."""
     return LedgerRow(
         seq=entry.seq,
         created_at=entry.created_at,
@@ -437,7 +439,7 @@ def ledger_row(entry: LedgerEntry) -> LedgerRow:
         subject=entry.subject,
         actor=entry.actor,
         hash=entry.hash,
-        details=ledger_details(entry.payload),
+        details=ledger_details(entry.payload, names),
         label=ledger_kind_label(entry.kind),
     )
 
@@ -449,9 +451,15 @@ def ledger_entries(*, page: Any, kind: str = "") -> Page:
         entries = entries.filter(kind=kind)
     # Any: the page is handed out with its entries replaced by `LedgerRow`s.
     shown: Page[Any] = Paginator(entries, LEDGER_PER_PAGE).get_page(page)
-    rows = [ledger_row(entry) for entry in shown.object_list]
-    names = actor_names(row.actor for row in rows)  # one query for the page's users
-    subjects = subject_names(row.subject for row in rows)
+    entries_shown = list(shown.object_list)
+    names = actor_names(entry.actor for entry in entries_shown)  # one query for the users
+    # one query per kind of subject named on the page, in the subjects and the payloads
+    subjects = subject_names(
+        {entry.subject for entry in entries_shown}.union(
+            *(payload_references(entry.payload) for entry in entries_shown)
+        )
+    )
+    rows = [ledger_row(entry, subjects) for entry in entries_shown]
     shown.object_list = [
         replace(row, actor_name=names[row.actor], subject_name=subjects[row.subject])
         for row in rows

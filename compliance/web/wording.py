@@ -5,7 +5,7 @@ The ledger and the services keep codes and ids; these words are made when a page
 them, so a renamed user or a better country name never rewrites history."""
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -369,20 +369,22 @@ def _looks_like_hash(value: Any) -> bool:
     return isinstance(value, str) and _HASH.fullmatch(value) is not None and not value.isalpha()
 
 
-def _item_text(value: Any) -> str:
+def _item_text(value: Any, names: Mapping[str, str]) -> str:
     if value is None:
         return "\u2013"  # an en dash: nothing recorded
     if isinstance(value, bool):
         return pgettext("ledger detail", "yes") if value else pgettext("ledger detail", "no")
     if isinstance(value, str):
-        return value
+        return names.get(value, value)
     if isinstance(value, list | tuple):
         return ", ".join(
-            f"({_item_text(v)})" if isinstance(v, list | tuple | dict) else _item_text(v)
+            f"({_item_text(v, names)})"
+            if isinstance(v, list | tuple | dict)
+            else _item_text(v, names)
             for v in value
         )
     if isinstance(value, dict):
-        return ", ".join(f"{key}: {_item_text(v)}" for key, v in value.items())
+        return ", ".join(f"{key}: {_item_text(v, names)}" for key, v in value.items())
     if isinstance(value, int | float):
         return formats.number_format(value, force_grouping=True)
     return str(value)
@@ -402,7 +404,7 @@ LEDGER_REASON_WORDS: dict[str, Any] = {
 }
 
 
-def _value_text(key: str, value: Any) -> str:
+def _value_text(key: str, value: Any, names: Mapping[str, str]) -> str:
     if key == "retention_days" and isinstance(value, int):
         return duration(value)
     if key == "jurisdiction" and isinstance(value, str):
@@ -417,16 +419,18 @@ def _value_text(key: str, value: Any) -> str:
         if value < 1000:
             return f"{formats.number_format(value)} ms"
         return charts_duration(value / 1000)
-    return _item_text(value)
+    return _item_text(value, names)
 
 
-def ledger_details(payload: Any) -> list[LedgerDetail]:
+def ledger_details(payload: Any, names: Mapping[str, str] | None = None) -> list[LedgerDetail]:
     """An entry's payload as the page shows it, in key order: keys in words where the
     page has them, lists as comma-separated items, countries, purposes and durations
     named, hashes shortened (the whole value in a title), and an entry's parts as what
-    they are: a commitment to that many profiles' parts."""
+    they are: a commitment to that many profiles' parts. `names` names the ids the
+    payload holds ("policy:7"; from `subject_names(payload_references(payload))`)."""
+    names = names or {}
     if not isinstance(payload, dict):  # the application writes dicts
-        return [LedgerDetail(label="", text=_item_text(payload), long=True)]
+        return [LedgerDetail(label="", text=_item_text(payload, names), long=True)]
     details = []
     rest = dict(payload)
     root, parts = rest.pop("parts_root", None), rest.pop("parts", None)
@@ -435,7 +439,7 @@ def ledger_details(payload: Any) -> list[LedgerDetail]:
         if _looks_like_hash(value):
             details.append(LedgerDetail(label=label, text=f"{value[:12]}…", full=value))
             continue
-        text = _value_text(str(key), value)
+        text = _value_text(str(key), value, names)
         long = any(len(word) >= _HASH_MIN for word in text.split())
         details.append(LedgerDetail(label=label, text=text, long=long))
     if parts is not None or root is not None:
@@ -456,22 +460,147 @@ def ledger_kind_choices(kinds: Iterable[str]) -> list[tuple[str, str]]:
     return sorted(choices, key=lambda choice: choice[1].casefold())
 
 
+# A ledger subject, or an id the application writes into a payload: "legal_hold:3".
+_SUBJECT = re.compile(r"(?P<kind>[a-z_]+):(?P<key>[^\s:]+)")
+
+
+def _profile_names(keys: set[str]) -> dict[str, str]:
+    from compliance.accounts.models import Profile
+
+    found = Profile.objects.filter(external_id__in=keys).only("external_id", "display_name")
+    return {profile.external_id: profile.name for profile in found}
+
+
+def _pk_keys(keys: set[str]) -> list[int]:
+    return [int(key) for key in keys if key.isdigit()]
+
+
+def _policy_names(keys: set[str]) -> dict[str, str]:
+    from compliance.retention.models import RetentionPolicy
+
+    found = RetentionPolicy.objects.filter(pk__in=_pk_keys(keys))
+    return {
+        str(policy.pk): gettext("retention policy: %(policy)s") % {"policy": policy_words(policy)}
+        for policy in found
+    }
+
+
+def _hold_names(keys: set[str]) -> dict[str, str]:
+    from compliance.retention.models import LegalHold
+
+    found = LegalHold.objects.filter(pk__in=_pk_keys(keys)).only("pk", "case_reference")
+    return {
+        str(hold.pk): gettext("legal hold %(case)s") % {"case": hold.case_reference}
+        for hold in found
+    }
+
+
+def _transfer_rule_names(keys: set[str]) -> dict[str, str]:
+    from compliance.transfers.models import TransferRule
+
+    found = TransferRule.objects.filter(pk__in=_pk_keys(keys))
+    return {
+        str(rule.pk): gettext("transfer rule: %(rule)s") % {"rule": transfer_rule_words(rule)}
+        for rule in found
+    }
+
+
+def _consent_default_names(keys: set[str]) -> dict[str, str]:
+    from compliance.consent.models import ConsentDefault
+
+    found = ConsentDefault.objects.filter(pk__in=_pk_keys(keys))
+    return {
+        str(default.pk): gettext("default for %(purpose)s in %(where)s")
+        % {
+            "purpose": PURPOSE_WORDS.get(default.purpose, default.purpose),
+            "where": country(default.jurisdiction),
+        }
+        for default in found
+    }
+
+
+def _webhook_names(keys: set[str]) -> dict[str, str]:
+    from compliance.webhooks.models import Subscription
+
+    found = Subscription.objects.filter(external_id__in=keys).only("external_id", "url")
+    return {
+        subscription.external_id: gettext("webhook to %(url)s") % {"url": subscription.url}
+        for subscription in found
+    }
+
+
+def _reviewer_names(keys: set[str]) -> dict[str, str]:
+    from compliance.sampling.models import Reviewer
+
+    found = Reviewer.objects.filter(pk__in=_pk_keys(keys)).select_related("user")
+    return {
+        str(reviewer.pk): gettext("reviewer %(name)s in %(where)s")
+        % {"name": reviewer.user.get_username(), "where": country(reviewer.location)}
+        for reviewer in found
+    }
+
+
+def _choice_names(keys: set[str]) -> dict[str, str]:
+    from .forms import RETENTION_LABELS
+
+    return {
+        key: gettext("the person's choice: %(choice)s") % {"choice": RETENTION_LABELS[key]}
+        for key in keys
+        if key in RETENTION_LABELS
+    }
+
+
+# Each kind of subject the page names, with the function that names a set of its keys
+# in one query. A kind not listed, or a key whose row is gone, stays as recorded.
+_SUBJECT_NAMERS = {
+    "profile": _profile_names,
+    "retention_policy": _policy_names,
+    "policy": _policy_names,  # a purge's basis: the policy version that set the expiry
+    "legal_hold": _hold_names,
+    "transfer_rule": _transfer_rule_names,
+    "consent_default": _consent_default_names,
+    "webhook": _webhook_names,
+    "reviewer": _reviewer_names,
+    "choice": _choice_names,
+}
+
+
 def subject_names(subjects: Iterable[str]) -> dict[str, str]:
-    """Each ledger subject as the page names it, one query per kind of name: a profile
-    by its name, a user by username; anything else as recorded."""
+    """Each ledger subject (or id in a payload, "policy:7") as the page names it, with
+    one query per kind: a profile by its name, a user by username, a policy, hold,
+    rule, webhook or reviewer by what it is; anything else as recorded."""
     subjects = set(subjects)
     names = {subject: subject for subject in subjects}
-    profiles = {s.removeprefix("profile:"): s for s in subjects if s.startswith("profile:")}
-    if profiles:
-        from compliance.accounts.models import Profile
-
-        found = Profile.objects.filter(external_id__in=profiles).only("external_id", "display_name")
-        for profile in found:
-            names[profiles[profile.external_id]] = profile.name
+    keys: dict[str, dict[str, str]] = {}
+    for subject in subjects:
+        match = _SUBJECT.fullmatch(subject)
+        if match and match["kind"] in _SUBJECT_NAMERS:
+            keys.setdefault(match["kind"], {})[match["key"]] = subject
+    for kind, by_key in keys.items():
+        for key, name in _SUBJECT_NAMERS[kind](set(by_key)).items():
+            names[by_key[key]] = name
     users = [s for s in subjects if s.startswith("user:")]
     if users:
         names.update(actor_names(users))
     return names
+
+
+def payload_references(payload: Any) -> set[str]:
+    """The ids that a payload's values, or the items of its lists, hold and that the page
+    can name ("policies": ["policy:7", "choice:dont_save"]), for `subject_names`. Nested
+    lists (a purge's [profile, recording, reason] rows) hold no such ids and are not
+    walked: a purge batch lists thousands."""
+    if not isinstance(payload, dict):
+        return set()
+    found: set[str] = set()
+    for value in payload.values():
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str):
+                continue
+            match = _SUBJECT.fullmatch(item)
+            if match and match["kind"] in _SUBJECT_NAMERS:
+                found.add(item)
+    return found
 
 
 # What each webhook event tells a subscriber, for the officers' subscription form. The

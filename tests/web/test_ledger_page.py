@@ -164,6 +164,50 @@ def test_a_reason_the_application_wrote_is_in_words_and_one_an_officer_typed_sta
     assert german.text == "die Person hat ihre Einwilligung widerrufen"
 
 
+def test_the_page_names_policies_holds_rules_and_webhooks_instead_of_their_ids(
+    officer_client, household, settings
+):
+    from compliance.retention.services import legal_hold_place, retention_policy_create
+    from compliance.transfers.services import transfer_rule_create
+    from compliance.webhooks.services import subscription_create
+
+    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
+    with transaction.atomic():
+        policy = retention_policy_create(
+            jurisdiction="DE", category="audio", retention_days=540, actor="t"
+        )
+        hold = legal_hold_place(
+            profile=household.adult, reason="Dispute", case_reference="CASE-77", actor="t"
+        )
+        transfer_rule_create(jurisdiction="DE", reviewer_location="IN", actor="t")
+        subscription_create(
+            url="https://127.0.0.1/earshot",
+            events=["*"],
+            description="",
+            holds_copies=False,
+            actor="t",
+        )
+    _record(
+        "purge.batch",
+        subject="purge",
+        payload={"policies": [f"policy:{policy.pk}", "choice:dont_save", "policy:999999"]},
+    )
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+    subjects = _cells(page, "subject")
+    (purge,) = [cell for cell in _cells(page, "small payload") if "policy:999999" in cell]
+
+    assert "retention policy: Germany, audio: kept 18 months (version 1)" in subjects
+    assert "legal hold CASE-77" in subjects
+    assert "transfer rule: recordings from Germany may be reviewed in India" in subjects
+    assert "webhook to https://127.0.0.1/earshot" in subjects
+    assert f"legal_hold:{hold.pk}" not in " ".join(subjects)
+    # a purge's bases in words; an id whose row is gone stays as recorded
+    assert "retention policy: Germany, audio: kept 18 months (version 1)" in purge
+    assert "the person&#x27;s choice: Don&#x27;t save my recordings" in purge
+    assert f"policy:{policy.pk}," not in purge
+
+
 def test_details_shorten_a_hash_and_keep_it_whole_in_a_title():
     digest = hashlib.sha256(b"entry").hexdigest()
 

@@ -273,3 +273,24 @@ def test_chart_axis_text_is_at_least_12_pixels_on_a_desktop_and_a_phone(browser,
             assert smallest >= 12, f"axis text {smallest:.1f}px at {options['viewport']}"
         finally:
             context.close()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_officer_menu_fits_on_one_line_on_a_desktop(browser, live_server, language):
+    officer, device = make_officer("ona")
+    context = browser.new_context(
+        base_url=live_server.url, locale=LANGUAGES[language], **VIEWPORTS["desktop"]
+    )
+    try:
+        sign_in_by_cookie(context, live_server, officer, device)
+        page = context.new_page()
+        page.goto("/officer/")
+        tops = page.evaluate(
+            "() => [...document.querySelectorAll('.subnav li')]"
+            ".map(li => [li.innerText, Math.round(li.getBoundingClientRect().top)])"
+        )
+    finally:
+        context.close()
+
+    assert len(tops) == 7
+    assert {top for _, top in tops} == {tops[0][1]}, tops
