@@ -16,12 +16,10 @@ from compliance.edge.callers import actor_of
 from compliance.edge.parsing import StrictInput, unknown_fields
 from compliance.edge.permissions import request_caller, scope_or_officer
 from compliance.recordings.models import Category
-from compliance.webhooks.selectors import deletion_request_confirmations
-
-from .models import AppliesTo, DeletionRequest
-from .receipts import PURGE_RECEIPTS_LIMIT, deletion_receipt, purge_receipts
-from .reports import retention_report
-from .selectors import (
+from compliance.retention.models import AppliesTo, DeletionRequest
+from compliance.retention.receipts import PURGE_RECEIPTS_LIMIT, deletion_receipt, purge_receipts
+from compliance.retention.reports import retention_report
+from compliance.retention.selectors import (
     deletion_request_for_caller,
     legal_hold_get,
     legal_holds_list,
@@ -29,7 +27,7 @@ from .selectors import (
     retention_policy_get,
     retention_policy_preview,
 )
-from .services import (
+from compliance.retention.services import (
     MAX_RETENTION_DAYS,
     deletion_request_create,
     legal_hold_place,
@@ -37,6 +35,7 @@ from .services import (
     retention_policy_create,
     retention_policy_retire,
 )
+from compliance.webhooks.selectors import deletion_request_confirmations
 
 
 class RetentionPolicyOutput(serializers.Serializer):

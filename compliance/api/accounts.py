@@ -4,16 +4,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compliance.accounts.models import Profile, RetentionChoice
+from compliance.accounts.selectors import profile_for_caller
+from compliance.accounts.services import account_create
 from compliance.actions.profiles import profile_create, profile_retention_set
 from compliance.core.fields import ExternalIdField, StrictBooleanField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge.callers import actor_of
 from compliance.edge.parsing import StrictInput
 from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
-
-from .models import Profile, RetentionChoice
-from .selectors import profile_for_caller
-from .services import account_create
 
 
 class AccountOutput(serializers.Serializer):

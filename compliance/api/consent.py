@@ -8,24 +8,23 @@ from rest_framework.views import APIView
 from compliance.accounts.models import Profile
 from compliance.accounts.selectors import profile_for_caller
 from compliance.actions.consent import consent_set
-from compliance.core.errors import ApplicationError, NotFound, field_error
-from compliance.core.fields import StrictBooleanField, StrictCharField
-from compliance.core.idempotency import idempotent
-from compliance.edge.callers import actor_of
-from compliance.edge.parsing import StrictInput
-from compliance.edge.permissions import request_caller, scope_or_officer
-
-from .evidence import profile_evidence
-from .models import Channel, Purpose
-from .receipts import consent_receipt_latest
-from .selectors import (
+from compliance.consent.evidence import profile_evidence
+from compliance.consent.models import Channel, Purpose
+from compliance.consent.receipts import consent_receipt_latest
+from compliance.consent.selectors import (
     consent_current,
     consent_current_for,
     consent_default_get,
     consent_defaults_list,
     consent_history,
 )
-from .services import consent_default_create, consent_default_delete
+from compliance.consent.services import consent_default_create, consent_default_delete
+from compliance.core.errors import ApplicationError, NotFound, field_error
+from compliance.core.fields import StrictBooleanField, StrictCharField
+from compliance.core.idempotency import idempotent
+from compliance.edge.callers import actor_of
+from compliance.edge.parsing import StrictInput
+from compliance.edge.permissions import request_caller, scope_or_officer
 
 
 class CurrentConsentOutput(serializers.Serializer):

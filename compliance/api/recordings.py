@@ -18,10 +18,9 @@ from compliance.edge import parsing
 from compliance.edge.callers import actor_of
 from compliance.edge.parsing import StrictInput, unknown_fields
 from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
-
-from .models import Category, Flag, Recording
-from .selectors import recording_for_caller
-from .services import MAX_BATCH, IngestResult, RecordingInput
+from compliance.recordings.models import Category, Flag, Recording
+from compliance.recordings.selectors import recording_for_caller
+from compliance.recordings.services import MAX_BATCH, IngestResult, RecordingInput
 
 
 class ArtefactOutput(serializers.Serializer):
