@@ -40,7 +40,6 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from _common import (
     HOST,
@@ -53,84 +52,28 @@ from _common import (
     prepare_database,
     say,
 )
+from hostile import (
+    BIG_NUMBERS,
+    EDGE_TIMES,
+    KILLERS,
+    LONG_LENGTHS,
+    NASTY_TEXT,
+    schema_operations,
+    url_part,
+)
+from hostile import good as good_value
 
 DB = "earshot_bench_fuzz"
 OUT = Path(__file__).resolve().parent / "out" / "fuzz"
 SPEC = SeedSpec(recordings=2_000, profiles=200, accounts=160)
 
-KILLERS = ["\x00", "a\x00b", "\udfff", "x\ud800y", "\ud83d", "9999-12-31T23:59:59Z"]
-EDGE_TIMES = [
-    "9999-12-31T23:59:59Z",
-    "0001-01-01T00:00:00Z",
-    "0001-01-01T00:00:00+01:00",
-    "9999-12-31T23:59:59-05:00",
-    "1969-12-31T23:59:59Z",
-    "9000-12-31T23:59:59+14:00",
-    "2026-02-30T00:00:00Z",
-    "2026-01-01T24:00:00Z",
-    "2026-01-01T00:00:00+25:00",
-    "+275760-09-13T00:00:00Z",
-    "2026-01-01T00:00:00",
-    "9999-12-31",
-    "0001-01-01",
-    "0000-00-00",
-    "9999-12-31T23:59",
-    "0001-01-01T00:00",
-]
-NASTY = [
-    "",
-    " ",
-    "\u202e\u0301",
-    "\ufeff",
-    "%00",
-    "\\u0000",
-    "../../etc/passwd",
-    "<script>alert(1)</script>",
-    "' OR 1=1 --",
-    "items",
-    "keys",
-    "__proto__",
-    "null",
-    "true",
-    "on",
-    "NaN",
-    "-1",
-    "0",
-    "18446744073709551616",
-    "1e400",
-    "Straße",
-    "日本語の録音",
-    "🎙️",
-]
-NUMBERS = [2**63, -(2**63) - 1, 2**64, 10**30, -(10**30), -1, 0, 1.5, 1e308, -0.0, 10**400]
-GOOD = {
-    "purpose": "human_review",
-    "jurisdiction": "US",
-    "reviewer_location": "US",
-    "category": "audio",
-    "applies_to": "all",
-    "retention_days": 30,
-    "size": 1,
+# The data set's ids (bench/_common.py's seed) in the good values around a hostile one.
+IDS = {
     "profile": "prof-1",
     "account": "acc-1",
     "recording_id": "rec-1",
     "profile_id": "prof-1",
-    "recorded_at": "2026-01-01T00:00:00Z",
-    "granted": True,
-    "channel": "api",
-    "notice_version": "v1",
-    "choice": "3_months",
     "recordings": ["rec-1", "rec-2"],
-    "reason": "a reason",
-    "case_reference": "C-1",
-    "text": "an annotation",
-    "is_child": False,
-    "flags": ["sensitive"],
-    "transcript": "turn on the lights",
-    "id": 1,
-    "pk": 1,
-    "from": "2026-01-01T00:00:00Z",
-    "to": "2026-02-01T00:00:00Z",
 }
 CSRF = "fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz"  # a 32-character CSRF secret, sent as cookie and field
 FORMS = [  # (who, path, fields with good values)
@@ -203,11 +146,11 @@ def text(rng: random.Random) -> str:
     if roll < 0.3:
         return rng.choice(KILLERS)
     if roll < 0.55:
-        return rng.choice(NASTY)
+        return rng.choice(NASTY_TEXT)
     if roll < 0.7:
         return rng.choice(EDGE_TIMES)
     if roll < 0.8:
-        return "x" * rng.choice([129, 257, 10_001, 100_001])
+        return "x" * rng.choice(LONG_LENGTHS)
     return "".join(
         chr(rng.choice([0, 0xD800, 0xDFFF, 0x41, 0x3B1, 0x1F600, 0x7F, 0x202E]))
         for _ in range(rng.randint(1, 6))
@@ -219,7 +162,7 @@ def hostile(rng: random.Random, depth: int = 0) -> Any:
     if roll < 0.45 or depth > 1:
         return text(rng)
     if roll < 0.65:
-        return rng.choice(NUMBERS)
+        return rng.choice(BIG_NUMBERS)
     if roll < 0.75:
         return rng.choice([None, True, False, [], {}])
     if roll < 0.87:
@@ -228,15 +171,7 @@ def hostile(rng: random.Random, depth: int = 0) -> Any:
 
 
 def good(name: str, spec: dict[str, Any]) -> Any:
-    if name in GOOD:
-        return GOOD[name]
-    if spec.get("enum"):
-        return spec["enum"][0]
-    if spec.get("format") == "date-time":
-        return "2026-01-01T00:00:00Z"
-    return {"integer": 1, "boolean": True, "array": ["x"], "number": 1}.get(
-        spec.get("type", ""), "fuzz"
-    )
+    return good_value(name, spec, IDS)
 
 
 def bad(rng: random.Random, spec: dict[str, Any]) -> Any:
@@ -248,10 +183,6 @@ def bad(rng: random.Random, spec: dict[str, Any]) -> Any:
     if kind == "string" and rng.random() < 0.6:
         return text(rng)
     return hostile(rng)
-
-
-def url_part(value: Any) -> str:
-    return quote(str(value).encode("utf-8", "surrogatepass"), safe="")
 
 
 def wire(value: str) -> bytes:
@@ -291,17 +222,10 @@ class Generator:
     def __init__(self, rng: random.Random, schema: dict[str, Any], sessions: dict[str, str]):
         self.rng = rng
         self.sessions = sessions
-        components = schema.get("components", {}).get("schemas", {})
-        self.operations = []
-        for path, methods in schema["paths"].items():
-            for method, operation in methods.items():
-                if method not in ("get", "post", "put", "patch", "delete"):
-                    continue
-                content = operation.get("requestBody", {}).get("content", {})
-                ref = (content.get("application/json") or {}).get("schema", {}).get("$ref", "")
-                props = components.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
-                props = {k: v for k, v in props.items() if v.get("format") != "binary"}
-                self.operations.append((path, method.upper(), operation, props))
+        self.operations = [
+            (path, method.upper(), operation, props)
+            for path, method, operation, props in schema_operations(schema)
+        ]
 
     def headers(self, who: str) -> dict[str, bytes]:
         rng = self.rng
@@ -381,7 +305,7 @@ class Generator:
         values: dict[str, Any] = dict(fields)
         names = sorted(values)
         for target in rng.sample(names, min(len(names), rng.randint(1, 2))) if names else []:
-            values[target] = text(rng) if rng.random() < 0.8 else rng.choice(NUMBERS)
+            values[target] = text(rng) if rng.random() < 0.8 else rng.choice(BIG_NUMBERS)
         if rng.random() < 0.15:
             values[text(rng)] = text(rng)
         values["csrfmiddlewaretoken"] = CSRF

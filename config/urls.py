@@ -2,38 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from compliance.accounts.apis import AccountCreateApi, ProfileCreateApi, ProfileRetentionApi
-from compliance.consent.apis import (
-    ConsentDefaultDeleteApi,
-    ConsentDefaultListCreateApi,
-    ConsentDetailApi,
-    ConsentHistoryApi,
-    ConsentListApi,
-    ConsentReceiptApi,
-    ProfileEvidenceApi,
-)
 from compliance.core import views as core_views
 from compliance.core.metrics import metrics_view
 from compliance.eligibility.apis import EligibilityApi, EligibilityBatchApi
-from compliance.recordings.apis import RecordingBatchApi, RecordingCreateApi, RecordingDetailApi
 from compliance.transfers.apis import TransferRuleDeleteApi, TransferRuleListCreateApi
 
 api_v1 = [
-    path("accounts", AccountCreateApi.as_view()),
-    path("profiles", ProfileCreateApi.as_view()),
-    path("profiles/<str:profile_id>/retention", ProfileRetentionApi.as_view()),
-    path("profiles/<str:profile_id>/consents", ConsentListApi.as_view()),
-    path("profiles/<str:profile_id>/consents/<str:purpose>", ConsentDetailApi.as_view()),
-    path("profiles/<str:profile_id>/consents/<str:purpose>/history", ConsentHistoryApi.as_view()),
-    path("profiles/<str:profile_id>/consents/<str:purpose>/receipt", ConsentReceiptApi.as_view()),
-    path("profiles/<str:profile_id>/evidence", ProfileEvidenceApi.as_view()),
-    path("consent-defaults", ConsentDefaultListCreateApi.as_view()),
-    path("consent-defaults/<int:pk>", ConsentDefaultDeleteApi.as_view()),
     path("transfer-rules", TransferRuleListCreateApi.as_view()),
     path("transfer-rules/<int:pk>", TransferRuleDeleteApi.as_view()),
-    path("recordings", RecordingCreateApi.as_view()),
-    path("recordings/batch", RecordingBatchApi.as_view()),
-    path("recordings/<str:recording_id>", RecordingDetailApi.as_view()),
     # eligibility: in hot_paths below
 ]
 
@@ -53,7 +29,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
     *[path(f"api/v1/{p.pattern}", p.callback) for p in api_v1],
-    path("api/v1/", include("compliance.retention.urls")),
+    path("api/v1/", include("compliance.api.urls")),
     path("api/v1/", include("compliance.sampling.urls")),
     path("api/v1/", include("compliance.ledger.urls")),
     path("api/v1/", include("compliance.webhooks.urls")),

@@ -27,7 +27,7 @@ from compliance.core.fields import AwareDateTimeField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge import parsing
 from compliance.edge.callers import actor_of
-from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
+from compliance.edge.permissions import ScopeRequired, find_for_caller, scope_or_officer
 
 from .history import REVIEWS_DEFAULT_LIMIT, REVIEWS_MAX_LIMIT, profile_reviews
 from .links import (
@@ -435,9 +435,7 @@ class ProfileReviewsApi(APIView):
         f"first (limit {REVIEWS_DEFAULT_LIMIT} by default, at most {REVIEWS_MAX_LIMIT}).",
     )
     def get(self, request: Request, profile_id: str) -> Response:
-        profile = profile_for_caller(
-            caller=request_caller(request), external_id=profile_id, scope="ledger:read"
-        )
+        profile = find_for_caller(request, self, profile_for_caller, external_id=profile_id)
         limit = _limit(request.query_params.get("limit"))
         reviews = profile_reviews(profile=profile, limit=limit)
         return Response({"profile": profile.external_id, "reviews": reviews})

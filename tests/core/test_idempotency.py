@@ -17,8 +17,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
-from compliance.accounts import apis as account_apis
 from compliance.accounts.models import Account, Profile
+from compliance.api import accounts as account_apis
 from compliance.consent.models import ConsentDefault
 from compliance.core.idempotency import _fingerprint, idempotency_keys_cleanup
 from compliance.core.models import IdempotencyKey

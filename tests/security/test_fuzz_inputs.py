@@ -16,70 +16,35 @@ import json
 import re
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.hostile import (
+    BIG_NUMBERS,
+    EDGE_TIMES,
+    KILLER_TIMES,
+    KILLERS,
+    LONG_LENGTHS,
+    NASTY_TEXT,
+    good,
+    schema_operations,
+    url_part,
+)
 from tests.web.conftest import make_household, make_officer, verify_session
 
 API_EXAMPLES = 40
 FORM_EXAMPLES = 40
 
-EDGE_TIMES = [
-    "9999-12-31T23:59:59Z",
-    "0001-01-01T00:00:00Z",
-    "0001-01-01T00:00:00+01:00",
-    "9999-12-31T23:59:59-05:00",
-    "1969-12-31T23:59:59Z",
-    "9000-12-31T23:59:59+14:00",
-    "2026-02-30T00:00:00Z",
-    "2026-01-01T24:00:00Z",
-    "2026-01-01T00:00:00+25:00",
-    "+275760-09-13T00:00:00Z",
-    "2026-01-01T00:00:00",
-    "9999-12-31",
-    "0001-01-01",
-    "0000-00-00",
-    "2026-13-01",
-]
-NASTY_TEXT = [
-    "\x00",
-    "a\x00b",
-    "\udfff",
-    "x\ud800y",
-    "\ud83d",
-    "",
-    " ",
-    "\u202e\u0301",
-    "\ufeff",
-    "%00",
-    "\\u0000",
-    "../../etc/passwd",
-    "<script>alert(1)</script>",
-    "' OR 1=1 --",
-    "items",
-    "__proto__",
-    "null",
-    "true",
-    "on",
-    "NaN",
-    "-1",
-    "18446744073709551616",
-    "1e400",
-]
-BIG_NUMBERS = [2**63, -(2**63) - 1, 2**64, 10**30, -(10**30), -1, 0, 1.5, 1e308, -0.0]
-
-# What has reached the database as a 500 before, drawn often.
-KILLERS = ["\x00", "a\x00b", "\udfff", "x\ud800y", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"]
 text = st.one_of(
     st.sampled_from(KILLERS),
     st.sampled_from(NASTY_TEXT),
     st.sampled_from(EDGE_TIMES),
     st.text(alphabet=st.characters(codec=None, categories=["Cs", "Cc", "L", "N"]), max_size=12),
-    st.sampled_from([129, 257, 10_001, 100_001]).map(lambda n: "x" * n),
+    st.sampled_from(LONG_LENGTHS).map(lambda n: "x" * n),
 )
 scalar = st.one_of(
     text,
@@ -93,47 +58,19 @@ hostile = st.one_of(
     st.dictionaries(text, scalar, max_size=2),
     st.just([[[[[]]]]]),
 )
-# Values that pass each field's first checks, so that the one hostile value of an
-# example reaches the deep end of the validation (and the database) behind them.
-GOOD = {
-    "purpose": "human_review",
-    "jurisdiction": "US",
-    "reviewer_location": "US",
-    "category": "audio",
-    "applies_to": "all",
-    "retention_days": 30,
-    "size": 1,
+# The ids of the household the API tests run against (tests/web/conftest.py's
+# make_household("alice")) in the good values around a hostile one.
+IDS = {
     "profile": "prof-alice",
     "account": "acct-alice",
     "recording_id": "rec-alice-2",
     "profile_id": "prof-alice",
-    "recorded_at": "2026-01-01T00:00:00Z",
-    "granted": True,
-    "channel": "api",
-    "notice_version": "v1",
-    "choice": "3_months",
     "recordings": ["rec-alice-2", "rec-alice-5"],
-    "reason": "a reason",
-    "case_reference": "C-1",
-    "text": "an annotation",
-    "is_child": False,
-    "flags": ["sensitive"],
-    "transcript": "turn on the lights",
-    "pk": 1,
-    "id": 1,
 }
 
 
 def _good(name: str, spec: dict[str, Any]) -> Any:
-    if name in GOOD:
-        return GOOD[name]
-    if spec.get("enum"):
-        return spec["enum"][0]
-    if spec.get("format") == "date-time":
-        return "2026-01-01T00:00:00Z"
-    return {"integer": 1, "boolean": True, "array": ["x"], "number": 1}.get(
-        spec.get("type", ""), "fuzz-1"
-    )
+    return good(name, spec, IDS)
 
 
 def _bad(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
@@ -146,7 +83,7 @@ def _bad(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
             hostile,
         )
     if kind == "string" and spec.get("format") == "date-time":
-        return st.one_of(st.sampled_from(KILLERS[-2:]), st.sampled_from(EDGE_TIMES), hostile)
+        return st.one_of(st.sampled_from(KILLER_TIMES), st.sampled_from(EDGE_TIMES), hostile)
     if kind == "string":
         return st.one_of(st.sampled_from(KILLERS), text, hostile)
     return hostile
@@ -158,12 +95,8 @@ def _wire(raw: str) -> str:
     return raw.encode("utf-8", "surrogatepass").decode("latin-1")
 
 
-def _url_part(raw: Any) -> str:
-    return quote(str(raw).encode("utf-8", "surrogatepass"), safe="")
-
-
 def _query(params: dict[str, Any]) -> str:
-    return "&".join(f"{_url_part(k)}={_url_part(v)}" for k, v in params.items())
+    return "&".join(f"{url_part(k)}={url_part(v)}" for k, v in params.items())
 
 
 def _assert_answer(response: Any, what: str) -> None:
@@ -180,22 +113,7 @@ def _assert_answer(response: Any, what: str) -> None:
 def _operations() -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
     # read at collection, before the test environment admits the host "testserver"
     answer = Client().get("/api/schema/", {"format": "json"}, HTTP_HOST="127.0.0.1")
-    schema = json.loads(answer.content)
-    components = schema.get("components", {}).get("schemas", {})
-    found = []
-    for path, methods in schema["paths"].items():
-        for method, operation in methods.items():
-            if method not in ("get", "post", "put", "patch", "delete"):
-                continue
-            body = operation.get("requestBody", {}).get("content", {})
-            body_schema = (body.get("application/json") or {}).get("schema", {})
-            ref = body_schema.get("$ref", "")
-            properties = components.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
-            properties = {
-                name: spec for name, spec in properties.items() if spec.get("format") != "binary"
-            }
-            found.append((path, method, operation, properties))
-    return found
+    return schema_operations(json.loads(answer.content))
 
 
 OPERATIONS = _operations()
@@ -237,7 +155,7 @@ def test_no_hostile_value_makes_an_api_operation_answer_500(
         spec = parameter.get("schema", {})
         if parameter["in"] == "path":
             raw = data.draw(st.one_of(st.just(_good(name, spec)), text, hostile), label=name)
-            path = path.replace("{" + name + "}", _url_part(raw) or "x")
+            path = path.replace("{" + name + "}", url_part(raw) or "x")
         elif parameter["in"] == "query":
             raw = data.draw(st.one_of(st.just(_good(name, spec)), _bad(spec)), label=name)
             params[name] = raw
@@ -364,7 +282,7 @@ def _form_body(fields: dict[str, list[str]], data: Any) -> str:
             pairs[target] = data.draw(form_text, label=target)
     if data.draw(st.integers(0, 4), label="extra field") == 0:
         pairs[data.draw(form_text, label="extra name")] = data.draw(form_text)
-    return "&".join(f"{_url_part(k)}={_url_part(v)}" for k, v in pairs.items())
+    return "&".join(f"{url_part(k)}={url_part(v)}" for k, v in pairs.items())
 
 
 PRIVACY_PAGES = ["/privacy/", "/privacy/profiles/prof-alice/recordings/"]

@@ -8,24 +8,23 @@ from rest_framework.views import APIView
 from compliance.accounts.models import Profile
 from compliance.accounts.selectors import profile_for_caller
 from compliance.actions.consent import consent_set
-from compliance.core.errors import ApplicationError, NotFound, field_error
-from compliance.core.fields import StrictBooleanField, StrictCharField
-from compliance.core.idempotency import idempotent
-from compliance.edge.callers import actor_of
-from compliance.edge.parsing import StrictInput
-from compliance.edge.permissions import request_caller, scope_or_officer
-
-from .evidence import profile_evidence
-from .models import Channel, Purpose
-from .receipts import consent_receipt_latest
-from .selectors import (
+from compliance.consent.evidence import profile_evidence
+from compliance.consent.models import Channel, Purpose
+from compliance.consent.receipts import consent_receipt_latest
+from compliance.consent.selectors import (
     consent_current,
     consent_current_for,
     consent_default_get,
     consent_defaults_list,
     consent_history,
 )
-from .services import consent_default_create, consent_default_delete
+from compliance.consent.services import consent_default_create, consent_default_delete
+from compliance.core.errors import ApplicationError, NotFound, field_error
+from compliance.core.fields import StrictBooleanField, StrictCharField
+from compliance.core.idempotency import idempotent
+from compliance.edge.callers import actor_of
+from compliance.edge.parsing import StrictInput
+from compliance.edge.permissions import find_for_caller, request_caller, scope_or_officer
 
 
 class CurrentConsentOutput(serializers.Serializer):
@@ -76,10 +75,7 @@ class _ProfileConsentApi(APIView):
     ]
 
     def profile(self, request: Request, profile_id: str) -> Profile:
-        scope = "consents:read" if request.method == "GET" else "consents:write"
-        return profile_for_caller(
-            caller=request_caller(request), external_id=profile_id, scope=scope
-        )
+        return find_for_caller(request, self, profile_for_caller, external_id=profile_id)
 
 
 class ConsentListApi(_ProfileConsentApi):
@@ -171,9 +167,7 @@ class ProfileEvidenceApi(APIView):
         description="One JSON bundle that `python3 -m earshot_verify BUNDLE --key KEY` checks.",
     )
     def get(self, request: Request, profile_id: str) -> Response:
-        profile = profile_for_caller(
-            caller=request_caller(request), external_id=profile_id, scope="ledger:read"
-        )
+        profile = find_for_caller(request, self, profile_for_caller, external_id=profile_id)
         raw = request.query_params.get("since_size")
         since_size = None
         if raw is not None:

@@ -17,11 +17,10 @@ from compliance.core.idempotency import idempotent
 from compliance.edge import parsing
 from compliance.edge.callers import actor_of
 from compliance.edge.parsing import StrictInput, unknown_fields
-from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
-
-from .models import Category, Flag, Recording
-from .selectors import recording_for_caller
-from .services import MAX_BATCH, IngestResult, RecordingInput
+from compliance.edge.permissions import ScopeRequired, find_for_caller, scope_or_officer
+from compliance.recordings.models import Category, Flag, Recording
+from compliance.recordings.selectors import recording_for_caller
+from compliance.recordings.services import MAX_BATCH, IngestResult, RecordingInput
 
 
 class ArtefactOutput(serializers.Serializer):
@@ -177,9 +176,7 @@ class RecordingDetailApi(APIView):
 
     @extend_schema(responses={200: RecordingOutput}, operation_id="recordings_read")
     def get(self, request: Request, recording_id: str) -> Response:
-        recording = recording_for_caller(
-            caller=request_caller(request), external_id=recording_id, scope="recordings:read"
-        )
+        recording = find_for_caller(request, self, recording_for_caller, external_id=recording_id)
         return Response(RecordingOutput(recording).data)
 
 

@@ -14,14 +14,12 @@ from compliance.core.fields import AwareDateTimeField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge.callers import actor_of
 from compliance.edge.parsing import StrictInput, unknown_fields
-from compliance.edge.permissions import request_caller, scope_or_officer
+from compliance.edge.permissions import find_for_caller, scope_or_officer
 from compliance.recordings.models import Category
-from compliance.webhooks.selectors import deletion_request_confirmations
-
-from .models import AppliesTo, DeletionRequest
-from .receipts import PURGE_RECEIPTS_LIMIT, deletion_receipt, purge_receipts
-from .reports import retention_report
-from .selectors import (
+from compliance.retention.models import AppliesTo, DeletionRequest
+from compliance.retention.receipts import PURGE_RECEIPTS_LIMIT, deletion_receipt, purge_receipts
+from compliance.retention.reports import retention_report
+from compliance.retention.selectors import (
     deletion_request_for_caller,
     legal_hold_get,
     legal_holds_list,
@@ -29,7 +27,7 @@ from .selectors import (
     retention_policy_get,
     retention_policy_preview,
 )
-from .services import (
+from compliance.retention.services import (
     MAX_RETENTION_DAYS,
     deletion_request_create,
     legal_hold_place,
@@ -37,6 +35,7 @@ from .services import (
     retention_policy_create,
     retention_policy_retire,
 )
+from compliance.webhooks.selectors import deletion_request_confirmations
 
 
 class RetentionPolicyOutput(serializers.Serializer):
@@ -285,9 +284,7 @@ class DeletionRequestCreateApi(APIView):
     )
     @idempotent
     def post(self, request: Request, profile_id: str) -> Response:
-        profile = profile_for_caller(
-            caller=request_caller(request), external_id=profile_id, scope="deletions:write"
-        )
+        profile = find_for_caller(request, self, profile_for_caller, external_id=profile_id)
         body = request.data
         if not isinstance(body, dict):  # a JSON object, or a form (a QueryDict)
             raise ApplicationError("validation_error", "The body must be a JSON object.")
@@ -317,13 +314,8 @@ class DeletionRequestDetailApi(APIView):
 
     @extend_schema(responses={200: DeletionRequestOutput}, operation_id="deletion_requests_read")
     def get(self, request: Request, request_id: str) -> Response:
-        return Response(DeletionRequestOutput(_deletion_for_caller(request, request_id)).data)
-
-
-def _deletion_for_caller(request: Request, request_id: str) -> DeletionRequest:
-    return deletion_request_for_caller(
-        caller=request_caller(request), public_id=request_id, scope="deletions:write"
-    )
+        deletion = find_for_caller(request, self, deletion_request_for_caller, public_id=request_id)
+        return Response(DeletionRequestOutput(deletion).data)
 
 
 class DeletionReceiptOutput(serializers.Serializer):
@@ -355,7 +347,7 @@ class DeletionReceiptApi(APIView):
         description="409 `deletion_not_done` until the request is done.",
     )
     def get(self, request: Request, request_id: str) -> Response:
-        deletion = _deletion_for_caller(request, request_id)
+        deletion = find_for_caller(request, self, deletion_request_for_caller, public_id=request_id)
         receipt = deletion_receipt(
             request=deletion,
             confirmations=deletion_request_confirmations(receipt=deletion.receipt),
@@ -386,9 +378,7 @@ class ProfilePurgeReceiptsApi(APIView):
         operation_id="profile_purge_receipts",
     )
     def get(self, request: Request, profile_id: str) -> Response:
-        profile = profile_for_caller(
-            caller=request_caller(request), external_id=profile_id, scope="ledger:read"
-        )
+        profile = find_for_caller(request, self, profile_for_caller, external_id=profile_id)
         receipts = purge_receipts(
             profile_external_id=profile.external_id, limit=PURGE_RECEIPTS_LIMIT
         )

@@ -4,16 +4,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compliance.accounts.models import RetentionChoice
+from compliance.accounts.selectors import profile_for_caller
+from compliance.accounts.services import account_create
 from compliance.actions.profiles import profile_create, profile_retention_set
 from compliance.core.fields import ExternalIdField, StrictBooleanField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge.callers import actor_of
 from compliance.edge.parsing import StrictInput
-from compliance.edge.permissions import ScopeRequired, request_caller, scope_or_officer
-
-from .models import Profile, RetentionChoice
-from .selectors import profile_for_caller
-from .services import account_create
+from compliance.edge.permissions import ScopeRequired, find_for_caller, scope_or_officer
 
 
 class AccountOutput(serializers.Serializer):
@@ -87,14 +86,9 @@ class ProfileRetentionApi(APIView):
     class ProfileRetentionInput(StrictInput):
         choice = serializers.ChoiceField(choices=RetentionChoice.values)
 
-    def _profile(self, request: Request, profile_id: str, scope: str) -> Profile:
-        return profile_for_caller(
-            caller=request_caller(request), external_id=profile_id, scope=scope
-        )
-
     @extend_schema(responses={200: RetentionOutput}, operation_id="profiles_retention_read")
     def get(self, request: Request, profile_id: str) -> Response:
-        profile = self._profile(request, profile_id, "consents:read")
+        profile = find_for_caller(request, self, profile_for_caller, external_id=profile_id)
         return Response(RetentionOutput(profile).data)
 
     @extend_schema(
@@ -103,7 +97,7 @@ class ProfileRetentionApi(APIView):
         operation_id="profiles_retention_set",
     )
     def put(self, request: Request, profile_id: str) -> Response:
-        profile = self._profile(request, profile_id, "consents:write")
+        profile = find_for_caller(request, self, profile_for_caller, external_id=profile_id)
         data = self.ProfileRetentionInput(data=request.data)
         data.is_valid(raise_exception=True)
         profile = profile_retention_set(
