@@ -265,8 +265,14 @@ def seed_inserts(spec: SeedSpec) -> list[Insert]:
     oldest = max(1, r // EXPIRED_EVERY)
     expired = f"rid <= {oldest}" if ordered else f"rid % {EXPIRED_EVERY} = 0"
     spread = f"rid > {oldest} AND rid % {EXPIRED_EVERY} = 0" if ordered else "false"
+    # time-ordered: the oldest registered expire first, in id order, as under one policy
+    past = (
+        f"now() - interval '1 day' + rid::float8 / {oldest} * interval '1 hour'"
+        if ordered
+        else "now() - d * interval '1 day'"
+    )
     expires = (
-        f"CASE WHEN {expired} THEN now() - d * interval '1 day'"
+        f"CASE WHEN {expired} THEN {past}"
         f" WHEN {spread} THEN now() + interval '{SPREAD_DUE_DAYS} days'"
         " WHEN rid % 2 = 0 THEN recorded_at + interval '548 days' END"
     )

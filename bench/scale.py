@@ -284,14 +284,16 @@ def prepare(size: int, keep: bool) -> float | None:
 
 
 # What the measured requests read (their plans, docs/capacity.md "At 10x the data"):
-# the recordings' heap (the draw probes by id), the rule's covering indexes and the
-# small tables whole. Not the artefacts' heap (transcripts, the largest relation: the
-# draw reads a transcript per item handed out) nor indexes only the writes use.
+# the recordings' heap (the draw probes by id), the rule's covering indexes, the index
+# by which the draw finds the transcript it shows, and the small tables whole. Not the
+# artefacts' heap (the largest relation; the draw reads a transcript from it per item
+# handed out) nor indexes only the writes use.
 PREWARM = (
     "recordings_recording",
     "recordings_recording_pkey",
     "recording_external_id_cover",
     "artefact_rule",
+    "artefact_one_audio_one_transcript",
     "accounts_profile",
     "profile_id_cover",
     "accounts_account",
