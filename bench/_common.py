@@ -65,6 +65,13 @@ def heading(title: str) -> None:
 # --------------------------------------------------------------------------- database
 
 
+def use_pg_port(port: int) -> None:
+    """Point every later connection (the bench's and the app's DATABASE_URL) at the
+    PostgreSQL on `port` of HOST, e.g. a private cluster a benchmark started."""
+    global PG_PORT
+    PG_PORT = port
+
+
 def database_url(db: str) -> str:
     return f"postgres://{PG_USER}@{HOST}:{PG_PORT}/{db}"
 
@@ -140,12 +147,20 @@ class SeedSpec:
     profiles: int
     accounts: int
     version: int = 2
+    # "random": recorded_at drawn at random, every EXPIRED_EVERY-th recording past its
+    # retention (spread over the whole table). "time-ordered": ids registered in time
+    # order, the oldest 1/EXPIRED_EVERY of them past their retention (a contiguous
+    # slice, as in production, where what expires together was registered together),
+    # and every EXPIRED_EVERY-th of the rest due in SPREAD_DUE_DAYS (a spread slice,
+    # the worst case, that a benchmark can make due by moving its expiry).
+    layout: str = "random"
 
     @property
     def marker(self) -> str:
+        layout = "" if self.layout == "random" else f" layout={self.layout}"
         return (
             f"earshot bench seed v{self.version}: recordings={self.recordings}"
-            f" profiles={self.profiles} accounts={self.accounts}"
+            f" profiles={self.profiles} accounts={self.accounts}{layout}"
         )
 
 
@@ -168,6 +183,8 @@ TRANSFER_RULES = (  # (jurisdiction, reviewer_location)
 PURPOSES = ("human_review", "model_training")
 CATEGORIES = ("audio", "transcript")
 EXPIRED_EVERY = 97  # every 97th recording's artefacts are past their retention, awaiting purge
+SPREAD_DUE_DAYS = 7  # layout "time-ordered": the spread slice is due in a week
+SPREAD_BASIS = "policy:bench-spread"  # and its expiry_basis tells it apart
 
 
 def _jurisdiction_case(var: str) -> str:
@@ -233,7 +250,9 @@ def seed_inserts(spec: SeedSpec) -> list[Insert]:
     the last 18 months, ~2% purged tombstones (no profile, purge time, reason, policy;
     no artefacts), ~1% sensitive, ~1% false wake; an audio and a transcript artefact
     per active recording, half with a retention expiry 18 months after recording,
-    every EXPIRED_EVERY-th recording's already past it (awaiting purge).
+    every EXPIRED_EVERY-th recording's already past it (awaiting purge). With
+    `spec.layout` "time-ordered", see SeedSpec: the artefacts follow their recordings
+    in id order (a sequential scan of a freshly loaded table returns them so).
     """
     a, p, r = spec.accounts, spec.profiles, spec.recordings
     purposes = ", ".join(f"'{x}'" for x in PURPOSES)
@@ -242,9 +261,37 @@ def seed_inserts(spec: SeedSpec) -> list[Insert]:
         "CASE WHEN x < 0.6 AND (purpose <> 'human_review' OR NOT is_child) THEN true"
         " WHEN x >= 0.6 AND x < 0.8 THEN false END"
     )
+    ordered = spec.layout == "time-ordered"
+    oldest = max(1, r // EXPIRED_EVERY)
+    expired = f"rid <= {oldest}" if ordered else f"rid % {EXPIRED_EVERY} = 0"
+    spread = f"rid > {oldest} AND rid % {EXPIRED_EVERY} = 0" if ordered else "false"
+    # time-ordered: the oldest registered expire first, in id order, as under one policy
+    past = (
+        f"now() - interval '1 day' + rid::float8 / {oldest} * interval '1 hour'"
+        if ordered
+        else "now() - d * interval '1 day'"
+    )
     expires = (
-        f"CASE WHEN rid % {EXPIRED_EVERY} = 0 THEN now() - d * interval '1 day'"
+        f"CASE WHEN {expired} THEN {past}"
+        f" WHEN {spread} THEN now() + interval '{SPREAD_DUE_DAYS} days'"
         " WHEN rid % 2 = 0 THEN recorded_at + interval '548 days' END"
+    )
+    basis = (
+        f"CASE WHEN {spread} THEN '{SPREAD_BASIS}'"
+        f" WHEN ({expires}) IS NULL THEN '' ELSE 'policy:bench' END"
+    )
+    # time-ordered: recording n of N registered at the n-th step of 540 days (the
+    # tombstones among them too), so that ids, pages and time go together
+    when = (
+        f"now() - (1 - (n - 0.5) / {r}) * interval '540 days'"
+        if ordered
+        else "CASE WHEN purged THEN now() - interval '100 days' - x * interval '440 days'"
+        " ELSE now() - x * interval '540 days' END"
+    )
+    purged_at = (
+        "LEAST(t + interval '90 days', now() - interval '1 hour')"
+        if ordered
+        else "t + interval '90 days'"
     )
     audio = "category = 'audio'"
     return [
@@ -269,6 +316,7 @@ def seed_inserts(spec: SeedSpec) -> list[Insert]:
                 "external_id": "'prof-' || n",
                 "account_id": f"1 + (n - 1) % {a}",
                 "is_child": "child",
+                "display_name": "''",
                 "retention_choice": "NULL",
                 "created_at": "t",
             },
@@ -324,13 +372,11 @@ def seed_inserts(spec: SeedSpec) -> list[Insert]:
                 "sensitive": "NOT purged AND sens < 0.01",
                 "false_wake": "NOT purged AND wake < 0.01",
                 "state": "CASE WHEN purged THEN 'purged' ELSE 'active' END",
-                "purged_at": "CASE WHEN purged THEN t + interval '90 days' END",
+                "purged_at": f"CASE WHEN purged THEN {purged_at} END",
                 "purge_reason": "CASE WHEN purged THEN 'retention' ELSE '' END",
                 "purge_policy": "CASE WHEN purged THEN 'bench-policy-v1' ELSE '' END",
             },
-            "(SELECT n, purged, profile, sens, wake, CASE WHEN purged"
-            " THEN now() - interval '100 days' - x * interval '440 days'"
-            " ELSE now() - x * interval '540 days' END AS t FROM"
+            f"(SELECT n, purged, profile, sens, wake, {when} AS t FROM"
             " (SELECT n, random() < 0.02 AS purged,"
             f" 1 + floor(random() * {p})::bigint AS profile,"
             " random() AS sens, random() AS wake, random() AS x"
@@ -349,7 +395,7 @@ def seed_inserts(spec: SeedSpec) -> list[Insert]:
                 "created_at": "recorded_at + interval '2 seconds'",
                 "state": "'active'",
                 "expires_at": expires,
-                "expiry_basis": f"CASE WHEN ({expires}) IS NULL THEN '' ELSE 'policy:bench' END",
+                "expiry_basis": basis,
                 "purge_blocked": "false",
                 "purge_attempt": "0",
                 "purge_started_at": "NULL",
@@ -372,6 +418,35 @@ def _reset_identities(conn: psycopg.Connection) -> None:
         )
 
 
+# The largest tables: their secondary indexes are built after the load (one sort each,
+# instead of a random insert into each per row).
+BUILT_AFTER_LOAD = ("recordings_recording", "recordings_artefact")
+
+
+def _drop_secondary_indexes(conn: psycopg.Connection, table: str) -> list[str]:
+    """Drop `table`'s indexes that no foreign key depends on, except its primary key;
+    the statements that make them again (unique and exclusion constraints as such)."""
+    rows = conn.execute(
+        "SELECT i.indexrelid::regclass::text, c.conname, pg_get_indexdef(i.indexrelid),"
+        " pg_get_constraintdef(c.oid)"
+        " FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid"
+        " AND c.conrelid = i.indrelid"
+        " WHERE i.indrelid = %s::regclass AND NOT i.indisprimary"
+        " AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f'"
+        " AND f.conindid = i.indexrelid)",
+        [table],
+    ).fetchall()
+    again = []
+    for index, constraint, index_def, constraint_def in rows:
+        if constraint:
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{constraint}"')
+            again.append(f'ALTER TABLE {table} ADD CONSTRAINT "{constraint}" {constraint_def}')
+        else:
+            conn.execute(f"DROP INDEX {index}")
+            again.append(index_def)
+    return again
+
+
 def seed(db: str, spec: SeedSpec) -> float:
     """Fill `db` (migrated, empty) per `spec`; VACUUM ANALYZE and CHECKPOINT. Seconds taken."""
     started = time.perf_counter()
@@ -380,12 +455,19 @@ def seed(db: str, spec: SeedSpec) -> float:
         # queued event per row otherwise) and the WAL flush per statement.
         conn.execute("SET session_replication_role = replica")
         conn.execute("SET synchronous_commit = off")
-        conn.execute("SET maintenance_work_mem = '512MB'")
+        conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("SELECT setseed(0.42)")
+        rebuild = [
+            sql for table in BUILT_AFTER_LOAD for sql in _drop_secondary_indexes(conn, table)
+        ]
         for insert in seed_inserts(spec):
             step = time.perf_counter()
             rows = conn.execute(insert.sql(conn)).rowcount
             say(f"  {insert.label}: {rows:,} rows, {time.perf_counter() - step:.1f} s")
+        step = time.perf_counter()
+        for sql in rebuild:
+            conn.execute(sql)
+        say(f"  {len(rebuild)} indexes built after the load: {time.perf_counter() - step:.1f} s")
         _reset_identities(conn)
         step = time.perf_counter()
         conn.execute("VACUUM (ANALYZE)")

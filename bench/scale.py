@@ -1,22 +1,34 @@
 """Scale benchmark: does ten times the data cost more per request?
 
     .venv/bin/python bench/scale.py [--sizes 1000000,10000000] [--duration 15]
-        [--connections 16] [--batches 10] [--draws 10] [--keep-db] [--seed-only]
-        [--skip-purge]
+        [--connections 16] [--batches 10] [--draws 10] [--rounds 3] [--keep-db]
+        [--seed-only] [--skip-purge] [--skip-spread] [--private-cluster DIR [--port N]]
 
 What it does, on this machine only (127.0.0.1):
-1. Checks the free disk first (shutil.disk_usage) and refuses politely, saying what it
+1. With --private-cluster DIR, runs everything on a PostgreSQL 15 cluster of its own
+   in DIR (initdb the first time, as the `postgres` OS user, trust authentication on
+   127.0.0.1 only, port --port), configured as a production server for this machine
+   (cluster_settings(): a quarter of the memory as shared buffers, ...), started for
+   the run and stopped after it (pg_ctl stop), whatever happens. Without it, the
+   server on 127.0.0.1:5432 as it is.
+2. Checks the free disk first (shutil.disk_usage) and refuses politely, saying what it
    needs, when the databases would not fit.
-2. One database per size, `earshot_scale_<size>` (e.g. earshot_scale_1m,
+3. One database per size, `earshot_scale_<size>` (e.g. earshot_scale_1m,
    earshot_scale_10m), migrated and seeded with the set-based SQL of bench/_common.py
-   (INSERT ... SELECT generate_series, not the API): N recordings, 2N artefacts (an
-   audio and a transcript one per active recording), N/20 profiles (so every size has
-   the same 20 recordings a profile), 80% as many accounts, a consent state per profile
-   and purpose. ~1% of the recordings (every 97th) are past their retention. With
-   --keep-db a database seeded completely at the same size is reused.
-3. For each size, in the same run:
+   (INSERT ... SELECT generate_series, not the API; the large tables' secondary
+   indexes built after the load), layout "time-ordered": N recordings registered in
+   time order, 2N artefacts (an audio and a transcript one per active recording), N/20
+   profiles (so every size has the same 20 recordings a profile), 80% as many
+   accounts, a consent state per profile and purpose. The oldest ~1% of the recordings
+   (1/97) are past their retention: a contiguous slice, as in production, where what
+   expires together was registered together. Another ~1% (every 97th of the rest) is
+   due in a week: a slice spread over the whole table, the worst case. With --keep-db
+   a database seeded completely at the same size and layout is reused.
+4. For each size, in the same run:
    - bytes per recording: pg_total_relation_size (heap, TOAST and indexes) of the
      recording and artefact tables, and of every table, over the recordings;
+   - on the private cluster, what the requests read is loaded into shared buffers
+     first (pg_prewarm, PREWARM): the steady state of a server serving them;
    - --rounds times, the sizes alternating which goes first (other work on the machine
      then slows both alike), each round with other random ids:
    - single eligibility: GET /api/v1/eligibility/rec-<random> through wrk (gunicorn,
@@ -25,27 +37,33 @@ What it does, on this machine only (127.0.0.1):
    - a 1,000-item POST /api/v1/samples (human review, reviewers in DE), --draws times:
      p50 ms (the review items are removed before and after);
    - the CPU of the gunicorn workers and of PostgreSQL per request of each kind;
-   - purge: the audio files are written only for the slice that expires (the rest of
-     the storage keys name no file), then the project's purge loop
-     (compliance.retention.purge.purge_expired, what `manage.py purge_expired` and the
-     beat run) in one process: recordings purged a second. The purge tombstones the
-     slice, so a reused database is marked purged and --keep-db skips this figure.
-4. Prints each figure at every size and the ratio of the largest to the smallest size.
+   - purge, on a copy of the seeded database (CREATE DATABASE ... TEMPLATE, so the
+     seeded one stays reusable; dropped after): the audio files are written only for
+     the slice that expires (the rest of the storage keys name no file), then the
+     project's purge loop (compliance.retention.purge.purge_expired, what `manage.py
+     purge_expired` and the beat run) in one process, recordings purged a second:
+     first the contiguous slice (due now), then the spread slice (purged at the time
+     it falls due; --skip-spread leaves it out).
+5. Prints each figure at every size and the ratio of the largest to the smallest size.
    A figure worse by more than 20% at the larger size FAILS.
 
-Seeding 10,000,000 recordings takes a long while on 2 cores: run it first with
-`nice .venv/bin/python bench/scale.py --seed-only`, then the measuring run with
---keep-db. The exit code is 0 when goals fail, 1 when something broke.
+Seeding 10,000,000 recordings takes a while on 2 cores: run it first with
+`.venv/bin/python bench/scale.py --private-cluster DIR --seed-only`, then the measuring
+runs with --keep-db. The exit code is 0 when goals fail, 1 when something broke.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
+import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -53,6 +71,7 @@ from typing import TypeVar
 from _common import (
     HOST,
     REPO,
+    SPREAD_BASIS,
     BenchError,
     Goal,
     Http,
@@ -65,37 +84,39 @@ from _common import (
     cpu_seconds,
     create_service_client,
     database_comment,
+    database_url,
     fail,
     find_wrk,
     gunicorn,
     heading,
     manage,
-    mark_database,
     percentile,
     prepare_database,
     print_summary,
     say,
+    use_pg_port,
 )
 from eligibility import BATCH_SIZE, ensure_clean, server_batch, single_mix
 from sampling import api_draw
 
 T = TypeVar("T")
 OUT = REPO / "bench" / "out" / "scale"
-BROKER = f"redis://{HOST}:6379/6"
+BROKER = f"redis://{HOST}:6379/5"
 BYTES_PER_RECORDING_GUESS = 1_600  # tables, indexes, WAL headroom: checked before seeding
 SPARE = 4 * 1024**3
 DEGRADE = 0.20  # a figure may be at most 20% worse at the larger size
 LOCATION = "DE"
 DRAW_SIZE = 1_000
-PURGED = "; purged"
 
 PURGE_SCRIPT = """
-import json, time
+import json, os, time
+from datetime import datetime
 from compliance.retention.purge import purge_expired
+at = datetime.fromisoformat(os.environ["PURGE_AT"]) if os.environ.get("PURGE_AT") else None
 started = time.perf_counter()
 artefacts = recordings = batches = 0
 while True:
-    run = purge_expired(budget_seconds=3600.0)
+    run = purge_expired(now=at, budget_seconds=3600.0)
     artefacts += run.purged
     recordings += run.recordings_purged
     batches += run.batches
@@ -104,6 +125,103 @@ while True:
 print(json.dumps({"artefacts": artefacts, "recordings": recordings, "batches": batches,
                   "seconds": time.perf_counter() - started}))
 """
+
+
+# --------------------------------------------------------------------------- private cluster
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PRIVATE_PORT = 18310
+CLUSTER_USER = "postgres"  # the OS user that owns the data directory and runs the server
+INCLUDE = "include_if_exists = 'earshot-bench.conf'"
+
+
+def cluster_settings(port: int, datadir: Path) -> dict[str, str]:
+    """A production server's settings for this machine (docs/capacity.md says why each).
+
+    Durable as in production: fsync, full_page_writes and synchronous_commit stay on.
+    """
+    ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024**2
+    return {
+        "listen_addresses": "'127.0.0.1'",
+        "port": str(port),
+        "unix_socket_directories": f"'{datadir}'",
+        "max_connections": "100",
+        "shared_buffers": f"{ram_mb // 4}MB",
+        "effective_cache_size": f"{ram_mb * 3 // 4}MB",
+        "work_mem": "32MB",
+        "maintenance_work_mem": "1GB",
+        "random_page_cost": "1.1",
+        "effective_io_concurrency": "200",
+        "wal_buffers": "64MB",
+        "max_wal_size": "16GB",
+        "min_wal_size": "2GB",
+        "checkpoint_timeout": "15min",
+        "checkpoint_completion_target": "0.9",
+        "jit": "off",
+        "log_checkpoints": "on",
+    }
+
+
+def _as_cluster_user(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["runuser", "-u", CLUSTER_USER, "--", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@contextmanager
+def private_cluster(datadir: Path, port: int) -> Iterator[None]:
+    """A PostgreSQL 15 cluster of the bench's own in `datadir` (made with initdb the
+    first time, trust authentication on 127.0.0.1 only), started with
+    cluster_settings() and stopped again (pg_ctl stop) whatever happens. Every
+    connection of the bench and of the app goes to it meanwhile."""
+    if not (PG_BIN / "pg_ctl").exists():
+        raise BenchError(f"--private-cluster needs PostgreSQL 15's binaries in {PG_BIN}")
+    datadir = datadir.resolve()
+    if not (datadir / "PG_VERSION").exists():
+        datadir.mkdir(parents=True, exist_ok=True)
+        shutil.chown(datadir, CLUSTER_USER, CLUSTER_USER)
+        datadir.chmod(0o700)
+        say(f"initdb {datadir}")
+        done = _as_cluster_user(
+            str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust",
+            "--encoding=UTF8", "--locale=C.UTF-8",
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise BenchError(f"initdb failed:\n{done.stdout}{done.stderr}")
+    conf = datadir / "postgresql.conf"
+    if INCLUDE not in conf.read_text():
+        with conf.open("a") as out:
+            out.write(f"\n{INCLUDE}\n")
+    settings = cluster_settings(port, datadir)
+    ours = datadir / "earshot-bench.conf"
+    ours.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    shutil.chown(ours, CLUSTER_USER, CLUSTER_USER)
+    ctl = str(PG_BIN / "pg_ctl")
+    if _as_cluster_user(ctl, "status", "-D", str(datadir)).returncode == 0:
+        raise BenchError(
+            f"a server already runs on {datadir}; stop it first:"
+            f" runuser -u {CLUSTER_USER} -- {ctl} stop -D {datadir}"
+        )
+    log = datadir / "server.log"
+    say(
+        f"Starting the private cluster {datadir} on {HOST}:{port}: "
+        + ", ".join(f"{k}={v}" for k, v in settings.items() if k not in ("listen_addresses",
+                    "port", "unix_socket_directories"))
+    )  # fmt: skip
+    done = _as_cluster_user(ctl, "start", "-D", str(datadir), "-l", str(log), "-w", "-t", "300")
+    if done.returncode != 0:
+        raise BenchError(f"pg_ctl start failed:\n{done.stdout}{done.stderr}")
+    use_pg_port(port)
+    try:
+        yield
+    finally:
+        say(f"Stopping the private cluster {datadir}")
+        done = _as_cluster_user(ctl, "stop", "-D", str(datadir), "-m", "fast", "-w", "-t", "600")
+        if done.returncode != 0:
+            say(f"pg_ctl stop failed ({done.returncode}): {done.stdout}{done.stderr}")
 
 
 def label(size: int) -> str:
@@ -120,7 +238,12 @@ def db_name(size: int) -> str:
 
 def spec_for(size: int) -> SeedSpec:
     profiles = max(1, size // 20)
-    return SeedSpec(recordings=size, profiles=profiles, accounts=max(1, profiles * 4 // 5))
+    return SeedSpec(
+        recordings=size,
+        profiles=profiles,
+        accounts=max(1, profiles * 4 // 5),
+        layout="time-ordered",
+    )
 
 
 def env_for(size: int) -> dict[str, str]:
@@ -134,7 +257,8 @@ def check_disk(sizes: Sequence[int], keep: bool) -> None:
     to_seed = [
         s for s in sizes if not (keep and _reusable(database_comment(db_name(s)), spec_for(s)))
     ]
-    need = sum(to_seed) * BYTES_PER_RECORDING_GUESS + SPARE
+    # and the copy of the largest that the purge works on
+    need = (sum(to_seed) + max(sizes)) * BYTES_PER_RECORDING_GUESS + SPARE
     OUT.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(OUT).free
     seeding = ", ".join(map(label, to_seed)) or "nothing"
@@ -150,17 +274,53 @@ def check_disk(sizes: Sequence[int], keep: bool) -> None:
 
 
 def _reusable(comment: str | None, spec: SeedSpec) -> bool:
-    return comment in (spec.marker, spec.marker + PURGED)
+    return comment == spec.marker
 
 
 def prepare(size: int, keep: bool) -> float | None:
     spec, db, env = spec_for(size), db_name(size), env_for(size)
     heading(f"Database {db}: {spec.marker}")
-    if keep and database_comment(db) == spec.marker + PURGED:
-        say(f"Reusing database {db} (already purged: the purge figure is skipped); migrating it")
-        manage(env, "migrate", "--no-input", "-v", "0")
-        return None
     return prepare_database(db, spec, env, keep=keep)
+
+
+# What the measured requests read (their plans, docs/capacity.md "At 10x the data"):
+# the recordings' heap (the draw probes by id), the rule's covering indexes, the index
+# by which the draw finds the transcript it shows, and the small tables whole. Not the
+# artefacts' heap (the largest relation; the draw reads a transcript from it per item
+# handed out) nor indexes only the writes use.
+PREWARM = (
+    "recordings_recording",
+    "recordings_recording_pkey",
+    "recording_external_id_cover",
+    "artefact_rule",
+    "artefact_one_audio_one_transcript",
+    "accounts_profile",
+    "profile_id_cover",
+    "accounts_account",
+    "account_id_cover",
+    "consent_consentstate",
+    "consentstate_cover",
+    "consent_consentdefault",
+    "transfers_transferrule",
+)
+
+
+def prewarm(size: int) -> None:
+    """Load what the requests read into shared buffers (pg_prewarm), as on a server that
+    has been serving them: a measurement of the steady state, not of a cold start."""
+    step = time.perf_counter()
+    with connect(db_name(size)) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        pages = 0
+        for name in PREWARM:
+            if conn.execute("SELECT to_regclass(%s)", [name]).fetchone()[0] is None:
+                say(f"  prewarm: no relation {name} (renamed? update PREWARM)")
+                continue
+            pages += conn.execute("SELECT pg_prewarm(%s::regclass)", [name]).fetchone()[0]
+    say(
+        f"  prewarmed {pages * 8 / 1024:,.0f} MiB into shared buffers:"
+        f" {time.perf_counter() - step:.1f} s"
+    )
 
 
 # --------------------------------------------------------------------------- figures
@@ -176,7 +336,8 @@ class SizeFigures:
     singles: list[LoadResult] = field(default_factory=list)
     batch_ms: list[float] = field(default_factory=list)
     draw_ms: list[float] = field(default_factory=list)
-    purge: dict[str, float] | None = None
+    purge: dict[str, float] | None = None  # the contiguous slice
+    purge_spread: dict[str, float] | None = None  # the spread slice
     # CPU seconds and requests: name -> [gunicorn workers, PostgreSQL (backends and
     # writers), requests], summed over the rounds
     cpu: dict[str, list[float]] = field(default_factory=dict)
@@ -194,9 +355,17 @@ class SizeFigures:
 
     @property
     def purge_rate(self) -> float | None:
-        if not self.purge or not self.purge["seconds"]:
-            return None
-        return self.purge["recordings"] / self.purge["seconds"]
+        return _rate(self.purge)
+
+    @property
+    def purge_spread_rate(self) -> float | None:
+        return _rate(self.purge_spread)
+
+
+def _rate(run: dict[str, float] | None) -> float | None:
+    if not run or not run["seconds"]:
+        return None
+    return run["recordings"] / run["seconds"]
 
 
 def measure_bytes(size: int, f: SizeFigures) -> None:
@@ -270,16 +439,18 @@ def measure_http(size: int, f: SizeFigures, args: argparse.Namespace, gen: LoadG
         conn.execute("DELETE FROM sampling_reviewitem")
 
 
-def write_expiring_files(size: int) -> int:
-    """The audio files of the artefacts past their retention, and of no other."""
+def write_expiring_files(db: str, size: int, at: str | None) -> int:
+    """The audio files of the artefacts due at `at` (an ISO time; None: now), and of no
+    other."""
     media = OUT / f"media_{label(size)}"
     shutil.rmtree(media, ignore_errors=True)
-    with connect(db_name(size)) as conn:
+    with connect(db) as conn:
         keys = [
             k
             for (k,) in conn.execute(
                 "SELECT storage_key FROM recordings_artefact WHERE state = 'active'"
-                " AND storage_key <> '' AND expires_at <= now()"
+                " AND storage_key <> '' AND expires_at <= coalesce(%s::timestamptz, now())",
+                [at],
             )
         ]
     made: set[Path] = set()
@@ -292,32 +463,65 @@ def write_expiring_files(size: int) -> int:
     return len(keys)
 
 
-def measure_purge(size: int, f: SizeFigures) -> None:
-    db, env = db_name(size), env_for(size)
-    if database_comment(db) != spec_for(size).marker:
-        say("  purge: skipped (this database was purged by an earlier run; reseed to measure)")
-        return
-    files = write_expiring_files(size)
+def purge_once(db: str, size: int, slice_: str, at: str | None) -> dict[str, float]:
+    """Purge what is due at `at` (None: now) in `db` with the project's purge loop, in
+    one process; its counts and seconds."""
+    files = write_expiring_files(db, size, at)
     with connect(db) as conn:
-        due = conn.execute(
-            "SELECT count(DISTINCT recording_id) FROM recordings_artefact"
-            " WHERE state = 'active' AND expires_at <= now()"
-        ).fetchone()[0]
+        due, other = conn.execute(
+            "SELECT count(DISTINCT recording_id),"
+            " count(*) FILTER (WHERE expiry_basis <> %s AND %s::timestamptz IS NOT NULL)"
+            " FROM recordings_artefact WHERE state = 'active'"
+            " AND expires_at <= coalesce(%s::timestamptz, now())",
+            [SPREAD_BASIS, at, at],
+        ).fetchone()
         conn.execute("VACUUM (ANALYZE) recordings_artefact")
-    say(f"  purge: {due:,} recordings due, {files:,} audio files written")
+        conn.execute("CHECKPOINT")
+    if other:
+        raise BenchError(f"{other} artefacts besides the spread slice are due at {at}")
+    say(f"  purge, {slice_} slice: {due:,} recordings due, {files:,} audio files written")
+    env = dict(env_for(size), DATABASE_URL=database_url(db), PURGE_AT=at or "")
     out = manage(env, "shell", "-c", PURGE_SCRIPT)
-    mark_database(db, spec_for(size).marker + PURGED)
-    f.purge = json.loads(out.strip().splitlines()[-1])
-    rate = f.purge_rate or 0.0
+    run = json.loads(out.strip().splitlines()[-1])
+    rate = run["recordings"] / run["seconds"] if run["seconds"] else 0.0
     say(
-        f"  purge: {f.purge['recordings']:,.0f} recordings ({f.purge['artefacts']:,.0f} artefacts)"
-        f" in {f.purge['seconds']:.1f} s = {rate:,.0f} recordings/s"
+        f"  purge, {slice_} slice: {run['recordings']:,.0f} recordings"
+        f" ({run['artefacts']:,.0f} artefacts) in {run['seconds']:.1f} s = {rate:,.0f} recordings/s"
     )
-    left = list((OUT / f"media_{label(size)}").rglob("*.wav")) + list(
-        (OUT / f"media_{label(size)}").rglob("*.opus")
-    )
+    if run["recordings"] < due:
+        raise BenchError(f"the purge left {due - run['recordings']:,} of {due:,} recordings due")
+    media = OUT / f"media_{label(size)}"
+    left = list(media.rglob("*.wav")) + list(media.rglob("*.opus"))
     if left:
         raise BenchError(f"{len(left)} expired audio files left after the purge, e.g. {left[0]}")
+    return run
+
+
+def measure_purge(size: int, f: SizeFigures, spread: bool) -> None:
+    """The purge, on a copy of the seeded database (so that it stays reusable): first
+    the contiguous slice that is due (the oldest recordings, the realistic case), then,
+    with `spread`, the slice spread over the whole table (the worst case), purged at
+    the time it falls due."""
+    db = db_name(size)
+    copy = f"{db}_purge"
+    step = time.perf_counter()
+    with connect("postgres") as pg:
+        pg.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+        pg.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{db}" STRATEGY FILE_COPY')
+    say(f"  copied {db} to {copy}: {time.perf_counter() - step:.1f} s")
+    try:
+        f.purge = purge_once(copy, size, "contiguous", None)
+        if spread:
+            with connect(copy) as conn:
+                (due,) = conn.execute(
+                    "SELECT max(expires_at) + interval '1 second' FROM recordings_artefact"
+                    " WHERE expiry_basis = %s",
+                    [SPREAD_BASIS],
+                ).fetchone()
+            f.purge_spread = purge_once(copy, size, "spread", due.isoformat())
+    finally:
+        with connect("postgres") as pg:
+            pg.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
 
 
 # --------------------------------------------------------------------------- report
@@ -358,7 +562,15 @@ def report(figures: list[SizeFigures]) -> None:
             large.draw_ms and percentile(large.draw_ms, 50),
             False,
         ),
-        ratio_line("purge recordings/s", small.purge_rate, large.purge_rate, True),
+        ratio_line(
+            "purge recordings/s (contiguous slice)", small.purge_rate, large.purge_rate, True
+        ),
+        ratio_line(
+            "purge recordings/s (spread slice, worst case)",
+            small.purge_spread_rate,
+            large.purge_spread_rate,
+            True,
+        ),
         ratio_line(
             "bytes/recording (recordings tables)", small.bytes_core, large.bytes_core, False
         ),
@@ -393,7 +605,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="HTTP rounds, sizes alternating")
     parser.add_argument("--keep-db", action="store_true", help="reuse seeded databases")
     parser.add_argument("--seed-only", action="store_true", help="seed, measure nothing")
-    parser.add_argument("--skip-purge", action="store_true", help="keep the databases reusable")
+    parser.add_argument("--skip-purge", action="store_true", help="measure no purge")
+    parser.add_argument(
+        "--skip-spread", action="store_true", help="purge the contiguous slice only"
+    )
+    parser.add_argument(
+        "--private-cluster",
+        type=Path,
+        metavar="DIR",
+        help="run the databases on a PostgreSQL 15 cluster of the bench's own in DIR"
+        " (initdb the first time), configured as a production server for this machine,"
+        " started for the run and stopped after it",
+    )
+    parser.add_argument("--port", type=int, default=PRIVATE_PORT, help="the private cluster's")
     args = parser.parse_args(argv)
     args.sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
     if len(args.sizes) < 1 or min(args.sizes) < 1000:
@@ -405,29 +629,44 @@ def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     say(f"Scale benchmark against {HOST}: sizes {', '.join(map(label, args.sizes))}")
     try:
-        check_disk(args.sizes, args.keep_db)
-        figures = [SizeFigures(size) for size in args.sizes]
-        for f in figures:
-            f.seeding_s = prepare(f.size, args.keep_db)
-            measure_bytes(f.size, f)
-        if args.seed_only:
-            return 0
-        gen = LoadGenerator(find_wrk())
-        for round_ in range(args.rounds):
-            # alternating which size goes first, so that a burst of other work on the
-            # machine slows both alike
-            for f in figures if round_ % 2 == 0 else figures[::-1]:
-                heading(f"Measuring {db_name(f.size)}, round {round_ + 1} of {args.rounds}")
-                measure_http(f.size, f, args, gen)
-        for f in figures:
-            if not args.skip_purge:
-                heading(f"Purging {db_name(f.size)}")
-                measure_purge(f.size, f)
+        with (
+            private_cluster(args.private_cluster, args.port)
+            if args.private_cluster
+            else nullcontext()
+        ):
+            figures = run(args)
     except BenchError as error:
         fail(str(error))
         return 1
-    report(figures)
+    if figures:
+        report(figures)
     return 0
+
+
+def run(args: argparse.Namespace) -> list[SizeFigures]:
+    """The figures at every size; none with --seed-only."""
+    check_disk(args.sizes, args.keep_db)
+    figures = [SizeFigures(size) for size in args.sizes]
+    for f in figures:
+        f.seeding_s = prepare(f.size, args.keep_db)
+        measure_bytes(f.size, f)
+    if args.seed_only:
+        return []
+    if args.private_cluster:
+        for f in figures:
+            prewarm(f.size)
+    gen = LoadGenerator(find_wrk())
+    for round_ in range(args.rounds):
+        # alternating which size goes first, so that a burst of other work on the
+        # machine slows both alike
+        for f in figures if round_ % 2 == 0 else figures[::-1]:
+            heading(f"Measuring {db_name(f.size)}, round {round_ + 1} of {args.rounds}")
+            measure_http(f.size, f, args, gen)
+    for f in figures:
+        if not args.skip_purge:
+            heading(f"Purging {db_name(f.size)}")
+            measure_purge(f.size, f, spread=not args.skip_spread)
+    return figures
 
 
 if __name__ == "__main__":

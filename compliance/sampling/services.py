@@ -284,11 +284,19 @@ def _plan_for_lookups() -> None:
     """The draw looks up a few thousand rows by key, on pages that are in memory. At
     PostgreSQL's default random_page_cost (4, for spinning disks) the planner prefers
     hashing the whole profile table for that, many times slower; at 1.1 (the usual
-    value for SSDs and cached data) it looks them up. SET LOCAL: this transaction only.
+    value for SSDs and cached data) it looks them up. And serially: a parallel plan
+    (max_parallel_workers_per_gather, 2 by default) had each worker probe every picked
+    id again and scan the whole profile index to merge-join it, nearly twice the pages
+    of the serial plan for no shorter a draw, and a cost that grows with the profiles
+    rather than with the ids (docs/capacity.md, "At 10x the data"). Both for this
+    transaction only (SET LOCAL), in one statement.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL random_page_cost = 1.1")
+            cursor.execute(
+                "SELECT set_config('random_page_cost', '1.1', true),"
+                " set_config('max_parallel_workers_per_gather', '0', true)"
+            )
 
 
 def _items_by_profile(handed: dict[int, str]) -> dict[str, dict[str, Any]]:
