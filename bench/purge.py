@@ -1259,7 +1259,7 @@ def cpu_line(lag: LagFigures) -> str:
 def lag_line(lags: list[float]) -> str:
     return (
         f"p50 {percentile(lags, 50):.1f} s, p95 {percentile(lags, 95):.1f} s,"
-        f" max {max(lags):.1f} s ({len(lags):,} artefacts)"
+        f" p99 {percentile(lags, 99):.1f} s, max {max(lags):.1f} s ({len(lags):,} artefacts)"
     )
 
 
