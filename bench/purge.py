@@ -34,12 +34,18 @@ What it does, on this machine only (127.0.0.1, Redis database 14):
 4. A deletion request for the profile with --deletion-recordings recordings, created
    with `deletion_request_create` (manage.py shell) and also sent to the worker as
    `retention.run_deletion_request`: time from its creation to `done` (database clock).
-5. Purge lag under ingest: `celery beat` with the project's schedule (purge every 60 s)
+5. Purge lag under ingest: `celery beat` with the project's schedule (purge every 30 s)
    and --ingest-rate recordings a second for --ingest-seconds through
    `compliance.actions.ingest.recording_create` (audio file and transcript), in
-   --ingest-processes processes, for the `dont_save` profiles (expired at ingest). Lag
-   per artefact: from `expires_at` to the commit of the batch that purged it (its
-   ledger entry); `purged_at`, stamped when the batch claimed it, is shown too.
+   --ingest-processes processes, for the `dont_save` profiles (expired at ingest); or,
+   with --ingest-batch N, through `POST /api/v1/recordings/batch` (gunicorn, 2 workers),
+   N items a request, the bodies built before the start and sent on kept-alive
+   connections. Lag per artefact: from `expires_at` to the commit of the batch that
+   purged it (its ledger entry); `purged_at`, stamped when the batch claimed it, is shown
+   too. The rate reached is the registrations committed over the offered window (or
+   until the last answer came, if later); the offered rate is what the clients sent.
+   CPU by role over the run (clients, web, worker, beat, and the PostgreSQL backends of
+   each, told apart by PGAPPNAME), in cores and per recording.
 
 Goals: purge throughput (ledger and tombstones included) >= 50% of the baseline's
 recordings/s; purge lag (max) < 2 minutes while ingesting 200 recordings/s; a deletion
@@ -62,10 +68,11 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +87,7 @@ from _common import (
     Insert,
     PostgresCpu,
     RssSampler,
+    Server,
     TaskSender,
     Worker,
     app_env,
@@ -228,6 +236,7 @@ def seed_inserts(plan: Plan) -> list[Insert]:
                 f" WHEN n = {p + 1} THEN 'prof-deletion' ELSE 'prof-lag-' || (n - {p + 2}) END",
                 "account_id": f"1 + (n - 1) % {a}",
                 "is_child": "false",
+                "display_name": "''",
                 "retention_choice": f"CASE WHEN n > {p + 1} THEN 'dont_save' END",
                 "created_at": long_ago,
             },
@@ -710,10 +719,15 @@ def check_ours(plan: Plan, env: dict[str, str], figures: OursFigures) -> list[st
         )
     with connect(DB) as conn:
         if conn.execute("SELECT to_regclass('auditlog_logentry')").fetchone()[0]:
-            figures.auditlog_rows = conn.execute(
-                "SELECT count(*) FROM auditlog_logentry"
-            ).fetchone()[0]
-            say(f"  auditlog entries written: {figures.auditlog_rows:,}")
+            figures.auditlog_rows, size = conn.execute(
+                "SELECT count(*), pg_total_relation_size('auditlog_logentry')"
+                " FROM auditlog_logentry"
+            ).fetchone()
+            say(
+                f"  auditlog entries written: {figures.auditlog_rows:,}; the table with its"
+                f" indexes {size / 2**20:,.1f} MiB, {size / plan.expired:,.0f} bytes a purged"
+                " recording"
+            )
     problems += verify_ledger(env)
     for problem in problems:
         say(f"  PROBLEM: {problem}")
@@ -806,7 +820,7 @@ def run_deletion(
 class LagFigures:
     target_rate: float
     created: int
-    rate: float
+    rate: float  # committed registrations a second over the offered window (see _run_lag)
     per_second_min: int
     per_second_p50: int
     ingest_p50_ms: float
@@ -815,6 +829,81 @@ class LagFigures:
     claim_lags: list[float]
     unpurged: int
     problems: list[str]
+    offered: float = 0.0  # what the clients sent a second, over --ingest-seconds
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by role
+    cpu_seconds: float = 0.0  # the window `cpu` covers
+    machine_busy: float = 0.0  # CPU seconds the whole machine was busy in it
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def started_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot; None when it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except OSError:
+        return None
+
+
+class RoleCpu:
+    """CPU seconds by role, from /proc, polled every half second in a thread: the
+    processes of each role (`roles`: name -> a callable giving their pids) and the
+    PostgreSQL backends of `db` by their application_name (each role's processes are
+    started with PGAPPNAME=bench-<role>), as "pg <role>". A backend that ends between
+    two polls loses what it used since the last one."""
+
+    def __init__(self, db: str, roles: dict[str, Callable[[], Sequence[int]]]) -> None:
+        self.db, self.roles = db, roles
+        self.since_ticks = float(Path("/proc/uptime").read_text().split()[0]) * CLK_TCK
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self.started = time.monotonic()
+        self.busy = machine_busy_seconds()
+        self.stop = threading.Event()
+        self.conn = connect(db)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _see(self, pid: int, role: str) -> None:
+        started = started_ticks(pid)
+        if started is None:
+            return
+        used = cpu_seconds([pid])
+        if pid not in self.first:
+            self.first[pid] = used if started < self.since_ticks else 0.0
+        self.last[pid] = (role, used)
+
+    def poll(self) -> None:
+        for role, pids in self.roles.items():
+            for pid in pids():
+                self._see(pid, role)
+        for pid, name in self.conn.execute(
+            "SELECT pid, application_name FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [self.db],
+        ).fetchall():
+            self._see(pid, "pg " + (name.removeprefix("bench-") or "other"))
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            with contextlib.suppress(Exception):  # a role's process gone mid-poll
+                self.poll()
+
+    def finish(self) -> tuple[dict[str, float], float, float]:
+        """CPU seconds by role, the seconds measured, the machine's busy CPU seconds."""
+        self.stop.set()
+        self.thread.join()
+        self.poll()
+        self.conn.close()
+        by_role: Counter[str] = Counter()
+        for pid, (role, used) in self.last.items():
+            by_role[role] += used - self.first[pid]
+        return (
+            dict(by_role.most_common()),
+            time.monotonic() - self.started,
+            machine_busy_seconds() - self.busy,
+        )
 
 
 def ingest_child(argv: Sequence[str]) -> int:
@@ -858,14 +947,21 @@ def ingest_child(argv: Sequence[str]) -> int:
         )
         latencies.append((time.perf_counter() - begun) * 1000)
         n += 1
-    print(json.dumps({"created": n, "latencies_ms": latencies, "behind_s": behind}), flush=True)
+    report = {"created": n, "sent": n, "latencies_ms": latencies, "behind_s": behind}
+    print(json.dumps(report | {"done_at": time.time()}), flush=True)
     return 0
 
 
 def ingest_batch_child(argv: Sequence[str]) -> int:
     """One ingest process over HTTP: batches of `batch` items to POST
     /api/v1/recordings/batch, `rate` recordings a second, each item's audio a file
-    already written under ingest/lag/<index>/ (see `write_lag_files`)."""
+    already written under ingest/lag/<index>/ (see `write_lag_files`).
+
+    Cheap and honest: every body is built before the start (only `recorded_at` would
+    differ, and the dont_save expiry runs from the registration, not from it), sent on
+    one kept-alive connection; a batch goes at its scheduled time, or at once when the
+    one before came back late (`behind_s` says by how much). What the process reports
+    is what it sent and when each answer came (the registrations are committed then)."""
     index, processes, rate, seconds, start_at, port, key, batch = argv
     import http.client
     from datetime import UTC
@@ -873,40 +969,44 @@ def ingest_batch_child(argv: Sequence[str]) -> int:
 
     size, i = int(batch), int(index)
     period = size / float(rate)
+    count = 0
+    while count * period < float(seconds):
+        count += 1
+    recorded_at = dt.now(UTC).isoformat()
+    bodies = [
+        json.dumps(
+            {
+                "recordings": [
+                    {
+                        "external_id": f"lag-{i}-{m}",
+                        "profile": f"prof-lag-{(m * int(processes) + i) % LAG_PROFILES}",
+                        "recorded_at": recorded_at,
+                        "transcript": TRANSCRIPT,
+                        "audio_key": f"ingest/lag/{i}/{m}.wav",
+                        "audio_size": len(AUDIO),
+                    }
+                    for m in range(n * size, (n + 1) * size)
+                ]
+            }
+        ).encode()
+        for n in range(count)
+    ]
     conn = http.client.HTTPConnection(HOST, int(port), timeout=120)
     headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
-    n, latencies, behind, created = 0, [], 0.0, 0
-    start = time.monotonic() + max(0.0, float(start_at) - time.time()) + i * period / int(processes)
-    while True:
-        due = start + n * period
-        if due - start >= float(seconds):
-            break
-        pause = due - time.monotonic()
+    latencies, behind, created, done_at = [], 0.0, 0, 0.0
+    wall_start = float(start_at) + i * period / int(processes)
+    start = time.monotonic() + max(0.0, wall_start - time.time())
+    for n, body in enumerate(bodies):
+        pause = start + n * period - time.monotonic()
         if pause > 0:
             time.sleep(pause)
         behind = max(behind, -pause)
-        now = dt.now(UTC).isoformat()
-        items = [
-            {
-                "external_id": f"lag-{i}-{m}",
-                "profile": f"prof-lag-{(m * int(processes) + i) % LAG_PROFILES}",
-                "recorded_at": now,
-                "transcript": TRANSCRIPT,
-                "audio_key": f"ingest/lag/{i}/{m}.wav",
-                "audio_size": len(AUDIO),
-            }
-            for m in range(n * size, (n + 1) * size)
-        ]
         begun = time.perf_counter()
-        conn.request(
-            "POST",
-            "/api/v1/recordings/batch",
-            body=json.dumps({"recordings": items}),
-            headers=headers,
-        )
+        conn.request("POST", "/api/v1/recordings/batch", body=body, headers=headers)
         response = conn.getresponse()
         data = response.read()
         latencies.append((time.perf_counter() - begun) * 1000)
+        done_at = time.time()
         if response.status != 200:
             raise BenchError(f"batch answered {response.status}: {data[:300]!r}")
         results = json.loads(data)["results"]
@@ -914,9 +1014,18 @@ def ingest_batch_child(argv: Sequence[str]) -> int:
         if bad:
             raise BenchError(f"{len(bad)} items not created, e.g. {bad[:2]}")
         created += len(results)
-        n += 1
     conn.close()
-    print(json.dumps({"created": created, "latencies_ms": latencies, "behind_s": behind}))
+    print(
+        json.dumps(
+            {
+                "created": created,
+                "sent": count * size,
+                "latencies_ms": latencies,
+                "behind_s": behind,
+                "done_at": done_at,
+            }
+        )
+    )
     return 0
 
 
@@ -968,7 +1077,7 @@ def run_lag(args: argparse.Namespace, env: dict[str, str], worker: Worker) -> La
         else "recording_create"
     )
     heading(
-        f"Purge lag: celery beat (purge every 60 s) while {rate:g} recordings/s are ingested"
+        f"Purge lag: celery beat (the project's schedule) while {rate:g} recordings/s are ingested"
         f" for {seconds:g} s ({processes} processes, {how}, dont_save profiles)"
     )
     with contextlib.ExitStack() as stack:
@@ -983,32 +1092,44 @@ def run_lag(args: argparse.Namespace, env: dict[str, str], worker: Worker) -> La
                 f" {time.perf_counter() - step:.1f} s"
             )
             key = create_service_client(env, DB, "bench-lag", ["recordings:write"])
-            server = stack.enter_context(
-                gunicorn(env | {"API_THROTTLE_CLIENT": "100000000/min"}, workers=2)
-            )
+            web_env = env | {"API_THROTTLE_CLIENT": "100000000/min", "PGAPPNAME": "bench-web"}
+            server = stack.enter_context(gunicorn(web_env, workers=2))
             extra = [str(server.port), key, str(args.ingest_batch)]
-        figures = _run_lag(args, env, worker, extra)
+        figures = _run_lag(args, env, worker, extra, server)
         if server is not None:
             server.check_workers()
         return figures
 
 
 def _run_lag(
-    args: argparse.Namespace, env: dict[str, str], worker: Worker, extra: list[str]
+    args: argparse.Namespace,
+    env: dict[str, str],
+    worker: Worker,
+    extra: list[str],
+    server: Server | None = None,
 ) -> LagFigures:
     rate, seconds, processes = args.ingest_rate, args.ingest_seconds, args.ingest_processes
+    children: list[subprocess.Popen[bytes]] = []
+    roles: dict[str, Callable[[], Sequence[int]]] = {
+        "clients": lambda: [c.pid for c in children if c.poll() is None],
+        "worker": worker.pids,
+    }
+    if server is not None:
+        roles["web"] = lambda: [server.proc.pid, *server.workers]
     with connect(DB) as conn:
         since = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        with celery_beat(env, OUT):
+        with celery_beat(env | {"PGAPPNAME": "bench-beat"}, OUT) as beat:
+            roles["beat"] = lambda: [beat.pid]
+            cpu = RoleCpu(DB, roles)
             start_at = time.time() + 5
             mode = "--ingest-batch-child" if extra else "--ingest-child"
             command = [str(PYTHON), str(Path(__file__).resolve()), mode]
             share = [str(processes), str(rate / processes), str(seconds), str(start_at), *extra]
-            children = [
+            children += [
                 subprocess.Popen(
                     [*command, str(i), *share],
                     cwd=REPO,
-                    env=env,
+                    env=env | {"PGAPPNAME": "bench-clients"},
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                 )
@@ -1017,7 +1138,10 @@ def _run_lag(
             results = []
             try:
                 for child in children:
-                    out, err = child.communicate(timeout=seconds + 120)
+                    try:  # on a busy machine a client falls behind its schedule
+                        out, err = child.communicate(timeout=3 * seconds + 120)
+                    except subprocess.TimeoutExpired as late:
+                        raise BenchError(f"ingest process {child.pid} still running") from late
                     if child.returncode != 0:
                         raise BenchError(
                             f"ingest process {child.pid} failed ({child.returncode}):\n"
@@ -1031,14 +1155,18 @@ def _run_lag(
             say(f"  ingest done; waiting for the beat's next purges (up to {args.lag_wait:g} s)")
             deadline = time.monotonic() + args.lag_wait
             while time.monotonic() < deadline:
+                # nothing due or being purged (what the partial indexes artefact_due and
+                # artefact_purging hold): a scan of every ingested row every 2 s took
+                # more CPU than the worker's own backends while it drained
                 left = conn.execute(
-                    "SELECT count(*) FROM recordings_artefact a JOIN recordings_recording r"
-                    " ON r.id = a.recording_id WHERE r.external_id LIKE 'lag-%%'"
-                    " AND a.state <> 'purged'"
+                    "SELECT EXISTS (SELECT 1 FROM recordings_artefact WHERE state = 'active'"
+                    " AND NOT purge_blocked AND expires_at IS NOT NULL AND expires_at <= now())"
+                    " OR EXISTS (SELECT 1 FROM recordings_artefact WHERE state = 'purging')"
                 ).fetchone()[0]
                 if not left:
                     break
                 time.sleep(2)
+            by_role, cpu_window, machine_busy = cpu.finish()
             worker.check()
         created, first, last = conn.execute(
             "SELECT count(*), min(created_at), max(created_at) FROM recordings_recording"
@@ -1054,9 +1182,16 @@ def _run_lag(
         ][1:-1] or [0]
         lags, claim_lags, unpurged = lag_rows(conn, since)
     latencies = [x for r in results for x in r["latencies_ms"]]
-    achieved = created / max((last - first).total_seconds(), 1e-9)
+    # Reached: the registrations committed, over the offered window (--ingest-seconds
+    # from the start) or, when the last answer came later, until it came. (The rows'
+    # created_at is each batch's transaction start: first to last misses a batch.)
+    window = max(seconds, max(r["done_at"] for r in results) - start_at)
+    achieved = created / window
+    offered = sum(r["sent"] for r in results) / seconds
     say(
-        f"  ingested {created:,} recordings at {achieved:,.1f}/s (target {rate:g}/s); per"
+        f"  offered {offered:,.1f}/s; committed {created:,} recordings in {window:.1f} s:"
+        f" {achieved:,.1f}/s (target {rate:g}/s; rows' created_at first to last:"
+        f" {created / max((last - first).total_seconds(), 1e-9):,.1f}/s); per"
         f" second: min {min(per_second)}, median {percentile(per_second, 50)};"
         f" recording_create p50 {percentile(latencies, 50):.1f} ms,"
         f" p99 {percentile(latencies, 99):.1f} ms; at most"
@@ -1075,7 +1210,12 @@ def _run_lag(
         claim_lags,
         unpurged,
         [],
+        offered,
+        by_role,
+        cpu_window,
+        machine_busy,
     )
+    say(f"  CPU by role: {cpu_line(figures)}")
     if lags:
         say(f"  purge lag (expiry -> batch committed): {lag_line(lags)}")
         say(f"  purge lag (expiry -> purged_at, the claim): {lag_line(claim_lags)}")
@@ -1100,10 +1240,26 @@ def _run_lag(
     return figures
 
 
+def cpu_line(lag: LagFigures) -> str:
+    """CPU seconds by role over the run (ingest and the purges after it), in cores
+    and per recording registered and purged."""
+    per = max(lag.created, 1)
+    parts = [
+        f"{role} {used:.1f} s ({used / lag.cpu_seconds:.2f} cores, {used / per * 1000:.2f} ms/rec)"
+        for role, used in lag.cpu.items()
+    ]
+    ours = sum(lag.cpu.values())
+    return (
+        f"{'; '.join(parts)}; all of these {ours:.1f} s ({ours / lag.cpu_seconds:.2f} cores,"
+        f" {ours / per * 1000:.2f} ms/rec) of the machine's {lag.machine_busy:.1f} busy CPU-s"
+        f" in {lag.cpu_seconds:.0f} s"
+    )
+
+
 def lag_line(lags: list[float]) -> str:
     return (
         f"p50 {percentile(lags, 50):.1f} s, p95 {percentile(lags, 95):.1f} s,"
-        f" max {max(lags):.1f} s ({len(lags):,} artefacts)"
+        f" p99 {percentile(lags, 99):.1f} s, max {max(lags):.1f} s ({len(lags):,} artefacts)"
     )
 
 
@@ -1186,7 +1342,8 @@ def measure(args: argparse.Namespace, plan: Plan) -> Figures | LagFigures:
     sender = TaskSender(BROKER)
     log = OUT / "worker.log"
     try:
-        with celery_worker(ours_env, [queue, DEFAULT_QUEUE], log, concurrency=2) as worker:
+        worker_env = ours_env | {"PGAPPNAME": "bench-worker"}
+        with celery_worker(worker_env, [queue, DEFAULT_QUEUE], log) as worker:
             ours = run_ours(plan, args, worker, sender, queue)
             ours.problems = check_ours(plan, ours_env, ours)
             deletion = run_deletion(plan, ours_env, worker, sender, queue)
@@ -1208,7 +1365,8 @@ def measure_lag_only(
         say(f"Dropped {dropped} stale messages from queue {DEFAULT_QUEUE!r} on {BROKER}")
     queue = f"bench-purge-{uuid.uuid4().hex[:12]}"
     try:
-        with celery_worker(env, [queue, DEFAULT_QUEUE], OUT / "worker.log", concurrency=2) as w:
+        worker_env = env | {"PGAPPNAME": "bench-worker"}
+        with celery_worker(worker_env, [queue, DEFAULT_QUEUE], OUT / "worker.log") as w:
             lag = run_lag(args, env, w)
             w.check()
         lag.problems += verify_ledger(env)
@@ -1227,10 +1385,12 @@ def report_lag(args: argparse.Namespace, lag: LagFigures) -> None:
         [
             (
                 "ingest",
-                f"{lag.created:,} recordings at {lag.rate:,.1f}/s (target {lag.target_rate:g}/s,"
-                f" {how}; per second min {lag.per_second_min}, median {lag.per_second_p50});"
-                f" {latency} p50 {lag.ingest_p50_ms:.1f} ms, p99 {lag.ingest_p99_ms:.1f} ms",
+                f"{lag.created:,} recordings at {lag.rate:,.1f}/s committed (offered"
+                f" {lag.offered:,.1f}/s, target {lag.target_rate:g}/s, {how}; per second min"
+                f" {lag.per_second_min}, median {lag.per_second_p50}); {latency} p50"
+                f" {lag.ingest_p50_ms:.1f} ms, p99 {lag.ingest_p99_ms:.1f} ms",
             ),
+            ("CPU by role", cpu_line(lag)),
             ("purge lag", lag_line(lag.lags) if lag.lags else "nothing purged"),
             ("purge lag to claim", lag_line(lag.claim_lags) if lag.claim_lags else "-"),
             ("lag not purged", f"{lag.unpurged:,} artefacts {args.lag_wait:g} s after the ingest"),
@@ -1248,6 +1408,16 @@ def report_lag(args: argparse.Namespace, lag: LagFigures) -> None:
                 not lag.unpurged and lag_max < GOAL_LAG_S,
             ),
         ],
+    )
+
+
+def purge_cpu_line(ours: OursFigures, recordings: int) -> str:
+    """CPU per purged recording: the worker's and its PostgreSQL's (backends, writers)."""
+    both = ours.worker_cpu_s + ours.postgres_cpu_s
+    return (
+        f"{both / recordings * 1000:.3f} ms (worker {ours.worker_cpu_s / recordings * 1000:.3f},"
+        f" PostgreSQL {ours.postgres_cpu_s / recordings * 1000:.3f}):"
+        f" {recordings / both:,.0f} recordings a CPU-second"
     )
 
 
@@ -1278,6 +1448,7 @@ def report(args: argparse.Namespace, plan: Plan, f: Figures) -> None:
         ),
         ("purge/baseline", f"{ratio:.0%}"),
         ("purge CPU", f.ours.cpu_line()),
+        ("purge CPU a recording", purge_cpu_line(f.ours, plan.expired)),
         (
             "purge writes",
             f"{f.ours.batches} ledger entries; auditlog entries:"
@@ -1299,6 +1470,7 @@ def report(args: argparse.Namespace, plan: Plan, f: Figures) -> None:
             f" per second min {lag.per_second_min}, median {lag.per_second_p50});"
             f" recording_create p50 {lag.ingest_p50_ms:.1f} ms, p99 {lag.ingest_p99_ms:.1f} ms",
         ),
+        ("ingest CPU by role", cpu_line(lag)),
         ("purge lag", lag_line(lag.lags) if lag.lags else "nothing purged"),
         ("purge lag to claim", lag_line(lag.claim_lags) if lag.claim_lags else "-"),
         ("lag not purged", f"{lag.unpurged:,} artefacts {args.lag_wait:g} s after the ingest"),

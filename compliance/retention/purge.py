@@ -46,11 +46,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, Min, OuterRef, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -94,26 +95,27 @@ class BatchResult:
     held_by: Counter = field(default_factory=Counter)
 
 
-# what a claim reads of each artefact, in _Claimed's order
+# What a claim reads of each artefact, in _Claimed's order. Not `expires_at`: Django's
+# loader turns each timestamp into a datetime in Python, which cost more of a batch's
+# CPU than anything else read per row; the finish asks PostgreSQL for the oldest one.
 _CLAIMED_FIELDS = (
     "id",
     "recording_id",
     "storage_key",
     "purge_attempt",
     "expiry_basis",
-    "expires_at",
+    "category",
 )
 
 
-@dataclass(frozen=True)
-class _Claimed:
+class _Claimed(NamedTuple):
     id: int
     recording_id: int
     storage_key: str
     attempt: int
     reason: str
     basis: str
-    expires_at: datetime | None
+    category: str
 
 
 def _recorded_at_under(holds: list[LegalHold], rows: list[tuple]) -> dict[int, datetime]:
@@ -179,7 +181,7 @@ def _claim(
         claimed: list[_Claimed] = []
         held_ids: list[int] = []
         for row in rows:
-            pk, recording_id, key, attempt, basis, expires_at, profile_id, account_id = row
+            pk, recording_id, key, attempt, basis, category, profile_id, account_id = row
             covering = [
                 h.pk
                 for h in holds
@@ -203,7 +205,7 @@ def _claim(
                     attempt + 1,
                     reason or expiry_reason(basis),
                     basis,
-                    expires_at,
+                    category,
                 )
             )
         if held_ids:
@@ -321,13 +323,14 @@ def _finish(
         # SQLite's transaction locks the whole database: delete first, as before.
         unlinked = list(unlinked)
     claimed: list[_Claimed] = []
+    ours: list[_Claimed] = []  # what this finish tombstoned
     with transaction.atomic():
         _lock_batch(batch)
-        purged = 0
         for chunk in unlinked:
             claimed.extend(chunk)
-            purged += _tombstone_artefacts(chunk, now=now)
+            ours += _tombstone_artefacts(chunk, now=now)
         purge_step.send(sender=None, step="unlinked")
+        purged = len(ours)
         if not purged:
             return  # another worker took these over and finishes them
         recording_ids = sorted({c.recording_id for c in claimed})
@@ -345,15 +348,13 @@ def _finish(
         for rid in emptied:
             by_reason.setdefault(reason_of[rid], []).append(rid)
         for (reason, basis), ids in by_reason.items():
-            recordings_tombstone(ids, now=now, reason=reason, basis=basis, actor="purge")
-        lags = [
-            (now - c.expires_at).total_seconds()
-            for c in claimed
-            if c.expires_at and c.reason in EXPIRY_REASONS
-        ]
+            recordings_tombstone(
+                ids, now=now, reason=reason, basis=basis, actor="purge", history=False
+            )
+        _purge_history(ours, emptied={rid: reason_of[rid] for rid in emptied}, now=now)
         result.purged = purged
         result.recordings_purged = len(emptied)
-        result.max_lag_seconds = max(lags, default=0.0)
+        result.max_lag_seconds = _max_lag(ours, now=now)
         reasons = Counter(c.reason for c in claimed)
         # What each profile lost, as its own part of the entry (compliance/ledger/
         # parts.py): a profile's evidence bundle proves its part and shows no other
@@ -388,14 +389,25 @@ def _finish(
         )
 
 
-def _tombstone_artefacts(chunk: list[_Claimed], *, now: datetime) -> int:
-    """Those of `chunk` still `purging` under our attempt number become tombstones, with
-    their history; how many did."""
-    by_attempt: dict[tuple[int, str], list[int]] = {}
+def _max_lag(ours: list[_Claimed], *, now: datetime) -> float:
+    """How late the latest of `ours` went, in seconds: from the oldest expiry among
+    those purged because they expired (a deletion request is never late)."""
+    expired = [c.id for c in ours if c.reason in EXPIRY_REASONS]
+    if not expired:
+        return 0.0
+    oldest = Artefact.objects.filter(pk__any_of=expired).aggregate(oldest=Min("expires_at"))
+    return max(0.0, (now - oldest["oldest"]).total_seconds()) if oldest["oldest"] else 0.0
+
+
+def _tombstone_artefacts(chunk: list[_Claimed], *, now: datetime) -> list[_Claimed]:
+    """Those of `chunk` still `purging` under our attempt number become tombstones;
+    which did (their history is written per recording, by `_purge_history`)."""
+    by_attempt: dict[tuple[int, str], list[_Claimed]] = {}
     for item in chunk:
-        by_attempt.setdefault((item.attempt, item.reason), []).append(item.id)
-    purged = 0
-    for (attempt, reason), ids in by_attempt.items():
+        by_attempt.setdefault((item.attempt, item.reason), []).append(item)
+    done: list[_Claimed] = []
+    for (attempt, reason), items in by_attempt.items():
+        ids = [c.id for c in items]
         updated = Artefact.objects.filter(
             pk__any_of=ids, state=ArtefactState.PURGING, purge_attempt=attempt
         ).update(
@@ -407,30 +419,56 @@ def _tombstone_artefacts(chunk: list[_Claimed], *, now: datetime) -> int:
             purge_reason=reason,
             purge_blocked=False,
         )
-        if updated:  # field history (auditlog sees no bulk update); ours are locked now
-            audit_bulk_change(
-                model=Artefact,
-                # what this update wrote: all of `ids`, or (after a race with a
-                # takeover) those selected on the server, since no ids come back
-                pks=ids
-                if updated == len(ids)
-                else Artefact.objects.filter(
+        if updated == len(ids):
+            done += items
+        elif updated:
+            # a takeover re-claimed some of them before our locks: no ids come back
+            # from the update, so ask which it wrote (ours are locked now)
+            written = set(
+                Artefact.objects.filter(
                     pk__any_of=ids,
                     state=ArtefactState.PURGED,
                     purge_attempt=attempt,
                     purged_at=now,
-                ),
-                changes={  # the content's old value stays out of the history
-                    "state": (ArtefactState.PURGING, ArtefactState.PURGED),
-                    "purged_at": (None, now),
-                    "purge_reason": ("", reason),
-                    "text": ("[removed]", ""),
-                    "storage_key": ("[removed]", ""),
-                },
-                actor="purge",
+                ).values_list("pk", flat=True)
             )
-        purged += updated
-    return purged
+            done += [c for c in items if c.id in written]
+    return done
+
+
+def _purge_history(
+    ours: list[_Claimed], *, emptied: dict[int, tuple[str, str]], now: datetime
+) -> None:
+    """The field-level history of a batch: one auditlog entry per recording it touched,
+    on the recording, saying which of its artefacts were purged (`audio`: purging ->
+    purged, and the artefact's reason where the recording's own does not already say
+    it) and, for a recording left with nothing (`emptied`: id -> its reason and
+    policy), its own tombstoning (state, purged_at, purge_reason, purge_policy).
+
+    One entry a recording, not one per artefact and another per recording as before:
+    the history was larger than the recording (docs/runtime.md, "The purge's history").
+    Content never enters it; the batch's ledger entry stays the evidence."""
+    touched: dict[int, set[tuple[str, str]]] = {rid: set() for rid in emptied}
+    for c in ours:
+        touched.setdefault(c.recording_id, set()).add((c.category, c.reason))
+    groups: dict[tuple[tuple[tuple[str, str], ...], tuple[str, str] | None], list[int]] = {}
+    for rid, purged in touched.items():
+        groups.setdefault((tuple(sorted(purged)), emptied.get(rid)), []).append(rid)
+    for (artefacts, tombstone), ids in groups.items():
+        changes: dict[str, tuple[object, object]] = {}
+        if tombstone is not None:
+            reason, basis = tombstone
+            changes |= {
+                "state": (RecordingState.ACTIVE, RecordingState.PURGED),
+                "purged_at": (None, now),
+                "purge_reason": ("", reason),
+                "purge_policy": ("", basis),
+            }
+        for category, reason in artefacts:
+            changes[category] = (ArtefactState.PURGING, ArtefactState.PURGED)
+            if tombstone is None or reason != tombstone[0]:
+                changes[f"{category}_purge_reason"] = ("", reason)
+        audit_bulk_change(model=Recording, pks=sorted(ids), changes=changes, actor="purge")
 
 
 def purge_batch(
@@ -533,8 +571,8 @@ def take_over(
             purge_attempt=F("purge_attempt") + 1, purge_started_at=now
         )
     claimed = [
-        _Claimed(pk, rid, key, attempt + 1, reason or stored or expiry_reason(basis), basis, exp)
-        for pk, rid, key, attempt, basis, exp, stored in rows
+        _Claimed(pk, rid, key, attempt + 1, reason or stored or expiry_reason(basis), basis, cat)
+        for pk, rid, key, attempt, basis, cat, stored in rows
     ]
     logger.warning("purge.take_over artefacts=%d", len(claimed))
     result = BatchResult(claimed=len(claimed))

@@ -18,10 +18,19 @@ from .reasons import PurgeReason
 
 
 def recordings_tombstone(
-    ids: list[int], *, now: datetime, reason: PurgeReason | str, basis: str, actor: str
+    ids: list[int],
+    *,
+    now: datetime,
+    reason: PurgeReason | str,
+    basis: str,
+    actor: str,
+    history: bool = True,
 ) -> None:
     """Recordings left with nothing become tombstones (no flags, the reason and the
-    policy that applied), with their history and their review items revoked."""
+    policy that applied), with their history and their review items revoked.
+
+    `history` False: the caller writes the recordings' history itself, in the same
+    transaction (the batch purge: one entry a recording, with its artefacts' change)."""
     if not ids:
         return
     Recording.objects.filter(pk__any_of=ids, state=RecordingState.ACTIVE).update(
@@ -32,16 +41,17 @@ def recordings_tombstone(
         sensitive=False,
         false_wake=False,
     )
-    audit_bulk_change(
-        model=Recording,
-        pks=ids,
-        changes={
-            "state": (RecordingState.ACTIVE, RecordingState.PURGED),
-            "purged_at": (None, now),
-            "purge_reason": ("", reason),
-            "purge_policy": ("", basis),
-        },
-        actor=actor,
-    )
+    if history:
+        audit_bulk_change(
+            model=Recording,
+            pks=ids,
+            changes={
+                "state": (RecordingState.ACTIVE, RecordingState.PURGED),
+                "purged_at": (None, now),
+                "purge_reason": ("", reason),
+                "purge_policy": ("", basis),
+            },
+            actor=actor,
+        )
     # Review items are sampling's, a floor above: it registered their revocation here.
     recordings_tombstoned(recording_ids=ids, reason="purged")

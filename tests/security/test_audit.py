@@ -1,7 +1,7 @@
 """Field-level history: auditlog for saves and deletes, audit_bulk_change for the bulk
 updates auditlog cannot see, in the same transaction as the change."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -9,6 +9,7 @@ from auditlog.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
 from compliance.actions.profiles import profile_retention_set
@@ -113,7 +114,7 @@ def _policy(days: int, category: str = "audio") -> None:
     retention_policies_apply()
 
 
-def test_a_purge_leaves_each_tombstoned_artefact_and_recording_in_the_history(ingest):
+def test_a_purge_leaves_one_history_entry_per_recording_naming_what_it_purged(ingest):
     _policy(10)
     _policy(10, category="transcript")
     recording = ingest(days_ago=11)
@@ -121,18 +122,46 @@ def test_a_purge_leaves_each_tombstoned_artefact_and_recording_in_the_history(in
 
     run = purge.purge_expired()
 
+    # one entry, on the recording: its tombstoning and each of its artefacts' purge
     assert (run.purged, run.recordings_purged) == (2, 1)
-    for artefact in Artefact.objects.filter(recording=recording):
-        [entry] = [e for e in history(artefact) if e.action == LogEntry.Action.UPDATE]
-        assert entry.changes_dict["state"] == ["purging", "purged"]
-        assert entry.changes_dict["purge_reason"] == ["", "retention_policy"]
-        assert entry.additional_data["actor"] == "purge"
-        assert "turn on the lights" not in str(entry.changes)  # no content in the history
     [entry] = history(recording)
-    assert entry.changes_dict["state"] == ["active", "purged"]
+    assert entry.action == LogEntry.Action.UPDATE
+    assert entry.changes_dict == {
+        "state": ["active", "purged"],
+        "purged_at": ["None", str(recording.artefacts.get(category="audio").purged_at)],
+        "purge_reason": ["", "retention_policy"],
+        "purge_policy": ["", recording.artefacts.get(category="audio").expiry_basis],
+        "audio": ["purging", "purged"],
+        "transcript": ["purging", "purged"],
+    }
+    assert entry.additional_data["actor"] == "purge"
+    assert "turn on the lights" not in str(entry.changes)  # no content in the history
+    assert entry.object_repr == f"recording {recording.pk}"
     assert not history(untouched)
-    for artefact in Artefact.objects.filter(recording=untouched):
+    for artefact in Artefact.objects.all():  # no entry per artefact beside it
         assert not history(artefact)
+
+
+def test_an_artefact_purged_before_its_recording_is_in_the_recordings_history(ingest):
+    _policy(10)
+    _policy(100, category="transcript")
+    recording = ingest(days_ago=11)
+
+    # when the audio expires first, and the transcript 90 days later
+    purge.purge_expired()
+    purge.purge_expired(now=timezone.now() + timedelta(days=90))
+
+    # then the recording's history says each step: the audio and its reason, then the
+    # transcript with the recording's own tombstoning
+    first, second = history(recording)
+    assert first.changes_dict == {
+        "audio": ["purging", "purged"],
+        "audio_purge_reason": ["", "retention_policy"],
+    }
+    assert second.changes_dict["state"] == ["active", "purged"]
+    assert second.changes_dict["transcript"] == ["purging", "purged"]
+    assert "audio" not in second.changes_dict
+    assert recording.artefacts.get(category="audio").purge_reason == "retention_policy"
 
 
 def test_a_purge_step_that_rolls_back_leaves_no_history(ingest, monkeypatch):
@@ -162,8 +191,7 @@ def test_a_rerun_of_a_finished_purge_writes_no_second_history(ingest):
 
     purge.purge_expired()
 
-    audio = recording.artefacts.get(category="audio")
-    assert len([e for e in history(audio) if e.action == LogEntry.Action.UPDATE]) == 1
+    assert len([e for e in history(recording) if e.action == LogEntry.Action.UPDATE]) == 1
 
 
 def test_releasing_a_hold_records_each_artefact_it_unblocks(ingest):
@@ -263,7 +291,7 @@ def test_the_bulk_helper_takes_only_a_queryset_of_its_model():
 
 
 @postgres_only()
-def test_a_purge_writes_its_history_in_one_statement_per_model_and_chunk(ingest):
+def test_a_purge_writes_its_history_in_one_statement_per_kind_of_change(ingest):
     _policy(10)
     _policy(10, category="transcript")
     recordings = [ingest(days_ago=11) for _ in range(3)]
@@ -273,14 +301,13 @@ def test_a_purge_writes_its_history_in_one_statement_per_model_and_chunk(ingest)
 
     assert (run.purged, run.recordings_purged) == (6, 3)
     table = LogEntry._meta.db_table
-    # one for the artefacts without a file, one per chunk of files (here one), one for
-    # the recordings: never one per object
-    assert len([q for q in queries if q["sql"].startswith(f'INSERT INTO "{table}"')]) == 3
+    # the three recordings changed alike (both artefacts, then the recording): one
+    # statement for their three entries, never one per object
+    assert len([q for q in queries if q["sql"].startswith(f'INSERT INTO "{table}"')]) == 1
     for recording in recordings:
-        assert [e.changes_dict["state"] for e in history(recording)] == [["active", "purged"]]
-        for artefact in recording.artefacts.all():
-            [entry] = history(artefact)
-            assert entry.object_repr == f"artefact {artefact.pk}"
+        [entry] = history(recording)
+        assert entry.changes_dict["state"] == ["active", "purged"]
+        assert entry.object_repr == f"recording {recording.pk}"
 
 
 def test_a_deletion_request_leaves_its_bare_recordings_in_the_history(ingest):
