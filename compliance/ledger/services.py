@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError, Conflict, field_error
+from compliance.core.sql import bound_cursor
 
 from .canonical import entry_leaf, leaf_hash
 from .checkpoints import ledger_checkpoint_problem
@@ -108,7 +109,7 @@ def ledger_append(
         built = parts_build(json.loads(json.dumps(parts, default=str)))
         payload["parts_root"] = base64.b64encode(parts_root(built)).decode()
         payload["parts"] = len(built)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LEDGER_LOCK_KEY])
         cursor.execute(_HEAD_SQL)

@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
 from compliance.core.errors import ApplicationError, Conflict, PayloadTooLarge, field_error
+from compliance.core.sql import bound_cursor
 from compliance.core.transactions import require_transaction
 from compliance.ledger.services import ledger_append
 
@@ -205,7 +206,7 @@ def _locked_profiles(external_ids: list[str]) -> dict[str, Profile]:
         return {}
     lock = " FOR SHARE OF p" if connection.vendor == "postgresql" else ""
     placeholders = ", ".join(["%s"] * len(external_ids))
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         # only placeholders and constants are formatted in
         sql = (
             "SELECT p.id, p.external_id, p.is_child, p.retention_choice, p.account_id,"  # noqa: S608
@@ -295,11 +296,11 @@ def _insert(model: type[Model], objs: list[Any], *, suffix: str) -> list[tuple[A
     vendor = connection.vendor
     if vendor == "postgresql" and len(objs) > VALUES_ROWS:
         fields, sql = _insert_sql(model, suffix, vendor, 0)
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(sql, _columns(fields, objs))
             return cursor.fetchall()
     rows: list[tuple[Any, ...]] = []
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         for start in range(0, len(objs), SQLITE_ROWS_PER_INSERT):
             chunk = objs[start : start + SQLITE_ROWS_PER_INSERT]
             fields, sql = _insert_sql(model, suffix, vendor, len(chunk))

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 
 from compliance.accounts.models import RetentionChoice
 from compliance.core.countries import JURISDICTION_GROUPS, is_country
 from compliance.core.errors import NotFound
+from compliance.core.sql import bound_cursor
 from compliance.edge.callers import Caller, visible_rows
 
 from .models import AppliesTo, DeletionRequest, LegalHold, RetentionPolicy
@@ -63,7 +63,7 @@ _versions_lock = threading.Lock()
 
 def _policy_stamp() -> tuple[Any, ...]:
     # SQL as written: the ORM compiling this aggregate cost more than running it
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             "SELECT count(*), max(id), count(retired_at), max(created_at)"  # noqa: S608 - the model's own table
             f" FROM {RetentionPolicy._meta.db_table}"
