@@ -40,15 +40,15 @@ def bound_cursor() -> Iterator[CursorWrapper]:
     """
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor != "postgresql":
-        with db.cursor() as cursor:
-            yield cursor
+        with db.cursor() as ordinary:
+            yield ordinary
         return
     import psycopg
 
     db.ensure_connection()
     db.validate_thread_sharing()
     raw = db.connection
-    cursor = getattr(db, "_bound_cursor", None)
+    cursor: psycopg.Cursor[Any] | None = getattr(db, "_bound_cursor", None)
     if cursor is None or cursor.connection is not raw or cursor.closed:
         cursor = psycopg.Cursor(raw)
         db._bound_cursor = cursor  # type: ignore[attr-defined]
