@@ -129,8 +129,8 @@ def test_a_policy_changed_by_another_process_applies_to_the_next_ingest():
         cursor.execute(
             "INSERT INTO retention_retentionpolicy (jurisdiction, category, applies_to,"
             " retention_days, version, effective_from, created_at, created_by)"
-            " VALUES ('*', 'transcript', 'all', 3, 2, now() - interval '1 minute', now(), 'x')"
-            " RETURNING id"
+            " VALUES ('*', 'transcript', 'all', 3, 2, %s, %s, 'x') RETURNING id",
+            [timezone.now() - timedelta(minutes=1), timezone.now()],
         )
         (newer,) = cursor.fetchone()
 

@@ -8,6 +8,10 @@ from tests.factories import RecordingFactory
 
 pytestmark = pytest.mark.django_db
 
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="server-side binding is PostgreSQL's"
+)
+
 
 def test_an_array_literal_lists_the_values_in_order():
     assert pg_array([3, 1, 2]) == "{3,1,2}"
@@ -49,11 +53,7 @@ def test_any_of_sends_the_ids_as_one_array_on_postgresql():
         assert params == (3, 1, 2)
 
 
-postgresql_only = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="server-side binding is PostgreSQL's"
-)
-
-
+@postgresql_only
 def test_a_bound_cursor_logs_each_statement_with_its_values_prepared_or_not():
     with CaptureQueriesContext(connection) as queries:
         for n in range(3):  # prepared from the second on
