@@ -152,6 +152,7 @@ def seed(db: str, profiles: int) -> None:
                     "account_id": f"1 + i % {accounts}",
                     "is_child": "i % 20 = 0",
                     "retention_choice": "CASE WHEN i % 10 = 0 THEN 'dont_save' END",
+                    "display_name": "''",
                     "created_at": "now()",
                 },
                 f"generate_series(1, {profiles}) i",

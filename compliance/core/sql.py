@@ -1,4 +1,5 @@
-"""Small SQL helpers shared by the bulk paths (purge, sampling, history).
+"""Small SQL helpers shared by the bulk paths (purge, sampling, history) and the hot
+paths' statements (`bound_cursor`).
 
 WHY: Django writes `pk__in=[...]` as `IN (%s, %s, ...)`, one parameter per id, and
 psycopg then quotes each one in Python; for the thousands of ids of a purge batch
@@ -9,16 +10,69 @@ order and knows how many ids there are (an `IN (SELECT unnest(...))` is hashed, 
 loses the order, and estimated at a fraction of its size).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Lookup
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models.sql.compiler import SQLCompiler
+
+
+@contextmanager
+def bound_cursor() -> Iterator[CursorWrapper]:
+    """A cursor on the default connection for statements a hot path runs on every call
+    with the same text (the ingest's, the ledger append's).
+
+    On PostgreSQL it binds parameters on the server (Django's own cursors bind on the
+    client), so psycopg prepares each statement once per connection
+    (`prepare_threshold` in the database OPTIONS) and PostgreSQL neither parses nor plans
+    it again: for the short statements of a single POST /api/v1/recordings, parsing and
+    planning were most of PostgreSQL's CPU (bench/ingest.py). The psycopg cursor is
+    kept with its connection (its adapters looked up once) and is not closed on exit;
+    it is wrapped as Django wraps its cursors, so its statements are logged and counted
+    like any other. Elsewhere, an ordinary cursor.
+    """
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        with db.cursor() as ordinary:
+            yield ordinary
+        return
+    import psycopg
+
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    raw = db.connection
+    cursor: psycopg.Cursor[Any] | None = getattr(db, "_bound_cursor", None)
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        cursor = psycopg.Cursor(raw)
+        db._bound_cursor = cursor  # type: ignore[attr-defined]
+    yield _BoundDebugCursor(cursor, db) if db.queries_logged else CursorWrapper(cursor, db)
+
+
+class _BoundDebugCursor(CursorDebugWrapper):
+    """Logs a server-bound statement with its values, as Django logs its own: Django
+    reads those back from the driver, which has nothing to give once the statement is
+    prepared. Only when queries are logged (DEBUG, tests' query counts)."""
+
+    def debug_sql(
+        self,
+        sql: str | None = None,
+        params: Any = None,
+        use_last_executed_query: bool = False,
+        many: bool = False,
+    ) -> Any:
+        if use_last_executed_query and sql is not None and not many:
+            import psycopg
+
+            with suppress(psycopg.DataError):  # else logged as written, without its values
+                sql = psycopg.ClientCursor(self.cursor.connection).mogrify(sql, params)
+        return super().debug_sql(sql, params, use_last_executed_query=False, many=many)
 
 
 def pg_array(values: Iterable[int | str]) -> str:

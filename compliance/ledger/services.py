@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError, Conflict, field_error
+from compliance.core.sql import bound_cursor
 
 from .canonical import entry_leaf, leaf_hash
 from .checkpoints import ledger_checkpoint_problem
@@ -88,8 +89,8 @@ def ledger_append(
     The entry's leaf (its canonical bytes) is encoded here, once, and stored; a payload
     the encoding refuses (a float, say) is a programming error and raises NotCanonical
     before anything is written. The Merkle tree is not touched: the checkpointer
-    extends it, so an append costs one encoding and three statements on PostgreSQL
-    (the lock, the chain's head, the INSERT).
+    extends it, so an append costs one encoding and two statements on PostgreSQL
+    (the lock with the chain's head, `ledger_append_head`; the INSERT).
 
     `parts`, for an entry that covers many profiles: what it records of each profile,
     by the profile's external id. The payload then commits to them only through
@@ -108,10 +109,12 @@ def ledger_append(
         built = parts_build(json.loads(json.dumps(parts, default=str)))
         payload["parts_root"] = base64.b64encode(parts_root(built)).decode()
         payload["parts"] = len(built)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LEDGER_LOCK_KEY])
-        cursor.execute(_HEAD_SQL)
+            # the lock, then the head read after it is granted (migration 0008)
+            cursor.execute("SELECT seq, hash FROM ledger_append_head(%s)", [_LEDGER_LOCK_KEY])
+        else:
+            cursor.execute(_HEAD_SQL)  # SQLite serialises writers itself
         last = cursor.fetchone()
         seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
         created_at = timezone.now()

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 
 from compliance.accounts.models import RetentionChoice
 from compliance.core.countries import JURISDICTION_GROUPS, is_country
 from compliance.core.errors import NotFound
+from compliance.core.sql import bound_cursor
 from compliance.edge.callers import Caller, visible_rows
 
 from .models import AppliesTo, DeletionRequest, LegalHold, RetentionPolicy
@@ -61,21 +61,27 @@ _versions_cache: tuple[tuple[Any, ...], tuple[RetentionPolicy, ...]] | None = No
 _versions_lock = threading.Lock()
 
 
+# The table's version stamp (see above), one row.
+POLICY_STAMP_SQL = (
+    "SELECT count(*), max(id), count(retired_at), max(created_at)"  # noqa: S608 - the model's own table
+    f" FROM {RetentionPolicy._meta.db_table}"
+)
+
+
 def _policy_stamp() -> tuple[Any, ...]:
     # SQL as written: the ORM compiling this aggregate cost more than running it
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), max(id), count(retired_at), max(created_at)"  # noqa: S608 - the model's own table
-            f" FROM {RetentionPolicy._meta.db_table}"
-        )
+    with bound_cursor() as cursor:
+        cursor.execute(POLICY_STAMP_SQL)
         return tuple(cursor.fetchone())
 
 
-def _policy_versions() -> tuple[RetentionPolicy, ...]:
+def _policy_versions(stamp: tuple[Any, ...] | None = None) -> tuple[RetentionPolicy, ...]:
     """Every version, oldest first, current as of this read: call it inside the
-    transaction whose writes depend on it, so they never follow a superseded version."""
+    transaction whose writes depend on it, so they never follow a superseded version.
+    `stamp`: POLICY_STAMP_SQL's row, read in that transaction by the caller."""
     global _versions_cache
-    stamp = _policy_stamp()
+    if stamp is None:
+        stamp = _policy_stamp()
     cached = _versions_cache
     if cached is not None and cached[0] == stamp:
         return cached[1]
@@ -87,10 +93,13 @@ def _policy_versions() -> tuple[RetentionPolicy, ...]:
     return versions
 
 
-def policies_in_force(*, at: datetime) -> list[RetentionPolicy]:
-    """The version in force of every key at `at` (see RetentionPolicy)."""
+def policies_in_force(
+    *, at: datetime, stamp: tuple[Any, ...] | None = None
+) -> list[RetentionPolicy]:
+    """The version in force of every key at `at` (see RetentionPolicy); `stamp` as for
+    `_policy_versions`."""
     current: dict[tuple[str, str, str], RetentionPolicy] = {}
-    versions = [p for p in _policy_versions() if p.effective_from <= at]
+    versions = [p for p in _policy_versions(stamp) if p.effective_from <= at]
     for policy in versions:
         key = (policy.jurisdiction, policy.category, policy.applies_to)
         if policy.retired_at is not None and policy.retired_at <= at:
@@ -125,8 +134,12 @@ class PolicyTable:
         return chosen
 
 
-def policy_table(*, at: datetime, extra: Iterable[RetentionPolicy] = ()) -> PolicyTable:
-    policies = {(p.jurisdiction, p.category, p.applies_to): p for p in policies_in_force(at=at)}
+def policy_table(
+    *, at: datetime, extra: Iterable[RetentionPolicy] = (), stamp: tuple[Any, ...] | None = None
+) -> PolicyTable:
+    policies = {
+        (p.jurisdiction, p.category, p.applies_to): p for p in policies_in_force(at=at, stamp=stamp)
+    }
     for policy in extra:
         policies[(policy.jurisdiction, policy.category, policy.applies_to)] = policy
     return PolicyTable(tuple(policies.values()))

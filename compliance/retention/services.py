@@ -18,6 +18,7 @@ so none of these can wait for each other in a cycle.
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Max, Q
@@ -34,6 +35,7 @@ from compliance.recordings.services import ExpirySchedule
 from .models import AppliesTo, DeletionRequest, LegalHold, RetentionPolicy
 from .selectors import (
     JURISDICTION_GROUPS,
+    POLICY_STAMP_SQL,
     WILDCARD,
     PolicyTable,
     effective_expiry,
@@ -175,19 +177,34 @@ def artefacts_schedule_new(
         artefact.expires_at, artefact.expiry_basis = expiry.expires_at, expiry.basis
 
 
-def artefacts_expiry_at(now: datetime) -> ExpirySchedule:
-    """The expiry of the artefacts an ingest or an annotation creates at `now`, the
-    policies read once. An action hands it to the recordings app, which calls it
-    inside the transaction that inserts the artefacts (see `artefacts_schedule_new`
-    for why there)."""
-    table = policy_table(at=now)
+class _ArtefactsExpiryAt:
+    """`artefacts_expiry_at(now)`: the expiry of the artefacts an ingest or an
+    annotation creates at `now`, the policies read once. An action hands it to the
+    recordings app, which calls it inside the transaction that inserts the artefacts
+    (see `artefacts_schedule_new` for why there). The ingest reads the policies' stamp
+    with its profile lock (`reads`, one statement for both) and calls `given`."""
 
-    def schedule(*, artefacts: Iterable[Artefact], profile: Profile, recorded_at: datetime) -> None:
-        artefacts_schedule_new(
-            artefacts=artefacts, profile=profile, recorded_at=recorded_at, table=table
-        )
+    reads = POLICY_STAMP_SQL
 
-    return schedule
+    def __call__(self, now: datetime) -> ExpirySchedule:
+        return self._schedule(policy_table(at=now))
+
+    def given(self, now: datetime, read: tuple[Any, ...]) -> ExpirySchedule:
+        return self._schedule(policy_table(at=now, stamp=read))
+
+    @staticmethod
+    def _schedule(table: PolicyTable) -> ExpirySchedule:
+        def schedule(
+            *, artefacts: Iterable[Artefact], profile: Profile, recorded_at: datetime
+        ) -> None:
+            artefacts_schedule_new(
+                artefacts=artefacts, profile=profile, recorded_at=recorded_at, table=table
+            )
+
+        return schedule
+
+
+artefacts_expiry_at = _ArtefactsExpiryAt()
 
 
 def profile_reschedule(*, profile: Profile) -> int:

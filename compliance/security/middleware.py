@@ -11,11 +11,14 @@ import json
 import re
 import secrets
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
+from auditlog import get_logentry_model
 from auditlog.cid import set_cid
 from auditlog.middleware import AuditlogMiddleware
 from django.conf import settings
+from django.db.models.signals import pre_save
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from rest_framework.permissions import SAFE_METHODS
@@ -299,23 +302,35 @@ def _allowed_methods(path: str) -> list[str] | None:
     ]
 
 
+# The request whose history entries are being written, while an unsafe one runs.
+_audited_request: ContextVar[HttpRequest | None] = ContextVar("audited_request", default=None)
+
+
 class AuditContextMiddleware(AuditlogMiddleware):
     """django-auditlog's middleware, for the requests that can change something.
 
     It names the signed-in user and the client's address on the history entries a
-    request writes, by connecting a signal receiver for the request's length and
-    disconnecting it after (which also empties Django's receiver caches). Per request
-    that cost more than the eligibility query itself (bench/eligibility.py), and a GET,
-    HEAD or OPTIONS request changes nothing here (RFC 9110's safe methods), so those
-    only get their correlation id. Should one ever write an audited model, its entry
-    is still written, without the actor.
+    request writes. auditlog's own middleware works that out before every request and
+    connects a signal receiver for the request's length (disconnecting it after also
+    empties Django's receiver caches): per request that cost more than the eligibility
+    query itself (bench/eligibility.py) and a tenth of a single POST
+    /api/v1/recordings, which writes no history at all. Here one receiver
+    (`name_the_request`, connected once when the app is ready) asks the request only
+    when an entry is written, as the request is then. A GET, HEAD or OPTIONS request
+    changes nothing here (RFC 9110's safe methods) and gets only its correlation id;
+    should one ever write an audited model, its entry is still written, without the
+    actor.
     """
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        set_cid(request)
         if request.method in SAFE_METHODS:
-            set_cid(request)
             return self.get_response(request)
-        return super().__call__(request)
+        token = _audited_request.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            _audited_request.reset(token)
 
     @staticmethod
     def _get_remote_addr(request: HttpRequest) -> str | None:
@@ -334,3 +349,24 @@ class AuditContextMiddleware(AuditlogMiddleware):
             return None
         port = request.META.get("HTTP_X_FORWARDED_PORT", "")
         return int(port) if port.isdigit() and int(port) <= 65535 else None
+
+
+def name_the_request(sender: type, instance: Any, **kwargs: Any) -> None:
+    """pre_save of auditlog's LogEntry: the running request's user (when a person is
+    signed in) and address, as auditlog's middleware would have set them."""
+    request = _audited_request.get()
+    if request is None:
+        return
+    actor = AuditContextMiddleware._get_actor(request)
+    if actor is not None and instance.actor is None:
+        instance.actor = actor
+        instance.actor_email = getattr(actor, "email", None)
+    instance.remote_addr = AuditContextMiddleware._get_remote_addr(request)
+    instance.remote_port = AuditContextMiddleware._get_remote_port(request)
+
+
+def audit_context_install() -> None:
+    """SecurityConfig.ready(): connect `name_the_request`, once."""
+    pre_save.connect(
+        name_the_request, sender=get_logentry_model(), dispatch_uid="earshot.audit_context"
+    )

@@ -9,9 +9,17 @@ The API throttles are a brake on a runaway client, not a security boundary
 a fixed window and one counter per caller, because DRF's own throttles keep every
 request's timestamp in the cache and rewrite that list on each request, which costs
 more than the eligibility check they would guard.
+
+A process takes the API's allowance from the shared counter in blocks, a hundredth of
+the window's limit at a time (one request at a time for limits under 200), and spends
+each block itself: one cache round trip per block, not two per request, which cost a
+single POST /api/v1/recordings more CPU than its validation (bench/ingest.py). What a
+process took and had not spent when the window ends is lost to the others: together
+they are refused at most (processes - 1) hundredths of the limit early.
 """
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,15 +36,16 @@ from compliance.edge.callers import is_key
 _PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
 
-def _increment(key: str, timeout: int) -> int:
-    """Add one to the counter at `key`, creating it to live `timeout` seconds; atomic
-    in every Django cache backend. The expiry is set once, when the counter starts."""
+def _increment(key: str, timeout: int, delta: int = 1) -> int:
+    """Add `delta` to the counter at `key`, creating it to live `timeout` seconds;
+    atomic in every Django cache backend. The expiry is set once, when the counter
+    starts."""
     try:
-        return cache.incr(key)
+        return cache.incr(key, delta)
     except ValueError:  # no such key (yet, or expired)
-        if cache.add(key, 1, timeout=timeout):
-            return 1
-        return cache.incr(key)
+        if cache.add(key, delta, timeout=timeout):
+            return delta
+        return cache.incr(key, delta)
 
 
 def client_address(request: HttpRequest) -> str:
@@ -91,6 +100,44 @@ class SignInThrottle:
 
 # --- API ------------------------------------------------------------------------------
 
+# A window's limit is taken from the shared counter in this many blocks (see above).
+BLOCKS_PER_WINDOW = 100
+# What this process has taken and not spent: (counter, limit) -> (window, requests left).
+_blocks: dict[tuple[str, int], tuple[int, int]] = {}
+_blocks_lock = threading.Lock()
+# Callers this process keeps a block for, at most; beyond that all are forgotten (what
+# they held is lost, which only refuses a little early).
+MAX_BLOCKS = 10_000
+
+
+def throttle_blocks_forget() -> None:
+    """Forget the blocks this process holds (tests, with the cache they came from)."""
+    with _blocks_lock:
+        _blocks.clear()
+
+
+def _spend(counter: str, window: int, limit: int, period: int) -> bool:
+    """One request of `counter`'s allowance in `window`, from this process's block or
+    from a new block taken from the shared counter; False once the limit is spent."""
+    local = (counter, limit)
+    with _blocks_lock:
+        held = _blocks.get(local)
+        if held is not None and held[0] == window and held[1] > 0:
+            _blocks[local] = (window, held[1] - 1)
+            return True
+    block = max(1, limit // BLOCKS_PER_WINDOW)
+    taken = _increment(f"{counter}:{window}", period + 1, block)  # this block included
+    granted = min(block, limit - (taken - block))
+    if granted <= 0:
+        return False
+    with _blocks_lock:
+        if len(_blocks) >= MAX_BLOCKS:
+            _blocks.clear()
+        held = _blocks.get(local)
+        left = held[1] if held is not None and held[0] == window else 0
+        _blocks[local] = (window, left + granted - 1)
+    return True
+
 
 @lru_cache(maxsize=32)
 def parse_rate(rate: str | None) -> tuple[int, int] | None:
@@ -121,8 +168,7 @@ class _FixedWindowThrottle(BaseThrottle):
         limit, period = self.rate
         now = time.time()
         window = int(now // period)
-        count = _increment(f"throttle:{self.scope}:{ident}:{window}", period + 1)
-        if count > limit:
+        if not _spend(f"throttle:{self.scope}:{ident}", window, limit, period):
             self._wait = (window + 1) * period - now
             return False
         return True

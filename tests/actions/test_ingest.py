@@ -10,6 +10,8 @@ from django.utils import timezone
 from compliance.actions.ingest import recording_create, recordings_register
 from compliance.recordings.models import Artefact
 from compliance.recordings.services import RecordingInput, annotation_create, recordings_store
+from compliance.retention.models import RetentionPolicy
+from compliance.retention.services import retention_policy_create, retention_policy_retire
 from tests.factories import ProfileFactory, RecordingFactory
 
 pytestmark = pytest.mark.django_db
@@ -73,3 +75,80 @@ def test_an_annotation_refuses_to_be_written_outside_a_transaction():
         annotation_create(recording=recording, text="a note", expiry=lambda now: None)
 
     assert not Artefact.objects.filter(category="annotation").exists()
+
+
+# --- the policies kept per process, checked in the ingest's transaction -------------------
+
+
+def _transcript_basis(n: int) -> str:
+    recording_create(data=_input(n), actor="client:t")
+    return Artefact.objects.get(recording__external_id=f"r-{n}", category="transcript").expiry_basis
+
+
+def test_a_new_policy_version_applies_to_the_next_ingest():
+    ProfileFactory(external_id="p-1")
+    first = retention_policy_create(
+        jurisdiction="*", category="transcript", retention_days=90, actor="t"
+    )
+    assert _transcript_basis(1) == f"policy:{first.pk}"  # the process keeps version 1 now
+
+    second = retention_policy_create(
+        jurisdiction="*", category="transcript", retention_days=30, actor="t"
+    )
+
+    assert _transcript_basis(2) == f"policy:{second.pk}"
+
+
+def test_a_retired_policy_no_longer_applies_to_the_next_ingest():
+    ProfileFactory(external_id="p-1")
+    policy = retention_policy_create(
+        jurisdiction="*", category="transcript", retention_days=90, actor="t"
+    )
+    assert _transcript_basis(1) == f"policy:{policy.pk}"
+
+    retention_policy_retire(policy=policy, actor="t")
+
+    assert _transcript_basis(2) == ""
+
+
+def test_a_policy_changed_by_another_process_applies_to_the_next_ingest():
+    """Nothing in this process hears of the change: the stamp read with the profiles
+    finds it."""
+    ProfileFactory(external_id="p-1")
+    policy = retention_policy_create(
+        jurisdiction="*", category="transcript", retention_days=90, actor="t"
+    )
+    assert _transcript_basis(1) == f"policy:{policy.pk}"
+
+    with connection.cursor() as cursor:  # as another process would, past the services
+        cursor.execute(
+            "UPDATE retention_retentionpolicy SET retention_days = 7, retired_at = NULL"
+            " WHERE id = %s",
+            [policy.pk],
+        )
+        cursor.execute(
+            "INSERT INTO retention_retentionpolicy (jurisdiction, category, applies_to,"
+            " retention_days, version, effective_from, created_at, created_by)"
+            " VALUES ('*', 'transcript', 'all', 3, 2, %s, %s, 'x') RETURNING id",
+            [timezone.now() - timedelta(minutes=1), timezone.now()],
+        )
+        (newer,) = cursor.fetchone()
+
+    assert _transcript_basis(2) == f"policy:{newer}"
+    assert RetentionPolicy.objects.count() == 2
+
+
+def test_the_policies_stamp_is_read_by_the_statement_that_locks_the_profiles():
+    from django.test.utils import CaptureQueriesContext
+
+    ProfileFactory(external_id="p-1")
+    recording_create(data=_input(1), actor="client:t")
+
+    with CaptureQueriesContext(connection) as queries:
+        recording_create(data=_input(2), actor="client:t")
+
+    reads = [q["sql"] for q in queries.captured_queries if "retention_retentionpolicy" in q["sql"]]
+    assert len(reads) == 1
+    assert "accounts_profile" in reads[0]
+    if connection.vendor == "postgresql":
+        assert "FOR SHARE OF p" in reads[0]

@@ -3,9 +3,12 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from compliance.ledger import restore
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
 from compliance.recordings.models import Artefact, Recording
@@ -99,6 +102,29 @@ def test_a_single_post_is_in_the_ledger_with_its_uploaded_audio(platform, profil
     assert (entry.payload["count"], entry.payload["audio"]) == (1, 1)
     assert (entry.payload["first"], entry.payload["last"]) == ("r-1", "r-1")
     assert ledger_verify().ok
+
+
+def test_a_json_post_runs_the_ingests_statements_and_no_other(
+    platform, profile, monkeypatch, settings
+):
+    """Authentication (a verified key remembered), the throttle (the cache), the
+    idempotency check (no key sent), sessions and the answer add no statement to the
+    ingest's own four (tests/recordings/test_services.py)."""
+    settings.API_KEY_CACHE_SECONDS = 60.0  # as served (tests look every key up)
+    monkeypatch.setattr(restore, "STATE_TTL", 3600.0)  # the export check, cached
+    assert platform.post("/api/v1/recordings", _body(external_id="warm"), format="json")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = platform.post(
+            "/api/v1/recordings", _body(transcript="hi", flags=["sensitive"]), format="json"
+        )
+
+    assert response.status_code == 201, response.content
+    # (the test's own transaction makes the ingest's a savepoint)
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    statements = [s for s in statements if s not in ("SAVEPOINT", "RELEASE")]
+    rows = ["WITH"] if connection.vendor == "postgresql" else ["INSERT", "INSERT"]
+    assert statements == ["SELECT", *rows, "SELECT", "INSERT"]
 
 
 # --- multipart ingest ----------------------------------------------------------------

@@ -95,7 +95,7 @@ def test_a_duplicate_that_races_past_the_check_removes_its_file(profile, setting
     def lost_the_race(*args, **kwargs):
         raise IntegrityError("duplicate key value violates unique constraint")
 
-    monkeypatch.setattr(services, "_insert_artefacts", lost_the_race)
+    monkeypatch.setattr(services, "_insert_rows", lost_the_race)
 
     with pytest.raises(Conflict):
         recording_create(data=_input(audio=_audio(), transcript="hi"), actor="a")
@@ -128,7 +128,7 @@ def test_any_failure_while_writing_the_rows_removes_the_file(profile, settings, 
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(services, "_insert_artefacts", broken)
+    monkeypatch.setattr(services, "_insert_rows", broken)
 
     with pytest.raises(RuntimeError):
         recording_create(data=_input(audio=_audio()), actor="a")
@@ -182,7 +182,7 @@ def test_a_recording_a_little_in_the_future_is_accepted_for_clock_skew(profile):
     assert recording.pk
 
 
-def test_a_recording_is_written_in_seven_statements_whatever_the_policies(profile):
+def test_a_recording_is_written_in_four_statements_whatever_the_policies(profile):
     from compliance.retention.services import retention_policy_create
 
     for category in ("audio", "transcript"):
@@ -195,10 +195,11 @@ def test_a_recording_is_written_in_seven_statements_whatever_the_policies(profil
     # (the test's own transaction makes the ingest's a savepoint)
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
     statements = [s for s in statements if s not in ("SAVEPOINT", "RELEASE")]
-    # the profile (locked), the policies' stamp, the recording, its artefacts; then the
-    # ledger append: its lock (PostgreSQL's advisory lock), the chain's head, the entry
-    lock = ["SELECT"] if connection.vendor == "postgresql" else []
-    assert statements == ["SELECT", "SELECT", "INSERT", "INSERT", *lock, "SELECT", "INSERT"]
+    # the profile (locked) with the policies' stamp; the recording with its artefacts
+    # (one statement on PostgreSQL); then the ledger append: the chain's head (read under
+    # PostgreSQL's advisory lock, taken by the same statement), the entry
+    rows = ["WITH"] if connection.vendor == "postgresql" else ["INSERT", "INSERT"]
+    assert statements == ["SELECT", *rows, "SELECT", "INSERT"]
 
 
 def test_a_single_recording_is_one_ledger_entry_naming_it(profile):

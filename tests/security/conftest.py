@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from compliance.security.roles import OFFICERS_GROUP
 from compliance.security.services import SecondFactorSetup, second_factor_issue
+from compliance.security.throttling import throttle_blocks_forget
 from tests.factories import UserFactory
 from tests.retention.conftest import ingest  # noqa: F401  (the purge tests' fixture)
 
@@ -21,6 +22,7 @@ PASSWORD = "correct horse battery staple"
 def _empty_cache() -> None:
     """Throttle counters must not leak from one test into the next."""
     cache.clear()
+    throttle_blocks_forget()
 
 
 def app_code(user: Any, *, offset_steps: int = 0) -> str:
