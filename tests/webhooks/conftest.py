@@ -9,7 +9,8 @@ import pytest
 
 from compliance.webhooks.events import event_types_parse
 from compliance.webhooks.models import Subscription
-from compliance.webhooks.services import subscription_create
+from compliance.webhooks.sender import senders_close, webhooks_send
+from compliance.webhooks.services import subscription_create, webhooks_dispatch
 
 
 @dataclass
@@ -101,11 +102,16 @@ def subscribe(db) -> Callable[..., tuple[Subscription, str]]:
     return make
 
 
+@pytest.fixture(autouse=True)
+def _senders_closed() -> Iterator[None]:
+    """Each test starts with no sender threads or kept-alive connections of another."""
+    yield
+    senders_close()
+
+
 def drain(rounds: int = 5) -> None:
     """Dispatch and send until nothing is due now (retries later stay pending)."""
-    from compliance.webhooks.services import webhooks_dispatch, webhooks_send
-
     for _ in range(rounds):
         webhooks_dispatch()
-        if not webhooks_send(budget_seconds=2.0):
+        if not webhooks_send(budget_seconds=2.0, linger_seconds=0):
             return
