@@ -49,7 +49,7 @@ from compliance.core.errors import ApplicationError
 from compliance.core.sql import pg_array
 
 from .models import Delivery, DeliveryStatus, Subscription, SubscriptionStatus
-from .services import secrets_for, subscription_mark, webhooks_dispatch
+from .services import Leasing, secrets_for, subscription_mark, webhooks_dispatch
 from .signing import signature_header, signer
 from .targets import Target, target_check
 from .transport import Connection, Connections, ProtocolError, post, request_bytes
@@ -59,7 +59,8 @@ logger = logging.getLogger(__name__)
 _CLAIM_LOCK_KEY = 0x4541_5253_5748_4B  # pg_advisory_xact_lock key of the sender's claim
 _RUN_LOCK_KEY = 0x4541_5253_5748_52  # pg_try_advisory_lock key held by the running sender
 DISPATCH_BATCH = 250  # ledger entries a run dispatches between two claims
-POLL_SECONDS = 0.05  # how often a run looks for new entries and due deliveries
+POLL_SECONDS = 0.05  # how often a run looks for new ledger entries
+CLAIM_SECONDS = 0.2  # how often it claims when nothing new was dispatched
 LINGER_SECONDS = 1.0  # a run that worked stays this long after its last work
 RUN_SECONDS = 10.0  # a `webhooks.send` task's run
 LANE_SECONDS = 2.0  # a lane holds about this long's worth of its receiver's recent pace
@@ -131,17 +132,29 @@ def deliveries_claim(
                 )
             take = _claim_sql if connection.vendor == "postgresql" else _claim_orm
             rows = take(now=now, cap=cap, held=held, sizes=sizes)
+    subscriptions: dict[int, Claimed] = {}
+    for row in rows:
+        if row[1] not in subscriptions:
+            subscriptions[row[1]] = Claimed(row[1], *row[6:])
+    return _lanes([row[:6] for row in rows], subscriptions, now)
+
+
+def _lanes(
+    rows: Iterable[tuple[int, int, int, str, str, str]],
+    subscriptions: dict[int, "Claimed"],
+    now: datetime,
+) -> list[Lane]:
+    """Lanes of (id, subscription, attempt, event id, body, lane token) rows, each in id
+    order, signed with their subscription's secrets."""
     lanes: dict[str, list[Item]] = {}
-    subscriptions: dict[str, Claimed] = {}
-    for row in sorted(rows):
-        pk, subscription_id, attempts, event_id, body, token = row[:6]
+    owner: dict[str, int] = {}
+    for pk, subscription_id, attempts, event_id, body, token in sorted(rows):
         lanes.setdefault(token, []).append(Item(pk, attempts, event_id, body.encode()))
-        if token not in subscriptions:
-            subscriptions[token] = Claimed(subscription_id, *row[6:])
+        owner[token] = subscription_id
     signers: dict[int, tuple[Webhook, ...]] = {}
     claimed: list[Lane] = []
     for token, items in lanes.items():
-        subscription = subscriptions[token]
+        subscription = subscriptions[owner[token]]
         keys = signers.get(subscription.id)
         if keys is None:
             keys = signers[subscription.id] = tuple(
@@ -533,6 +546,7 @@ class _Run:
     worked: int = 0
     last_work: float = 0.0
     more: bool = False  # the dispatcher has a backlog
+    fresh: bool = False  # the dispatcher made deliveries since the last claim
     failure: BaseException | None = None
 
     def holding(self) -> bool:
@@ -604,8 +618,7 @@ class Sender:
         self.connections.prune()
         postgres = connection.vendor == "postgresql"
         state.last_work = time.monotonic()
-        dispatched = webhooks_dispatch(limit=DISPATCH_BATCH, hint=False)
-        state.worked, state.more = dispatched, dispatched >= DISPATCH_BATCH
+        self._dispatch(state)
         claim_at = 0.0
         while True:
             state.wake.clear()
@@ -632,8 +645,8 @@ class Sender:
                         state.waiting.setdefault(sid, deque()).append((lane, lease_end))
                     if lanes:
                         state.last_work = now
-                claim_at = now + POLL_SECONDS
-                if (lanes or state.more) and not helpers:
+                claim_at = now + POLL_SECONDS if not helpers else now + CLAIM_SECONDS
+                if (lanes or state.holding() or state.more) and not helpers:
                     helpers += self._helpers(state)
             self._start(state)
             if not state.holding() and not state.more:
@@ -645,8 +658,14 @@ class Sender:
                     return Ran(state.worked, busy=False)
                 if now >= state.deadline:
                     return Ran(state.worked, busy=True)
-            if state.wake.wait(POLL_SECONDS):
-                claim_at = 0.0  # lanes recorded or deliveries dispatched: claim now
+            state.wake.wait(POLL_SECONDS)
+            with state.lock:
+                fresh, state.fresh = state.fresh, False
+            # new deliveries: claim them now; lanes recorded (room for retries coming due
+            # and backlogs past a subscription's lanes): soon, not at every wake, since
+            # a claim reads each subscription's pending rows and competes with the
+            # dispatcher for the database
+            claim_at = 0.0 if fresh else min(claim_at, now + CLAIM_SECONDS)
 
     def _helpers(self, state: _Run) -> list[threading.Thread]:
         threads = [
@@ -661,15 +680,7 @@ class Sender:
         """The dispatcher thread: new ledger entries into deliveries until the run ends."""
         try:
             while not state.stop.is_set() and time.monotonic() < state.deadline:
-                dispatched = webhooks_dispatch(limit=DISPATCH_BATCH, hint=False)
-                with state.lock:
-                    state.more = dispatched >= DISPATCH_BATCH
-                    state.worked += dispatched
-                    if dispatched:
-                        state.last_work = time.monotonic()
-                if dispatched:
-                    state.wake.set()
-                if not state.more:
+                if not self._dispatch(state):
                     state.stop.wait(POLL_SECONDS)
         except BaseException as error:
             state.failure = error
@@ -678,6 +689,51 @@ class Sender:
             with state.lock:
                 state.more = False
             connections.close_all()  # this thread's own connection
+
+    def _dispatch(self, state: _Run) -> bool:
+        """One dispatch, its new deliveries leased to this run where they may go now
+        (their lanes queued at once: no claim, no second write); whether there is more
+        to dispatch."""
+        with state.lock:
+            held = dict(state.held)
+        sizes, cap = self._sizes(), 2 * state.cap
+        lease_end = time.monotonic() + _lease().total_seconds()
+        now = timezone.now()
+        leasing = Leasing(
+            lanes=lambda pk: (
+                max(0, cap - held.get(pk, 0)),
+                sizes.get(pk, settings.WEBHOOKS_LANE_SIZE),
+            ),
+            prefix=secrets.token_hex(8),
+            until=now + _lease(),
+        )
+        dispatched = webhooks_dispatch(limit=DISPATCH_BATCH, hint=False, leasing=leasing)
+        subscriptions = {
+            pk: Claimed(
+                pk,
+                s.url,
+                s.secret_encrypted,
+                s.previous_secret_encrypted,
+                s.previous_secret_until,
+            )
+            for pk, s in leasing.subscriptions.items()
+        }
+        lanes = _lanes(leasing.leased, subscriptions, now) if leasing.leased else []
+        more = dispatched >= DISPATCH_BATCH
+        with state.lock:
+            state.more = more
+            state.worked += dispatched
+            for lane in lanes:
+                sid = lane.subscription_id
+                state.held[sid] = state.held.get(sid, 0) + 1
+                state.waiting.setdefault(sid, deque()).append((lane, lease_end))
+            if dispatched:
+                state.last_work = time.monotonic()
+            if leasing.unleased:
+                state.fresh = True
+        if lanes or leasing.unleased:
+            state.wake.set()
+        return more
 
     def _recording(self, state: _Run) -> None:
         """The recorder thread: finished lanes' outcomes, a batch at a time, until the

@@ -12,6 +12,8 @@ here locks a row of another app.
 import json
 import logging
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
@@ -229,33 +231,57 @@ def _send_hint() -> None:
 # --- the dispatcher ---------------------------------------------------------------------
 
 
+@dataclass
+class Leasing:
+    """The sender's run asks the dispatcher to lease the deliveries it makes, as it
+    makes them, so that they go out without a claim of their own: per active
+    subscription, `lanes(subscription id)` gives how many lanes it may fill and their
+    size. A delivery is leased only when it is the oldest undelivered one of its
+    subscription and profile (the claim's rule). After the dispatch, `leased` holds
+    (id, subscription, attempts, event id, body, lane) of each leased delivery,
+    `subscriptions` the subscriptions they belong to, and `unleased` how many new
+    deliveries of active subscriptions were left for a claim."""
+
+    lanes: Callable[[int], tuple[int, int]]
+    prefix: str
+    until: datetime
+    leased: list[tuple[int, int, int, str, str, str]] = field(default_factory=list)
+    subscriptions: dict[int, Subscription] = field(default_factory=dict)
+    unleased: int = 0
+
+
 @transaction.atomic
-def webhooks_dispatch(*, limit: int = 1000, hint: bool = True) -> int:
+def webhooks_dispatch(
+    *, limit: int = 1000, hint: bool = True, leasing: Leasing | None = None
+) -> int:
     """Turn the ledger entries after the cursor into deliveries; how many entries were
     read. Returns 0 at once when another dispatcher holds the cursor. With `hint`, a
     `webhooks.send` is enqueued after the commit when deliveries were made (the sender's
-    own loop, which dispatches as it goes, asks for none)."""
+    own loop, which dispatches as it goes, asks for none); with `leasing` (PostgreSQL),
+    the new deliveries are leased to the sender's run as `leasing` says."""
     cursor = DispatchCursor.objects.select_for_update(skip_locked=True).filter(pk=1).first()
     if cursor is None:
         if DispatchCursor.objects.filter(pk=1).exists():
             return 0  # another dispatcher is at work
         DispatchCursor.objects.get_or_create(pk=1)
         cursor = DispatchCursor.objects.select_for_update().get(pk=1)
-    seqs = list(
+    kinds = set(_dispatched_kinds())
+    # One read of the entries after the cursor (those of other kinds come along, and are
+    # skipped here): the seqs first and then the entries cost a round trip more.
+    entries = list(
         LedgerEntry.objects.filter(seq__gt=cursor.last_seq)
         .order_by("seq")
-        .values_list("seq", flat=True)[:limit]
+        .only("seq", "kind", "subject", "payload", "hash", "created_at")[:limit]
     )
-    if not seqs:
+    if not entries:
         return 0
-    entries = LedgerEntry.objects.filter(
-        seq__gte=seqs[0], seq__lte=seqs[-1], kind__in=_dispatched_kinds()
-    ).order_by("seq")
     subscriptions = list(Subscription.objects.filter(status__in=_LISTENING))
     now = timezone.now()
     events: list[tuple[str, str, int, str, str]] = []
     pairs: list[tuple[int, int]] = []  # (index in events, subscription)
     for entry in entries:
+        if entry.kind not in kinds:
+            continue
         for event in _events(entry):
             listeners = [s.pk for s in subscriptions if s.wants(event.type)]
             if not listeners:
@@ -264,12 +290,17 @@ def webhooks_dispatch(*, limit: int = 1000, hint: bool = True) -> int:
             events.append((event.id, event.type, entry.seq, event.profile, body))
             pairs.extend((len(events), pk) for pk in listeners)
     if pairs:
-        _deliveries_insert(events, pairs, now)
-    cursor.last_seq = seqs[-1]
+        if leasing is not None and connection.vendor == "postgresql":
+            active = [s for s in subscriptions if s.status == SubscriptionStatus.ACTIVE]
+            leasing.subscriptions = {s.pk: s for s in active}
+            _deliveries_insert_leased(events, pairs, now, leasing)
+        else:
+            _deliveries_insert(events, pairs, now)
+    cursor.last_seq = entries[-1].seq
     cursor.save(update_fields=["last_seq", "updated_at"])
     if pairs and hint:
         _send_hint()
-    return len(seqs)
+    return len(entries)
 
 
 def _deliveries_insert(
@@ -327,6 +358,87 @@ def _deliveries_insert(
                 json.dumps(events, separators=(",", ":")),
             ],
         )
+
+
+# The insert of _deliveries_insert, each delivery also leased when it is the first of
+# its subscription and profile in the batch, no earlier undelivered one of them is in
+# the table (one probe of webhooks_delivery_order), and its subscription has room: the
+# first `lanes * size` of those per subscription, dealt round-robin to `lanes` lanes.
+_INSERT_LEASED = """
+WITH e AS (
+    SELECT v->>0 AS event_id, v->>1 AS event_type, (v->>2)::bigint AS seq,
+        v->>3 AS ordering_key, v->>4 AS body, i
+    FROM json_array_elements(%(events)s::json) WITH ORDINALITY AS x(v, i)
+), p AS (
+    SELECT p.subscription, p.n, e.event_id, e.event_type, e.seq, e.ordering_key, e.body,
+        q.lanes, q.size
+    FROM unnest(%(pair_events)s::int[], %(pair_subscriptions)s::bigint[])
+        WITH ORDINALITY AS p(i, subscription, n)
+    JOIN e ON e.i = p.i
+    LEFT JOIN unnest(%(quota_subscriptions)s::bigint[], %(quota_lanes)s::int[],
+        %(quota_sizes)s::int[]) AS q(subscription, lanes, size)
+        ON q.subscription = p.subscription
+), heads AS (
+    SELECT p.*, coalesce(p.lanes > 0
+        AND row_number() OVER (PARTITION BY p.subscription, p.ordering_key ORDER BY p.n) = 1
+        AND NOT EXISTS (
+            SELECT 1 FROM webhooks_delivery h
+            WHERE h.subscription_id = p.subscription AND h.ordering_key = p.ordering_key
+              AND h.status IN ('pending', 'failed')), false) AS head
+    FROM p
+), ranked AS (
+    SELECT heads.*,
+        row_number() OVER (PARTITION BY subscription, head ORDER BY n) - 1 AS k
+    FROM heads
+), leased AS (
+    SELECT ranked.*, head AND k < lanes * size AS take FROM ranked
+)
+INSERT INTO webhooks_delivery (subscription_id, event_id, event_type, seq, ordering_key,
+    body, status, attempts, next_attempt_at, lane, retry_from, last_error, created_at,
+    lease_until, last_attempt_at)
+SELECT subscription, event_id, event_type, seq, ordering_key, body, %(pending)s,
+    CASE WHEN take THEN 1 ELSE 0 END, %(now)s,
+    CASE WHEN take THEN %(prefix)s || subscription::text || '_' || (k %% lanes)::text
+        ELSE '' END,
+    %(now)s, '', %(now)s,
+    CASE WHEN take THEN %(until)s::timestamptz END,
+    CASE WHEN take THEN %(now)s::timestamptz END
+FROM leased
+ORDER BY n
+ON CONFLICT (subscription_id, event_id) DO NOTHING
+RETURNING id, subscription_id, attempts, event_id,
+    CASE WHEN lane <> '' THEN body END, lane
+"""
+
+
+def _deliveries_insert_leased(
+    events: list[tuple[str, str, int, str, str]],
+    pairs: list[tuple[int, int]],
+    now: datetime,
+    leasing: Leasing,
+) -> None:
+    quota = {pk: leasing.lanes(pk) for pk in leasing.subscriptions}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_LEASED,
+            {
+                "events": json.dumps(events, separators=(",", ":")),
+                "pair_events": pg_array(i for i, _ in pairs),
+                "pair_subscriptions": pg_array(pk for _, pk in pairs),
+                "quota_subscriptions": pg_array(quota),
+                "quota_lanes": pg_array(lanes for lanes, _ in quota.values()),
+                "quota_sizes": pg_array(size for _, size in quota.values()),
+                "pending": DeliveryStatus.PENDING,
+                "now": now,
+                "prefix": leasing.prefix,
+                "until": leasing.until,
+            },
+        )
+        for pk, subscription_id, attempts, event_id, body, lane in cursor.fetchall():
+            if lane:
+                leasing.leased.append((pk, subscription_id, attempts, event_id, body, lane))
+            elif subscription_id in leasing.subscriptions:
+                leasing.unleased += 1
 
 
 # A failing subscription still collects its events (they are replayed in order later);
