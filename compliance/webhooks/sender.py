@@ -546,7 +546,8 @@ class _Run:
     worked: int = 0
     last_work: float = 0.0
     more: bool = False  # the dispatcher has a backlog
-    fresh: bool = False  # the dispatcher made deliveries since the last claim
+    fresh: bool = False  # the dispatcher left deliveries unleased since the last claim
+    recorded: bool = False  # lanes were recorded since the last claim
     failure: BaseException | None = None
 
     def holding(self) -> bool:
@@ -649,7 +650,13 @@ class Sender:
                 if (lanes or state.holding() or state.more) and not helpers:
                     helpers += self._helpers(state)
             self._start(state)
-            if not state.holding() and not state.more:
+            with state.lock:  # the recorder sets both under the lock
+                recorded, state.recorded = state.recorded, False
+                holding = any(state.held.values())
+            if recorded and not holding:
+                claim_at = 0.0  # all recorded: what became due (a profile's next) goes now
+                continue
+            if not holding and not state.more:
                 if not state.worked:
                     return Ran(0, busy=False)  # idle: nothing dispatched, nothing due
                 if not helpers:  # dispatched what no one listens to, or not yet due
@@ -750,6 +757,7 @@ class Sender:
                         for lane, outcomes in done:
                             state.held[lane.subscription_id] -= 1
                             state.worked += sum(1 for o in outcomes if o is not None)
+                        state.recorded = True
                     state.wake.set()
                 elif state.stop.is_set() or state.failure is not None:
                     return
