@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 _CLAIM_LOCK_KEY = 0x4541_5253_5748_4B  # pg_advisory_xact_lock key of the sender's claim
 _RUN_LOCK_KEY = 0x4541_5253_5748_52  # pg_try_advisory_lock key held by the running sender
-DISPATCH_BATCH = 250  # ledger entries a run dispatches between two claims
+DISPATCH_BATCH = 500  # ledger entries a run dispatches between two claims
 POLL_SECONDS = 0.05  # how often a run looks for new ledger entries
 CLAIM_SECONDS = 0.2  # how often it claims when nothing new was dispatched
 LINGER_SECONDS = 1.0  # a run that worked stays this long after its last work

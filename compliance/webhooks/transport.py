@@ -168,7 +168,7 @@ def _recv(sock: socket.socket, deadline: float) -> bytes:
     return sock.recv(_RECV)
 
 
-class _Unanswered(ConnectionError):
+class NoAnswer(ConnectionError):
     """The connection ended before the first byte of an answer."""
 
 
@@ -177,9 +177,9 @@ def _answer(sock: socket.socket, deadline: float) -> Answer:
     try:
         buffer = _recv(sock, deadline)
     except ConnectionError as error:
-        raise _Unanswered(str(error)) from error
+        raise NoAnswer(str(error)) from error
     if not buffer:
-        raise _Unanswered("closed before answering")
+        raise NoAnswer("closed before answering")
     while True:
         end = buffer.find(b"\r\n\r\n")
         while end < 0:
@@ -259,9 +259,9 @@ def post(
                 connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
                 connection.sock.sendall(request)
             except (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError) as error:
-                raise _Unanswered(str(error)) from error
+                raise NoAnswer(str(error)) from error
             answer = _answer(connection.sock, deadline)
-        except _Unanswered:
+        except NoAnswer:
             connection.close()
             if fresh:
                 raise

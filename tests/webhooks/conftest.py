@@ -35,6 +35,8 @@ class Receiver:
     seen: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     body: bytes = b"ok"
+    keep_alive: bool = False  # HTTP/1.1 with kept-alive connections, else 1.0 (one each)
+    connections: int = 0  # TCP connections accepted
 
     @property
     def url(self) -> str:
@@ -47,6 +49,13 @@ class Receiver:
 
 def _serve(receiver: Receiver) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+
+        def setup(self) -> None:
+            super().setup()
+            with receiver.lock:
+                receiver.connections += 1
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
@@ -86,6 +95,22 @@ def receiver(local_receivers_allowed) -> Iterator[Receiver]:
     yield r
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def receivers(local_receivers_allowed) -> Iterator[Callable[..., Receiver]]:
+    """More receivers, each on its own port: `receivers(keep_alive=True)`."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def make(**kwargs) -> Receiver:
+        r = Receiver(**kwargs)
+        servers.append(_serve(r))
+        return r
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
