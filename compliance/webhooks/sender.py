@@ -1,26 +1,33 @@
-"""The sender: claims due deliveries, signs and POSTs them, records every outcome.
+"""The sender: dispatches new ledger entries, sends due deliveries, signed, and records
+every outcome. Why it is built this way, with the measurements: docs/benchmarks.md
+(webhooks).
 
 One long-lived `Sender` per worker process keeps its sending threads and its kept-alive
-connections from one `webhooks.send` run to the next (building them anew every second
-was a large part of the cost at a high rate). A run loops for its budget: it dispatches
-new ledger entries (services.webhooks_dispatch), claims lanes for its free threads,
-hands each lane to a thread, and records the lanes that came back, all of them in one
-transaction. Only the run's own thread touches the database; the sending threads do
-HTTP alone (compliance/webhooks/transport.py).
+connections from one `webhooks.send` run to the next. One run at a time, across all
+workers (a session advisory lock, released when the run ends or with its connection
+when its process dies). A run that finds work splits the database side in three, each
+on its own connection: the dispatcher thread turns new ledger entries into deliveries
+and leases those that may go now to the run's lanes in the same insert; the run's own
+thread claims what the dispatcher did not lease (retries come due, a profile's next
+delivery, backlogs past a subscription's lanes); the recorder thread writes the
+outcomes of finished lanes. The sending threads do HTTP alone
+(compliance/webhooks/transport.py), a lane at a time, at most WEBHOOKS_MAX_IN_FLIGHT
+of them per subscription, so a slow receiver holds only those.
 
-Transactions and locks. A claim is one transaction under a transaction-scoped advisory
-lock, so the per-subscription limit on lanes in flight is counted by one claimer at a
-time: it picks each subscription's due deliveries that are the oldest undelivered one
-of their profile (SKIP LOCKED), leases them to lanes (a random token each) in the same
-statement, and commits. The HTTP requests run outside any transaction. An outcome is
-written only where the delivery still carries the lane's token (a new claim gives it
-another, so a sender whose lease lapsed writes nothing), with its field history, in one
-transaction per batch of lanes. Lock order: cursor (dispatch) -> subscription ->
-delivery; a subscription's status changes after the deliveries' writes committed.
+Transactions and locks. A dispatch commits its deliveries, their leases and the moved
+cursor together (services.webhooks_dispatch). A claim is one statement: it picks each
+active subscription's due deliveries that are the oldest undelivered one of their
+profile (SKIP LOCKED) and leases them to lanes (a random token each). The HTTP
+requests run outside any transaction. An outcome is written only where the delivery
+still carries its lane's token (a new claim gives it another, so a sender whose lease
+lapsed writes nothing), with its field history in the same statement. Lock order:
+cursor (dispatch) -> subscription -> delivery; a subscription's status changes after
+the deliveries' writes.
 
 At least once: a delivery stays pending until a 2xx is recorded for it, so a crash
 between the receiver's 2xx and our write sends it again with the same `webhook-id`;
-a worker killed mid-run leaves leases that lapse, and the next run takes the rows over.
+a worker killed mid-run leaves leases that lapse (WEBHOOKS_TIMEOUT_SECONDS + 15 s; a
+lane stops sending 20 s before its lease ends), and the next run takes the rows over.
 """
 
 import logging
@@ -35,7 +42,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -52,13 +59,13 @@ from .models import Delivery, DeliveryStatus, Subscription, SubscriptionStatus
 from .services import Leasing, secrets_for, subscription_mark, webhooks_dispatch
 from .signing import signature_header, signer
 from .targets import Target, target_check
-from .transport import Connection, Connections, ProtocolError, post, request_bytes
+from .transport import Connection, Connections, ProtocolError, RequestHead, post
 
 logger = logging.getLogger(__name__)
 
 _CLAIM_LOCK_KEY = 0x4541_5253_5748_4B  # pg_advisory_xact_lock key of the sender's claim
 _RUN_LOCK_KEY = 0x4541_5253_5748_52  # pg_try_advisory_lock key held by the running sender
-DISPATCH_BATCH = 500  # ledger entries a run dispatches between two claims
+DISPATCH_BATCH = 500  # ledger entries one dispatch reads at most
 POLL_SECONDS = 0.05  # how often a run looks for new ledger entries
 CLAIM_SECONDS = 0.2  # how often it claims when nothing new was dispatched
 LINGER_SECONDS = 1.0  # a run that worked stays this long after its last work
@@ -321,36 +328,34 @@ def delivery_send(
     lane: Lane,
     item: Item,
     target: Target,
+    head: RequestHead,
     connections: Connections,
     held: Connection | None,
 ) -> tuple[Outcome, Connection | None]:
     """One signed POST of `item`; its outcome and the connection for the next one.
     Touches no database."""
-    now = timezone.now()
+    now = datetime.now(UTC)
     signature = signature_header(
         signers=lane.signers, msg_id=item.event_id, timestamp=now, body=item.body
     )
-    request = request_bytes(
-        target,
-        [
-            ("Content-Type", "application/json"),
-            ("User-Agent", "Earshot-Webhooks/1"),
-            ("webhook-id", item.event_id),
-            ("webhook-timestamp", str(int(now.timestamp()))),
-            ("webhook-signature", signature),
-        ],
-        item.body,
-    )
     try:
+        request = head.request(
+            [
+                ("webhook-id", item.event_id),
+                ("webhook-timestamp", str(int(now.timestamp()))),
+                ("webhook-signature", signature),
+            ],
+            item.body,
+        )
         answer, held = post(
             target, request, connections, held, timeout=settings.WEBHOOKS_TIMEOUT_SECONDS
         )
     except ProtocolError as error:
         return Outcome(error=str(error)), None
-    except ValueError:  # a host or path that cannot be put on the wire
-        return Outcome(error="request_invalid"), None
     except OSError as error:  # refused, reset, timed out, TLS
         return Outcome(error=type(error).__name__[:200]), None
+    except ValueError:  # a header that cannot be put on the wire
+        return Outcome(error="request_invalid"), None
     return Outcome(status_code=answer.status), held
 
 
@@ -366,19 +371,22 @@ def lane_send(
         target = target_check(lane.url)
     except ApplicationError as error:
         return [Outcome(error=error.code) for _ in lane.items]
+    try:
+        head = RequestHead(
+            target, [("Content-Type", "application/json"), ("User-Agent", "Earshot-Webhooks/1")]
+        )
+    except ValueError:  # a host or path that cannot be put on the wire
+        return [Outcome(error="request_invalid") for _ in lane.items]
+    timeout = settings.WEBHOOKS_TIMEOUT_SECONDS
     outcomes: list[Outcome | None] = []
     held: Connection | None = None
     try:
         for item in lane.items:
             now = time.monotonic()
-            if (
-                now + settings.WEBHOOKS_TIMEOUT_SECONDS + 5 > lease_end
-                or now > budget_end
-                or stop.is_set()
-            ):
+            if now + timeout + 5 > lease_end or now > budget_end or stop.is_set():
                 outcomes.append(None)
                 continue
-            outcome, held = delivery_send(lane, item, target, connections, held)
+            outcome, held = delivery_send(lane, item, target, head, connections, held)
             outcomes.append(outcome)
     finally:
         if held is not None:

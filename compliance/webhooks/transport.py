@@ -277,12 +277,28 @@ def post(
         return answer, None
 
 
+class RequestHead:
+    """What every POST of a lane to `target` begins with: the request line, Host and
+    `headers` (ASCII names and values, no CR or LF), encoded once. Raises ValueError for
+    a host or header that cannot be put on the wire."""
+
+    def __init__(self, target: Target, headers: list[tuple[str, str]]) -> None:
+        lines = [f"POST {request_target(target.path)} HTTP/1.1", f"Host: {host_header(target)}"]
+        lines += [_header(name, value) for name, value in headers]
+        self.head = ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+    def request(self, headers: list[tuple[str, str]], body: bytes) -> bytes:
+        """The whole request: the head, `headers`, and `body` with its length."""
+        tail = "".join(_header(name, value) + "\r\n" for name, value in headers)
+        return self.head + f"{tail}Content-Length: {len(body)}\r\n\r\n".encode("ascii") + body
+
+
+def _header(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("a header value with a line break")
+    return f"{name}: {value}"
+
+
 def request_bytes(target: Target, headers: list[tuple[str, str]], body: bytes) -> bytes:
     """A POST of `body` with `headers` (ASCII names and values, no CR or LF)."""
-    lines = [f"POST {request_target(target.path)} HTTP/1.1", f"Host: {host_header(target)}"]
-    for name, value in headers:
-        if "\r" in value or "\n" in value:
-            raise ValueError("a header value with a line break")
-        lines.append(f"{name}: {value}")
-    lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
+    return RequestHead(target, []).request(headers, body)
