@@ -5,16 +5,23 @@ a change's commit to its receipt.
 
 On this machine only (127.0.0.1): a fresh database `earshot_bench_webhooks`, three local
 receivers in a process of their own (healthy; slow: 0.5 s an answer; flaky: every other
-answer a 500) and one subscription each (events "*"). The sender is the code the
-`webhooks.send` task runs (dispatch, then claim/sign/POST/record with
-WEBHOOKS_SENDER_THREADS threads), run in this process.
+answer a 500) and one subscription each (events "*"). The sender is what the
+`webhooks.send` task runs (sender.webhooks_tick: a run that dispatches, sends and
+records, with WEBHOOKS_SENDER_THREADS sending threads), run in this process, run after
+run as the task is while busy.
 
-1. Throughput: --events `consent.withdrawn` ledger entries (one profile each), then the
-   dispatcher and the sender until the healthy receiver has all of them; events/s for it
-   and in all. Baseline: urllib3 with as many threads posting the same bodies to the same
-   three receivers, no database, no signature; the ratio of the healthy receiver's rates.
-2. Latency: --rate entries a second for --seconds (one transaction each) while a sender
-   loop runs; per event, the healthy receiver's receipt minus the entry's commit time.
+1. Throughput: --events `consent.withdrawn` ledger entries (one profile each), then runs
+   until the healthy receiver has all of them (timed to its last receipt, and checked:
+   each event once, each recorded delivered); events/s for it, and receipts a second at
+   all three receivers over the same time. Baseline: urllib3 with as many threads as the
+   sender posting the same bodies to the same three receivers (the healthy receiver's
+   first), no database, no signature; the ratio of the healthy receiver's rates. A
+   stronger baseline beside it, informative: the sender's own HTTP/1.1 transport,
+   likewise.
+2. Latency: --rate entries a second for --seconds (one transaction each) while a thread
+   plays beat and the task (a run at each 1 s tick, at once again after a run that was
+   still busy at its end); per event, the healthy receiver's receipt minus the entry's
+   commit time.
 
 Goals: >= 1,000 events/s delivered; >= 50% of the plain client; p99 commit-to-receipt
 < 2 s at 200 events/s for the healthy receiver. Figures share 2 cores between
@@ -40,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     Goal,
     app_env,
+    fail,
     free_port,
     heading,
     manage,
@@ -170,6 +178,7 @@ def main() -> int:
             actor="bench",
         )
     _append(args.events, start=0)
+    say(f"  load average (1 min) before the timed runs: {os.getloadavg()[0]:.2f}")
     # what the worker does: `webhooks.send` runs (dispatch included) back to back while
     # busy; the time is the healthy receiver's last receipt, and the other receivers'
     # receipts are counted up to that moment
@@ -194,6 +203,20 @@ def main() -> int:
         .order_by("id")
         .values_list("event_id", "body")
     )
+    # correct first: the healthy receiver got each event once, and each is recorded so
+    expected = {event for event, _ in bodies}
+    undelivered = (
+        Delivery.objects.filter(subscription__description="healthy")
+        .exclude(status="delivered")
+        .count()
+    )
+    if len(expected) != args.events or set(got) != expected or undelivered:
+        fail(
+            f"the healthy receiver got {len(got)} events of {len(expected)}, "
+            f"{len(set(got) - expected)} unknown; {undelivered} not recorded as delivered"
+        )
+        receivers.kill()
+        return 1
     receivers.kill()
 
     # baseline: a plain client, the same bodies, the same three receivers
