@@ -19,6 +19,8 @@ from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from compliance.core.audit import audit_bulk_change
@@ -250,7 +252,6 @@ class Leasing:
     unleased: int = 0
 
 
-@transaction.atomic
 def webhooks_dispatch(
     *, limit: int = 1000, hint: bool = True, leasing: Leasing | None = None
 ) -> int:
@@ -258,7 +259,21 @@ def webhooks_dispatch(
     read. Returns 0 at once when another dispatcher holds the cursor. With `hint`, a
     `webhooks.send` is enqueued after the commit when deliveries were made (the sender's
     own loop, which dispatches as it goes, asks for none); with `leasing` (PostgreSQL),
-    the new deliveries are leased to the sender's run as `leasing` says."""
+    the new deliveries are leased to the sender's run as `leasing` says.
+
+    First one read, outside any transaction, of whether the ledger has anything after
+    the cursor: the sender asks many times a second, and the locking read of the cursor
+    row writes to it."""
+    after = Coalesce(
+        Subquery(DispatchCursor.objects.filter(pk=1).values("last_seq")[:1]), Value(-1)
+    )
+    if not LedgerEntry.objects.filter(seq__gt=after).exists():
+        return 0
+    return _dispatch(limit=limit, hint=hint, leasing=leasing)
+
+
+@transaction.atomic
+def _dispatch(*, limit: int, hint: bool, leasing: Leasing | None) -> int:
     cursor = DispatchCursor.objects.select_for_update(skip_locked=True).filter(pk=1).first()
     if cursor is None:
         if DispatchCursor.objects.filter(pk=1).exists():
