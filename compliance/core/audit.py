@@ -12,7 +12,7 @@ Nothing personal goes into the history: no transcripts, no storage keys, no key
 hashes, no second-factor secrets.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from auditlog.cid import get_cid
@@ -56,14 +56,7 @@ def audit_bulk_change(
         pks = list(pks)
     if isinstance(pks, list) and not pks:
         return 0
-    shared = {
-        "content_type": ContentType.objects.get_for_model(model),
-        "action": LogEntry.Action.UPDATE,
-        "changes": {name: [_as_text(old), _as_text(new)] for name, (old, new) in changes.items()},
-        "changes_text": "",
-        "cid": get_cid(),
-        "additional_data": {"actor": actor, "bulk": True},
-    }
+    shared = _shared(model=model, changes=changes, actor=actor)
     name = model._meta.verbose_name
     if _on_server(model, pks):
         return _insert_per_object(LogEntry(**shared), prefix=f"{name} ", pks=pks)
@@ -78,6 +71,37 @@ def audit_bulk_change(
     ]
     LogEntry.objects.bulk_create(entries, batch_size=BULK_BATCH)
     return len(entries)
+
+
+def audit_bulk_change_sql(
+    *,
+    model: type[models.Model],
+    source: str,
+    source_params: Sequence[Any],
+    changes: Mapping[str, tuple[Any, Any] | list[Any]],
+    actor: str,
+) -> tuple[str, list[Any]]:
+    """PostgreSQL: the `INSERT ... SELECT` of `audit_bulk_change` for the integer pks
+    that `source` (a FROM item naming them `t(id)`, e.g. `written AS t(id)` of a
+    `WITH written AS (UPDATE ... RETURNING id)`) yields, and its parameters: for a
+    caller that writes the change and its history in one statement."""
+    entry = LogEntry(**_shared(model=model, changes=changes, actor=actor))
+    return _insert_sql(
+        entry, prefix=f"{model._meta.verbose_name} ", source=source, source_params=source_params
+    )
+
+
+def _shared(
+    *, model: type[models.Model], changes: Mapping[str, tuple[Any, Any] | list[Any]], actor: str
+) -> dict[str, Any]:
+    return {
+        "content_type": ContentType.objects.get_for_model(model),
+        "action": LogEntry.Action.UPDATE,
+        "changes": {name: [_as_text(old), _as_text(new)] for name, (old, new) in changes.items()},
+        "changes_text": "",
+        "cid": get_cid(),
+        "additional_data": {"actor": actor, "bulk": True},
+    }
 
 
 def _on_server(model: type[models.Model], pks: list[Any] | QuerySet) -> bool:
@@ -114,6 +138,15 @@ def _insert_per_object(
     else:
         source = "unnest(%s::bigint[]) AS t(id)"
         source_params = (pg_array(pks),)
+    insert, params = _insert_sql(entry, prefix=prefix, source=source, source_params=source_params)
+    with connection.cursor() as cursor:
+        cursor.execute(insert, params)
+        return cursor.rowcount
+
+
+def _insert_sql(
+    entry: LogEntry, *, prefix: str, source: str, source_params: Sequence[Any]
+) -> tuple[str, list[Any]]:
     per_object = {"object_pk": "t.id::text", "object_id": "t.id", "object_repr": "%s || t.id::text"}
     meta = LogEntry._meta
     quote = connection.ops.quote_name
@@ -135,6 +168,4 @@ def _insert_per_object(
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 (identifiers from _meta, values as parameters)
         f"SELECT {', '.join(values)} FROM {source} ORDER BY t.id"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(insert, [*params, *source_params])
-        return cursor.rowcount
+    return insert, [*params, *source_params]

@@ -74,12 +74,15 @@ class Delivery(models.Model):
     events about no profile): a later delivery for the same subscription and key waits
     while an earlier one is undelivered (pending or failed), so receivers see each
     profile's changes in commit order. Ids grow in dispatch order, which is ledger order.
-    A sender holds a delivery by `lease_until`; `attempts` fences a sender whose lease
-    lapsed: its outcome is written only where the attempt number is still its own.
+    A sender holds a delivery by `lease_until` and `lane` (its claim's token): an
+    outcome is written only where the delivery still carries the token, so a sender
+    whose lease lapsed writes nothing.
     """
 
+    # no index of its own: the indexes below all begin with it (every write of a delivery
+    # pays for each index, bench/webhooks.py)
     subscription = models.ForeignKey(
-        Subscription, on_delete=models.CASCADE, related_name="deliveries"
+        Subscription, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
     event_id = models.CharField(max_length=64)
     event_type = models.CharField(max_length=64)
@@ -93,7 +96,8 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField()
     lease_until = models.DateTimeField(null=True, blank=True)
     # the sender's lane that holds it: a lane sends its deliveries one after another on
-    # one connection; a subscription has at most WEBHOOKS_MAX_IN_FLIGHT lanes at a time
+    # one connection; a subscription has at most WEBHOOKS_MAX_IN_FLIGHT lanes sending at
+    # a time (compliance/webhooks/sender.py)
     lane = models.CharField(max_length=32, blank=True)
     # retries run until retry_from + WEBHOOKS_RETRY_SECONDS (a replay restarts it)
     retry_from = models.DateTimeField()
@@ -110,23 +114,11 @@ class Delivery(models.Model):
             ),
         ]
         indexes = [
-            # the sender's claim: due pending deliveries, oldest first
-            models.Index(
-                fields=["next_attempt_at", "id"],
-                name="webhooks_delivery_due",
-                condition=Q(status="pending"),
-            ),
             # the claim's bounded read: a subscription's pending deliveries in id order
             models.Index(
                 fields=["subscription", "id"],
                 name="webhooks_delivery_pending",
                 condition=Q(status="pending"),
-            ),
-            # the claim's count of lanes in flight: leased pending deliveries only
-            models.Index(
-                fields=["lease_until"],
-                name="webhooks_delivery_leased",
-                condition=Q(status="pending", lease_until__isnull=False),
             ),
             # the ordering check: earlier undelivered ones of the same subscription and key
             models.Index(

@@ -7,6 +7,7 @@ SECRET_KEY when that is not set, so a database dump alone does not give the secr
 
 import base64
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 
@@ -40,12 +41,25 @@ def secret_encrypt(secret: str) -> str:
 
 
 def secret_decrypt(token: str) -> str:
-    return _cipher().decrypt(token.encode()).decode()
+    return _decrypt(token, settings.WEBHOOKS_ENCRYPTION_KEY or settings.SECRET_KEY)
 
 
-def signature_header(*, secrets_: list[str], msg_id: str, timestamp: datetime, body: str) -> str:
+@lru_cache(maxsize=1024)
+def _decrypt(token: str, material: str) -> str:
+    """Cached: the sender decrypts every subscription's secret at each claim. The token
+    is the ciphertext, so a rotated secret is a new entry."""
+    return _fernet(material).decrypt(token.encode()).decode()
+
+
+@lru_cache(maxsize=1024)
+def signer(secret: str) -> Webhook:
+    """A Standard Webhooks signer for `secret` (its key decoded once)."""
+    return Webhook(secret)
+
+
+def signature_header(
+    *, signers: Sequence[Webhook], msg_id: str, timestamp: datetime, body: bytes
+) -> str:
     """`webhook-signature`: one `v1,...` per secret, space-separated (the Standard
     Webhooks way to sign with an old and a new secret during a rotation)."""
-    return " ".join(
-        Webhook(secret).sign(msg_id=msg_id, timestamp=timestamp, data=body) for secret in secrets_
-    )
+    return " ".join(s.sign(msg_id=msg_id, timestamp=timestamp, data=body) for s in signers)

@@ -1,11 +1,14 @@
 """Celery is the doorbell; the ledger and the delivery rows are the work. Beat runs
-the dispatcher and the sender every second; a change's commit and a new delivery ring
-earlier. Both are safe to run twice or at once: the dispatcher holds its cursor row,
-the sender claims rows under a lease."""
+the sender (which dispatches as it goes) every second; a new delivery rings earlier,
+and a run still busy at its end rings for the next. Both are safe to run twice or at
+once: the dispatcher holds its cursor row, one sender runs at a time (its run lock),
+and deliveries are claimed under a lease."""
 
 from celery import shared_task
 
-from . import services
+from compliance.core.enqueue import enqueue
+
+from . import sender, services
 
 
 @shared_task(name="webhooks.dispatch", acks_late=True, ignore_result=True)
@@ -18,5 +21,7 @@ def webhooks_dispatch_task() -> None:
 def webhooks_send_task() -> int:
     """How many ledger entries it dispatched and deliveries it tried: 0 is an idle tick,
     logged at DEBUG only (compliance/webhooks/logs.py)."""
-    dispatched = services.webhooks_dispatch()
-    return dispatched + services.webhooks_send(budget_seconds=10.0)
+    ran = sender.webhooks_tick()
+    if ran.busy:
+        enqueue("webhooks.send")
+    return ran.work

@@ -9,7 +9,8 @@ import pytest
 
 from compliance.webhooks.events import event_types_parse
 from compliance.webhooks.models import Subscription
-from compliance.webhooks.services import subscription_create
+from compliance.webhooks.sender import senders_close, webhooks_send
+from compliance.webhooks.services import subscription_create, webhooks_dispatch
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Receiver:
     seen: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     body: bytes = b"ok"
+    keep_alive: bool = False  # HTTP/1.1 with kept-alive connections, else 1.0 (one each)
+    connections: int = 0  # TCP connections accepted
 
     @property
     def url(self) -> str:
@@ -46,6 +49,13 @@ class Receiver:
 
 def _serve(receiver: Receiver) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+
+        def setup(self) -> None:
+            super().setup()
+            with receiver.lock:
+                receiver.connections += 1
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
@@ -88,6 +98,22 @@ def receiver(local_receivers_allowed) -> Iterator[Receiver]:
 
 
 @pytest.fixture
+def receivers(local_receivers_allowed) -> Iterator[Callable[..., Receiver]]:
+    """More receivers, each on its own port: `receivers(keep_alive=True)`."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def make(**kwargs) -> Receiver:
+        r = Receiver(**kwargs)
+        servers.append(_serve(r))
+        return r
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
 def subscribe(db) -> Callable[..., tuple[Subscription, str]]:
     def make(url: str, events: list[str] | None = None, **kwargs) -> tuple[Subscription, str]:
         return subscription_create(
@@ -101,11 +127,16 @@ def subscribe(db) -> Callable[..., tuple[Subscription, str]]:
     return make
 
 
+@pytest.fixture(autouse=True)
+def _senders_closed() -> Iterator[None]:
+    """Each test starts with no sender threads or kept-alive connections of another."""
+    yield
+    senders_close()
+
+
 def drain(rounds: int = 5) -> None:
     """Dispatch and send until nothing is due now (retries later stay pending)."""
-    from compliance.webhooks.services import webhooks_dispatch, webhooks_send
-
     for _ in range(rounds):
         webhooks_dispatch()
-        if not webhooks_send(budget_seconds=2.0):
+        if not webhooks_send(budget_seconds=2.0, linger_seconds=0):
             return

@@ -16,12 +16,12 @@ from compliance.actions.consent import consent_set
 from compliance.core.metrics import registry
 from compliance.retention.services import legal_hold_place
 from compliance.webhooks.models import Delivery, Subscription
+from compliance.webhooks.sender import webhooks_send
 from compliance.webhooks.services import (
     subscription_ping,
     subscription_replay,
     subscription_rotate_secret,
     webhooks_dispatch,
-    webhooks_send,
 )
 from tests.conftest import postgres_only
 from tests.factories import ProfileFactory

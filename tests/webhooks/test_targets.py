@@ -6,7 +6,8 @@ import pytest
 
 from compliance.webhooks import targets
 from compliance.webhooks.models import Delivery
-from compliance.webhooks.services import subscription_ping, webhooks_send
+from compliance.webhooks.sender import webhooks_send
+from compliance.webhooks.services import subscription_ping
 from tests.conftest import postgres_only
 
 pytestmark = [postgres_only()]
@@ -149,21 +150,24 @@ def test_redirects_are_not_followed(receiver, subscribe):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_huge_answer_is_not_read_past_the_limit(receiver, subscribe, monkeypatch):
-    from compliance.webhooks import services
+    """The receiver answers 8 MiB: the sender takes the status line and headers and
+    drops the connection, reading at most one buffer past the headers' limit."""
+    from compliance.webhooks import transport
 
-    reads: list[int | None] = []
-    original = services.urllib3.response.HTTPResponse.read
+    received: list[int] = []
+    original = transport._recv
 
-    def read(self, amt=None, *args, **kwargs):
-        reads.append(amt)
-        return original(self, amt, *args, **kwargs)
+    def recv(sock, deadline):
+        chunk = original(sock, deadline)
+        received.append(len(chunk))
+        return chunk
 
-    monkeypatch.setattr(services.urllib3.response.HTTPResponse, "read", read)
+    monkeypatch.setattr(transport, "_recv", recv)
     receiver.body = b"x" * (8 * 1024 * 1024)
     subscription, _ = subscribe(receiver.url)
     subscription_ping(subscription=subscription, actor="t")
     webhooks_send(budget_seconds=1.0)
 
     assert Delivery.objects.get().status == "delivered"
-    assert reads and None not in reads
-    assert sum(reads) <= services.RESPONSE_BODY_LIMIT + 1
+    assert received
+    assert sum(received) <= transport.READ_LIMIT < len(receiver.body) // 100
