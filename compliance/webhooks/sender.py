@@ -4,8 +4,9 @@ every outcome. Why it is built this way, with the measurements: docs/benchmarks.
 
 One long-lived `Sender` per worker process keeps its sending threads and its kept-alive
 connections from one `webhooks.send` run to the next. One run at a time, across all
-workers (a session advisory lock, released when the run ends or with its connection
-when its process dies). A run that finds work splits the database side in three, each
+workers (a transaction-scoped advisory lock held by a transaction left open for the
+run on a connection of its own: `RunLock`; it goes when the run ends, or with its
+connection when its process dies). A run that finds work splits the database side in three, each
 on its own connection: the dispatcher thread turns new ledger entries into deliveries
 and leases those that may go now to the run's lanes in the same insert; the run's own
 thread claims what the dispatcher did not lease (retries come due, a profile's next
@@ -46,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -64,7 +65,7 @@ from .transport import Connection, Connections, ProtocolError, RequestHead, post
 logger = logging.getLogger(__name__)
 
 _CLAIM_LOCK_KEY = 0x4541_5253_5748_4B  # pg_advisory_xact_lock key of the sender's claim
-_RUN_LOCK_KEY = 0x4541_5253_5748_52  # pg_try_advisory_lock key held by the running sender
+_RUN_LOCK_KEY = 0x4541_5253_5748_52  # pg_try_advisory_xact_lock key held by the running sender
 DISPATCH_BATCH = 500  # ledger entries one dispatch reads at most
 POLL_SECONDS = 0.05  # how often a run looks for new ledger entries
 CLAIM_SECONDS = 0.5  # how often it claims when nothing new was dispatched
@@ -566,8 +567,8 @@ class _Run:
 class Sender:
     """A process's sending threads and kept-alive connections, kept across runs.
 
-    One run at a time, across all workers: a run holds a session advisory lock (released
-    when it ends, or with its connection when its process dies), and a run that cannot
+    One run at a time, across all workers: a run holds the `RunLock` (released when it
+    ends, or with its connection when its process dies), and a run that cannot
     take it returns 0 at once. So while one worker process sends, beat's next ticks
     leave the other processes free for other tasks, and the single run loops for as
     long as there is work, up to its budget.
@@ -589,11 +590,13 @@ class Sender:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook")
         self.connections = Connections(per_target=settings.WEBHOOKS_MAX_IN_FLIGHT)
         self.running = threading.Lock()
+        self.run_lock = RunLock()
         self.pace: dict[int, float] = {}  # deliveries a second one lane sends, per subscription
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.connections.close()
+        self.run_lock.close()
 
     def run(self, *, budget_seconds: float, linger_seconds: float = LINGER_SECONDS) -> Ran:
         """Dispatch, claim, send and record for up to `budget_seconds` (then finish the
@@ -602,7 +605,7 @@ class Sender:
         if not self.running.acquire(blocking=False):
             return Ran(0, busy=False)
         try:
-            if not _run_lock(take=True):
+            if not self.run_lock.take():
                 return Ran(0, busy=False)
             state = _Run(
                 deadline=time.monotonic() + budget_seconds,
@@ -618,7 +621,7 @@ class Sender:
                 wait(state.futures)
                 for helper in helpers:
                     helper.join()
-                _run_lock(take=False)
+                self.run_lock.release()
         finally:
             self.running.release()
 
@@ -827,19 +830,64 @@ class Sender:
         }
 
 
-def _run_lock(*, take: bool) -> bool:
-    """Take (whether it was free) or release the sender's run lock (PostgreSQL only)."""
-    if connection.vendor != "postgresql":
-        return True
-    with connection.cursor() as cursor:
-        if take:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [_RUN_LOCK_KEY])
-            return bool(cursor.fetchone()[0])
+class RunLock:
+    """One sender run at a time across all workers, held by a transaction.
+
+    The lock is `pg_try_advisory_xact_lock` taken in a transaction that stays open for the
+    run, on a connection of its own (kept across runs): the run's other connections commit
+    many transactions, and a session-level lock would outlive its transaction and, behind
+    a transaction pooler, end up held by another client (docs/reliability.md, "Advisory
+    locks are transaction-scoped only"). The transaction takes no snapshot between its
+    statements and writes nothing, so it holds back no vacuum. A process that dies takes
+    the transaction, and the lock, with its connection. If the transaction is cut off
+    (idle_in_transaction_session_timeout, a restart), two runs may overlap: that costs
+    work, not correctness (leases and lane tokens fence every write).
+    """
+
+    def __init__(self) -> None:
+        self._connection: Any = None
+
+    def take(self) -> bool:
+        """Whether this process now holds the lock (True at once on SQLite)."""
+        if connection.vendor != "postgresql":
+            return True
+        import psycopg
+
         try:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [_RUN_LOCK_KEY])
-        except DatabaseError:
-            connection.close()  # and with it the session's lock
-        return True
+            if self._connection is None or self._connection.closed:
+                params = connection.get_connection_params()
+                params.pop("cursor_factory", None)
+                self._connection = psycopg.connect(**params, autocommit=False)
+            held = self._connection.execute(
+                "SELECT pg_try_advisory_xact_lock(%s)", [_RUN_LOCK_KEY]
+            ).fetchone()[0]
+            if not held:
+                self._connection.rollback()
+            return bool(held)
+        except psycopg.Error:
+            logger.warning("webhooks: the sender's run lock could not be taken", exc_info=True)
+            self._drop()
+            return False
+
+    def release(self) -> None:
+        if connection.vendor != "postgresql" or self._connection is None:
+            return
+        import psycopg
+
+        try:
+            self._connection.rollback()  # ends the transaction, and with it the lock
+        except psycopg.Error:
+            self._drop()
+
+    def close(self) -> None:
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            finally:
+                self._connection = None
 
 
 _senders: dict[tuple[int, int], Sender] = {}

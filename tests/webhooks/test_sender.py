@@ -2,6 +2,7 @@
 one run at a time; deliveries leased as they are dispatched keep each profile's
 order; a lane whose lease was taken over writes nothing."""
 
+import threading
 import time
 from datetime import timedelta
 
@@ -142,6 +143,48 @@ def test_while_one_run_holds_the_run_lock_another_sends_nothing(receiver, subscr
     assert _run() > 0
     assert len(receiver.got) == 1
     assert not _run_lock_held()  # a run releases it when it ends
+
+
+def test_the_run_lock_is_held_by_a_transaction_not_by_a_session(receiver, subscribe):
+    """A session-level lock outlives its transaction, and behind a transaction pooler it
+    stays with a server connection that another client gets next (docs/reliability.md,
+    "Advisory locks are transaction-scoped only"): the run's lock belongs to an open
+    transaction, which ends with the run."""
+
+    def slowly(request):
+        time.sleep(0.5)
+        return 200
+
+    receiver.answer = slowly
+    subscribe(receiver.url)
+    _consent(ProfileFactory())
+    seen: list[tuple] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        with _other_connection() as other:
+            while not stop.is_set() and not seen:
+                seen.extend(
+                    other.execute(
+                        "SELECT l.mode, a.xact_start IS NOT NULL FROM pg_locks l"
+                        " JOIN pg_stat_activity a ON a.pid = l.pid"
+                        " WHERE l.locktype = 'advisory' AND l.granted"
+                        " AND (l.classid::bigint << 32) + l.objid::bigint = %s",
+                        [sender_module._RUN_LOCK_KEY],
+                    ).fetchall()
+                )
+                time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert _run() > 0
+    finally:
+        stop.set()
+        watcher.join()
+
+    assert seen == [("ExclusiveLock", True)]  # held inside a transaction
+    assert not _run_lock_held()
 
 
 def test_deliveries_are_leased_as_dispatched_only_as_first_of_their_profile_within_room(
