@@ -77,10 +77,11 @@ class Connection:
         """Whether the receiver closed it (or sent something unasked) while it was idle:
         readable with nothing asked means EOF or garbage, either way not reusable."""
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            poll = select.poll()  # not select(): no limit on the descriptor's number
+            poll.register(self.sock, select.POLLIN)
+            return bool(poll.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
 
 def _connect(target: Target, deadline: float) -> Connection:
