@@ -123,6 +123,7 @@ def _run_lock_held() -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND (classid::bigint << 32) + objid::bigint = %s",
             [sender_module._RUN_LOCK_KEY],
         )
@@ -168,7 +169,8 @@ def test_the_run_lock_is_held_by_a_transaction_not_by_a_session(receiver, subscr
                     other.execute(
                         "SELECT l.mode, a.xact_start IS NOT NULL FROM pg_locks l"
                         " JOIN pg_stat_activity a ON a.pid = l.pid"
-                        " WHERE l.locktype = 'advisory' AND l.granted"
+                        " WHERE l.locktype = 'advisory' AND l.granted AND l.database ="
+                        " (SELECT oid FROM pg_database WHERE datname = current_database())"
                         " AND (l.classid::bigint << 32) + l.objid::bigint = %s",
                         [sender_module._RUN_LOCK_KEY],
                     ).fetchall()
