@@ -21,7 +21,7 @@ urlpatterns: list[URLPattern] = [
     path("profiles/<str:profile_id>/evidence", consent.ProfileEvidenceApi.as_view()),
     path("consent-defaults", consent.ConsentDefaultListCreateApi.as_view()),
     path("consent-defaults/<int:pk>", consent.ConsentDefaultDeleteApi.as_view()),
-    path("recordings", recordings.RecordingCreateApi.as_view()),
+    # "recordings" (the single POST) is among config/urls.py's hot paths
     path("recordings/batch", recordings.RecordingBatchApi.as_view()),
     path("recordings/<str:recording_id>", recordings.RecordingDetailApi.as_view()),
     path("retention-policies", retention.RetentionPolicyListCreateApi.as_view()),

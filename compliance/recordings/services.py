@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast
 
 from django.conf import settings
 from django.core.files.base import File
@@ -78,7 +78,6 @@ class ExpirySchedule(Protocol):
 Expiry = Callable[[datetime], ExpirySchedule]
 
 
-@runtime_checkable
 class ExpiryReading(Protocol):
     """An `Expiry` that needs one row read inside the write's transaction (retention's
     check of its per-process copy of the policies): `_write` reads that row with the
@@ -263,22 +262,52 @@ _AS_IS = frozenset(
 SQLITE_ROWS_PER_INSERT = 1_000  # keeps the parameters of a statement under SQLite's limit
 
 
+_AS_WRITTEN, _TEXT, _DATETIME, _PREPARED = range(4)
+
+
+# fields list (by identity, kept alive here) -> how `_columns` takes each field's values
+_plans: dict[int, tuple[list[Any], tuple[tuple[str, int, Any], ...]]] = {}
+
+
+def _column_plan(fields: list[Any], vendor: str) -> tuple[tuple[str, int, Any], ...]:
+    """How `_columns` takes each field's values: (attname, how, field). Cached by the
+    list's identity: the lists come from the statements' caches, and hashing every
+    field for a cache key cost more than the plan saves."""
+    cached = _plans.get(id(fields))
+    if cached is not None and cached[0] is fields:
+        return cached[1]
+    plan = []
+    for f in fields:
+        kind = f.get_internal_type()
+        if kind == "DateTimeField":
+            # PostgreSQL's driver takes aware datetimes as they are
+            how = _AS_WRITTEN if vendor == "postgresql" else _DATETIME
+        elif kind in ("CharField", "TextField"):
+            how = _TEXT
+        elif kind in _AS_IS:
+            how = _AS_WRITTEN
+        else:
+            how = _PREPARED
+        plan.append((f.attname, how, f))
+    _plans[id(fields)] = (fields, tuple(plan))
+    return tuple(plan)
+
+
 def _columns(fields: list[Any], objs: list[Any]) -> list[list[Any]]:
     """The values of `objs`, column by column, as the database takes them. The common
     types are passed through: preparing each value through its field cost more than
     the INSERT itself for a batch."""
     db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: the proxy costs per access
-    adapt_datetime = db.ops.adapt_datetimefield_value
     columns = []
-    for f in fields:
-        values = [getattr(obj, f.attname) for obj in objs]
-        kind = f.get_internal_type()
-        if kind == "DateTimeField":
-            values = [None if v is None else adapt_datetime(v) for v in values]
-        elif kind in ("CharField", "TextField"):
+    for attname, how, f in _column_plan(fields, db.vendor):
+        values = [getattr(obj, attname) for obj in objs]
+        if how == _TEXT:
             # TextChoices members are str subclasses; the driver wants str
             values = [v if v is None or type(v) is str else str(v) for v in values]
-        elif kind not in _AS_IS:
+        elif how == _DATETIME:
+            adapt = db.ops.adapt_datetimefield_value
+            values = [None if v is None else adapt(v) for v in values]
+        elif how == _PREPARED:
             values = [f.get_db_prep_save(v, db) for v in values]
         columns.append(values)
     return columns
@@ -547,10 +576,11 @@ def _write(items: list[_Item], *, actor: str, ledger: bool, expiry: Expiry) -> _
     conflicts outlast KEY_CONFLICT_RETRIES."""
     written = _Written()
     pending = sorted(items, key=lambda i: i.data.external_id)
+    # an ExpiryReading (by its attribute: isinstance on a runtime protocol costs more)
+    reads: str | None = getattr(expiry, "reads", None)
     with transaction.atomic():
         profiles, read = _locked_profiles(
-            sorted({i.data.profile_external_id for i in pending}),
-            reads=expiry.reads if isinstance(expiry, ExpiryReading) else None,
+            sorted({i.data.profile_external_id for i in pending}), reads=reads
         )
         for item in pending:
             if item.data.profile_external_id not in profiles:
@@ -562,10 +592,7 @@ def _write(items: list[_Item], *, actor: str, ledger: bool, expiry: Expiry) -> _
                 )
         pending = [i for i in pending if i.index not in written.results]
         now = timezone.now()
-        if read is not None and isinstance(expiry, ExpiryReading):
-            schedule = expiry.given(now, read)
-        else:
-            schedule = expiry(now)
+        schedule = cast(ExpiryReading, expiry).given(now, read) if read is not None else expiry(now)
         # Only a registered key can be taken meanwhile (an upload's key is new): only
         # then is the savepoint worth its two statements.
         registers = any(i.data.audio_key for i in pending)

@@ -208,6 +208,8 @@ REST_FRAMEWORK: dict[str, Any] = {
         "compliance.security.parsers.FormParser",
     ],
     "EXCEPTION_HANDLER": "compliance.core.errors.api_exception_handler",
+    # DRF's negotiation, answered at once for a JSON view asked for JSON or anything
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "compliance.edge.negotiation.JsonFirstNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Per API key and per signed-in user (compliance/security/throttling.py). Not a
