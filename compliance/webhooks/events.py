@@ -259,6 +259,23 @@ CONVERTERS: dict[str, Callable[[LedgerEntry], list[tuple[str, str, dict[str, Any
 }
 
 
+# The event type each converted ledger kind becomes: the dispatcher converts an entry
+# only when a subscription listens for it (a purge batch's conversion reads its parts,
+# one row per profile).
+EVENT_TYPE_OF_KIND: dict[str, str] = {
+    "consent.granted": "consent.changed",
+    "consent.withdrawn": "consent.changed",
+    "purge.batch": "recording.purged",
+    "review_items.revoked": "review_item.revoked",
+    "deletion_request.done": "deletion_request.completed",
+    "retention_policy.created": "retention_policy.created",
+    "retention_policy.retired": "retention_policy.retired",
+    "legal_hold.placed": "legal_hold.placed",
+    "legal_hold.released": "legal_hold.released",
+    "retention_choice.changed": "retention_choice.changed",
+}
+
+
 def events_from_entry(entry: LedgerEntry) -> list[Event]:
     converter = CONVERTERS.get(entry.kind)
     if converter is None:

@@ -280,7 +280,10 @@ def _dispatch(*, limit: int, hint: bool, leasing: Leasing | None) -> int:
             return 0  # another dispatcher is at work
         DispatchCursor.objects.get_or_create(pk=1)
         cursor = DispatchCursor.objects.select_for_update().get(pk=1)
-    kinds = set(_dispatched_kinds())
+    subscriptions = list(Subscription.objects.filter(status__in=_LISTENING))
+    # Only the kinds that someone listens for are converted: with nobody listening for
+    # purges, a purge batch's parts are never read.
+    kinds = _listened_kinds(subscriptions)
     # One read of the entries after the cursor (those of other kinds come along, and are
     # skipped here): the seqs first and then the entries cost a round trip more.
     entries = list(
@@ -290,7 +293,6 @@ def _dispatch(*, limit: int, hint: bool, leasing: Leasing | None) -> int:
     )
     if not entries:
         return 0
-    subscriptions = list(Subscription.objects.filter(status__in=_LISTENING))
     now = timezone.now()
     events: list[tuple[str, str, int, str, str]] = []
     pairs: list[tuple[int, int]] = []  # (index in events, subscription)
@@ -461,10 +463,15 @@ def _deliveries_insert_leased(
 _LISTENING = [SubscriptionStatus.ACTIVE, SubscriptionStatus.FAILING]
 
 
-def _dispatched_kinds() -> list[str]:
-    from .events import CONVERTERS
+def _listened_kinds(subscriptions: list[Subscription]) -> set[str]:
+    """The ledger kinds whose event type one of `subscriptions` wants."""
+    from .events import EVENT_TYPE_OF_KIND
 
-    return list(CONVERTERS)
+    return {
+        kind
+        for kind, event_type in EVENT_TYPE_OF_KIND.items()
+        if any(s.wants(event_type) for s in subscriptions)
+    }
 
 
 def _events(entry: LedgerEntry) -> list[Event]:

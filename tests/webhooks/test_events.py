@@ -141,3 +141,64 @@ def test_every_event_sent_matches_its_documented_schema(
         jsonschema.validate(r.json["data"], EVENT_DATA_SCHEMAS[r.json["type"]])
         seen.add(r.json["type"])
     assert seen >= set(EVENT_TYPES) - {"review_item.revoked"}
+
+
+def test_each_converted_ledger_kind_names_the_event_type_it_becomes():
+    from compliance.webhooks.events import CONVERTERS, EVENT_TYPE_OF_KIND, EVENT_TYPES
+
+    assert set(EVENT_TYPE_OF_KIND) == set(CONVERTERS)
+    assert set(EVENT_TYPE_OF_KIND.values()) <= set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("listening", [None, ["consent.changed"]])
+def test_a_purge_nobody_listens_for_is_passed_over_without_reading_its_parts(
+    receiver,
+    subscribe,
+    ingest,  # noqa: F811
+    monkeypatch,
+    listening,
+):
+    from compliance.ledger.models import LedgerEntry
+    from compliance.webhooks import events
+    from compliance.webhooks.models import DispatchCursor
+    from compliance.webhooks.services import webhooks_dispatch
+
+    if listening:
+        subscribe(receiver.url, listening)
+    retention_policy_create(jurisdiction="*", category="audio", retention_days=10, actor="t")
+    retention_policy_create(jurisdiction="*", category="transcript", retention_days=10, actor="t")
+    retention_policies_apply()
+    ingest(ProfileFactory(), days_ago=11)
+    purge_expired()
+    read = []
+    monkeypatch.setattr(events, "entry_parts", lambda **kw: read.append(kw) or [])
+
+    webhooks_dispatch(hint=False)
+
+    assert read == []
+    last = LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True)[0]
+    assert DispatchCursor.objects.get(pk=1).last_seq == last
+
+
+def test_a_purge_someone_listens_for_is_read_from_its_parts(
+    receiver,
+    subscribe,
+    ingest,  # noqa: F811
+    monkeypatch,
+):
+    from compliance.webhooks import events
+    from compliance.webhooks.services import webhooks_dispatch
+
+    subscribe(receiver.url, ["consent.changed", "recording.purged"])
+    retention_policy_create(jurisdiction="*", category="audio", retention_days=10, actor="t")
+    retention_policy_create(jurisdiction="*", category="transcript", retention_days=10, actor="t")
+    retention_policies_apply()
+    ingest(ProfileFactory(), days_ago=11)
+    purge_expired()
+    real = events.entry_parts
+    read = []
+    monkeypatch.setattr(events, "entry_parts", lambda **kw: read.append(kw) or real(**kw))
+
+    webhooks_dispatch(hint=False)
+
+    assert len(read) == 1
