@@ -52,6 +52,7 @@ from compliance.ledger.restore import Recovery, ledger_import_missing
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
 from compliance.retention.models import DeletionRequest, DeletionStatus, LegalHold
 from compliance.retention.selectors import hold_covers, hold_filter
+from compliance.retention.tombstones import recordings_tombstone
 from compliance.sampling.models import HANDED_OUT_Q, Reviewer, ReviewItem, ReviewItemState
 from compliance.sampling.services import review_item_seconds
 
@@ -452,28 +453,18 @@ class _Replay:
                 },
                 actor=ACTOR,
             )
-        Recording.objects.filter(pk__in=recording_ids).update(
-            state=RecordingState.PURGED,
-            purged_at=now,
-            purge_reason=reason,
-            purge_policy=basis,
-            sensitive=False,
-            false_wake=False,
-        )
-        audit_bulk_change(
-            model=Recording,
-            pks=recording_ids,
-            changes={
-                "state": (RecordingState.ACTIVE, RecordingState.PURGED),
-                "purged_at": (None, now),
-                "purge_reason": ("", reason),
-            },
+        recordings_tombstone(
+            recording_ids,
+            now=now,
+            reason=reason,
+            basis=basis,
             actor=ACTOR,
-        )
-        _revoke(
-            ReviewItem.objects.filter(recording_id__in=recording_ids),
-            reason="purged",
-            now=timezone.now(),
+            # the re-imported entries already record the revocation: none is appended
+            revoke=lambda ids: _revoke(
+                ReviewItem.objects.filter(recording_id__in=ids),
+                reason="purged",
+                now=timezone.now(),
+            ),
         )
 
     def finish(self) -> None:

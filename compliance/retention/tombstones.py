@@ -8,6 +8,7 @@ Lock order: callers hold the recordings' rows (or the profile's, for a deletion
 request) already; the review items come after them, the ledger last (the caller's).
 """
 
+from collections.abc import Callable
 from datetime import datetime
 
 from compliance.core.audit import audit_bulk_change
@@ -25,12 +26,16 @@ def recordings_tombstone(
     basis: str,
     actor: str,
     history: bool = True,
+    revoke: Callable[[list[int]], object] | None = None,
 ) -> None:
     """Recordings left with nothing become tombstones (no flags, the reason and the
     policy that applied), with their history and their review items revoked.
 
     `history` False: the caller writes the recordings' history itself, in the same
-    transaction (the batch purge: one entry a recording, with its artefacts' change)."""
+    transaction (the batch purge: one entry a recording, with its artefacts' change).
+    `revoke`: how their review items are revoked, given the ids; by default through the
+    registered hook, which records the revocation in the ledger (a ledger recovery,
+    which re-imports that record, revokes without writing it again)."""
     if not ids:
         return
     Recording.objects.filter(pk__any_of=ids, state=RecordingState.ACTIVE).update(
@@ -53,5 +58,8 @@ def recordings_tombstone(
             },
             actor=actor,
         )
+    if revoke is not None:
+        revoke(ids)
+        return
     # Review items are sampling's, a floor above: it registered their revocation here.
     recordings_tombstoned(recording_ids=ids, reason="purged")

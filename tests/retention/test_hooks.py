@@ -32,3 +32,30 @@ def test_every_registered_revocation_is_told_and_the_counts_add_up(monkeypatch):
     assert hooks.recordings_tombstoned(recording_ids=[1, 2], reason="purged") == 2
     assert hooks.recordings_tombstoned(recording_ids=[], reason="purged") == 0
     assert told == [([1, 2], "purged")]
+
+
+@pytest.mark.django_db
+def test_a_caller_with_its_own_revocation_is_not_revoked_through_the_hook(ingest, monkeypatch):
+    """A ledger recovery revokes without a new ledger entry (the re-imported one records
+    it): its revocation replaces the hook's, which would append one."""
+    from django.utils import timezone
+
+    from compliance.retention.tombstones import recordings_tombstone
+    from tests.factories import ProfileFactory
+
+    recording = ingest(ProfileFactory(), days_ago=1)
+    monkeypatch.setattr(hooks, "_revokers", [lambda **kw: pytest.fail("the hook was told")])
+    told: list[list[int]] = []
+
+    recordings_tombstone(
+        [recording.pk],
+        now=timezone.now(),
+        reason="deletion_request",
+        basis="",
+        actor="test",
+        revoke=told.append,
+    )
+
+    recording.refresh_from_db()
+    assert recording.state == "purged"
+    assert told == [[recording.pk]]
