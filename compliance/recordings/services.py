@@ -44,6 +44,7 @@ from django.utils import timezone
 from compliance.accounts.models import Account, Profile
 from compliance.core.errors import ApplicationError, Conflict, PayloadTooLarge, field_error
 from compliance.core.sql import bound_cursor
+from compliance.core.storage import storage_delete
 from compliance.core.transactions import require_transaction
 from compliance.ledger.services import ledger_append
 
@@ -769,7 +770,7 @@ def annotation_create(*, recording: Recording, text: str, expiry: Expiry) -> Art
 
 def _discard(key: str) -> None:
     if key:
-        default_storage.delete(key)
+        storage_delete([key])
 
 
 # --- many recordings, audio already stored --------------------------------------------

@@ -38,7 +38,6 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -46,6 +45,7 @@ from django.utils import timezone
 from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentEvent, ConsentState, Purpose
 from compliance.core.audit import audit_bulk_change
+from compliance.core.storage import DELETE_OBJECTS_MAX, storage_delete
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.parts import entry_parts
 from compliance.ledger.restore import Recovery, ledger_import_missing
@@ -476,14 +476,17 @@ class _Replay:
 
 
 def _delete_files(keys: list[str]) -> None:
-    for key in keys:
+    """Delete the tombstoned artefacts' files, a batch at a time (one DeleteObjects
+    request each on S3). A batch that fails is logged and the next one tried: the rows
+    are tombstones already, and the storage sweep removes what is left as orphans."""
+    for start in range(0, len(keys), DELETE_OBJECTS_MAX):
+        batch = keys[start : start + DELETE_OBJECTS_MAX]
         try:
-            default_storage.delete(key)
-        except FileNotFoundError:
-            pass
+            storage_delete(batch)
         except Exception:
-            # the row is a tombstone already: the storage sweep removes the orphan
-            logger.exception("ledger.recover_file_not_deleted key=%s", key)
+            logger.exception(
+                "ledger.recover_files_not_deleted keys=%d first_key=%s", len(batch), batch[0]
+            )
 
 
 def ledger_recover() -> tuple[Recovery, dict[str, int]]:

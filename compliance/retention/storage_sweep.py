@@ -29,6 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.core.audit import audit_bulk_change
+from compliance.core.storage import storage_delete
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState
 
@@ -74,13 +75,14 @@ def storage_sweep(
         known = set(
             Artefact.objects.filter(storage_key__in=keys).values_list("storage_key", flat=True)
         )
-        for key in keys:
-            if key in known:
-                continue
-            if default_storage.get_modified_time(key) > now - grace:
-                continue
-            default_storage.delete(key)
-            result.orphan_files_deleted += 1
+        orphans = [
+            key
+            for key in keys
+            if key not in known and default_storage.get_modified_time(key) <= now - grace
+        ]
+        # one DeleteObjects request on S3 (compliance.core.storage)
+        storage_delete(orphans)
+        result.orphan_files_deleted += len(orphans)
 
     for key in _walk("audio"):
         result.files_checked += 1

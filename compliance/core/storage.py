@@ -1,0 +1,113 @@
+"""Deleting stored files in bulk.
+
+WHY: every deletion path used to call `storage.delete(key)` once per file. On S3 that
+is one DELETE request per object: a platform purging ~1,650 recordings a second sends
+~1,650 requests a second, each paying a round trip and a request charge. S3's
+DeleteObjects takes up to 1,000 keys per request, so on django-storages' S3Storage
+`storage_delete` sends those instead (in Quiet mode: the answer lists only failures).
+Any other storage (the file system in development and tests) keeps the per-key loop.
+
+WHAT COUNTS AS DELETED: a missing object, as Django's own storages (and S3Storage's
+`delete`) already treat it: a purge retried after a crash finds some files gone.
+Anything else raises, as a failing single delete does, so that the caller leaves its
+rows for a retry; the storage sweep settles files left without a row.
+
+S3 is looked for without importing it: `storages.backends.s3` imports boto3, which a
+deployment on another storage need not install. An S3Storage object exists only once
+its module is loaded, so a storage can be one only if `sys.modules` holds the module.
+"""
+
+import sys
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import Any
+
+from django.core.files.storage import Storage, default_storage
+
+# S3's limit on the keys of one DeleteObjects request
+DELETE_OBJECTS_MAX = 1000
+_S3_MODULE = "storages.backends.s3"
+# what some S3-compatible servers answer for a key that does not exist (AWS answers
+# success): it is deleted as far as anyone can tell
+_MISSING_CODES = frozenset({"NoSuchKey"})
+
+
+class StorageDeleteError(OSError):
+    """Objects that a bulk delete left in place: `failures` holds (name, code, message)
+    for each, in the order they were named; the message names the first."""
+
+    def __init__(self, failures: list[tuple[str, str, str]], *, total: int) -> None:
+        self.failures = failures
+        name, code, message = failures[0]
+        super().__init__(
+            f"{len(failures)} of {total} stored objects were not deleted; "
+            f"first {name!r}: {code} {message}".rstrip()
+        )
+
+
+def storage_delete(keys: Sequence[str], storage: Storage | None = None) -> None:
+    """Delete the objects named `keys` from `storage` (default: `default_storage`).
+
+    A missing object counts as deleted. On django-storages' S3Storage the keys go in
+    DeleteObjects requests of up to 1,000 keys each (one request instead of a thousand,
+    see the module's docstring), each key mapped as `S3Storage.delete` maps a name, so
+    the storage's `location` prefix applies; every request is sent, then any key the
+    answers list as failed raises StorageDeleteError (an OSError) naming the first. An
+    error of a whole request (no access, no connection) is raised at once. On any other
+    storage: `storage.delete` per key, FileNotFoundError ignored, the first other error
+    raised.
+    """
+    storage = default_storage if storage is None else storage
+    if not keys:
+        return
+    s3 = _s3_storage(storage)
+    if s3 is not None:
+        _s3_delete(s3, keys)
+        return
+    for key in keys:
+        # Django's own storages already ignore a missing file; others may raise
+        with suppress(FileNotFoundError):
+            storage.delete(key)
+
+
+def _s3_storage(storage: Storage) -> Any:
+    """`storage` if it is django-storages' S3Storage (or a subclass), without importing
+    the module when nothing has (see the module's docstring)."""
+    kind = storage.__class__  # also sets up a lazy `default_storage`
+    module = sys.modules.get(_S3_MODULE)
+    s3_class: Any = getattr(module, "S3Storage", None)
+    if s3_class is None or not issubclass(kind, s3_class):
+        return None
+    return storage
+
+
+def _s3_delete(storage: Any, keys: Sequence[str]) -> None:
+    """`storage` is an S3Storage (django-storages ships no type information)."""
+    from storages.utils import clean_name
+
+    names: dict[str, str] = {}  # the object's key -> the name the caller gave
+    for key in keys:
+        if not key:
+            raise ValueError("The name must be given to delete().")
+        # exactly what S3Storage.delete does with a name
+        names.setdefault(storage._normalize_name(clean_name(key)), key)
+    client = storage.connection.meta.client
+    object_keys = list(names)
+    position = {key: n for n, key in enumerate(object_keys)}
+    failures: list[tuple[int, str, str, str]] = []
+    for start in range(0, len(object_keys), DELETE_OBJECTS_MAX):
+        chunk = object_keys[start : start + DELETE_OBJECTS_MAX]
+        answer = client.delete_objects(
+            Bucket=storage.bucket_name,
+            Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
+        )
+        for error in answer.get("Errors", ()):
+            code = str(error.get("Code", ""))
+            if code in _MISSING_CODES:
+                continue
+            key = str(error.get("Key", ""))
+            message = str(error.get("Message", ""))
+            failures.append((position.get(key, -1), names.get(key, key), code, message))
+    if failures:
+        failures.sort(key=lambda failure: failure[0])
+        raise StorageDeleteError([f[1:] for f in failures], total=len(object_keys))

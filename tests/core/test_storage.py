@@ -1,0 +1,325 @@
+"""storage_delete: DeleteObjects batches of up to 1,000 keys on S3 (against a local S3
+server, moto_server on 127.0.0.1), the per-key loop on any other storage."""
+
+import http.client
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, default_storage
+from django.utils import timezone
+
+from compliance.core.storage import StorageDeleteError, storage_delete
+
+boto3 = pytest.importorskip("boto3")
+S3Storage = pytest.importorskip("storages.backends.s3").S3Storage
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A moto S3 server on a free local port, for this module."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = Path(sys.executable).with_name("moto_server")
+    process = subprocess.Popen(  # noqa: S603
+        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+CREDENTIALS = {"access_key": "testing", "secret_key": "testing", "region_name": "us-east-1"}
+
+
+@pytest.fixture
+def bucket(s3_server, request):
+    """A new bucket for the test, and a client on it."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    name = f"earshot-audio-{abs(hash(request.node.name)) % 10**8}"
+    client.create_bucket(Bucket=name)
+    return client, name
+
+
+def s3_storage(s3_server: str, bucket: str, **options) -> S3Storage:
+    return S3Storage(bucket_name=bucket, endpoint_url=s3_server, **CREDENTIALS, **options)
+
+
+def put(client, bucket: str, keys: list[str]) -> None:
+    """Objects of one byte at `keys`: plain PUTs on kept-alive connections, a few at a
+    time (the local server takes no signature; botocore's signing would double the
+    time of the 2,500)."""
+    endpoint = urlsplit(client.meta.endpoint_url)
+
+    def put_share(share: list[str]) -> None:
+        connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=30)
+        try:
+            for key in share:
+                connection.request("PUT", f"/{bucket}/{quote(key)}", body=b"x")
+                answer = connection.getresponse()
+                answer.read()
+                assert answer.status == 200, (key, answer.status)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(put_share, [keys[n::4] for n in range(4)]))
+
+
+def stored(client, bucket: str) -> set[str]:
+    keys: set[str] = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys |= {o["Key"] for o in page.get("Contents", ())}
+    return keys
+
+
+def count_delete_objects(storage: S3Storage) -> list[int]:
+    """The number of keys in each DeleteObjects request the storage's client sends."""
+    sizes: list[int] = []
+
+    def before(params, **_):
+        sizes.append(len(params["Delete"]["Objects"]))
+        assert params["Delete"]["Quiet"] is True
+
+    storage.connection.meta.client.meta.events.register(
+        "provide-client-params.s3.DeleteObjects", before
+    )
+    return sizes
+
+
+def test_2500_keys_go_in_three_delete_objects_requests(s3_server, bucket):
+    client, name = bucket
+    keys = [f"audio/2026/12/{n:05d}.wav" for n in range(2500)]
+    put(client, name, [*keys, "audio/2026/12/kept.wav"])
+    storage = s3_storage(s3_server, name)
+    requests = count_delete_objects(storage)
+
+    storage_delete(keys, storage)
+
+    assert requests == [1000, 1000, 500]
+    assert stored(client, name) == {"audio/2026/12/kept.wav"}
+
+
+def test_a_missing_key_counts_as_deleted(s3_server, bucket):
+    client, name = bucket
+    put(client, name, ["audio/a.wav"])
+    storage = s3_storage(s3_server, name)
+
+    storage_delete(["audio/a.wav", "audio/never-there.wav"], storage)
+    storage_delete(["audio/a.wav"], storage)  # again: gone already
+
+    assert stored(client, name) == set()
+
+
+def test_the_storage_location_prefix_applies_as_in_its_own_delete(s3_server, bucket):
+    client, name = bucket
+    put(client, name, ["media/audio/a.wav", "media/audio/b.wav", "audio/a.wav"])
+    storage = s3_storage(s3_server, name, location="media")
+
+    # names as S3Storage.delete takes them: cleaned (./, //) and under the location
+    storage_delete(["audio/a.wav", "audio//./b.wav"], storage)
+
+    assert stored(client, name) == {"audio/a.wav"}
+    storage.delete("audio/a.wav")  # its own delete agrees on what a name means
+    assert stored(client, name) == {"audio/a.wav"}
+
+
+def test_a_key_the_answer_lists_as_failed_raises_naming_it(s3_server, bucket, monkeypatch):
+    client, name = bucket
+    keys = [f"audio/{n}.wav" for n in range(1500)]
+    storage = s3_storage(s3_server, name, location="media")
+    s3 = storage.connection.meta.client
+    real = s3.delete_objects
+
+    def delete_objects(**params):
+        """S3 refuses two of the keys (an object under legal hold, say)."""
+        objects = params["Delete"]["Objects"]
+        refused = [o for o in objects if o["Key"] in {"media/audio/1400.wav", "media/audio/7.wav"}]
+        params["Delete"]["Objects"] = [o for o in objects if o not in refused]
+        answer = real(**params)
+        answer.setdefault("Errors", []).extend(
+            {"Key": o["Key"], "Code": "AccessDenied", "Message": "Access Denied"} for o in refused
+        )
+        return answer
+
+    monkeypatch.setattr(s3, "delete_objects", delete_objects)
+    put(client, name, [f"media/audio/{n}.wav" for n in (3, 7, 1200, 1400)])
+
+    with pytest.raises(StorageDeleteError) as raised:
+        storage_delete(keys, storage)
+
+    assert isinstance(raised.value, OSError)
+    assert "2 of 1500" in str(raised.value)
+    assert "'audio/7.wav': AccessDenied" in str(raised.value)
+    assert [f[:2] for f in raised.value.failures] == [
+        ("audio/7.wav", "AccessDenied"),
+        ("audio/1400.wav", "AccessDenied"),
+    ]
+    # both batches were sent: only the refused objects are left
+    assert stored(client, name) == {"media/audio/7.wav", "media/audio/1400.wav"}
+
+
+def test_no_such_key_from_an_s3_compatible_server_counts_as_deleted(s3_server, bucket, monkeypatch):
+    _, name = bucket
+    storage = s3_storage(s3_server, name)
+    s3 = storage.connection.meta.client
+    monkeypatch.setattr(
+        s3,
+        "delete_objects",
+        lambda **params: {"Errors": [{"Key": "audio/a.wav", "Code": "NoSuchKey"}]},
+    )
+
+    storage_delete(["audio/a.wav"], storage)
+
+
+def test_on_the_file_system_each_file_is_deleted_and_a_missing_one_is_fine(tmp_path):
+    storage = FileSystemStorage(location=tmp_path)
+    keys = [storage.save(f"audio/{n}.wav", ContentFile(b"x")) for n in range(3)]
+
+    storage_delete([*keys, "audio/never-there.wav"], storage)
+
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+    storage_delete([], storage)
+
+
+def test_other_errors_of_another_storage_are_raised(tmp_path, monkeypatch):
+    storage = FileSystemStorage(location=tmp_path)
+
+    def delete(name):
+        raise PermissionError(name)
+
+    monkeypatch.setattr(storage, "delete", delete)
+    with pytest.raises(PermissionError):
+        storage_delete(["audio/a.wav"], storage)
+
+
+def test_default_storage_is_used_when_none_is_given(settings):
+    key = default_storage.save("audio/a.wav", ContentFile(b"x"))
+
+    storage_delete([key])
+
+    assert not default_storage.exists(key)
+
+
+# --- end to end, with S3 as the default storage ----------------------------------------
+
+
+@pytest.fixture
+def s3_default_storage(s3_server, bucket, settings, monkeypatch):
+    """STORAGES' default is S3Storage on the test's bucket, configured by AWS_* settings."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client, name = bucket
+    settings.AWS_STORAGE_BUCKET_NAME = name
+    settings.AWS_S3_ENDPOINT_URL = s3_server
+    settings.AWS_S3_REGION_NAME = "us-east-1"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.s3.S3Storage"},
+    }
+    return client, name
+
+
+@pytest.mark.django_db
+def test_the_storage_sweep_deletes_orphaned_audio_on_s3_in_one_request(s3_default_storage):
+    from compliance.actions.ingest import recording_create
+    from compliance.recordings.services import RecordingInput
+    from compliance.retention.storage_sweep import storage_sweep
+    from tests.factories import ProfileFactory
+
+    client, name = s3_default_storage
+
+    def ingest(external_id: str):
+        return recording_create(
+            data=RecordingInput(
+                external_id=external_id,
+                profile_external_id=ProfileFactory().external_id,
+                recorded_at=timezone.now() - timedelta(days=1),
+                audio=ContentFile(b"RIFF....WAVEfmt ", name="clip.wav"),
+            ),
+            actor="test",
+        )
+
+    kept = ingest("rec-kept").artefacts.get(category="audio").storage_key
+    # an ingest that stored its audio, then died before its rows committed
+    orphan_key = default_storage.save("audio/2026/12/orphan.wav", ContentFile(b"RIFF"))
+    assert isinstance(default_storage._wrapped, S3Storage)
+    assert stored(client, name) == {kept, orphan_key}
+    requests = count_delete_objects(default_storage)
+
+    result = storage_sweep(now=timezone.now() + timedelta(hours=2))
+
+    assert (result.files_checked, result.orphan_files_deleted) == (2, 1)
+    assert requests == [1]
+    assert stored(client, name) == {kept}
+
+
+@pytest.mark.django_db
+def test_an_ingest_that_fails_removes_its_uploaded_audio_from_s3(s3_default_storage):
+    from compliance.actions.ingest import recording_create
+    from compliance.core.errors import ApplicationError
+    from compliance.recordings.services import RecordingInput
+
+    client, name = s3_default_storage
+
+    with pytest.raises(ApplicationError):
+        recording_create(
+            data=RecordingInput(
+                external_id="rec-1",
+                profile_external_id="no-such-profile",
+                recorded_at=timezone.now() - timedelta(days=1),
+                audio=ContentFile(b"RIFF....WAVEfmt ", name="clip.wav"),
+            ),
+            actor="test",
+        )
+
+    assert stored(client, name) == set()
+
+
+def test_the_ledger_recovery_logs_a_failed_batch_and_deletes_the_next(monkeypatch, caplog):
+    from compliance.recovery import services as recovery
+
+    keys = [default_storage.save(f"audio/{n}.wav", ContentFile(b"x")) for n in range(5)]
+    monkeypatch.setattr(recovery, "DELETE_OBJECTS_MAX", 2)
+    real = default_storage.delete
+
+    def delete(name):
+        if name == keys[1]:
+            raise PermissionError(name)
+        real(name)
+
+    monkeypatch.setattr(default_storage, "delete", delete)
+
+    recovery._delete_files(keys)
+
+    # the failed batch's first file went before the failure; the next batches all went
+    assert [default_storage.exists(key) for key in keys] == [False, True, False, False, False]
+    assert "ledger.recover_files_not_deleted keys=2 first_key=audio/0.wav" in caplog.text
