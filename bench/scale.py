@@ -172,11 +172,14 @@ def _as_cluster_user(*command: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def private_cluster(datadir: Path, port: int) -> Iterator[None]:
+def private_cluster(
+    datadir: Path, port: int, extra: dict[str, str] | None = None
+) -> Iterator[None]:
     """A PostgreSQL 15 cluster of the bench's own in `datadir` (made with initdb the
     first time, trust authentication on 127.0.0.1 only), started with
     cluster_settings() and stopped again (pg_ctl stop) whatever happens. Every
-    connection of the bench and of the app goes to it meanwhile."""
+    connection of the bench and of the app goes to it meanwhile. `extra`: settings
+    beside those (bench/purge_phases.py loads pg_stat_statements)."""
     if not (PG_BIN / "pg_ctl").exists():
         raise BenchError(f"--private-cluster needs PostgreSQL 15's binaries in {PG_BIN}")
     datadir = datadir.resolve()
@@ -195,7 +198,7 @@ def private_cluster(datadir: Path, port: int) -> Iterator[None]:
     if INCLUDE not in conf.read_text():
         with conf.open("a") as out:
             out.write(f"\n{INCLUDE}\n")
-    settings = cluster_settings(port, datadir)
+    settings = cluster_settings(port, datadir) | (extra or {})
     ours = datadir / "earshot-bench.conf"
     ours.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
     shutil.chown(ours, CLUSTER_USER, CLUSTER_USER)
