@@ -265,9 +265,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--private-cluster", type=Path, required=True)
     parser.add_argument("--port", type=int, default=PRIVATE_PORT)
     parser.add_argument("--keep-spread", action="store_true", help="keep <db>_spread")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting beside the bench's (repeatable), to compare its effect",
+    )
     args = parser.parse_args(argv)
     sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
     extra = {"shared_preload_libraries": "'pg_stat_statements'"} if args.statements else {}
+    extra |= dict(setting.split("=", 1) for setting in args.setting)
     try:
         with private_cluster(args.private_cluster, args.port, extra=extra):
             sources = {}
