@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/scale.py [--sizes 1000000,10000000] [--duration 15]
         [--connections 16] [--batches 10] [--draws 10] [--rounds 3] [--keep-db]
-        [--seed-only] [--skip-purge] [--skip-spread] [--private-cluster DIR [--port N]]
+        [--seed-only] [--skip-purge] [--skip-spread] [--purge-rounds 1]
+        [--private-cluster DIR [--port N]]
 
 What it does, on this machine only (127.0.0.1):
 1. With --private-cluster DIR, runs everything on a PostgreSQL 15 cluster of its own
@@ -43,7 +44,9 @@ What it does, on this machine only (127.0.0.1):
      project's purge loop (compliance.retention.purge.purge_expired, what `manage.py
      purge_expired` and the beat run) in one process, recordings purged a second:
      first the contiguous slice (due now), then the spread slice (purged at the time
-     it falls due; --skip-spread leaves it out).
+     it falls due; --skip-spread leaves it out; with --purge-rounds N, N times at
+     each size, each on a fresh copy of the copy whose contiguous slice is purged,
+     and the median round reported).
 5. Prints each figure at every size and the ratio of the largest to the smallest size.
    A figure worse by more than 20% at the larger size FAILS.
 
@@ -172,11 +175,14 @@ def _as_cluster_user(*command: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def private_cluster(datadir: Path, port: int) -> Iterator[None]:
+def private_cluster(
+    datadir: Path, port: int, extra: dict[str, str] | None = None
+) -> Iterator[None]:
     """A PostgreSQL 15 cluster of the bench's own in `datadir` (made with initdb the
     first time, trust authentication on 127.0.0.1 only), started with
     cluster_settings() and stopped again (pg_ctl stop) whatever happens. Every
-    connection of the bench and of the app goes to it meanwhile."""
+    connection of the bench and of the app goes to it meanwhile. `extra`: settings
+    beside those (bench/purge_phases.py loads pg_stat_statements)."""
     if not (PG_BIN / "pg_ctl").exists():
         raise BenchError(f"--private-cluster needs PostgreSQL 15's binaries in {PG_BIN}")
     datadir = datadir.resolve()
@@ -195,7 +201,7 @@ def private_cluster(datadir: Path, port: int) -> Iterator[None]:
     if INCLUDE not in conf.read_text():
         with conf.open("a") as out:
             out.write(f"\n{INCLUDE}\n")
-    settings = cluster_settings(port, datadir)
+    settings = cluster_settings(port, datadir) | (extra or {})
     ours = datadir / "earshot-bench.conf"
     ours.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
     shutil.chown(ours, CLUSTER_USER, CLUSTER_USER)
@@ -337,7 +343,8 @@ class SizeFigures:
     batch_ms: list[float] = field(default_factory=list)
     draw_ms: list[float] = field(default_factory=list)
     purge: dict[str, float] | None = None  # the contiguous slice
-    purge_spread: dict[str, float] | None = None  # the spread slice
+    purge_spread: dict[str, float] | None = None  # the spread slice (the median round)
+    purge_spread_rates: list[float] = field(default_factory=list)  # every round's
     # CPU seconds and requests: name -> [gunicorn workers, PostgreSQL (backends and
     # writers), requests], summed over the rounds
     cpu: dict[str, list[float]] = field(default_factory=dict)
@@ -497,11 +504,12 @@ def purge_once(db: str, size: int, slice_: str, at: str | None) -> dict[str, flo
     return run
 
 
-def measure_purge(size: int, f: SizeFigures, spread: bool) -> None:
+def measure_purge(size: int, f: SizeFigures, spread: bool, rounds: int = 1) -> None:
     """The purge, on a copy of the seeded database (so that it stays reusable): first
     the contiguous slice that is due (the oldest recordings, the realistic case), then,
     with `spread`, the slice spread over the whole table (the worst case), purged at
-    the time it falls due."""
+    the time it falls due: `rounds` times, each on a fresh copy of the first copy (its
+    contiguous slice purged) when more than one, the median round reported."""
     db = db_name(size)
     copy = f"{db}_purge"
     step = time.perf_counter()
@@ -518,7 +526,25 @@ def measure_purge(size: int, f: SizeFigures, spread: bool) -> None:
                     " WHERE expiry_basis = %s",
                     [SPREAD_BASIS],
                 ).fetchone()
-            f.purge_spread = purge_once(copy, size, "spread", due.isoformat())
+            if rounds == 1:
+                f.purge_spread = purge_once(copy, size, "spread", due.isoformat())
+                f.purge_spread_rates = [_rate(f.purge_spread) or 0.0]
+                return
+            runs = []
+            again = f"{db}_spread"
+            for n in range(rounds):
+                with connect("postgres") as pg:
+                    pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
+                    pg.execute(f'CREATE DATABASE "{again}" TEMPLATE "{copy}" STRATEGY FILE_COPY')
+                try:
+                    name = f"spread (round {n + 1} of {rounds})"
+                    runs.append(purge_once(again, size, name, due.isoformat()))
+                finally:
+                    with connect("postgres") as pg:
+                        pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
+            runs.sort(key=lambda run: _rate(run) or 0.0)
+            f.purge_spread = runs[len(runs) // 2]
+            f.purge_spread_rates = [_rate(run) or 0.0 for run in runs]
     finally:
         with connect("postgres") as pg:
             pg.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
@@ -566,7 +592,7 @@ def report(figures: list[SizeFigures]) -> None:
             "purge recordings/s (contiguous slice)", small.purge_rate, large.purge_rate, True
         ),
         ratio_line(
-            "purge recordings/s (spread slice, worst case)",
+            "purge recordings/s (spread slice, worst case; median of rounds)",
             small.purge_spread_rate,
             large.purge_spread_rate,
             True,
@@ -581,6 +607,10 @@ def report(figures: list[SizeFigures]) -> None:
         seeded = "reused" if f.seeding_s is None else f"{f.seeding_s:,.0f} s"
         lines.append((f"seeding {label(f.size)}", seeded))
     lines += [(name, figure) for name, figure, _ in rows]
+    for f in figures:
+        if len(f.purge_spread_rates) > 1:
+            rates = ", ".join(f"{r:,.0f}" for r in sorted(f.purge_spread_rates))
+            lines.append((f"spread purge rounds at {label(f.size)}, recordings/s", rates))
     for f in figures:
         for name, (app_ms, pg_ms) in f.cpu_ms().items():
             lines.append(
@@ -606,6 +636,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--keep-db", action="store_true", help="reuse seeded databases")
     parser.add_argument("--seed-only", action="store_true", help="seed, measure nothing")
     parser.add_argument("--skip-purge", action="store_true", help="measure no purge")
+    parser.add_argument(
+        "--purge-rounds",
+        type=int,
+        default=1,
+        help="spread-slice purges at each size, each on a fresh copy; the median reported",
+    )
     parser.add_argument(
         "--skip-spread", action="store_true", help="purge the contiguous slice only"
     )
@@ -665,7 +701,7 @@ def run(args: argparse.Namespace) -> list[SizeFigures]:
     for f in figures:
         if not args.skip_purge:
             heading(f"Purging {db_name(f.size)}")
-            measure_purge(f.size, f, spread=not args.skip_spread)
+            measure_purge(f.size, f, spread=not args.skip_spread, rounds=args.purge_rounds)
     return figures
 
 

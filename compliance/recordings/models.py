@@ -141,9 +141,13 @@ class Artefact(models.Model):
                 include=["state", "expires_at"],
                 name="artefact_rule",
             ),
-            # the purge: active artefacts past their expiry, oldest first
+            # the purge: active artefacts past their expiry, in the claim's order
+            # (expires_at, id), so that a batch reads its own rows only. On expires_at
+            # alone, a backlog of rows due at the same instant (a retention-choice
+            # change, a policy shortened) was read and sorted whole by every batch's
+            # claim: quadratic in the backlog (docs/capacity.md, "The purge at 10x").
             models.Index(
-                fields=["expires_at"],
+                fields=["expires_at", "id"],
                 condition=models.Q(state="active", purge_blocked=False, expires_at__isnull=False),
                 name="artefact_due",
             ),

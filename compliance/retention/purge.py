@@ -128,6 +128,18 @@ def _recorded_at_under(holds: list[LegalHold], rows: list[tuple]) -> dict[int, d
     return dict(Recording.objects.filter(pk__any_of=recording_ids).values_list("pk", "recorded_at"))
 
 
+def _peek(candidates: Q, *, order: tuple[str, ...], limit: int) -> list[tuple[int, int | None]]:
+    """The claim's first read, without locks: the next `limit` candidates in `order`,
+    with their owners. For the periodic purge, `artefact_due` is in that order
+    (expires_at, id), so a batch reads its own rows and stops: on expires_at alone, a
+    backlog due at one instant was read and sorted whole by every batch."""
+    return list(
+        Artefact.objects.filter(candidates)
+        .order_by(*order)
+        .values_list("id", "recording__profile_id")[:limit]
+    )
+
+
 def _claim(
     candidates: Q,
     *,
@@ -146,11 +158,7 @@ def _claim(
     deadlocked with a retention-choice change (profile, then its artefacts)."""
     result = BatchResult()
     with transaction.atomic():
-        peeked = list(
-            Artefact.objects.filter(candidates)
-            .order_by(*order)
-            .values_list("id", "recording__profile_id")[:limit]
-        )
+        peeked = _peek(candidates, order=order, limit=limit)
         if not peeked:
             return [], result
         result.looked = len(peeked)

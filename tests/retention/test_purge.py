@@ -88,6 +88,40 @@ def test_a_batch_sends_its_ids_as_one_array_not_one_parameter_each(ingest):
     assert widest and max(widest) < 30
 
 
+@postgres_only()
+def test_a_claim_reads_its_own_batch_of_a_backlog_due_at_one_instant(ingest):
+    """A retention-choice change or a shortened policy makes many rows due at the same
+    instant. The claim's first read takes them in the periodic purge's order
+    (expires_at, id) straight from `artefact_due` and stops at the batch's size: no
+    sort. On expires_at alone, every batch read, joined and sorted the whole backlog
+    (docs/capacity.md, "The purge at 10x"). The plan is asked for as on a large table
+    (no sequential or bitmap scans, nested loops only): this table is tiny."""
+    import inspect
+
+    _due_audio(ingest, 6)
+    now = timezone.now()
+    Artefact.objects.filter(category="audio").update(expires_at=now - timedelta(days=1))
+    order = inspect.signature(purge.purge_batch).parameters["order"].default
+    with CaptureQueriesContext(connection) as queries:
+        claimed, _ = purge._claim(
+            purge.due_artefacts(now), now=now, reason=None, limit=2, order=order
+        )
+    assert len(claimed) == 2
+    assert claimed == sorted(claimed, key=lambda c: c.id)
+    assert {c.id for c in claimed} == set(
+        Artefact.objects.filter(category="audio").order_by("id").values_list("id", flat=True)[:2]
+    )
+    peek = next(q["sql"] for q in queries if q["sql"].startswith("SELECT"))
+    assert "LIMIT 2" in peek
+    with connection.cursor() as cursor:
+        for setting in ("seqscan", "bitmapscan", "hashjoin", "mergejoin"):
+            cursor.execute(f"SET LOCAL enable_{setting} = off")
+        cursor.execute(f"EXPLAIN {peek}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "artefact_due" in plan, plan
+    assert "Sort" not in plan, plan
+
+
 def test_a_purge_unlinks_the_file_and_leaves_a_tombstone_without_content(ingest):
     _policy(10)
     _policy(10, category="transcript")
