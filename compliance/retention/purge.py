@@ -43,19 +43,19 @@ import time
 from collections import Counter
 from collections.abc import Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, suppress
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
 from compliance.core.audit import audit_bulk_change
+from compliance.core.storage import storage_delete
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Recording, RecordingState
 
@@ -246,10 +246,9 @@ def _claim(
 
 
 def _delete_files(keys: list[str]) -> None:
-    for key in keys:
-        # Django's own storages already ignore a missing file; others may raise
-        with suppress(FileNotFoundError):
-            default_storage.delete(key)
+    """A missing file counts as deleted; on S3 one DeleteObjects request for the keys
+    (compliance.core.storage)."""
+    storage_delete(keys)
 
 
 def _unlink(claimed: list[_Claimed]) -> Generator[list[_Claimed]]:

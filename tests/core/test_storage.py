@@ -16,6 +16,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.utils import timezone
 
+from compliance.core import storage as storage_module
 from compliance.core.storage import StorageDeleteError, storage_delete
 
 boto3 = pytest.importorskip("boto3")
@@ -280,6 +281,53 @@ def test_the_storage_sweep_deletes_orphaned_audio_on_s3_in_one_request(s3_defaul
     assert (result.files_checked, result.orphan_files_deleted) == (2, 1)
     assert requests == [1]
     assert stored(client, name) == {kept}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_batch_purge_deletes_expired_audio_on_s3_and_keeps_the_rest(
+    s3_default_storage, monkeypatch
+):
+    from compliance.actions.ingest import recording_create
+    from compliance.recordings.models import Recording
+    from compliance.recordings.services import RecordingInput
+    from compliance.retention.purge import purge_expired
+    from compliance.retention.services import retention_policies_apply, retention_policy_create
+    from tests.factories import ProfileFactory
+
+    client, name = s3_default_storage
+    retention_policy_create(jurisdiction="*", category="audio", retention_days=10, actor="t")
+    retention_policies_apply()
+
+    def ingest(external_id: str, days_ago: int) -> str:
+        recording = recording_create(
+            data=RecordingInput(
+                external_id=external_id,
+                profile_external_id=ProfileFactory().external_id,
+                recorded_at=timezone.now() - timedelta(days=days_ago),
+                audio=ContentFile(b"RIFF....WAVEfmt ", name="clip.wav"),
+            ),
+            actor="test",
+        )
+        return recording.artefacts.get(category="audio").storage_key
+
+    expired = {ingest(f"rec-old-{n}", days_ago=11) for n in range(3)}
+    kept = ingest("rec-new", days_ago=1)
+    assert stored(client, name) == expired | {kept}
+    # the purge deletes from its own threads, each with its own S3 client: counted here
+    bulk: list[int] = []
+    real_bulk = storage_module._s3_delete
+    monkeypatch.setattr(
+        storage_module, "_s3_delete", lambda st, keys: bulk.append(len(keys)) or real_bulk(st, keys)
+    )
+    monkeypatch.setattr(S3Storage, "delete", lambda *a: pytest.fail("a DELETE per object"))
+
+    purge_expired()
+
+    assert stored(client, name) == {kept}
+    assert sum(bulk) == len(expired)
+    states = dict(Recording.objects.values_list("external_id", "state"))
+    assert states == {"rec-old-0": "purged", "rec-old-1": "purged", "rec-old-2": "purged",
+                      "rec-new": "active"}  # fmt: skip
 
 
 @pytest.mark.django_db
