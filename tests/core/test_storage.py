@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -17,7 +17,7 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from django.utils import timezone
 
 from compliance.core import storage as storage_module
-from compliance.core.storage import StorageDeleteError, storage_delete
+from compliance.core.storage import StorageDeleteError, storage_delete, storage_listing
 
 boto3 = pytest.importorskip("boto3")
 S3Storage = pytest.importorskip("storages.backends.s3").S3Storage
@@ -228,6 +228,65 @@ def test_default_storage_is_used_when_none_is_given(settings):
     storage_delete([key])
 
     assert not default_storage.exists(key)
+
+
+def count_requests(storage: S3Storage, operation: str) -> list[dict]:
+    """The API parameters (Bucket, Prefix...) of each `operation` request (ListObjectsV2,
+    HeadObject) that the storage's client sends."""
+    sent: list[dict] = []
+    events = storage.connection.meta.client.meta.events
+    given: list[dict] = []
+    events.register(
+        f"provide-client-params.s3.{operation}", lambda params, **_: given.append(params)
+    )
+    # counted as sent just before the request goes (after validation)
+    events.register(f"before-call.s3.{operation}", lambda **_: sent.append(given[-1]))
+    return sent
+
+
+def test_the_s3_listing_pages_under_the_location_in_byte_order(s3_server, bucket):
+    client, name = bucket
+    keys = [f"media/audio/{n:04d}.wav" for n in range(1003)]
+    others = ["media/audio2/x.wav", "audio/outside-the-location.wav", "media/other.wav"]
+    odd = ["media/audio/a-b.wav", "media/audio/a/b.wav", "media/audio/Z.wav",
+           "media/audio/\u00e9.wav", "media/audio/z.wav"]  # fmt: skip
+    put(client, name, [*keys, *others, *odd, "media/audio/dir/"])  # and a directory marker
+    storage = s3_storage(s3_server, name, location="media")
+    lists = count_requests(storage, "ListObjectsV2")
+    heads = count_requests(storage, "HeadObject")
+    started = timezone.now()
+
+    listing = list(storage_listing("audio/", storage))
+
+    names = [n for n, _ in listing]
+    expected = sorted((k.removeprefix("media/") for k in keys + odd), key=str.encode)
+    assert names == expected
+    assert names[-5:] == ["audio/Z.wav", "audio/a-b.wav", "audio/a/b.wav", "audio/z.wav",
+                          "audio/\u00e9.wav"]  # fmt: skip
+    assert all(m.tzinfo is UTC and abs(m - started) < timedelta(minutes=5) for _, m in listing)
+    assert len(lists) == 2 and {p["Prefix"] for p in lists} == {"media/audio/"}
+    assert heads == []
+    # the names are the storage's own: its methods take them
+    assert storage.exists(names[0])
+    assert list(storage_listing("audio", storage)) == listing
+    assert list(storage_listing("nothing/", storage)) == []
+
+
+def test_the_file_system_listing_walks_nested_directories_in_byte_order(tmp_path):
+    storage = FileSystemStorage(location=tmp_path)
+    names = ["audio/b.wav", "audio/a/2.wav", "audio/a/1/x.wav", "audio/a-z.wav",
+             "audio/Z.wav", "audio/\u00e9.wav", "audio/a.wav", "audio2/no.wav", "top.wav"]  # fmt: skip
+    for n in names:
+        storage.save(n, ContentFile(b"x"))
+
+    listing = list(storage_listing("audio/", storage))
+
+    assert [n for n, _ in listing] == [
+        "audio/Z.wav", "audio/a-z.wav", "audio/a.wav", "audio/a/1/x.wav", "audio/a/2.wav",
+        "audio/b.wav", "audio/\u00e9.wav",
+    ]  # fmt: skip
+    assert all(m.tzinfo is UTC and m == storage.get_modified_time(n) for n, m in listing)
+    assert list(storage_listing("missing/", storage)) == []
 
 
 # --- end to end, with S3 as the default storage ----------------------------------------
