@@ -108,6 +108,13 @@ def storage_listing(prefix: str, storage: Storage | None = None) -> Iterator[tup
     yield from _walk(storage, directory)
 
 
+def storage_is_s3(storage: Storage | None = None) -> bool:
+    """Whether `storage` (default: `default_storage`) is django-storages' S3Storage, where
+    each `exists` is a request and `storage_listing` is the cheap way to know what is
+    stored."""
+    return _s3_storage(default_storage if storage is None else storage) is not None
+
+
 def _walk(storage: Storage, directory: str) -> Iterator[tuple[str, datetime]]:
     try:
         directories, files = storage.listdir(directory)

@@ -274,8 +274,8 @@ def test_the_s3_listing_pages_under_the_location_in_byte_order(s3_server, bucket
 
 def test_the_file_system_listing_walks_nested_directories_in_byte_order(tmp_path):
     storage = FileSystemStorage(location=tmp_path)
-    names = ["audio/b.wav", "audio/a/2.wav", "audio/a/1/x.wav", "audio/a-z.wav",
-             "audio/Z.wav", "audio/\u00e9.wav", "audio/a.wav", "audio2/no.wav", "top.wav"]  # fmt: skip
+    names = ["audio/b.wav", "audio/a/2.wav", "audio/a/1/x.wav", "audio/a-z.wav", "audio/Z.wav",
+             "audio/\u00e9.wav", "audio/a.wav", "audio2/no.wav", "top.wav"]  # fmt: skip
     for n in names:
         storage.save(n, ContentFile(b"x"))
 
@@ -430,3 +430,93 @@ def test_the_ledger_recovery_logs_a_failed_batch_and_deletes_the_next(monkeypatc
     # the failed batch's first file went before the failure; the next batches all went
     assert [default_storage.exists(key) for key in keys] == [False, True, False, False, False]
     assert "ledger.recover_files_not_deleted keys=2 first_key=audio/0.wav" in caplog.text
+
+
+@pytest.mark.django_db
+def test_the_storage_sweep_on_s3_merges_listings_with_no_head_request(
+    s3_default_storage, monkeypatch
+):
+    from compliance.actions.ingest import recording_create
+    from compliance.recordings.models import Artefact
+    from compliance.recordings.services import RecordingInput
+    from compliance.retention import storage_sweep as sweep_module
+    from tests.factories import ProfileFactory
+
+    client, name = s3_default_storage
+
+    def ingest(external_id: str) -> Artefact:
+        recording = recording_create(
+            data=RecordingInput(
+                external_id=external_id,
+                profile_external_id=ProfileFactory().external_id,
+                recorded_at=timezone.now() - timedelta(days=1),
+                audio=ContentFile(b"RIFF....WAVEfmt ", name="clip.wav"),
+            ),
+            actor="test",
+        )
+        return recording.artefacts.get(category="audio")
+
+    kept, gone = ingest("rec-kept"), ingest("rec-gone")
+    registered, registered_gone = ingest("rec-registered"), ingest("rec-registered-gone")
+    # objects the platform registered under INGEST_AUDIO_PREFIX
+    put(client, name, ["ingest/present.wav"])
+    for artefact in (registered, registered_gone):
+        client.delete_object(Bucket=name, Key=artefact.storage_key)
+    Artefact.objects.filter(pk=registered.pk).update(storage_key="ingest/present.wav")
+    Artefact.objects.filter(pk=registered_gone.pk).update(storage_key="ingest/gone.wav")
+    client.delete_object(Bucket=name, Key=gone.storage_key)
+    orphan_key = default_storage.save("audio/2026/12/orphan.wav", ContentFile(b"RIFF"))
+    # the listing's start is the bound (no margin for clocks in this test)
+    monkeypatch.setattr(sweep_module, "CLOCK_SKEW", timedelta(0))
+    heads = count_requests(default_storage, "HeadObject")
+    lists = count_requests(default_storage, "ListObjectsV2")
+    late: list[Artefact] = []
+
+    def ingest_while_listing(**_):
+        """An ingest lands after the first page of the listing of `audio/` for the
+        artefacts was read: its file is in no page, its row in the database; it must
+        not count as missing."""
+        if len(lists) == 2 and not late:
+            late.append(ingest("rec-late"))
+
+    default_storage.connection.meta.client.meta.events.register(
+        "after-call.s3.ListObjectsV2", ingest_while_listing
+    )
+
+    result = sweep_module.storage_sweep(now=timezone.now() + timedelta(hours=2))
+
+    assert heads == []
+    assert [p["Prefix"] for p in lists] == ["audio/", "audio/", "ingest/"]
+    assert (result.files_checked, result.orphan_files_deleted) == (2, 1)
+    assert result.rows_without_file == 2
+    states = dict(Artefact.objects.filter(category="audio").values_list("pk", "state"))
+    assert states == {
+        kept.pk: "active",
+        gone.pk: "purged",
+        registered.pk: "active",
+        registered_gone.pk: "purged",
+        late[0].pk: "active",
+    }
+    assert Artefact.objects.get(pk=gone.pk).purge_reason == "file_missing"
+    assert orphan_key not in stored(client, name)
+    assert late[0].storage_key in stored(client, name)
+
+
+@pytest.mark.django_db
+def test_on_s3_a_key_under_no_listed_prefix_is_asked_for(s3_default_storage):
+    from compliance.recordings.models import Artefact
+    from compliance.retention.storage_sweep import storage_sweep
+    from tests.factories import ArtefactFactory
+
+    client, name = s3_default_storage
+    put(client, name, ["elsewhere/present.wav"])
+    present = ArtefactFactory(storage_key="elsewhere/present.wav")
+    gone = ArtefactFactory(storage_key="elsewhere/gone.wav")
+    heads = count_requests(default_storage, "HeadObject")
+
+    result = storage_sweep()
+
+    assert sorted(p["Key"] for p in heads) == ["elsewhere/gone.wav", "elsewhere/present.wav"]
+    assert result.rows_without_file == 1
+    assert Artefact.objects.get(pk=present.pk).state == "active"
+    assert Artefact.objects.get(pk=gone.pk).state == "purged"
