@@ -124,7 +124,9 @@ class Artefact(models.Model):
             # that another recording already names would have its file deleted by
             # that recording's purge. Purged rows have no key, so a purged object's key
             # may be registered again (it then names a missing file, and is refused).
-            # Also serves the storage sweep's and the ingest's look-ups by key.
+            # Also serves the storage sweep's and the ingest's look-ups by key. (The
+            # sweep's pages in byte order on S3 use `artefact_active_key_bytes`, on
+            # storage_key COLLATE "C": PostgreSQL only, so in migration 0008, not here.)
             models.UniqueConstraint(
                 fields=["storage_key"],
                 condition=~models.Q(storage_key=""),

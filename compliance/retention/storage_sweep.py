@@ -149,7 +149,7 @@ def _missing_by_listing(result: StorageSweep, prefix: str) -> list[int]:
                 listed = next(names, None)
             if listed == key:
                 continue
-            if posixpath.normpath(key) != key:
+            if posixpath.normpath(key) != key or "\\" in key:
                 # a name the storage would map to another key: ask it (never the case
                 # for keys the ingest or the batch endpoint accept)
                 if not default_storage.exists(key):
