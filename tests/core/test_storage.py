@@ -2,13 +2,8 @@
 server, moto_server on 127.0.0.1), the per-key loop on any other storage."""
 
 import http.client
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -21,35 +16,6 @@ from compliance.core.storage import StorageDeleteError, storage_delete, storage_
 
 boto3 = pytest.importorskip("boto3")
 S3Storage = pytest.importorskip("storages.backends.s3").S3Storage
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """A moto S3 server on a free local port, for this module."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen(  # noqa: S603
-        [str(server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 CREDENTIALS = {"access_key": "testing", "secret_key": "testing", "region_name": "us-east-1"}

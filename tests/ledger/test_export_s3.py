@@ -2,12 +2,7 @@
 127.0.0.1): objects written once and never overwritten, S3 Object Lock when configured,
 and the restore check reading the export from there."""
 
-import socket
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -27,35 +22,6 @@ boto3 = pytest.importorskip("boto3")
 pytestmark = [pytest.mark.django_db, postgres_only()]
 
 BUCKET = "earshot-ledger"
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """A moto S3 server on a free local port, for this module."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen(  # noqa: S603
-        [str(server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
