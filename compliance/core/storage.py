@@ -69,9 +69,8 @@ def storage_delete(keys: Sequence[str], storage: Storage | None = None) -> None:
     storage = default_storage if storage is None else storage
     if not keys:
         return
-    s3 = _s3_storage(storage)
-    if s3 is not None:
-        _s3_delete(s3, keys)
+    if _is_s3(storage):
+        _s3_delete(storage, keys)
         return
     for key in keys:
         # Django's own storages already ignore a missing file; others may raise
@@ -100,9 +99,8 @@ def storage_listing(prefix: str, storage: Storage | None = None) -> Iterator[tup
     its name followed by "/"), and lazily, one directory at a time.
     """
     storage = default_storage if storage is None else storage
-    s3 = _s3_storage(storage)
-    if s3 is not None:
-        yield from _s3_listing(s3, prefix)
+    if _is_s3(storage):
+        yield from _s3_listing(storage, prefix)
         return
     directory = prefix.strip("/")
     yield from _walk(storage, directory)
@@ -112,7 +110,7 @@ def storage_is_s3(storage: Storage | None = None) -> bool:
     """Whether `storage` (default: `default_storage`) is django-storages' S3Storage, where
     each `exists` is a request and `storage_listing` is the cheap way to know what is
     stored."""
-    return _s3_storage(default_storage if storage is None else storage) is not None
+    return _is_s3(default_storage if storage is None else storage)
 
 
 def _walk(storage: Storage, directory: str) -> Iterator[tuple[str, datetime]]:
@@ -163,15 +161,12 @@ def _s3_listing(storage: Any, prefix: str) -> Iterator[tuple[str, datetime]]:
             yield key[cut:], _utc(entry["LastModified"])
 
 
-def _s3_storage(storage: Storage) -> Any:
-    """`storage` if it is django-storages' S3Storage (or a subclass), without importing
-    the module when nothing has (see the module's docstring)."""
+def _is_s3(storage: Storage) -> bool:
+    """Whether `storage` is django-storages' S3Storage (or a subclass), without
+    importing the module when nothing has (see the module's docstring)."""
     kind = storage.__class__  # also sets up a lazy `default_storage`
-    module = sys.modules.get(_S3_MODULE)
-    s3_class: Any = getattr(module, "S3Storage", None)
-    if s3_class is None or not issubclass(kind, s3_class):
-        return None
-    return storage
+    s3_class: Any = getattr(sys.modules.get(_S3_MODULE), "S3Storage", None)
+    return s3_class is not None and issubclass(kind, s3_class)
 
 
 def _s3_delete(storage: Any, keys: Sequence[str]) -> None:
@@ -186,21 +181,25 @@ def _s3_delete(storage: Any, keys: Sequence[str]) -> None:
         names.setdefault(storage._normalize_name(clean_name(key)), key)
     client = storage.connection.meta.client
     object_keys = list(names)
-    position = {key: n for n, key in enumerate(object_keys)}
-    failures: list[tuple[int, str, str, str]] = []
+    failed: dict[str, tuple[str, str]] = {}  # the object's key -> (code, message)
     for start in range(0, len(object_keys), DELETE_OBJECTS_MAX):
-        chunk = object_keys[start : start + DELETE_OBJECTS_MAX]
         answer = client.delete_objects(
             Bucket=storage.bucket_name,
-            Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
+            Delete={
+                "Objects": [
+                    {"Key": key} for key in object_keys[start : start + DELETE_OBJECTS_MAX]
+                ],
+                "Quiet": True,
+            },
         )
         for error in answer.get("Errors", ()):
             code = str(error.get("Code", ""))
-            if code in _MISSING_CODES:
-                continue
-            key = str(error.get("Key", ""))
-            message = str(error.get("Message", ""))
-            failures.append((position.get(key, -1), names.get(key, key), code, message))
-    if failures:
-        failures.sort(key=lambda failure: failure[0])
-        raise StorageDeleteError([f[1:] for f in failures], total=len(object_keys))
+            if code not in _MISSING_CODES:
+                failed[str(error.get("Key", ""))] = (code, str(error.get("Message", "")))
+    if failed:
+        # in the order the keys were named; a key the answer made up comes last
+        ordered = [key for key in object_keys if key in failed]
+        ordered += [key for key in failed if key not in names]
+        raise StorageDeleteError(
+            [(names.get(key, key), *failed[key]) for key in ordered], total=len(object_keys)
+        )

@@ -158,11 +158,10 @@ def _time(entry: LedgerEntry) -> str:
     return entry.created_at.isoformat()
 
 
-def _consent(entry: LedgerEntry) -> list[tuple[str, str, dict[str, Any]]]:
+def _consent(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
     profile = _profile(entry)
     return [
         (
-            "consent.changed",
             profile,
             {
                 "profile": profile,
@@ -188,14 +187,13 @@ def _purged(entry: LedgerEntry) -> list[tuple[str, str, str]]:
     ]
 
 
-def _purge(entry: LedgerEntry) -> list[tuple[str, str, dict[str, Any]]]:
+def _purge(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
     # one event per profile and reason in the batch, listing its recordings
     groups: dict[tuple[str, str], list[str]] = {}
     for profile, recording, reason in _purged(entry):
         groups.setdefault((profile, reason), []).append(recording)
     return [
         (
-            "recording.purged",
             profile,
             {
                 "profile": profile,
@@ -208,7 +206,7 @@ def _purge(entry: LedgerEntry) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
-def _revoked(entry: LedgerEntry) -> list[tuple[str, str, dict[str, Any]]]:
+def _revoked(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
     profile = _profile(entry)
     data = {
         "profile": profile or None,
@@ -217,10 +215,10 @@ def _revoked(entry: LedgerEntry) -> list[tuple[str, str, dict[str, Any]]]:
         "items": entry.payload.get("items"),
         "time": _time(entry),
     }
-    return [("review_item.revoked", profile, data)]
+    return [(profile, data)]
 
 
-def _deletion_done(entry: LedgerEntry) -> list[tuple[str, str, dict[str, Any]]]:
+def _deletion_done(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
     profile = _profile(entry)
     data = {
         "request": entry.payload.get("request"),
@@ -230,61 +228,43 @@ def _deletion_done(entry: LedgerEntry) -> list[tuple[str, str, dict[str, Any]]]:
         "receipt": entry.hash,
         "time": _time(entry),
     }
-    return [("deletion_request.completed", profile, data)]
+    return [(profile, data)]
 
 
-def _plain(event_type: str) -> Callable[[LedgerEntry], list[tuple[str, str, dict[str, Any]]]]:
-    def convert(entry: LedgerEntry) -> list[tuple[str, str, dict[str, Any]]]:
-        ident = entry.subject.split(":", 1)[-1]
-        data = {"id": ident, **entry.payload, "time": _time(entry)}
-        profile = _profile(entry) or entry.payload.get("profile") or ""
-        if event_type == "retention_choice.changed":
-            data = {"profile": profile, **entry.payload, "time": _time(entry)}
-        return [(event_type, profile, data)]
-
-    return convert
+def _plain(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
+    profile = _profile(entry) or entry.payload.get("profile") or ""
+    if entry.kind == "retention_choice.changed":
+        return [(profile, {"profile": profile, **entry.payload, "time": _time(entry)})]
+    ident = entry.subject.split(":", 1)[-1]
+    return [(profile, {"id": ident, **entry.payload, "time": _time(entry)})]
 
 
-CONVERTERS: dict[str, Callable[[LedgerEntry], list[tuple[str, str, dict[str, Any]]]]] = {
-    "consent.granted": _consent,
-    "consent.withdrawn": _consent,
-    "purge.batch": _purge,
-    "review_items.revoked": _revoked,
-    "deletion_request.done": _deletion_done,
-    "retention_policy.created": _plain("retention_policy.created"),
-    "retention_policy.retired": _plain("retention_policy.retired"),
-    "legal_hold.placed": _plain("legal_hold.placed"),
-    "legal_hold.released": _plain("legal_hold.released"),
-    "retention_choice.changed": _plain("retention_choice.changed"),
-}
-
-
-# The event type each converted ledger kind becomes: the dispatcher converts an entry
-# only when a subscription listens for it (a purge batch's conversion reads its parts,
-# one row per profile).
-EVENT_TYPE_OF_KIND: dict[str, str] = {
-    "consent.granted": "consent.changed",
-    "consent.withdrawn": "consent.changed",
-    "purge.batch": "recording.purged",
-    "review_items.revoked": "review_item.revoked",
-    "deletion_request.done": "deletion_request.completed",
-    "retention_policy.created": "retention_policy.created",
-    "retention_policy.retired": "retention_policy.retired",
-    "legal_hold.placed": "legal_hold.placed",
-    "legal_hold.released": "legal_hold.released",
-    "retention_choice.changed": "retention_choice.changed",
+# Each ledger kind that is announced: the event type it becomes, and how its events'
+# (profile, data) are made. The dispatcher converts an entry only when a subscription
+# listens for its type (a purge batch's conversion reads its parts, one row a profile).
+CONVERTERS: dict[str, tuple[str, Callable[[LedgerEntry], list[tuple[str, dict[str, Any]]]]]] = {
+    "consent.granted": ("consent.changed", _consent),
+    "consent.withdrawn": ("consent.changed", _consent),
+    "purge.batch": ("recording.purged", _purge),
+    "review_items.revoked": ("review_item.revoked", _revoked),
+    "deletion_request.done": ("deletion_request.completed", _deletion_done),
+    "retention_policy.created": ("retention_policy.created", _plain),
+    "retention_policy.retired": ("retention_policy.retired", _plain),
+    "legal_hold.placed": ("legal_hold.placed", _plain),
+    "legal_hold.released": ("legal_hold.released", _plain),
+    "retention_choice.changed": ("retention_choice.changed", _plain),
 }
 
 
 def events_from_entry(entry: LedgerEntry) -> list[Event]:
-    converter = CONVERTERS.get(entry.kind)
-    if converter is None:
+    if entry.kind not in CONVERTERS:
         return []
+    event_type, converter = CONVERTERS[entry.kind]
     produced = converter(entry)
     if len(produced) == 1:
-        event_type, profile, data = produced[0]
+        profile, data = produced[0]
         return [Event(id=f"evt_{entry.seq}", type=event_type, profile=profile, data=data)]
     return [
         Event(id=f"evt_{entry.seq}_{n}", type=event_type, profile=profile, data=data)
-        for n, (event_type, profile, data) in enumerate(produced, start=1)
+        for n, (profile, data) in enumerate(produced, start=1)
     ]

@@ -465,11 +465,11 @@ _LISTENING = [SubscriptionStatus.ACTIVE, SubscriptionStatus.FAILING]
 
 def _listened_kinds(subscriptions: list[Subscription]) -> set[str]:
     """The ledger kinds whose event type one of `subscriptions` wants."""
-    from .events import EVENT_TYPE_OF_KIND
+    from .events import CONVERTERS
 
     return {
         kind
-        for kind, event_type in EVENT_TYPE_OF_KIND.items()
+        for kind, (event_type, _) in CONVERTERS.items()
         if any(s.wants(event_type) for s in subscriptions)
     }
 
