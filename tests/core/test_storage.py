@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from compliance.core import storage as storage_module
 from compliance.core.storage import StorageDeleteError, storage_delete, storage_listing
+from tests.retention.conftest import ingest  # noqa: F401 - a fixture
 
 boto3 = pytest.importorskip("boto3")
 S3Storage = pytest.importorskip("storages.backends.s3").S3Storage
@@ -275,26 +276,15 @@ def s3_default_storage(s3_server, bucket, settings, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_the_storage_sweep_deletes_orphaned_audio_on_s3_in_one_request(s3_default_storage):
-    from compliance.actions.ingest import recording_create
-    from compliance.recordings.services import RecordingInput
+def test_the_storage_sweep_deletes_orphaned_audio_on_s3_in_one_request(
+    s3_default_storage,
+    ingest,  # noqa: F811 - the imported fixture
+):
     from compliance.retention.storage_sweep import storage_sweep
-    from tests.factories import ProfileFactory
 
     client, name = s3_default_storage
 
-    def ingest(external_id: str):
-        return recording_create(
-            data=RecordingInput(
-                external_id=external_id,
-                profile_external_id=ProfileFactory().external_id,
-                recorded_at=timezone.now() - timedelta(days=1),
-                audio=ContentFile(b"RIFF....WAVEfmt ", name="clip.wav"),
-            ),
-            actor="test",
-        )
-
-    kept = ingest("rec-kept").artefacts.get(category="audio").storage_key
+    kept = ingest(external_id="rec-kept").artefacts.get(category="audio").storage_key
     # an ingest that stored its audio, then died before its rows committed
     orphan_key = default_storage.save("audio/2026/12/orphan.wav", ContentFile(b"RIFF"))
     assert isinstance(default_storage._wrapped, S3Storage)
@@ -312,33 +302,25 @@ def test_the_storage_sweep_deletes_orphaned_audio_on_s3_in_one_request(s3_defaul
 
 @pytest.mark.django_db(transaction=True)
 def test_the_batch_purge_deletes_expired_audio_on_s3_and_keeps_the_rest(
-    s3_default_storage, monkeypatch
+    s3_default_storage,
+    monkeypatch,
+    ingest,  # noqa: F811
 ):
-    from compliance.actions.ingest import recording_create
     from compliance.recordings.models import Recording
-    from compliance.recordings.services import RecordingInput
     from compliance.retention.purge import purge_expired
     from compliance.retention.services import retention_policies_apply, retention_policy_create
-    from tests.factories import ProfileFactory
 
     client, name = s3_default_storage
     retention_policy_create(jurisdiction="*", category="audio", retention_days=10, actor="t")
+    retention_policy_create(jurisdiction="*", category="transcript", retention_days=10, actor="t")
     retention_policies_apply()
 
-    def ingest(external_id: str, days_ago: int) -> str:
-        recording = recording_create(
-            data=RecordingInput(
-                external_id=external_id,
-                profile_external_id=ProfileFactory().external_id,
-                recorded_at=timezone.now() - timedelta(days=days_ago),
-                audio=ContentFile(b"RIFF....WAVEfmt ", name="clip.wav"),
-            ),
-            actor="test",
-        )
+    def audio_key(external_id: str, days_ago: int) -> str:
+        recording = ingest(external_id=external_id, days_ago=days_ago)
         return recording.artefacts.get(category="audio").storage_key
 
-    expired = {ingest(f"rec-old-{n}", days_ago=11) for n in range(3)}
-    kept = ingest("rec-new", days_ago=1)
+    expired = {audio_key(f"rec-old-{n}", days_ago=11) for n in range(3)}
+    kept = audio_key("rec-new", days_ago=1)
     assert stored(client, name) == expired | {kept}
     # the purge deletes from its own threads, each with its own S3 client: counted here
     bulk: list[int] = []
@@ -402,30 +384,20 @@ def test_the_ledger_recovery_logs_a_failed_batch_and_deletes_the_next(monkeypatc
 
 @pytest.mark.django_db
 def test_the_storage_sweep_on_s3_merges_listings_with_no_head_request(
-    s3_default_storage, monkeypatch
+    s3_default_storage,
+    monkeypatch,
+    ingest,  # noqa: F811
 ):
-    from compliance.actions.ingest import recording_create
     from compliance.recordings.models import Artefact
-    from compliance.recordings.services import RecordingInput
     from compliance.retention import storage_sweep as sweep_module
-    from tests.factories import ProfileFactory
 
     client, name = s3_default_storage
 
-    def ingest(external_id: str) -> Artefact:
-        recording = recording_create(
-            data=RecordingInput(
-                external_id=external_id,
-                profile_external_id=ProfileFactory().external_id,
-                recorded_at=timezone.now() - timedelta(days=1),
-                audio=ContentFile(b"RIFF....WAVEfmt ", name="clip.wav"),
-            ),
-            actor="test",
-        )
-        return recording.artefacts.get(category="audio")
+    def audio(external_id: str) -> Artefact:
+        return ingest(external_id=external_id).artefacts.get(category="audio")
 
-    kept, gone = ingest("rec-kept"), ingest("rec-gone")
-    registered, registered_gone = ingest("rec-registered"), ingest("rec-registered-gone")
+    kept, gone = audio("rec-kept"), audio("rec-gone")
+    registered, registered_gone = audio("rec-registered"), audio("rec-registered-gone")
     # objects the platform registered under INGEST_AUDIO_PREFIX
     put(client, name, ["ingest/present.wav"])
     for artefact in (registered, registered_gone):
@@ -445,7 +417,7 @@ def test_the_storage_sweep_on_s3_merges_listings_with_no_head_request(
         artefacts was read: its file is in no page, its row in the database; it must
         not count as missing."""
         if len(lists) == 2 and not late:
-            late.append(ingest("rec-late"))
+            late.append(audio("rec-late"))
 
     default_storage.connection.meta.client.meta.events.register(
         "after-call.s3.ListObjectsV2", ingest_while_listing
