@@ -29,6 +29,7 @@ data), shown on /metrics (`earshot_storage_sweep_refusals_total` and the last re
 run's figures) and said by the result; the other judgement, if within its limit, still
 goes ahead. An operator who has checked lets one run through with `manage.py
 storage_sweep --allow-mass-change`, whose `storage.swept` entry then says so.
+
 The orphans are therefore counted before any is deleted: the listing of `audio/` finds
 them page by page (each page's keys looked up in the database, as before) and holds at
 most ORPHANS_HELD of their keys; within the limit, the held keys are looked up again
