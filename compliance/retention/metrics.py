@@ -1,15 +1,16 @@
 from collections.abc import Iterator
 
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 
 class RetentionCollector(Collector):
     """Purge lag as the officers' goal reads it: how overdue the oldest waiting
-    artefact is now, and how late the last day's purges ran."""
+    artefact is now, and how late the last day's purges ran; and the storage sweep's
+    refusals of a mass change (an alert: storage or database is not the right one)."""
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         from compliance.recordings.models import Artefact
 
         from .purge import due_artefacts
@@ -55,3 +56,35 @@ class RetentionCollector(Collector):
                 applied_at__isnull=True, effective_from__lte=now
             ).count(),
         )
+        yield from _storage_sweep_refusals()
+
+
+def _storage_sweep_refusals() -> Iterator[Metric]:
+    """From the ledger's `storage.sweep_refused` entries (storage_sweep.py, MASS CHANGE):
+    how many, and the last one's time and counts."""
+    from compliance.ledger.models import LedgerEntry
+
+    refusals = LedgerEntry.objects.filter(kind="storage.sweep_refused")
+    last = refusals.order_by("-seq").values_list("created_at", "payload").first()
+    when, payload = last if last else (None, {})
+    yield CounterMetricFamily(
+        "earshot_storage_sweep_refusals",
+        "Storage sweeps that refused a mass change (deleted no orphan or tombstoned no"
+        " artefact because too many were found)",
+        value=refusals.count(),
+    )
+    yield GaugeMetricFamily(
+        "earshot_storage_sweep_refused_timestamp_seconds",
+        "When a storage sweep last refused a mass change (0: never)",
+        value=when.timestamp() if when else 0.0,
+    )
+    yield GaugeMetricFamily(
+        "earshot_storage_sweep_refused_orphan_files",
+        "Orphan files the last refused storage sweep found, of the files it listed",
+        value=payload.get("orphan_files_found", 0),
+    )
+    yield GaugeMetricFamily(
+        "earshot_storage_sweep_refused_rows_without_file",
+        "Active artefacts without a file the last refused storage sweep found",
+        value=payload.get("rows_found_without_file", 0),
+    )

@@ -265,6 +265,7 @@ LEDGER_KIND_LABELS: dict[str, Any] = {
     "recording.purged": _("Recording purged"),
     "recordings.registered": _("Recordings registered"),
     "storage.swept": _("Storage swept"),
+    "storage.sweep_refused": _("Storage sweep refused a mass change"),
     "sample.drawn": _("Review sample drawn"),
     "reviewer.created": _("Reviewer added"),
     "review_item.accessed": _("Clip opened for review"),

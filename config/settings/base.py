@@ -353,6 +353,13 @@ LEDGER_EXPORT_OBJECT_LOCK_DAYS = env.int("LEDGER_EXPORT_OBJECT_LOCK_DAYS", defau
 # while it finishes, however long that takes, so the lease only has to cover the
 # moment between claim and finish; it bounds how late a dead worker's batch goes.
 PURGE_LEASE_SECONDS = env.int("EARSHOT_PURGE_LEASE_SECONDS", default=20)
+# The storage sweep (compliance/retention/storage_sweep.py) refuses a mass change: it
+# deletes no orphan file when more than this share of the files it listed are orphans,
+# and tombstones no artefact when more than this share of those it checked are missing,
+# the limit never below the floor. A wrong bucket, an unmounted MEDIA_ROOT or a
+# DATABASE_URL naming an empty database would otherwise make everything one or the other.
+STORAGE_SWEEP_MAX_CHANGE_SHARE = env.float("STORAGE_SWEEP_MAX_CHANGE_SHARE", default=0.01)
+STORAGE_SWEEP_MAX_CHANGE_FLOOR = env.int("STORAGE_SWEEP_MAX_CHANGE_FLOOR", default=100)
 
 # How long a verified API key is trusted in-process before it is looked up again:
 # a revoked key stops working within this many seconds.

@@ -468,3 +468,42 @@ def test_on_s3_a_key_under_no_listed_prefix_or_not_normalized_is_asked_for(s3_de
     assert Artefact.objects.get(pk=present.pk).state == "active"
     assert Artefact.objects.get(pk=unusual.pk).state == "active"
     assert Artefact.objects.get(pk=gone.pk).state == "purged"
+
+
+@pytest.mark.django_db
+def test_on_s3_a_wrong_bucket_deletes_no_object_and_tombstones_no_artefact(
+    s3_default_storage, settings
+):
+    """The bucket is not the artefacts' (a wrong AWS_STORAGE_BUCKET_NAME or location): its
+    listing has none of their keys, and its objects are named by no artefact."""
+    from compliance.ledger.models import LedgerEntry
+    from compliance.recordings.models import Artefact
+    from compliance.retention.storage_sweep import storage_sweep
+    from tests.factories import ArtefactFactory
+
+    client, name = s3_default_storage
+    settings.STORAGE_SWEEP_MAX_CHANGE_FLOOR = 5
+    others = [f"audio/2026/12/other-{n}.wav" for n in range(6)]
+    put(client, name, others)
+    for n in range(6):
+        ArtefactFactory(storage_key=f"audio/2026/12/ours-{n}.wav")
+    Artefact.objects.update(created_at=timezone.now() - timedelta(hours=1))
+    deletes = count_delete_objects(default_storage)
+
+    result = storage_sweep(now=timezone.now() + timedelta(hours=2))
+
+    assert (result.files_checked, result.orphan_files_found, result.orphan_files_deleted) == (
+        6,
+        6,
+        0,
+    )
+    assert (result.rows_checked, result.rows_found_without_file, result.rows_without_file) == (
+        6,
+        6,
+        0,
+    )
+    assert (result.orphans_refused, result.rows_refused) == (True, True)
+    assert deletes == []
+    assert stored(client, name) == set(others)
+    assert set(Artefact.objects.values_list("state", flat=True)) == {"active"}
+    assert list(LedgerEntry.objects.values_list("kind", flat=True)) == ["storage.sweep_refused"]
