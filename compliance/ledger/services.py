@@ -110,32 +110,15 @@ def ledger_append(
         built = parts_build(json.loads(json.dumps(parts, default=str)))
         payload["parts_root"] = base64.b64encode(parts_root(built)).decode()
         payload["parts"] = len(built)
-    created_at = timezone.now()
     if connection.vendor == "postgresql":
-        head, tail = entry_leaf_around(
-            created_at=created_at, kind=kind, subject=subject, actor=actor, payload=payload
-        )
+        prepared = _prepared(kind=kind, subject=subject, actor=actor, payload=payload)
         with bound_cursor() as cursor:
             # lock, head, INSERT: one statement (migration 0009)
-            cursor.execute(
-                _APPEND_SQL,
-                [
-                    _LEDGER_LOCK_KEY,
-                    GENESIS_HASH,
-                    created_at,
-                    kind,
-                    subject,
-                    actor,
-                    json.dumps(payload),
-                    head,
-                    tail,
-                ],
-            )
-            pk, seq, prev_hash = cursor.fetchone()
-        leaf = leaf_spliced(head, tail, seq=seq, prev_hash=prev_hash)
-        entry = _entry(seq, created_at, kind, subject, actor, payload, prev_hash, leaf)
-        entry.pk = pk
+            cursor.execute(_APPEND_SQL, prepared.params())
+            entry = prepared.entry(*cursor.fetchone())
+        seq = entry.seq
     else:
+        created_at = timezone.now()
         with bound_cursor() as cursor:
             cursor.execute(_HEAD_SQL)  # SQLite serialises writers itself
             last = cursor.fetchone()
@@ -155,17 +138,76 @@ def ledger_append(
                 sql, [f.get_db_prep_save(getattr(entry, f.attname), connection) for f in fields]
             )
             entry.pk = cursor.fetchone()[0]
-    entry._state.adding = False
-    entry._state.db = connection.alias
     if built:
         parts_store(seq=seq, parts=built)
     return entry
 
 
-_APPEND_SQL = (
-    "SELECT entry_id, entry_seq, entry_prev_hash"
-    " FROM ledger_append_entry(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
-)
+@dataclass(frozen=True)
+class PreparedEntry:
+    """An entry encoded around its place in the chain, for a statement that appends it
+    with `LEDGER_APPEND_CALL` (PostgreSQL)."""
+
+    kind: str
+    subject: str
+    actor: str
+    payload: dict[str, Any]
+    created_at: datetime
+    head: bytes
+    tail: bytes
+
+    def params(self) -> list[Any]:
+        """LEDGER_APPEND_CALL's parameters."""
+        return [
+            _LEDGER_LOCK_KEY,
+            GENESIS_HASH,
+            self.created_at,
+            self.kind,
+            self.subject,
+            self.actor,
+            json.dumps(self.payload),
+            self.head,
+            self.tail,
+        ]
+
+    def entry(self, pk: int, seq: int, prev_hash: str) -> LedgerEntry:
+        """The entry as appended: what LEDGER_APPEND_CALL returned."""
+        leaf = leaf_spliced(self.head, self.tail, seq=seq, prev_hash=prev_hash)
+        entry = _entry(
+            seq, self.created_at, self.kind, self.subject, self.actor, self.payload, prev_hash, leaf
+        )
+        entry.pk = pk
+        return entry
+
+
+def ledger_entry_prepare(
+    *, kind: str, subject: str = "", actor: str = "", payload: dict[str, Any] | None = None
+) -> PreparedEntry | None:
+    """An append for the caller's own statement to make (`LEDGER_APPEND_CALL`, the
+    statement's last act: the ledger's lock comes last), refused as `ledger_append`
+    refuses; None where the database has no such function (SQLite: the caller calls
+    `ledger_append`). Must run inside the transaction of the change."""
+    if connection.vendor != "postgresql":
+        return None
+    if not connection.in_atomic_block:
+        raise RuntimeError("ledger_append must run inside the transaction of the change")
+    ledger_require_writable()
+    payload = json.loads(json.dumps(payload or {}, default=str))
+    return _prepared(kind=kind, subject=subject, actor=actor, payload=payload)
+
+
+def _prepared(*, kind: str, subject: str, actor: str, payload: dict[str, Any]) -> PreparedEntry:
+    created_at = timezone.now()
+    head, tail = entry_leaf_around(
+        created_at=created_at, kind=kind, subject=subject, actor=actor, payload=payload
+    )
+    return PreparedEntry(kind, subject, actor, payload, created_at, head, tail)
+
+
+# On PostgreSQL, the whole append (migration 0009); its columns: the entry's id, number
+# and previous hash.
+LEDGER_APPEND_CALL = "ledger_append_entry(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
+_APPEND_SQL = "SELECT * FROM " + LEDGER_APPEND_CALL  # noqa: S608 (a constant)
 _HEAD_SQL = "SELECT seq, hash FROM ledger_ledgerentry ORDER BY seq DESC LIMIT 1"
 
 
@@ -179,7 +221,7 @@ def _entry(
     prev_hash: str,
     leaf: bytes,
 ) -> LedgerEntry:
-    return LedgerEntry(
+    entry = LedgerEntry(
         seq=seq,
         created_at=created_at,
         kind=kind,
@@ -191,6 +233,9 @@ def _entry(
         leaf=leaf,
         leaf_hash=leaf_hash(leaf),
     )
+    entry._state.adding = False
+    entry._state.db = connection.alias
+    return entry
 
 
 @functools.cache
