@@ -6,7 +6,8 @@ expiry that retention computes: this app stands below retention and imports none
 Both share one write (`_write`): a transaction that locks the profiles FOR SHARE,
 resolves the retention policies (the action's `expiry`), and writes the recordings
 with one multi-row `INSERT ... ON CONFLICT (external_id) DO NOTHING` and their
-artefacts with one more.
+artefacts with one more (on PostgreSQL one statement, which also appends the ledger
+entry when every item was created: see `_rows_sql`).
 
 LOCK ORDER (the whole codebase's: account -> profile -> consent state -> recording
 -> artefact -> review item -> ledger append last): the profiles FOR SHARE (ordered
