@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compliance.actions.ingest import recording_create, recordings_register
+from compliance.api.lean import LeanJsonPost
 from compliance.core.errors import ApplicationError, field_error
 from compliance.core.fields import AwareDateTimeField, ExternalIdField, StrictCharField
 from compliance.core.idempotency import idempotent
@@ -111,7 +112,7 @@ def _form_payload(form: QueryDict) -> dict:
     return payload
 
 
-class RecordingCreateApi(APIView):
+class RecordingCreateApi(LeanJsonPost):
     permission_classes = [ScopeRequired]
     required_scopes = {"POST": "recordings:write"}
 
@@ -135,37 +136,48 @@ class RecordingCreateApi(APIView):
     )
     @idempotent
     def post(self, request: Request) -> Response:
-        payload: Any
         if hasattr(request.data, "getlist"):
             payload = _form_payload(cast(QueryDict, request.data))
-        elif isinstance(request.data, dict) and "audio" in request.data:
-            raise ApplicationError(
-                "validation_error",
-                "Send audio as a multipart/form-data file field named audio.",
-                fields=field_error("audio", "not_a_file", "Must be a file upload."),
-            )
+            answer = _create(_CREATE_INPUT.run_validation(payload), request.user)
+        elif isinstance(request.data, dict):
+            answer = self.lean_post(request.data, request.user)
         else:
-            payload = request.data
-        if isinstance(payload, dict):
-            # the same validation as is_valid(), without a new serializer (and a deep
-            # copy of its fields) per request: run_validation keeps no state
-            values = _CREATE_INPUT.run_validation(payload)
-        else:
-            data = self.RecordingCreateInput(data=payload)
+            data = self.RecordingCreateInput(data=request.data)
             data.is_valid(raise_exception=True)
-            values = data.validated_data
-        recording = recording_create(
-            data=RecordingInput(
-                external_id=values["external_id"],
-                profile_external_id=values["profile"],
-                recorded_at=values["recorded_at"],
-                transcript=values.get("transcript"),
-                flags=parsing.flags(values.get("flags"), Flag),
-                audio=values.get("audio"),
-            ),
-            actor=actor_of(request.user),
-        )
-        return Response(_created(recording), status=status.HTTP_201_CREATED)
+            answer = _create(data.validated_data, request.user)
+        return Response(answer, status=status.HTTP_201_CREATED)
+
+    def lean_post(self, payload: dict[str, Any], user: Any) -> dict[str, Any]:
+        """The answer to a JSON object, as `post` and the lean way (LeanJsonPost) give
+        it."""
+        if "audio" in payload:
+            raise _audio_not_a_file()
+        # the same validation as is_valid(), without a new serializer (and a deep copy
+        # of its fields) per request: run_validation keeps no state
+        return _create(_CREATE_INPUT.run_validation(payload), user)
+
+
+def _audio_not_a_file() -> ApplicationError:
+    return ApplicationError(
+        "validation_error",
+        "Send audio as a multipart/form-data file field named audio.",
+        fields=field_error("audio", "not_a_file", "Must be a file upload."),
+    )
+
+
+def _create(values: Any, user: Any) -> dict[str, Any]:
+    recording = recording_create(
+        data=RecordingInput(
+            external_id=values["external_id"],
+            profile_external_id=values["profile"],
+            recorded_at=values["recorded_at"],
+            transcript=values.get("transcript"),
+            flags=parsing.flags(values.get("flags"), Flag),
+            audio=values.get("audio"),
+        ),
+        actor=actor_of(user),
+    )
+    return _created(recording)
 
 
 _CREATE_INPUT = RecordingCreateApi.RecordingCreateInput()

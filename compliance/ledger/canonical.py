@@ -107,6 +107,41 @@ def entry_leaf(
     )
 
 
+def entry_leaf_around(
+    *,
+    created_at: datetime,
+    kind: str,
+    subject: str,
+    actor: str,
+    payload: dict[str, Any],
+) -> tuple[bytes, bytes]:
+    """The entry's leaf around its place in the chain, for an append that learns that
+    place in the database (`ledger_append_entry`, migration 0009): (head, tail) such
+    that `entry_leaf(seq=seq, prev_hash=prev_hash, ...)` is
+    `head + prev_hash + b'","seq":' + str(seq) + tail` for any hex `prev_hash` and
+    `seq` (the keys sort as actor, created_at, kind, payload, prev_hash, seq, subject).
+    Raises NotCanonical for what the encoding refuses."""
+    leaf = entry_leaf(
+        seq=0,
+        created_at=created_at,
+        kind=kind,
+        subject=subject,
+        actor=actor,
+        payload=payload,
+        prev_hash="",
+    )
+    tail = b',"subject":' + canonical_bytes(subject) + b"}"
+    around = b'"prev_hash":"","seq":0' + tail
+    if not leaf.endswith(around):
+        raise RuntimeError("the leaf's keys no longer end with prev_hash, seq, subject")
+    return leaf[: -len(around)] + b'"prev_hash":"', tail
+
+
+def leaf_spliced(head: bytes, tail: bytes, *, seq: int, prev_hash: str) -> bytes:
+    """The leaf `entry_leaf_around` cut, with the entry's place in the chain put in."""
+    return head + prev_hash.encode() + b'","seq":' + str(seq).encode() + tail
+
+
 def entry_hash(
     *,
     seq: int,

@@ -46,7 +46,7 @@ from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError, Conflict, field_error
 from compliance.core.sql import bound_cursor
 
-from .canonical import entry_leaf, leaf_hash
+from .canonical import entry_leaf, entry_leaf_around, leaf_hash, leaf_spliced
 from .checkpoints import ledger_checkpoint_problem
 from .models import (
     APPEND_LOCK_KEY,
@@ -89,8 +89,9 @@ def ledger_append(
     The entry's leaf (its canonical bytes) is encoded here, once, and stored; a payload
     the encoding refuses (a float, say) is a programming error and raises NotCanonical
     before anything is written. The Merkle tree is not touched: the checkpointer
-    extends it, so an append costs one encoding and two statements on PostgreSQL
-    (the lock with the chain's head, `ledger_append_head`; the INSERT).
+    extends it, so an append costs one encoding and one statement on PostgreSQL
+    (`ledger_append_entry`: the lock, the chain's head, the INSERT; the leaf is
+    encoded around the head's hash and number, which the function puts in).
 
     `parts`, for an entry that covers many profiles: what it records of each profile,
     by the profile's external id. The payload then commits to them only through
@@ -109,51 +110,132 @@ def ledger_append(
         built = parts_build(json.loads(json.dumps(parts, default=str)))
         payload["parts_root"] = base64.b64encode(parts_root(built)).decode()
         payload["parts"] = len(built)
-    with bound_cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # the lock, then the head read after it is granted (migration 0008)
-            cursor.execute("SELECT seq, hash FROM ledger_append_head(%s)", [_LEDGER_LOCK_KEY])
-        else:
-            cursor.execute(_HEAD_SQL)  # SQLite serialises writers itself
-        last = cursor.fetchone()
-        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    if connection.vendor == "postgresql":
+        prepared = _prepared(kind=kind, subject=subject, actor=actor, payload=payload)
+        with bound_cursor() as cursor:
+            # lock, head, INSERT: one statement (migration 0009)
+            cursor.execute(_APPEND_SQL, prepared.params())
+            entry = prepared.entry(*cursor.fetchone())
+        seq = entry.seq
+    else:
         created_at = timezone.now()
-        leaf = entry_leaf(
-            seq=seq,
-            created_at=created_at,
-            kind=kind,
-            subject=subject,
-            actor=actor,
-            payload=payload,
-            prev_hash=prev_hash,
-        )
-        entry = LedgerEntry(
-            seq=seq,
-            created_at=created_at,
-            kind=kind,
-            subject=subject,
-            actor=actor,
-            payload=payload,
-            prev_hash=prev_hash,
-            hash=hashlib.sha256(leaf).hexdigest(),
-            leaf=leaf,
-            leaf_hash=leaf_hash(leaf),
-        )
-        # One INSERT of the fields as the model prepares them, without the ORM's save
-        # machinery (no signal listens to entries): an append is on every ingest.
-        fields, sql = _insert_sql()
-        cursor.execute(
-            sql, [f.get_db_prep_save(getattr(entry, f.attname), connection) for f in fields]
-        )
-        entry.pk = cursor.fetchone()[0]
-    entry._state.adding = False
-    entry._state.db = connection.alias
+        with bound_cursor() as cursor:
+            cursor.execute(_HEAD_SQL)  # SQLite serialises writers itself
+            last = cursor.fetchone()
+            seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+            leaf = entry_leaf(
+                seq=seq,
+                created_at=created_at,
+                kind=kind,
+                subject=subject,
+                actor=actor,
+                payload=payload,
+                prev_hash=prev_hash,
+            )
+            entry = _entry(seq, created_at, kind, subject, actor, payload, prev_hash, leaf)
+            fields, sql = _insert_sql()
+            cursor.execute(
+                sql, [f.get_db_prep_save(getattr(entry, f.attname), connection) for f in fields]
+            )
+            entry.pk = cursor.fetchone()[0]
     if built:
         parts_store(seq=seq, parts=built)
     return entry
 
 
+@dataclass(frozen=True)
+class PreparedEntry:
+    """An entry encoded around its place in the chain, for a statement that appends it
+    with `LEDGER_APPEND_CALL` (PostgreSQL)."""
+
+    kind: str
+    subject: str
+    actor: str
+    payload: dict[str, Any]
+    created_at: datetime
+    head: bytes
+    tail: bytes
+
+    def params(self) -> list[Any]:
+        """LEDGER_APPEND_CALL's parameters."""
+        return [
+            _LEDGER_LOCK_KEY,
+            GENESIS_HASH,
+            self.created_at,
+            self.kind,
+            self.subject,
+            self.actor,
+            json.dumps(self.payload),
+            self.head,
+            self.tail,
+        ]
+
+    def entry(self, pk: int, seq: int, prev_hash: str) -> LedgerEntry:
+        """The entry as appended: what LEDGER_APPEND_CALL returned."""
+        leaf = leaf_spliced(self.head, self.tail, seq=seq, prev_hash=prev_hash)
+        entry = _entry(
+            seq, self.created_at, self.kind, self.subject, self.actor, self.payload, prev_hash, leaf
+        )
+        entry.pk = pk
+        return entry
+
+
+def ledger_entry_prepare(
+    *, kind: str, subject: str = "", actor: str = "", payload: dict[str, Any] | None = None
+) -> PreparedEntry | None:
+    """An append for the caller's own statement to make (`LEDGER_APPEND_CALL`, the
+    statement's last act: the ledger's lock comes last), refused as `ledger_append`
+    refuses; None where the database has no such function (SQLite: the caller calls
+    `ledger_append`). Must run inside the transaction of the change."""
+    if connection.vendor != "postgresql":
+        return None
+    if not connection.in_atomic_block:
+        raise RuntimeError("ledger_append must run inside the transaction of the change")
+    ledger_require_writable()
+    payload = json.loads(json.dumps(payload or {}, default=str))
+    return _prepared(kind=kind, subject=subject, actor=actor, payload=payload)
+
+
+def _prepared(*, kind: str, subject: str, actor: str, payload: dict[str, Any]) -> PreparedEntry:
+    created_at = timezone.now()
+    head, tail = entry_leaf_around(
+        created_at=created_at, kind=kind, subject=subject, actor=actor, payload=payload
+    )
+    return PreparedEntry(kind, subject, actor, payload, created_at, head, tail)
+
+
+# On PostgreSQL, the whole append (migration 0009); its columns: the entry's id, number
+# and previous hash.
+LEDGER_APPEND_CALL = "ledger_append_entry(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
+_APPEND_SQL = "SELECT * FROM " + LEDGER_APPEND_CALL  # noqa: S608 (a constant)
 _HEAD_SQL = "SELECT seq, hash FROM ledger_ledgerentry ORDER BY seq DESC LIMIT 1"
+
+
+def _entry(
+    seq: int,
+    created_at: datetime,
+    kind: str,
+    subject: str,
+    actor: str,
+    payload: dict[str, Any],
+    prev_hash: str,
+    leaf: bytes,
+) -> LedgerEntry:
+    entry = LedgerEntry(
+        seq=seq,
+        created_at=created_at,
+        kind=kind,
+        subject=subject,
+        actor=actor,
+        payload=payload,
+        prev_hash=prev_hash,
+        hash=hashlib.sha256(leaf).hexdigest(),
+        leaf=leaf,
+        leaf_hash=leaf_hash(leaf),
+    )
+    entry._state.adding = False
+    entry._state.db = connection.alias
+    return entry
 
 
 @functools.cache

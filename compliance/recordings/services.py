@@ -6,7 +6,8 @@ expiry that retention computes: this app stands below retention and imports none
 Both share one write (`_write`): a transaction that locks the profiles FOR SHARE,
 resolves the retention policies (the action's `expiry`), and writes the recordings
 with one multi-row `INSERT ... ON CONFLICT (external_id) DO NOTHING` and their
-artefacts with one more.
+artefacts with one more (on PostgreSQL one statement, which also appends the ledger
+entry when every item was created: see `_rows_sql`).
 
 LOCK ORDER (the whole codebase's: account -> profile -> consent state -> recording
 -> artefact -> review item -> ledger append last): the profiles FOR SHARE (ordered
@@ -46,7 +47,12 @@ from compliance.core.errors import ApplicationError, Conflict, PayloadTooLarge, 
 from compliance.core.sql import bound_cursor
 from compliance.core.storage import storage_delete
 from compliance.core.transactions import require_transaction
-from compliance.ledger.services import ledger_append
+from compliance.ledger.services import (
+    LEDGER_APPEND_CALL,
+    PreparedEntry,
+    ledger_append,
+    ledger_entry_prepare,
+)
 
 from .media import audio_media_type
 from .models import Artefact, Category, Flag, Recording, RecordingState
@@ -362,12 +368,19 @@ _NEW_RECORDINGS = "ON CONFLICT (external_id) DO NOTHING RETURNING id, external_i
 
 
 @functools.lru_cache(maxsize=64)
-def _rows_sql(rows: int, artefacts: int) -> tuple[list, list, str]:
+def _rows_sql(rows: int, artefacts: int, ledger: bool) -> tuple[list, list, str]:
     """The recording fields, the artefact fields (all but the recording) and the one
     statement (PostgreSQL) that inserts `rows` recordings and `artefacts` artefacts of
     those inserted (both 0: as unnested arrays). The artefacts come as (owner's
     external id, order, fields...), so that each is written with the id of its
-    recording, in the order given, and none for a recording that existed already."""
+    recording, in the order given, and none for a recording that existed already.
+
+    With `ledger`, the statement then appends a ledger entry (LEDGER_APPEND_CALL's
+    parameters, then the numbers of recordings and artefacts expected) if every
+    recording and artefact was inserted, and answers its id, number and previous hash
+    on each row (NULL when it appended none). The entry's guard counts both inserts'
+    rows, so the append (and the ledger's lock) comes after them and after any wait
+    for another transaction's conflicting key: the ledger's lock last."""
     recording_fields, recordings = _insert_sql(Recording, _NEW_RECORDINGS, "postgresql", rows)
     fields = [f for f in Artefact._meta.concrete_fields if not f.primary_key]
     fields = [f for f in fields if f.attname != "recording_id"]
@@ -387,19 +400,39 @@ def _rows_sql(rows: int, artefacts: int) -> tuple[list, list, str]:
         f" FROM {source} AS v(_owner, _order, {', '.join(columns)})"
         " JOIN r ON r.external_id = v._owner ORDER BY v._order"
         " RETURNING id, recording_id, category)"
-        " SELECT r.id, r.external_id, a.id, a.category FROM r LEFT JOIN a ON a.recording_id = r.id"
+    )
+    if not ledger:
+        sql += (
+            " SELECT r.id, r.external_id, a.id, a.category"
+            " FROM r LEFT JOIN a ON a.recording_id = r.id"
+        )
+        return recording_fields, fields, sql
+    # the ledger's own call (a constant) is formatted in
+    sql += (
+        f", l AS (SELECT * FROM {LEDGER_APPEND_CALL}"  # noqa: S608
+        " WHERE (SELECT count(*) FROM r) = %s AND (SELECT count(*) FROM a) = %s)"
+        " SELECT r.id, r.external_id, a.id, a.category, l.*"
+        " FROM r LEFT JOIN a ON a.recording_id = r.id LEFT JOIN l ON true"
     )
     return recording_fields, fields, sql
 
 
-def _insert_rows(recordings: list[Recording], artefacts: list[tuple[str, Artefact]]) -> None:
+def _insert_rows(
+    recordings: list[Recording],
+    artefacts: list[tuple[str, Artefact]],
+    *,
+    ledger: PreparedEntry | None = None,
+) -> bool:
     """Insert the recordings that are new and the artefacts (each with its recording's
     external id, in the order given) of those inserted; set their ids. A recording
     whose external id exists (or is being inserted by a transaction that then commits)
     is skipped, not an error, and it and its artefacts keep no id. One statement on
-    PostgreSQL, two elsewhere (SQLite has no INSERT in WITH)."""
+    PostgreSQL, two elsewhere (SQLite has no INSERT in WITH).
+
+    `ledger`: an entry the same statement appends if every row was inserted (see
+    `_rows_sql`); whether it did (with no artefacts, the entry is left to the caller)."""
     if not recordings:
-        return
+        return False
     if connection.vendor != "postgresql" or not artefacts:
         _insert_recordings(recordings)
         ids = {r.external_id: r.id for r in recordings}
@@ -409,10 +442,10 @@ def _insert_rows(recordings: list[Recording], artefacts: list[tuple[str, Artefac
                 artefact.recording_id = ids[owner]
                 kept.append(artefact)
         _insert_artefacts(kept)
-        return
+        return False
     few = len(recordings) <= VALUES_ROWS
     recording_fields, fields, sql = _rows_sql(
-        len(recordings) if few else 0, len(artefacts) if few else 0
+        len(recordings) if few else 0, len(artefacts) if few else 0, ledger is not None
     )
     recording_columns = _columns(recording_fields, recordings)
     owners = [owner for owner, _ in artefacts]
@@ -426,19 +459,24 @@ def _insert_rows(recordings: list[Recording], artefacts: list[tuple[str, Artefac
         params += [v for row in zip(*artefact_columns, strict=True) for v in row]
     else:
         params = [*recording_columns, *artefact_columns]
+    if ledger is not None:
+        params += [*ledger.params(), len(recordings), len(artefacts)]
     with bound_cursor() as cursor:
         cursor.execute(sql, params)
         written = cursor.fetchall()
     by_owner = {r.external_id: r for r in recordings}
     artefact_ids = {}
-    for pk, external_id, artefact_pk, category in written:
+    appended = False
+    for pk, external_id, artefact_pk, category, *entry in written:
         by_owner[external_id].id = pk
         if artefact_pk is not None:
             artefact_ids[(external_id, category)] = (artefact_pk, pk)
+        appended = appended or bool(entry and entry[0] is not None)
     for owner, artefact in artefacts:
         found = artefact_ids.get((owner, artefact.category))
         if found is not None:
             artefact.id, artefact.recording_id = found
+    return appended
 
 
 def _insert_recordings(recordings: list[Recording]) -> None:
@@ -598,9 +636,13 @@ def _write(items: list[_Item], *, actor: str, ledger: bool, expiry: Expiry) -> _
         # then is the savepoint worth its two statements.
         registers = any(i.data.audio_key for i in pending)
         for attempt in range(KEY_CONFLICT_RETRIES + 1):
+            # the entry if every pending item is created, appended by the rows' statement
+            entry = _registration(pending, actor=actor) if ledger and pending else None
             try:
                 with transaction.atomic(savepoint=registers):
-                    created = _write_rows(pending, profiles=profiles, schedule=schedule, now=now)
+                    created, appended = _write_rows(
+                        pending, profiles=profiles, schedule=schedule, now=now, ledger=entry
+                    )
                 break
             except IntegrityError:
                 if not registers or attempt == KEY_CONFLICT_RETRIES:
@@ -624,25 +666,36 @@ def _write(items: list[_Item], *, actor: str, ledger: bool, expiry: Expiry) -> _
             if recording is not None:
                 written.results[item.index] = IngestResult(item.data.external_id, "created")
                 written.recordings[item.index] = recording
-        if ledger and written.recordings:
-            ids = sorted(r.external_id for r in written.recordings.values())
+        if ledger and written.recordings and not appended:
             ledger_append(
-                kind="recordings.registered",
-                subject="recordings",
-                actor=actor,
-                payload={
-                    "count": len(ids),
-                    "audio": sum(
-                        1 for i in pending if i.audio_key and i.index in written.recordings
-                    ),
-                    # the external ids, sorted, one per line: whoever holds the list can
-                    # prove it is the one recorded here
-                    "external_ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
-                    "first": ids[0],
-                    "last": ids[-1],
-                },
+                **_registered([i for i in pending if i.index in written.recordings], actor=actor)
             )
     return written
+
+
+def _registered(items: list[_Item], *, actor: str) -> dict[str, Any]:
+    """The ledger entry (ledger_append's arguments) that registers `items`, created."""
+    ids = sorted(i.data.external_id for i in items)
+    return {
+        "kind": "recordings.registered",
+        "subject": "recordings",
+        "actor": actor,
+        "payload": {
+            "count": len(ids),
+            "audio": sum(1 for i in items if i.audio_key),
+            # the external ids, sorted, one per line: whoever holds the list can prove
+            # it is the one recorded here
+            "external_ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+            "first": ids[0],
+            "last": ids[-1],
+        },
+    }
+
+
+def _registration(items: list[_Item], *, actor: str) -> PreparedEntry | None:
+    """The entry that registers `items` if all are created, for the statement that
+    inserts them to append (None on SQLite)."""
+    return ledger_entry_prepare(**_registered(items, actor=actor))
 
 
 def _write_rows(
@@ -651,8 +704,10 @@ def _write_rows(
     profiles: dict[str, Profile],
     schedule: ExpirySchedule,
     now: datetime,
-) -> dict[str, Recording]:
-    """The recordings and the artefacts of those inserted (see `_insert_rows`)."""
+    ledger: PreparedEntry | None = None,
+) -> tuple[dict[str, Recording], bool]:
+    """The recordings and the artefacts of those inserted (see `_insert_rows`), and
+    whether the statement appended `ledger`."""
     recordings = {
         i.data.external_id: Recording(
             external_id=i.data.external_id,
@@ -700,8 +755,8 @@ def _write_rows(
         # `recording.artefacts` stays a live manager for whoever keeps the object)
         recordings[data.external_id].written_artefacts = artefacts
     audio.sort(key=lambda owned: owned[1].storage_key)
-    _insert_rows(list(recordings.values()), audio + transcripts)
-    return {key: r for key, r in recordings.items() if r.id is not None}
+    appended = _insert_rows(list(recordings.values()), audio + transcripts, ledger=ledger)
+    return {key: r for key, r in recordings.items() if r.id is not None}, appended
 
 
 # --- one recording, uploaded ----------------------------------------------------------

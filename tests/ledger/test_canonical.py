@@ -1,11 +1,19 @@
 import hashlib
 import json
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
-from compliance.ledger.canonical import NotCanonical, canonical_bytes, leaf_hash
+from compliance.ledger.canonical import (
+    NotCanonical,
+    canonical_bytes,
+    entry_leaf,
+    entry_leaf_around,
+    leaf_hash,
+    leaf_spliced,
+)
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.services import ledger_append
 from tests.conftest import postgres_only
@@ -48,7 +56,54 @@ def test_what_has_no_canonical_form_is_refused(value):
         canonical_bytes(value)
 
 
+_AWKWARD = {
+    "kind": "k.\u00e9",
+    "subject": 'profile:"p","seq":0,"subject":\\',
+    "actor": "client:\U0001f600",
+    "payload": {"prev_hash": '","seq":0', "z": [1, None], "\u20ac": "\n"},
+}
+
+
+@pytest.mark.parametrize("seq", [1, 9, 10, 123_456_789])
+def test_the_leaf_cut_around_its_place_in_the_chain_is_the_leaf_once_spliced(seq):
+    moment = datetime(2026, 12, 7, 4, 5, 6, 789, tzinfo=UTC)
+    prev_hash = hashlib.sha256(str(seq).encode()).hexdigest()
+
+    head, tail = entry_leaf_around(created_at=moment, **_AWKWARD)
+
+    assert leaf_spliced(head, tail, seq=seq, prev_hash=prev_hash) == entry_leaf(
+        seq=seq, created_at=moment, prev_hash=prev_hash, **_AWKWARD
+    )
+
+
 # --- the append ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_each_appended_leaf_is_the_python_encoding_of_its_stored_fields():
+    """On PostgreSQL the database splices the head's hash and number into the leaf and
+    hashes it (migration 0009): the bytes and hashes are the ones Python computes."""
+    with transaction.atomic():
+        returned = [ledger_append(**_AWKWARD) for _ in range(3)]
+
+    stored = list(LedgerEntry.objects.order_by("seq"))
+    assert [e.seq for e in stored] == [1, 2, 3]
+    for entry, back in zip(stored, returned, strict=True):
+        leaf = entry_leaf(
+            seq=entry.seq,
+            created_at=entry.created_at,
+            kind=entry.kind,
+            subject=entry.subject,
+            actor=entry.actor,
+            payload=entry.payload,
+            prev_hash=entry.prev_hash,
+        )
+        assert bytes(entry.leaf) == leaf == back.leaf
+        assert entry.hash == hashlib.sha256(leaf).hexdigest() == back.hash
+        assert bytes(entry.leaf_hash) == leaf_hash(leaf) == back.leaf_hash
+        assert (entry.pk, entry.seq, entry.prev_hash) == (back.pk, back.seq, back.prev_hash)
+    assert stored[0].prev_hash == "0" * 64
+    assert [e.prev_hash for e in stored[1:]] == [e.hash for e in stored[:-1]]
 
 
 @pytest.mark.django_db

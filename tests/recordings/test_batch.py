@@ -19,6 +19,7 @@ from compliance.actions.profiles import profile_retention_set
 from compliance.ledger import restore
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
+from compliance.recordings import services
 from compliance.recordings.models import Artefact, Recording
 from compliance.recordings.services import RecordingInput
 from compliance.retention import purge
@@ -108,6 +109,32 @@ def test_every_batch_that_creates_is_one_ledger_entry_naming_what_it_covers(plat
     assert entry.payload["count"] == 2
     assert entry.payload["external_ids_sha256"] == hashlib.sha256(b"r-1\nr-2").hexdigest()
     assert (entry.payload["first"], entry.payload["last"]) == ("r-1", "r-2")
+    assert ledger_verify().ok
+
+
+def test_an_item_another_ingest_wrote_meanwhile_is_left_out_of_the_batchs_entry(
+    profile, monkeypatch
+):
+    """The rows' statement appends the entry only when it created every item; when one
+    was written by another ingest after the batch looked (here: the look misses it),
+    the entry that follows names only what this batch created."""
+    RecordingFactory(external_id="r-2", profile=profile, recorded_at=timezone.now())
+    looked = services._existing
+    calls = []
+
+    def the_first_look_misses(ids):
+        calls.append(ids)
+        return {} if len(calls) == 1 else looked(ids)
+
+    monkeypatch.setattr(services, "_existing", the_first_look_misses)
+
+    results = recordings_register(items=[_input(1), _input(2), _input(3)], actor="t")
+
+    assert [r.status for r in results] == ["created", "error", "created"]
+    [entry] = LedgerEntry.objects.filter(kind="recordings.registered")
+    assert entry.payload["count"] == 2
+    assert entry.payload["external_ids_sha256"] == hashlib.sha256(b"r-1\nr-3").hexdigest()
+    assert (entry.payload["first"], entry.payload["last"]) == ("r-1", "r-3")
     assert ledger_verify().ok
 
 
