@@ -146,7 +146,7 @@ class SeedSpec:
     recordings: int
     profiles: int
     accounts: int
-    version: int = 2
+    version: int = 3  # 3: the recordings carry their profile's facts (recordings/0009)
     # "random": recorded_at drawn at random, every EXPIRED_EVERY-th recording past its
     # retention (spread over the whole table). "time-ordered": ids registered in time
     # order, the oldest 1/EXPIRED_EVERY of them past their retention (a contiguous
@@ -367,6 +367,13 @@ def seed_inserts(spec: SeedSpec) -> list[Insert]:
                 "id": "n",
                 "external_id": "'rec-' || n",
                 "profile_id": "CASE WHEN purged THEN NULL ELSE profile END",
+                # the copies of the profile's and account's facts (recordings/0009),
+                # which the database's trigger sets outside a seed (triggers are off here)
+                "is_child": "NOT purged AND coalesce("
+                "(SELECT pr.is_child FROM accounts_profile pr WHERE pr.id = profile), false)",
+                "jurisdiction": "CASE WHEN purged THEN '' ELSE coalesce("
+                "(SELECT ac.jurisdiction FROM accounts_profile pr JOIN accounts_account ac"
+                " ON ac.id = pr.account_id WHERE pr.id = profile), '') END",
                 "recorded_at": "t",
                 "created_at": "t + interval '2 seconds'",
                 "sensitive": "NOT purged AND sens < 0.01",
@@ -452,7 +459,9 @@ def seed(db: str, spec: SeedSpec) -> float:
     started = time.perf_counter()
     with connect(db) as conn:
         # Seed data is consistent by construction: skip the FK triggers (deferred, one
-        # queued event per row otherwise) and the WAL flush per statement.
+        # queued event per row otherwise) and the WAL flush per statement. Every trigger
+        # is off: what the schema's own triggers would write (the recordings' copies of
+        # their profile's facts), the inserts below write themselves.
         conn.execute("SET session_replication_role = replica")
         conn.execute("SET synchronous_commit = off")
         conn.execute("SET maintenance_work_mem = '1GB'")

@@ -43,6 +43,16 @@ def _ledger_files(settings, tmp_path: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _broker_tried_afresh() -> None:
+    """Each test starts with the broker not in backoff: a refusal one test provoked
+    (a broker moved or stopped) must not make another test's enqueue skip it
+    (compliance/core/enqueue.py keeps the backoff per process)."""
+    from compliance.core.enqueue import enqueue_backoff_reset
+
+    enqueue_backoff_reset()
+
+
+@pytest.fixture(autouse=True)
 def _facts_pool_closed():
     """A large batch's pool threads keep their own database connections: close them
     after each test, so that none outlives the test database."""

@@ -34,7 +34,6 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
-from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentDefault, ConsentState, Purpose
 from compliance.recordings.models import (
     Artefact,
@@ -117,11 +116,11 @@ def _facts_sql(vendor: str, count: int, with_location: bool, needs: int) -> str:
 
     Hand-written SQL because this is the hot path: the ORM's query compilation and
     model machinery cost more than PostgreSQL's own work on the query (bench/). The
-    conditions themselves stay in `decide()`.
+    conditions themselves stay in `decide()`. The profile's `is_child` and its
+    account's `jurisdiction` are read from the recording, which carries copies of them
+    (Recording's model): no lookup of the profile or the account per id.
     """
     recording = Recording._meta.db_table
-    profile = Profile._meta.db_table
-    account = Account._meta.db_table
     state = ConsentState._meta.db_table
     default = ConsentDefault._meta.db_table
     rule = TransferRule._meta.db_table
@@ -132,7 +131,7 @@ def _facts_sql(vendor: str, count: int, with_location: bool, needs: int) -> str:
         ids = "IN (" + ",".join(["%s"] * count) + ")"
     # Only table names (from model metadata) are interpolated; every value is a parameter.
     transfer = (
-        f"EXISTS (SELECT 1 FROM {rule} t WHERE t.jurisdiction = a.jurisdiction"  # noqa: S608
+        f"EXISTS (SELECT 1 FROM {rule} t WHERE t.jurisdiction = r.jurisdiction"  # noqa: S608
         " AND t.reviewer_location = %s)"
         if with_location
         else "FALSE"
@@ -143,13 +142,12 @@ def _facts_sql(vendor: str, count: int, with_location: bool, needs: int) -> str:
         " AND (x.state <> %s OR x.expires_at <= %s))"
     )
     return (
-        f"SELECT r.external_id, r.state, r.sensitive, r.false_wake, p.is_child,"  # noqa: S608
-        f" a.jurisdiction, cs.granted, cd.granted, {transfer}, {expired}"
+        f"SELECT r.external_id, r.state, r.sensitive, r.false_wake, r.is_child,"  # noqa: S608
+        f" r.jurisdiction, cs.granted, cd.granted, {transfer}, {expired}"
         f" FROM {recording} r"
-        f" LEFT JOIN {profile} p ON p.id = r.profile_id"
-        f" LEFT JOIN {account} a ON a.id = p.account_id"
         f" LEFT JOIN {state} cs ON cs.profile_id = r.profile_id AND cs.purpose = %s"
-        f" LEFT JOIN {default} cd ON cd.jurisdiction = a.jurisdiction AND cd.purpose = %s"
+        f" LEFT JOIN {default} cd ON cd.jurisdiction = r.jurisdiction AND cd.purpose = %s"
+        " AND r.profile_id IS NOT NULL"
         f" WHERE r.external_id {ids}"
     )
 
@@ -229,7 +227,7 @@ def _read_facts(
                 bool(row[2]),
                 bool(row[3]),
                 bool(row[4]),
-                row[5],
+                row[5] or None,  # '': a recording without a profile
                 None if row[6] is None else bool(row[6]),
                 None if row[7] is None else bool(row[7]),
                 bool(row[8]),
@@ -294,8 +292,10 @@ class EligibleSql:
 
     A statement uses them as `FROM <recordings> r <joins...> WHERE <where AND ...>`,
     with `join_params` then `where_params`; the caller may add joins after these and
-    conditions after these, with their parameters after each group. `p` (the profile)
-    and `a` (its account) are joined and may be used; `csN` and `cdN` are taken.
+    conditions after these, with their parameters after each group. The profile's
+    `is_child` and its account's `jurisdiction` are the recording's own copies
+    (`r.is_child`, `r.jurisdiction`): neither table is joined. `csN` and `cdN` are
+    taken.
     """
 
     joins: tuple[str, ...]
@@ -339,11 +339,7 @@ def eligible_sql(
         raise ValueError("eligible_sql needs at least one purpose")
     db = connections[DEFAULT_DB_ALIAS]
     at = db.ops.adapt_datetimefield_value(now)
-    profile, account, artefact = (
-        Profile._meta.db_table,
-        Account._meta.db_table,
-        Artefact._meta.db_table,
-    )
+    artefact = Artefact._meta.db_table
     state, default, rule = (
         ConsentState._meta.db_table,
         ConsentDefault._meta.db_table,
@@ -351,21 +347,18 @@ def eligible_sql(
     )
     human = Purpose.HUMAN_REVIEW in wanted
     # Only table names (from model metadata), aliases and placeholders are interpolated.
-    # Inner joins: a recording without a profile has no consent, so it is never eligible.
-    joins = [
-        f"JOIN {profile} p ON p.id = r.profile_id",
-        f"JOIN {account} a ON a.id = p.account_id",
-    ]
+    # A recording without a profile has no consent, so it is never eligible.
+    joins: list[str] = []
     join_params: list[Any] = []
-    where = ["r.state = %s"]
+    where = ["r.state = %s", "r.profile_id IS NOT NULL"]
     where_params: list[Any] = [RecordingState.ACTIVE]
     if human:
-        where += ["NOT p.is_child", "NOT r.sensitive", "NOT r.false_wake"]
+        where += ["NOT r.is_child", "NOT r.sensitive", "NOT r.false_wake"]
         if reviewer_location is not None:
             # the recording's own jurisdiction, or a transfer rule allows the location
             where.append(
-                f"(a.jurisdiction = %s OR EXISTS (SELECT 1 FROM {rule} t"  # noqa: S608
-                " WHERE t.jurisdiction = a.jurisdiction AND t.reviewer_location = %s))"
+                f"(r.jurisdiction = %s OR EXISTS (SELECT 1 FROM {rule} t"  # noqa: S608
+                " WHERE t.jurisdiction = r.jurisdiction AND t.reviewer_location = %s))"
             )
             where_params += [reviewer_location, reviewer_location]
     for category in dict.fromkeys(present):
@@ -389,7 +382,7 @@ def eligible_sql(
         # a current grant: explicit, or (no event yet) the jurisdiction's default
         joins += [
             f"LEFT JOIN {state} cs{n} ON cs{n}.profile_id = r.profile_id AND cs{n}.purpose = %s",
-            f"LEFT JOIN {default} cd{n} ON cd{n}.jurisdiction = a.jurisdiction"
+            f"LEFT JOIN {default} cd{n} ON cd{n}.jurisdiction = r.jurisdiction"
             f" AND cd{n}.purpose = %s",
         ]
         join_params += [purpose, purpose]

@@ -29,6 +29,17 @@ class Recording(models.Model):
     profile = models.ForeignKey(
         Profile, null=True, on_delete=models.SET_NULL, related_name="recordings", db_index=False
     )
+    # Copies of what the eligibility rule needs of the profile and its account, which
+    # never change once created: the profile's `is_child` and the account's
+    # `jurisdiction` (empty and false without a profile). A decision then reads neither
+    # the profile's row nor the account's (docs/capacity.md, "Fewer lookups per
+    # decision"). Set by the database on every insert and every change of `profile`
+    # (migration 0009's trigger), whatever the application sends: never set or read
+    # them in Python, where a new object holds the defaults, not the copies.
+    is_child = models.BooleanField(default=False, db_default=False, editable=False)
+    jurisdiction = models.CharField(
+        max_length=2, blank=True, default="", db_default="", editable=False
+    )
     recorded_at = models.DateTimeField()
     sensitive = models.BooleanField(default=False)
     false_wake = models.BooleanField(default=False)
@@ -56,7 +67,15 @@ class Recording(models.Model):
             # (a plain index here).
             models.Index(
                 fields=["external_id"],
-                include=["id", "profile", "state", "sensitive", "false_wake"],
+                include=[
+                    "id",
+                    "profile",
+                    "state",
+                    "sensitive",
+                    "false_wake",
+                    "is_child",
+                    "jurisdiction",
+                ],
                 name="recording_external_id_cover",
             ),
             # the owner's list of recordings, newest first

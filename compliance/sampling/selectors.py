@@ -102,7 +102,7 @@ def candidates_sql(
     ]
     params: list[Any] = [*rule.where_params, *HANDED_OUT]
     if scope.jurisdiction is not None:
-        where.append("a.jurisdiction = %s")
+        where.append("r.jurisdiction = %s")
         params.append(scope.jurisdiction)
     if scope.recorded_from is not None:
         where.append("r.recorded_at >= %s")
