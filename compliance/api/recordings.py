@@ -151,18 +151,14 @@ class RecordingCreateApi(LeanJsonPost):
         """The answer to a JSON object, as `post` and the lean way (LeanJsonPost) give
         it."""
         if "audio" in payload:
-            raise _audio_not_a_file()
+            raise ApplicationError(
+                "validation_error",
+                "Send audio as a multipart/form-data file field named audio.",
+                fields=field_error("audio", "not_a_file", "Must be a file upload."),
+            )
         # the same validation as is_valid(), without a new serializer (and a deep copy
         # of its fields) per request: run_validation keeps no state
         return _create(_CREATE_INPUT.run_validation(payload), user)
-
-
-def _audio_not_a_file() -> ApplicationError:
-    return ApplicationError(
-        "validation_error",
-        "Send audio as a multipart/form-data file field named audio.",
-        fields=field_error("audio", "not_a_file", "Must be a file upload."),
-    )
 
 
 def _create(values: Any, user: Any) -> dict[str, Any]:

@@ -101,10 +101,7 @@ def ledger_append(
     Refused (503 `ledger_behind_export`) while the database's log is behind the exported
     one (a restore from an older backup, docs/runtime.md): this entry's number is one a
     signed checkpoint already gave to another entry."""
-    if not connection.in_atomic_block:
-        raise RuntimeError("ledger_append must run inside the transaction of the change")
-    ledger_require_writable()
-    payload = json.loads(json.dumps(payload or {}, default=str))
+    payload = _appendable(payload)
     built = None
     if parts is not None:
         built = parts_build(json.loads(json.dumps(parts, default=str)))
@@ -189,11 +186,16 @@ def ledger_entry_prepare(
     `ledger_append`). Must run inside the transaction of the change."""
     if connection.vendor != "postgresql":
         return None
+    return _prepared(kind=kind, subject=subject, actor=actor, payload=_appendable(payload))
+
+
+def _appendable(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """What every append checks first: inside the transaction of the change, the log
+    writable; and the payload as JSON will store it."""
     if not connection.in_atomic_block:
         raise RuntimeError("ledger_append must run inside the transaction of the change")
     ledger_require_writable()
-    payload = json.loads(json.dumps(payload or {}, default=str))
-    return _prepared(kind=kind, subject=subject, actor=actor, payload=payload)
+    return json.loads(json.dumps(payload or {}, default=str))
 
 
 def _prepared(*, kind: str, subject: str, actor: str, payload: dict[str, Any]) -> PreparedEntry:

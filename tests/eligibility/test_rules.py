@@ -316,6 +316,26 @@ def test_the_rule_sql_selects_exactly_what_decide_finds_eligible(world):
         transaction.set_rollback(True)
 
 
+@pytest.mark.django_db
+def test_a_recording_whose_profile_was_deleted_is_eligible_neither_way():
+    """Even where its jurisdiction's default grants every purpose: without a profile it
+    has no consent. The recording's copy of the jurisdiction is cleared with the profile
+    (tests/recordings/test_models.py), and both forms of the rule also ask for a
+    profile themselves."""
+    account = Account.objects.create(external_id="a", jurisdiction="DE")
+    profile = Profile.objects.create(external_id="p", account=account, is_child=False)
+    Recording.objects.create(external_id="r", profile=profile, recorded_at=NOW)
+    for purpose in (HUMAN, TRAINING):
+        ConsentDefault.objects.create(jurisdiction="DE", purpose=purpose, granted=True)
+
+    profile.delete()
+
+    for purpose in (HUMAN, TRAINING):
+        known = facts_for(["r"], purpose=purpose, now=NOW)
+        assert decide(known["r"], purpose=purpose) == ["no_consent"]
+        assert _select(eligible_sql(purposes=[purpose], now=NOW)) == []
+
+
 def test_the_rule_sql_needs_a_purpose():
     with pytest.raises(ValueError, match="purpose"):
         eligible_sql(purposes=[], now=NOW)
