@@ -1,7 +1,7 @@
 """Scale benchmark: does ten times the data cost more per request?
 
     .venv/bin/python bench/scale.py [--sizes 1000000,10000000] [--duration 15]
-        [--connections 16] [--batches 10] [--draws 10] [--rounds 3] [--keep-db]
+        [--connections 16] [--batches 20] [--draws 20] [--rounds 3] [--keep-db]
         [--seed-only] [--skip-purge] [--skip-spread] [--purge-rounds 1]
         [--private-cluster DIR [--port N]]
 
@@ -31,13 +31,16 @@ What it does, on this machine only (127.0.0.1):
      recording and artefact tables, and of every table, over the recordings;
    - on the private cluster, what the requests read is loaded into shared buffers
      first (pg_prewarm, PREWARM): the steady state of a server serving them;
-   - --rounds times, the sizes alternating which goes first (other work on the machine
-     then slows both alike), each round with other random ids:
+   - --rounds times, each round with other random ids:
    - single eligibility: GET /api/v1/eligibility/rec-<random> through wrk (gunicorn,
-     2 sync workers), req/s and p99 (the median of the rounds);
-   - a 10,000-id POST /api/v1/eligibility/batch, --batches times: p50 ms;
-   - a 1,000-item POST /api/v1/samples (human review, reviewers in DE), --draws times:
-     p50 ms (the review items are removed before and after);
+     2 sync workers), req/s and p99 (the median of the rounds), one size after the
+     other, alternating which goes first (other work on the machine then slows both
+     alike);
+   - then, with every size's server up at once, the sizes taking turns request by
+     request (a burst of other work on the machine falls on both): a 10,000-id POST
+     /api/v1/eligibility/batch, --batches times a size, p50 ms; then a 1,000-item POST
+     /api/v1/samples (human review, reviewers in DE), --draws times a size, p50 ms
+     (the review items are removed before and after);
    - the CPU of the gunicorn workers and of PostgreSQL per request of each kind;
    - purge, on a copy of the seeded database (CREATE DATABASE ... TEMPLATE, so the
      seeded one stays reusable; dropped after): the audio files are written only for
@@ -59,6 +62,7 @@ runs with --keep-db. The exit code is 0 when goals fail, 1 when something broke.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -83,6 +87,7 @@ from _common import (
     LoadResult,
     PostgresCpu,
     SeedSpec,
+    Server,
     app_env,
     connect,
     cpu_seconds,
@@ -162,6 +167,10 @@ def cluster_settings(port: int, datadir: Path) -> dict[str, str]:
         "checkpoint_timeout": "15min",
         "checkpoint_completion_target": "0.9",
         "jit": "off",
+        # A draw's row locks and inserts touch pages all over tables ten times larger:
+        # the first change of a page after a checkpoint writes the whole page to the
+        # WAL, and compressed that WAL is half as large (docs/capacity.md).
+        "wal_compression": "lz4",
         "log_checkpoints": "on",
         # "try": on when the kernel has huge pages to give (huge_pages_reserved() asks
         # for them), the usual 4 kB pages otherwise; the run says which it got.
@@ -455,58 +464,118 @@ def measure_bytes(size: int, f: SizeFigures) -> None:
     say(f"  largest tables (with indexes): {top}")
 
 
-def measure_http(size: int, f: SizeFigures, args: argparse.Namespace, gen: LoadGenerator) -> None:
+def _counted(
+    f: SizeFigures,
+    name: str,
+    server: Server,
+    pg: PostgresCpu,
+    requests: Callable[[T], int],
+    action: Callable[[], T],
+) -> T:
+    """`action`'s result; its CPU, of the app (`server`'s workers) and of PostgreSQL
+    (`pg`: the size's database), and its `requests`, added to `f`'s under `name`."""
+    pg.poll()
+    before_pg, before_app = pg.seconds, cpu_seconds(server.workers)
+    result = action()
+    pg.poll()
+    total = f.cpu.setdefault(name, [0.0, 0.0, 0])
+    total[0] += cpu_seconds(server.workers) - before_app
+    total[1] += pg.seconds - before_pg
+    total[2] += requests(result)
+    return result
+
+
+def measure_single(size: int, f: SizeFigures, args: argparse.Namespace, gen: LoadGenerator) -> None:
+    """Single eligibility under wrk's load, on a server of this size alone."""
     db, env = db_name(size), env_for(size)
-    key = create_service_client(env, db, "bench-scale", ["eligibility:read", "samples:draw"])
-    rng = random.Random(size * 100 + len(f.singles))  # other ids each round
-    batches = [
-        [f"rec-{rng.randint(1, size)}" for _ in range(BATCH_SIZE)]
-        for _ in range(args.batches + 1)  # the first is the warm-up
-    ]
-    with connect(db) as conn, connect("postgres") as pg, gunicorn(env) as server:
-        conn.execute("DELETE FROM sampling_reviewitem")
-
-        def cpu(name: str, requests: Callable[[T], int], action: Callable[[], T]) -> T:
-            """`action`'s result; its CPU, of the app and of PostgreSQL, counted."""
-            pg_cpu, app = PostgresCpu(pg, db), cpu_seconds(server.workers)
-            result = action()
-            pg_cpu.poll()
-            app = cpu_seconds(server.workers) - app
-            total = f.cpu.setdefault(name, [0.0, 0.0, 0])
-            total[0] += app
-            total[1] += pg_cpu.seconds
-            total[2] += requests(result)
-            return result
-
+    key = create_service_client(env, db, "bench-scale", ["eligibility:read"])
+    with connect("postgres") as pg_conn, gunicorn(env) as server:
         mix = single_mix(size)
         ensure_clean(gen.run(server.port, key, mix, args.warmup, args.connections))
-        single = cpu(
+        pg = PostgresCpu(pg_conn, db)
+        single = _counted(
+            f,
             "single eligibility",
+            server,
+            pg,
             lambda r: r.requests,
             lambda: ensure_clean(gen.run(server.port, key, mix, args.duration, args.connections)),
         )
         f.singles.append(single)
-        say(f"  single eligibility: {single.line()}")
-        client = Http(server.port, key, timeout=300)
-        try:
-            server_batch(client, batches[0])  # warm-up
-            times = cpu(
-                "10k batch", len, lambda: [server_batch(client, ids)[0] for ids in batches[1:]]
-            )
-            f.batch_ms += times
-            say(f"  10k batch, ms: {' '.join(f'{t:.0f}' for t in times)}")
-            api_draw(client, DRAW_SIZE, LOCATION)  # warm-up
-            times = cpu(
-                "1,000-item draw",
-                len,
-                lambda: [api_draw(client, DRAW_SIZE, LOCATION)[0] for _ in range(args.draws)],
-            )
-            f.draw_ms += times
-            say(f"  1,000-item draw, ms: {' '.join(f'{t:.0f}' for t in times)}")
-        finally:
-            client.close()
+        say(f"  single eligibility at {label(size)}: {single.line()}")
         server.check_workers()
-        conn.execute("DELETE FROM sampling_reviewitem")
+
+
+@dataclass
+class _Side:
+    """One size's server, client and counters during the interleaved requests."""
+
+    f: SizeFigures
+    server: Server
+    client: Http
+    pg: PostgresCpu
+    batches: list[list[str]]
+
+
+def measure_interleaved(figures: list[SizeFigures], args: argparse.Namespace, round_: int) -> None:
+    """The batches, then the draws, one request at a time, the sizes taking turns (and
+    which goes first alternating): every size's server is up meanwhile, so that what
+    else the machine does in those seconds slows every size alike. Minutes between
+    the sizes' requests made a run's ratio swing by a third (docs/capacity.md)."""
+    with contextlib.ExitStack() as stack:
+        pg_conn = stack.enter_context(connect("postgres"))
+        sides: list[_Side] = []
+        for f in figures:
+            db, env = db_name(f.size), env_for(f.size)
+            with connect(db) as conn:
+                conn.execute("DELETE FROM sampling_reviewitem")
+            key = create_service_client(
+                env, db, "bench-scale", ["eligibility:read", "samples:draw"]
+            )
+            server = stack.enter_context(gunicorn(env))
+            client = Http(server.port, key, timeout=300)
+            stack.callback(client.close)
+            rng = random.Random(f.size * 100 + round_)  # other ids each round
+            batches = [
+                [f"rec-{rng.randint(1, f.size)}" for _ in range(BATCH_SIZE)]
+                for _ in range(args.batches + 1)  # the first is the warm-up
+            ]
+            sides.append(_Side(f, server, client, PostgresCpu(pg_conn, db), batches))
+        for side in sides:  # warm-up
+            server_batch(side.client, side.batches[0])
+            api_draw(side.client, DRAW_SIZE, LOCATION)
+
+        def turns(count: int) -> Iterator[tuple[int, _Side]]:
+            for n in range(count):
+                for side in sides if (n + round_) % 2 == 0 else sides[::-1]:
+                    yield n, side
+
+        times: dict[int, list[float]] = {side.f.size: [] for side in sides}
+        for n, side in turns(args.batches):
+            ids = side.batches[n + 1]
+            elapsed = _counted(
+                side.f, "10k batch", side.server, side.pg, lambda _: 1,
+                lambda: server_batch(side.client, ids)[0],  # noqa: B023 (called at once)
+            )  # fmt: skip
+            times[side.f.size].append(elapsed)
+        for side in sides:
+            side.f.batch_ms += times[side.f.size]
+            say(f"  10k batch at {label(side.f.size)}, ms: "
+                + " ".join(f"{t:.0f}" for t in times[side.f.size]))  # fmt: skip
+        times = {side.f.size: [] for side in sides}
+        for _, side in turns(args.draws):
+            elapsed = _counted(
+                side.f, "1,000-item draw", side.server, side.pg, lambda _: 1,
+                lambda: api_draw(side.client, DRAW_SIZE, LOCATION)[0],  # noqa: B023
+            )  # fmt: skip
+            times[side.f.size].append(elapsed)
+        for side in sides:
+            side.f.draw_ms += times[side.f.size]
+            say(f"  1,000-item draw at {label(side.f.size)}, ms: "
+                + " ".join(f"{t:.0f}" for t in times[side.f.size]))  # fmt: skip
+            side.server.check_workers()
+            with connect(db_name(side.f.size)) as conn:
+                conn.execute("DELETE FROM sampling_reviewitem")
 
 
 def write_expiring_files(db: str, size: int, at: str | None) -> int:
@@ -693,8 +762,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=15, help="seconds of wrk load")
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--batches", type=int, default=10, help="10k-id eligibility batches")
-    parser.add_argument("--draws", type=int, default=10, help="1,000-item sample draws")
+    parser.add_argument(
+        "--batches", type=int, default=20, help="10k-id eligibility batches a size a round"
+    )
+    parser.add_argument("--draws", type=int, default=20, help="1,000-item sample draws, likewise")
     parser.add_argument("--rounds", type=int, default=3, help="HTTP rounds, sizes alternating")
     parser.add_argument("--keep-db", action="store_true", help="reuse seeded databases")
     parser.add_argument("--seed-only", action="store_true", help="seed, measure nothing")
@@ -756,11 +827,12 @@ def run(args: argparse.Namespace) -> list[SizeFigures]:
             prewarm(f.size)
     gen = LoadGenerator(find_wrk())
     for round_ in range(args.rounds):
+        heading(f"Round {round_ + 1} of {args.rounds}")
         # alternating which size goes first, so that a burst of other work on the
         # machine slows both alike
         for f in figures if round_ % 2 == 0 else figures[::-1]:
-            heading(f"Measuring {db_name(f.size)}, round {round_ + 1} of {args.rounds}")
-            measure_http(f.size, f, args, gen)
+            measure_single(f.size, f, args, gen)
+        measure_interleaved(figures, args, round_)
     for f in figures:
         if not args.skip_purge:
             heading(f"Purging {db_name(f.size)}")
