@@ -299,20 +299,19 @@ def _plan_for_lookups() -> None:
             )
 
 
-def _items_by_profile(handed: dict[int, str]) -> dict[str, dict[str, Any]]:
+# What the draw's ledger entry names of each recording it holds: the recording's
+# external id and its profile's ('' for none), read by the statement that locks it.
+Names = dict[int, tuple[str, str]]
+
+
+def _items_by_profile(handed: dict[int, str], names: Names) -> dict[str, dict[str, Any]]:
     """Each profile's part of the draw's ledger entry: its items and their recordings,
     so that a review is provable from the log (by the profile's evidence bundle) while
     the entry itself names no item, recording or profile."""
-    if not handed:
-        return {}
     by_profile: dict[str, list[dict[str, str]]] = {}
-    rows = (
-        Recording.objects.filter(pk__any_of=sorted(handed))
-        .order_by("pk")
-        .values_list("pk", "external_id", "profile__external_id")
-    )
-    for pk, recording, profile in rows:
-        by_profile.setdefault(profile or "", []).append(
+    for pk in sorted(handed):
+        recording, profile = names[pk]
+        by_profile.setdefault(profile, []).append(
             {"review_item": handed[pk], "recording": recording}
         )
     return {profile: {"items": items} for profile, items in by_profile.items()}
@@ -326,49 +325,63 @@ def _profiles_of(ids: list[int]) -> list[int]:
     return sorted({p for p in rows if p is not None})
 
 
-def _lock_recordings(ids: list[int], profiles: list[int]) -> list[int]:
+def _locked_names(recordings: QuerySet[Recording]) -> QuerySet[Recording, tuple]:
+    """`recordings` locked FOR NO KEY UPDATE in id order (the rows of the recordings
+    only: the profile is joined for its external id, not locked), as (pk, profile_id,
+    external id, the profile's external id): what the ledger entry names, read with the
+    lock rather than by another lookup of every recording (docs/capacity.md)."""
+    return recordings.order_by("pk").values_list(
+        "pk", "profile_id", "external_id", "profile__external_id"
+    )
+
+
+def _lock_recordings(ids: list[int], profiles: list[int]) -> Names:
     """Lock the picked recordings FOR NO KEY UPDATE, in id order, after their profiles'
-    consent rows; those whose profile is among `profiles` (the ones locked).
+    consent rows; those whose profile is among `profiles` (the ones locked), with their
+    names.
 
     A purge tombstones a recording under FOR UPDATE and then revokes its open items:
     it waits here for the draw, and then revokes the draw's items; or the draw waits
     for the purge, and its re-check then sees the tombstone.
     """
-    rows = (
-        Recording.objects.filter(pk__any_of=ids)
-        .order_by("pk")
-        .select_for_update(no_key=True)
-        .values_list("pk", "profile_id")
+    rows = _locked_names(
+        Recording.objects.filter(pk__any_of=ids).select_for_update(no_key=True, of=("self",))
     )
     held = set(profiles)
-    return [pk for pk, profile in rows if profile in held]
+    return {
+        pk: (recording, profile_name or "")
+        for pk, profile, recording, profile_name in rows
+        if profile in held
+    }
 
 
-def _lock_what_is_free(ids: list[int], purposes: list[str]) -> list[int]:
+def _lock_what_is_free(ids: list[int], purposes: list[str]) -> Names:
     """For a top-up round, which already holds locks: lock without waiting (SKIP
     LOCKED), so that two draws topping up cannot deadlock (it takes the recordings
     before the consent rows, against the lock order, which SKIP LOCKED makes safe), and
-    keep the recordings
+    keep the recordings, with their names,
     whose row and whose profile's consent rows were all free. A consent row skipped
     is one that an opt-out may hold: that recording is simply not handed out."""
-    recordings = dict(
-        Recording.objects.filter(pk__any_of=ids)
-        .order_by("pk")
-        .select_for_update(no_key=True, skip_locked=True)
-        .values_list("pk", "profile_id")
-    )
-    profiles = sorted({p for p in recordings.values() if p is not None})
+    recordings = {
+        pk: (profile, (recording, profile_name or ""))
+        for pk, profile, recording, profile_name in _locked_names(
+            Recording.objects.filter(pk__any_of=ids).select_for_update(
+                no_key=True, skip_locked=True, of=("self",)
+            )
+        )
+    }
+    profiles = sorted({p for p, _ in recordings.values() if p is not None})
     held = set(
         ConsentState.objects.filter(profile_id__any_of=profiles, purpose__in=purposes)
         .order_by("pk")
         .select_for_update(no_key=True, skip_locked=True)
         .values_list("profile_id", "purpose")
     )
-    return [
-        pk
-        for pk, profile in recordings.items()
+    return {
+        pk: names
+        for pk, (profile, names) in recordings.items()
         if profile is not None and all((profile, u) in held for u in purposes)
-    ]
+    }
 
 
 def _items_insert(
@@ -438,6 +451,7 @@ def sample_draw(
     expires_at = now + timedelta(seconds=lifetime)
     items: list[DrawnItem] = []
     handed: dict[int, str] = {}  # recording -> the item it went out as
+    names: Names = {}
     dropped = rounds = 0
     with transaction.atomic():
         _plan_for_lookups()
@@ -455,9 +469,10 @@ def sample_draw(
                 held = _lock_recordings(picked, profiles)
             else:
                 held = _lock_what_is_free(picked, purposes)
+            names.update(held)
             # A new statement after the locks: it sees every withdrawal, purge and draw
             # that committed before they were granted.
-            still = candidates_recheck(scope, now=now, among=held)
+            still = candidates_recheck(scope, now=now, among=list(held))
             chosen = [pk for pk in picked if pk in still][:wanted]
             item_ids = [_new_item_id() for _ in chosen]
             # Inserted now, so that the next round's pick sees them as handed out.
@@ -495,7 +510,7 @@ def sample_draw(
                 "dropped_at_recheck": dropped,
                 "rounds": rounds,
             },
-            parts=_items_by_profile(handed),
+            parts=_items_by_profile(handed, names),
         )
     logger.info(
         "sample.drawn purpose=%s location=%s requested=%d drawn=%d",
