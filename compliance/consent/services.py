@@ -14,6 +14,7 @@ from django.utils import timezone
 from compliance.accounts.models import Profile
 from compliance.core.countries import require_country
 from compliance.core.errors import ApplicationError, Conflict, Unprocessable, field_error
+from compliance.core.transactions import require_transaction
 from compliance.ledger.services import ledger_append
 
 from .models import Channel, ConsentDefault, ConsentEvent, ConsentState, Purpose
@@ -45,10 +46,12 @@ def consent_record(
     transaction and with the row still locked, stops what a withdrawal must stop and
     writes the ledger entry. The lock is what orders this change against a concurrent
     change and against a hand-off that locks the row (docs/reliability.md, "Opt-out
-    against hand-off"); `select_for_update` refuses to run outside a transaction.
+    against hand-off"), so it refuses to run outside a transaction, on every database
+    (SQLite has no row locks to refuse it).
     `at` is when the person decided, when that was before now (an import of earlier
     decisions, the demo's history): the event carries it.
     """
+    require_transaction("consent_record")
     validate_purpose(purpose)
     if channel not in Channel.values:
         raise ApplicationError(
