@@ -48,9 +48,9 @@ What it does, on this machine only (127.0.0.1):
      project's purge loop (compliance.retention.purge.purge_expired, what `manage.py
      purge_expired` and the beat run) in one process, recordings purged a second:
      first the contiguous slice (due now), then the spread slice (purged at the time
-     it falls due; --skip-spread leaves it out; with --purge-rounds N, N times at
-     each size, each on a fresh copy of the copy whose contiguous slice is purged,
-     and the median round reported).
+     it falls due; --skip-spread leaves it out; --purge-rounds N times at each size,
+     each on a fresh copy of the copy whose contiguous slice is purged, the sizes
+     taking turns round by round, and the median round reported).
 5. Prints each figure at every size and the ratio of the largest to the smallest size.
    A figure worse by more than 20% at the larger size FAILS.
 
@@ -73,6 +73,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -365,6 +366,14 @@ def prepare(size: int, keep: bool) -> float | None:
 # the transcript it hands out from it, one random page an item) and the small tables
 # whole; not the indexes only the writes use. At 10M that is 6.3 GB, which the shared
 # buffers (cluster_settings) hold.
+# What the purge changes, each with all its indexes (every one of which an update of a
+# row writes to): loaded into shared buffers before a purge on the private cluster, at
+# every size alike. A fresh copy of the 10M database (9 GB) sits in the OS cache or on
+# disk by chance, beside two other copies, and a spread purge's reads from disk took
+# 0.1-30 s of its 30-50 (track_io_timing): the figure measured the cache, not the
+# purge (docs/capacity.md, "The purge at 10x").
+PURGE_PREWARM = ("recordings_recording", "recordings_artefact")
+
 PREWARM = (
     "recordings_artefact",
     "recordings_recording",
@@ -602,9 +611,12 @@ def write_expiring_files(db: str, size: int, at: str | None) -> int:
     return len(keys)
 
 
-def purge_once(db: str, size: int, slice_: str, at: str | None) -> dict[str, float]:
+def purge_once(
+    db: str, size: int, slice_: str, at: str | None, prewarm: bool = False
+) -> dict[str, float]:
     """Purge what is due at `at` (None: now) in `db` with the project's purge loop, in
-    one process; its counts and seconds."""
+    one process; its counts and seconds. With `prewarm`, the tables the purge changes
+    and their indexes are loaded into shared buffers first (PURGE_PREWARM)."""
     files = write_expiring_files(db, size, at)
     with connect(db) as conn:
         due, other = conn.execute(
@@ -616,6 +628,19 @@ def purge_once(db: str, size: int, slice_: str, at: str | None) -> dict[str, flo
         ).fetchone()
         conn.execute("VACUUM (ANALYZE) recordings_artefact")
         conn.execute("CHECKPOINT")
+        if prewarm:
+            step = time.perf_counter()
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            (pages,) = conn.execute(
+                "SELECT sum(pg_prewarm(c.oid)) FROM pg_class c WHERE c.oid = ANY(%(t)s::regclass[])"
+                " OR c.oid IN (SELECT indexrelid FROM pg_index"
+                " WHERE indrelid = ANY(%(t)s::regclass[]))",
+                {"t": list(PURGE_PREWARM)},
+            ).fetchone()
+            say(
+                f"  purge, {slice_} slice: prewarmed {pages * 8 / 1024:,.0f} MiB"
+                f" ({time.perf_counter() - step:.1f} s)"
+            )
     if other:
         raise BenchError(f"{other} artefacts besides the spread slice are due at {at}")
     say(f"  purge, {slice_} slice: {due:,} recordings due, {files:,} audio files written")
@@ -636,12 +661,11 @@ def purge_once(db: str, size: int, slice_: str, at: str | None) -> dict[str, flo
     return run
 
 
-def measure_purge(size: int, f: SizeFigures, spread: bool, rounds: int = 1) -> None:
-    """The purge, on a copy of the seeded database (so that it stays reusable): first
-    the contiguous slice that is due (the oldest recordings, the realistic case), then,
-    with `spread`, the slice spread over the whole table (the worst case), purged at
-    the time it falls due: `rounds` times, each on a fresh copy of the first copy (its
-    contiguous slice purged) when more than one, the median round reported."""
+@contextmanager
+def purged_copy(size: int, f: SizeFigures, prewarm: bool) -> Iterator[tuple[str, datetime]]:
+    """A copy of the seeded database (so that it stays reusable) whose contiguous slice
+    (the oldest recordings, the realistic case) is purged, measured into `f.purge`;
+    yields the copy's name and when the spread slice falls due. Dropped on exit."""
     db = db_name(size)
     copy = f"{db}_purge"
     step = time.perf_counter()
@@ -650,36 +674,60 @@ def measure_purge(size: int, f: SizeFigures, spread: bool, rounds: int = 1) -> N
         pg.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{db}" STRATEGY FILE_COPY')
     say(f"  copied {db} to {copy}: {time.perf_counter() - step:.1f} s")
     try:
-        f.purge = purge_once(copy, size, "contiguous", None)
-        if spread:
-            with connect(copy) as conn:
-                (due,) = conn.execute(
-                    "SELECT max(expires_at) + interval '1 second' FROM recordings_artefact"
-                    " WHERE expiry_basis = %s",
-                    [SPREAD_BASIS],
-                ).fetchone()
-            if rounds == 1:
-                f.purge_spread = purge_once(copy, size, "spread", due.isoformat())
-                f.purge_spread_rates = [_rate(f.purge_spread) or 0.0]
-                return
-            runs = []
-            again = f"{db}_spread"
-            for n in range(rounds):
-                with connect("postgres") as pg:
-                    pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
-                    pg.execute(f'CREATE DATABASE "{again}" TEMPLATE "{copy}" STRATEGY FILE_COPY')
-                try:
-                    name = f"spread (round {n + 1} of {rounds})"
-                    runs.append(purge_once(again, size, name, due.isoformat()))
-                finally:
-                    with connect("postgres") as pg:
-                        pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
-            runs.sort(key=lambda run: _rate(run) or 0.0)
-            f.purge_spread = runs[len(runs) // 2]
-            f.purge_spread_rates = [_rate(run) or 0.0 for run in runs]
+        f.purge = purge_once(copy, size, "contiguous", None, prewarm)
+        with connect(copy) as conn:
+            (due,) = conn.execute(
+                "SELECT max(expires_at) + interval '1 second' FROM recordings_artefact"
+                " WHERE expiry_basis = %s",
+                [SPREAD_BASIS],
+            ).fetchone()
+        yield copy, due
     finally:
         with connect("postgres") as pg:
             pg.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+
+
+def purge_spread_once(
+    size: int, copy: str, due: datetime, name: str, prewarm: bool
+) -> dict[str, float]:
+    """The spread slice (the worst case), purged at the time it falls due, on a fresh
+    copy of `copy` (dropped after)."""
+    again = f"{db_name(size)}_spread"
+    with connect("postgres") as pg:
+        pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
+        pg.execute(f'CREATE DATABASE "{again}" TEMPLATE "{copy}" STRATEGY FILE_COPY')
+    try:
+        return purge_once(again, size, name, due.isoformat(), prewarm)
+    finally:
+        with connect("postgres") as pg:
+            pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
+
+
+def measure_purge(
+    figures: list[SizeFigures], spread: bool, rounds: int = 1, prewarm: bool = False
+) -> None:
+    """The purge at every size: the contiguous slice once, then, with `spread`, the
+    spread slice `rounds` times a size, each on a fresh copy, the median round
+    reported. The spread rounds take turns between the sizes (which goes first
+    alternating): run one size's rounds after the other's, the machine's drift over
+    those minutes moved the ratio by a fifth (docs/capacity.md)."""
+    with contextlib.ExitStack() as stack:
+        copies = {}
+        for f in figures:
+            heading(f"Purging {db_name(f.size)}")
+            copies[f.size] = stack.enter_context(purged_copy(f.size, f, prewarm))
+        if not spread:
+            return
+        runs: dict[int, list[dict[str, float]]] = {f.size: [] for f in figures}
+        for n in range(rounds):
+            for f in figures if n % 2 == 0 else figures[::-1]:
+                copy, due = copies[f.size]
+                name = f"spread (round {n + 1} of {rounds}) at {label(f.size)}"
+                runs[f.size].append(purge_spread_once(f.size, copy, due, name, prewarm))
+        for f in figures:
+            done = sorted(runs[f.size], key=lambda run: _rate(run) or 0.0)
+            f.purge_spread = done[len(done) // 2]
+            f.purge_spread_rates = [_rate(run) or 0.0 for run in done]
 
 
 # --------------------------------------------------------------------------- report
@@ -833,10 +881,13 @@ def run(args: argparse.Namespace) -> list[SizeFigures]:
         for f in figures if round_ % 2 == 0 else figures[::-1]:
             measure_single(f.size, f, args, gen)
         measure_interleaved(figures, args, round_)
-    for f in figures:
-        if not args.skip_purge:
-            heading(f"Purging {db_name(f.size)}")
-            measure_purge(f.size, f, spread=not args.skip_spread, rounds=args.purge_rounds)
+    if not args.skip_purge:
+        measure_purge(
+            figures,
+            spread=not args.skip_spread,
+            rounds=args.purge_rounds,
+            prewarm=bool(args.private_cluster),
+        )
     return figures
 
 
