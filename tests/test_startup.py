@@ -23,7 +23,7 @@ def test_the_loaded_application_is_frozen_out_of_the_collectors_scans(module: st
     paid 50-80 ms for that every second or third call). The collector still runs for
     what requests allocate."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 (this interpreter, a constant script)
         [sys.executable, "-c", PROBE.format(module=module)],
         cwd=REPO,
         env=env,

@@ -326,10 +326,11 @@ def _profiles_of(ids: list[int]) -> list[int]:
 
 
 def _locked_names(recordings: QuerySet[Recording]) -> QuerySet[Recording, tuple]:
-    """`recordings` locked FOR NO KEY UPDATE in id order (the rows of the recordings
-    only: the profile is joined for its external id, not locked), as (pk, profile_id,
-    external id, the profile's external id): what the ledger entry names, read with the
-    lock rather than by another lookup of every recording (docs/capacity.md)."""
+    """The rows of `recordings` (which the caller locks, `of=("self",)`: the profile is
+    joined for its external id, not locked) in id order, as (pk, profile_id, external
+    id, the profile's external id): what the ledger entry names, read by the statement
+    that locks them rather than by another lookup of every recording at the end
+    (docs/capacity.md, "What a draw writes")."""
     return recordings.order_by("pk").values_list(
         "pk", "profile_id", "external_id", "profile__external_id"
     )
