@@ -65,9 +65,12 @@ changed something, `storage.sweep_refused` when it refused a mass change, in the
 transaction.
 """
 
+from __future__ import annotations
+
 import logging
 import math
 import posixpath
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -122,13 +125,15 @@ def mass_change_limit(checked: int) -> int:
     return max(int(settings.STORAGE_SWEEP_MAX_CHANGE_FLOOR), share)
 
 
-def _missing_files(result: StorageSweep) -> list[int]:
-    """The ids of active artefacts whose file is gone."""
+def _missing_files(result: StorageSweep) -> array[int]:
+    """The ids of active artefacts whose file is gone, 8 bytes each (an `array`): at ten
+    million artefacts, all missing when the storage named is the wrong one (MASS
+    CHANGE), 80 MB where a list of ints held 360."""
     if not storage_is_s3():
         # a local stat per key: cheap
         return _missing_by_exists(result, Artefact.objects.all())
     prefixes = _listed_prefixes()
-    missing: list[int] = []
+    missing: array[int] = array("q")
     for prefix in prefixes:
         missing += _missing_by_listing(result, prefix)
     # keys under none of the listed prefixes: one request each, as before
@@ -150,9 +155,9 @@ def _listed_prefixes() -> list[str]:
     return prefixes
 
 
-def _missing_by_exists(result: StorageSweep, artefacts: QuerySet[Artefact]) -> list[int]:
+def _missing_by_exists(result: StorageSweep, artefacts: QuerySet[Artefact]) -> array[int]:
     last_id = 0
-    missing: list[int] = []
+    missing: array[int] = array("q")
     while True:
         rows = list(
             artefacts.filter(state=ArtefactState.ACTIVE, id__gt=last_id)
@@ -163,11 +168,11 @@ def _missing_by_exists(result: StorageSweep, artefacts: QuerySet[Artefact]) -> l
         if not rows:
             return missing
         result.rows_checked += len(rows)
-        missing += [pk for pk, key in rows if not default_storage.exists(key)]
+        missing.extend(pk for pk, key in rows if not default_storage.exists(key))
         last_id = rows[-1][0]
 
 
-def _missing_by_listing(result: StorageSweep, prefix: str) -> list[int]:
+def _missing_by_listing(result: StorageSweep, prefix: str) -> array[int]:
     """The active artefacts under `prefix` created before a listing of `prefix` began,
     whose key the listing lacks (RACE in the module's docstring). Both streams in byte
     order: the listing as S3 returns it, the rows by `storage_key` in byte order
@@ -184,7 +189,7 @@ def _missing_by_listing(result: StorageSweep, prefix: str) -> list[int]:
         .filter(key_bytes__gte=prefix, key_bytes__lt=end)
         .order_by("key_bytes")
     )
-    missing: list[int] = []
+    missing: array[int] = array("q")
     last: str | None = None
     while True:
         page = artefacts if last is None else artefacts.filter(key_bytes__gt=last)
@@ -310,7 +315,7 @@ def storage_sweep(
     result.rows_limit = mass_change_limit(result.rows_checked)
     if len(missing) > result.rows_limit and not allow_mass_change:
         result.rows_refused = True
-        missing = []
+        missing = array("q")
     over_limit = (
         result.orphan_files_found > result.orphan_limit
         or result.rows_found_without_file > result.rows_limit
@@ -362,37 +367,41 @@ def storage_sweep(
     return result
 
 
-def _tombstone(result: StorageSweep, missing: list[int], *, now: datetime, allowed: bool) -> None:
-    """Tombstone the active artefacts among `missing`, and the sweep's ledger entry
-    (`allowed`: an operator let a mass change through)."""
-    result.rows_without_file = Artefact.objects.filter(
-        pk__in=missing, state=ArtefactState.ACTIVE
-    ).update(
-        state=ArtefactState.PURGED,
-        storage_key="",
-        purged_at=now,
-        purge_reason=PurgeReason.FILE_MISSING,
-    )
-    audit_bulk_change(
-        model=Artefact,
-        pks=Artefact.objects.filter(
-            pk__in=missing,
+def _tombstone(result: StorageSweep, missing: array[int], *, now: datetime, allowed: bool) -> None:
+    """Tombstone the active artefacts among `missing`, PAGE at a time (an operator's
+    mass change may name millions), and the sweep's ledger entry (`allowed`: an
+    operator let a mass change through)."""
+    result.rows_without_file = 0
+    for start in range(0, len(missing), PAGE):
+        ids = missing[start : start + PAGE].tolist()
+        result.rows_without_file += Artefact.objects.filter(
+            pk__any_of=ids, state=ArtefactState.ACTIVE
+        ).update(
             state=ArtefactState.PURGED,
+            storage_key="",
             purged_at=now,
             purge_reason=PurgeReason.FILE_MISSING,
-        ),
-        changes={
-            "state": (ArtefactState.ACTIVE, ArtefactState.PURGED),
-            "purged_at": (None, now),
-            "purge_reason": ("", PurgeReason.FILE_MISSING),
-            "storage_key": ("[removed]", ""),
-        },
-        actor="sweep",
-    )
+        )
+        audit_bulk_change(
+            model=Artefact,
+            pks=Artefact.objects.filter(
+                pk__any_of=ids,
+                state=ArtefactState.PURGED,
+                purged_at=now,
+                purge_reason=PurgeReason.FILE_MISSING,
+            ),
+            changes={
+                "state": (ArtefactState.ACTIVE, ArtefactState.PURGED),
+                "purged_at": (None, now),
+                "purge_reason": ("", PurgeReason.FILE_MISSING),
+                "storage_key": ("[removed]", ""),
+            },
+            actor="sweep",
+        )
     payload: dict[str, object] = {
         "orphan_files_deleted": result.orphan_files_deleted,
         "rows_without_file": result.rows_without_file,
-        "artefacts": missing[:1000],
+        "artefacts": missing[:1000].tolist(),
     }
     if allowed:
         payload["mass_change_allowed"] = True

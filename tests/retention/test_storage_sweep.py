@@ -8,6 +8,7 @@ import os
 from datetime import timedelta
 
 import pytest
+from auditlog.models import LogEntry
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -276,6 +277,27 @@ def test_the_operators_option_lets_one_mass_change_through(limits, capsys):
     assert entry.payload["mass_change_allowed"] is True
     assert (entry.payload["orphan_files_deleted"], entry.payload["rows_without_file"]) == (4, 4)
     assert _metric("earshot_storage_sweep_refusals_total") == 0.0
+
+
+def test_a_mass_change_let_through_tombstones_page_by_page_each_with_its_history(
+    limits, monkeypatch
+):
+    """An operator's mass change may name millions of artefacts: they are held as 8-byte
+    ids and tombstoned PAGE at a time, none left out and each with its history row."""
+    limits(floor=1)
+    monkeypatch.setattr(storage_sweep, "PAGE", 2)
+    kept = _artefacts_with_files(2)
+    gone = _artefacts_without_files(5)
+
+    result = storage_sweep.storage_sweep(allow_mass_change=True)
+
+    assert (result.rows_found_without_file, result.rows_without_file) == (5, 5)
+    assert _active(gone) == 0 and _active(kept) == 2
+    histories = LogEntry.objects.get_for_objects(Artefact.objects.filter(pk__in=gone))
+    assert sorted(int(pk) for pk in histories.values_list("object_pk", flat=True)) == sorted(gone)
+    entry = LedgerEntry.objects.get(kind="storage.swept")
+    assert sorted(entry.payload["artefacts"]) == sorted(gone)
+    assert entry.payload["mass_change_allowed"] is True
 
 
 def test_more_orphans_than_are_held_are_found_again_and_deleted_within_the_limit(
