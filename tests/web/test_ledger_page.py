@@ -11,6 +11,7 @@ from django.db import transaction
 from compliance.accounts.models import Profile
 from compliance.ledger.services import ledger_append
 from compliance.web.wording import (
+    LEDGER_KEY_WORDS,
     LEDGER_KIND_LABELS,
     LedgerDetail,
     ledger_details,
@@ -149,6 +150,24 @@ def test_details_name_countries_durations_and_lists():
         LedgerDetail(label="policies", text="policy:7, policy:8"),
         LedgerDetail(label="kept", text="18 months"),
     ]
+
+
+def test_every_key_the_storage_sweep_writes_has_words(settings):
+    """A refused sweep's entry and an allowed mass change's are read by an officer who
+    must act on them: each of their keys is said in words, none shown as its code."""
+    from compliance.ledger.models import LedgerEntry
+    from compliance.retention.storage_sweep import storage_sweep
+    from tests.factories import ArtefactFactory
+
+    settings.STORAGE_SWEEP_MAX_CHANGE_FLOOR = 1
+    for n in range(3):
+        ArtefactFactory(storage_key=f"audio/gone-{n}.wav")
+    storage_sweep()
+    storage_sweep(allow_mass_change=True)
+
+    keys = {k for e in LedgerEntry.objects.filter(kind__startswith="storage.") for k in e.payload}
+    assert keys >= {"rows_refused", "rows_limit", "mass_change_allowed"}
+    assert sorted(k for k in keys if k not in LEDGER_KEY_WORDS) == []
 
 
 def test_a_reason_the_application_wrote_is_in_words_and_one_an_officer_typed_stays():
