@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import random
@@ -526,6 +527,34 @@ class _Side:
     batches: list[list[str]]
 
 
+def in_turn(items: list[T], n: int) -> list[T]:
+    """`items` in order for an even `n`, reversed for an odd one: taking turns at going
+    first, so that a burst of other work on the machine slows each alike."""
+    return items if n % 2 == 0 else items[::-1]
+
+
+def _taking_turns(
+    sides: list[_Side],
+    round_: int,
+    count: int,
+    name: str,
+    request: Callable[[_Side, int], float],
+) -> dict[int, list[float]]:
+    """`count` requests a size, the sizes taking turns request by request: each one's
+    milliseconds (`request(side, n)`), by size, its CPU counted under `name`."""
+    times: dict[int, list[float]] = {side.f.size: [] for side in sides}
+    for n in range(count):
+        for side in in_turn(sides, n + round_):
+            one = functools.partial(request, side, n)
+            times[side.f.size].append(
+                _counted(side.f, name, side.server, side.pg, lambda _: 1, one)
+            )
+    for side in sides:
+        ms = " ".join(f"{t:.0f}" for t in times[side.f.size])
+        say(f"  {name} at {label(side.f.size)}, ms: {ms}")
+    return times
+
+
 def measure_interleaved(figures: list[SizeFigures], args: argparse.Namespace, round_: int) -> None:
     """The batches, then the draws, one request at a time, the sizes taking turns (and
     which goes first alternating): every size's server is up meanwhile, so that what
@@ -554,34 +583,17 @@ def measure_interleaved(figures: list[SizeFigures], args: argparse.Namespace, ro
             server_batch(side.client, side.batches[0])
             api_draw(side.client, DRAW_SIZE, LOCATION)
 
-        def turns(count: int) -> Iterator[tuple[int, _Side]]:
-            for n in range(count):
-                for side in sides if (n + round_) % 2 == 0 else sides[::-1]:
-                    yield n, side
-
-        times: dict[int, list[float]] = {side.f.size: [] for side in sides}
-        for n, side in turns(args.batches):
-            ids = side.batches[n + 1]
-            elapsed = _counted(
-                side.f, "10k batch", side.server, side.pg, lambda _: 1,
-                lambda: server_batch(side.client, ids)[0],  # noqa: B023 (called at once)
-            )  # fmt: skip
-            times[side.f.size].append(elapsed)
+        batch_ms = _taking_turns(
+            sides, round_, args.batches, "10k batch",
+            lambda side, n: server_batch(side.client, side.batches[n + 1])[0],
+        )  # fmt: skip
+        draw_ms = _taking_turns(
+            sides, round_, args.draws, "1,000-item draw",
+            lambda side, _: api_draw(side.client, DRAW_SIZE, LOCATION)[0],
+        )  # fmt: skip
         for side in sides:
-            side.f.batch_ms += times[side.f.size]
-            say(f"  10k batch at {label(side.f.size)}, ms: "
-                + " ".join(f"{t:.0f}" for t in times[side.f.size]))  # fmt: skip
-        times = {side.f.size: [] for side in sides}
-        for _, side in turns(args.draws):
-            elapsed = _counted(
-                side.f, "1,000-item draw", side.server, side.pg, lambda _: 1,
-                lambda: api_draw(side.client, DRAW_SIZE, LOCATION)[0],  # noqa: B023
-            )  # fmt: skip
-            times[side.f.size].append(elapsed)
-        for side in sides:
-            side.f.draw_ms += times[side.f.size]
-            say(f"  1,000-item draw at {label(side.f.size)}, ms: "
-                + " ".join(f"{t:.0f}" for t in times[side.f.size]))  # fmt: skip
+            side.f.batch_ms += batch_ms[side.f.size]
+            side.f.draw_ms += draw_ms[side.f.size]
             side.server.check_workers()
             with connect(db_name(side.f.size)) as conn:
                 conn.execute("DELETE FROM sampling_reviewitem")
@@ -720,7 +732,7 @@ def measure_purge(
             return
         runs: dict[int, list[dict[str, float]]] = {f.size: [] for f in figures}
         for n in range(rounds):
-            for f in figures if n % 2 == 0 else figures[::-1]:
+            for f in in_turn(figures, n):
                 copy, due = copies[f.size]
                 name = f"spread (round {n + 1} of {rounds}) at {label(f.size)}"
                 runs[f.size].append(purge_spread_once(f.size, copy, due, name, prewarm))
@@ -878,7 +890,7 @@ def run(args: argparse.Namespace) -> list[SizeFigures]:
         heading(f"Round {round_ + 1} of {args.rounds}")
         # alternating which size goes first, so that a burst of other work on the
         # machine slows both alike
-        for f in figures if round_ % 2 == 0 else figures[::-1]:
+        for f in in_turn(figures, round_):
             measure_single(f.size, f, args, gen)
         measure_interleaved(figures, args, round_)
     if not args.skip_purge:

@@ -637,7 +637,12 @@ def _write(items: list[_Item], *, actor: str, ledger: bool, expiry: Expiry) -> _
         registers = any(i.data.audio_key for i in pending)
         for attempt in range(KEY_CONFLICT_RETRIES + 1):
             # the entry if every pending item is created, appended by the rows' statement
-            entry = _registration(pending, actor=actor) if ledger and pending else None
+            # (None on SQLite: ledger_append below)
+            entry = (
+                ledger_entry_prepare(**_registered(pending, actor=actor))
+                if ledger and pending
+                else None
+            )
             try:
                 with transaction.atomic(savepoint=registers):
                     created, appended = _write_rows(
@@ -690,12 +695,6 @@ def _registered(items: list[_Item], *, actor: str) -> dict[str, Any]:
             "last": ids[-1],
         },
     }
-
-
-def _registration(items: list[_Item], *, actor: str) -> PreparedEntry | None:
-    """The entry that registers `items` if all are created, for the statement that
-    inserts them to append (None on SQLite)."""
-    return ledger_entry_prepare(**_registered(items, actor=actor))
 
 
 def _write_rows(

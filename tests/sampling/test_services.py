@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -11,7 +12,7 @@ from django.utils import timezone
 from compliance.accounts.models import Profile
 from compliance.actions.consent import consent_set
 from compliance.core.errors import ApplicationError, FieldError
-from compliance.ledger.models import LedgerEntry
+from compliance.ledger.models import LedgerEntry, LedgerEntryPart
 from compliance.recordings.models import Artefact, Recording
 from compliance.retention.selectors import policy_table
 from compliance.sampling import services
@@ -444,6 +445,42 @@ def test_a_top_up_round_makes_up_for_what_the_recheck_dropped(monkeypatch):
     assert ReviewItem.objects.get(pk=item).recording == kept
     entry = LedgerEntry.objects.filter(kind="sample.drawn").latest("seq")
     assert (entry.payload["rounds"], entry.payload["dropped_at_recheck"]) == (2, 1)
+    # the entry's one part names the item handed out in the top-up round, by the names
+    # the round's lock read: its recording and its profile
+    [part] = LedgerEntryPart.objects.filter(seq=entry.seq)
+    assert part.profile == kept.profile.external_id
+    body = json.loads(bytes(part.part))
+    assert (body["profile"], body["items"]) == (
+        kept.profile.external_id,
+        [{"review_item": item, "recording": kept.external_id}],
+    )
+
+
+def test_a_draws_parts_name_each_profiles_items_and_recordings():
+    first, second, other = reviewable(), reviewable(), reviewable()
+    Recording.objects.filter(pk=second.pk).update(profile=first.profile)
+
+    items = _draw(size=3)
+
+    item_of = {
+        recording: item
+        for item, recording in ReviewItem.objects.filter(pk__in=items).values_list(
+            "pk", "recording_id"
+        )
+    }
+
+    def named(*recordings: Recording) -> list[dict[str, str]]:
+        return [{"review_item": item_of[r.pk], "recording": r.external_id} for r in recordings]
+
+    entry = LedgerEntry.objects.filter(kind="sample.drawn").latest("seq")
+    parts = {
+        p.profile: json.loads(bytes(p.part))["items"]
+        for p in LedgerEntryPart.objects.filter(seq=entry.seq)
+    }
+    assert parts == {
+        first.profile.external_id: named(first, second),
+        other.profile.external_id: named(other),
+    }
 
 
 def test_a_draw_of_the_size_limit_is_accepted():
