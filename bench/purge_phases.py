@@ -100,9 +100,10 @@ print(json.dumps({"artefacts": artefacts, "recordings": recordings, "batches": b
 RELATIONS = (
     "recordings_artefact",
     "recordings_artefact_pkey",
-    "artefact_one_audio_one_transcript",
+    "artefact_one_audio",
+    "artefact_one_transcript",
     "artefact_storage_key_owner",
-    "artefact_rule",
+    "artefact_recording",
     "artefact_due",
     "artefact_purging",
     "recordings_recording",

@@ -110,8 +110,20 @@ def decide(facts: Facts, *, purpose: str, reviewer_location: str | None = None) 
     return reasons
 
 
+def artefact_category_sql(category: str) -> str:
+    """`category` as an SQL literal, for a condition on the artefacts' category.
+
+    A constant, not a parameter: each category has an index of its own, a partial one
+    (`artefact_one_audio`, `artefact_one_transcript`, which cover what the rule reads),
+    and PostgreSQL uses a partial index only where it can prove the index's condition
+    from the statement's text, which a prepared statement's generic plan cannot from a
+    parameter (docs/capacity.md, "One index a category"). Only a `Category` passes.
+    """
+    return f"'{Category(category).value}'"
+
+
 @lru_cache(maxsize=64)
-def _facts_sql(vendor: str, count: int, with_location: bool, needs: int) -> str:
+def _facts_sql(vendor: str, count: int, with_location: bool, needs: tuple[str, ...]) -> str:
     """One query for the facts of many recordings.
 
     Hand-written SQL because this is the hot path: the ORM's query compilation and
@@ -129,21 +141,23 @@ def _facts_sql(vendor: str, count: int, with_location: bool, needs: int) -> str:
         ids = "= ANY(%s::varchar[])"
     else:
         ids = "IN (" + ",".join(["%s"] * count) + ")"
-    # Only table names (from model metadata) are interpolated; every value is a parameter.
+    # Only table names (from model metadata) and categories (artefact_category_sql) are
+    # interpolated; every other value is a parameter.
     transfer = (
         f"EXISTS (SELECT 1 FROM {rule} t WHERE t.jurisdiction = r.jurisdiction"  # noqa: S608
         " AND t.reviewer_location = %s)"
         if with_location
         else "FALSE"
     )
-    expired = (
+    expired = " OR ".join(
         f"EXISTS (SELECT 1 FROM {artefact} x WHERE x.recording_id = r.id"  # noqa: S608
-        f" AND x.category IN ({','.join(['%s'] * needs)})"
+        f" AND x.category = {artefact_category_sql(category)}"
         " AND (x.state <> %s OR x.expires_at <= %s))"
+        for category in needs
     )
     return (
         f"SELECT r.external_id, r.state, r.sensitive, r.false_wake, r.is_child,"  # noqa: S608
-        f" r.jurisdiction, cs.granted, cd.granted, {transfer}, {expired}"
+        f" r.jurisdiction, cs.granted, cd.granted, {transfer}, ({expired})"
         f" FROM {recording} r"
         f" LEFT JOIN {state} cs ON cs.profile_id = r.profile_id AND cs.purpose = %s"
         f" LEFT JOIN {default} cd ON cd.jurisdiction = r.jurisdiction AND cd.purpose = %s"
@@ -269,8 +283,8 @@ def facts_for(
     head: list[Any] = []
     if reviewer_location is not None:
         head.append(reviewer_location)
-    head += [*needs, ArtefactState.ACTIVE, at, purpose, purpose]
-    shape = (reviewer_location is not None, len(needs))
+    head += [ArtefactState.ACTIVE, at] * len(needs) + [purpose, purpose]
+    shape = (reviewer_location is not None, needs)
     chunks = [
         list(external_ids[start : start + FACTS_CHUNK])
         for start in range(0, len(external_ids), FACTS_CHUNK)
@@ -346,7 +360,8 @@ def eligible_sql(
         TransferRule._meta.db_table,
     )
     human = Purpose.HUMAN_REVIEW in wanted
-    # Only table names (from model metadata), aliases and placeholders are interpolated.
+    # Only table names (from model metadata), aliases, placeholders and categories
+    # (artefact_category_sql) are interpolated.
     # A recording without a profile has no consent, so it is never eligible.
     joins: list[str] = []
     join_params: list[Any] = []
@@ -364,20 +379,21 @@ def eligible_sql(
     for category in dict.fromkeys(present):
         where.append(
             f"EXISTS (SELECT 1 FROM {artefact} x WHERE x.recording_id = r.id"  # noqa: S608
-            " AND x.category = %s AND x.state = %s"
+            f" AND x.category = {artefact_category_sql(category)} AND x.state = %s"
             " AND (x.expires_at IS NULL OR x.expires_at > %s))"
         )
-        where_params += [category, ArtefactState.ACTIVE, at]
+        where_params += [ArtefactState.ACTIVE, at]
     needs = sorted({category for purpose in wanted for category in PURPOSE_NEEDS[purpose]})
-    unchecked = [category for category in needs if category not in present]
-    if unchecked:
+    for category in needs:
+        if category in present:
+            continue
         # no artefact that a purpose needs is past its retention
         where.append(
             f"NOT EXISTS (SELECT 1 FROM {artefact} y WHERE y.recording_id = r.id"  # noqa: S608
-            f" AND y.category IN ({', '.join(['%s'] * len(unchecked))})"
+            f" AND y.category = {artefact_category_sql(category)}"
             " AND (y.state <> %s OR y.expires_at <= %s))"
         )
-        where_params += [*unchecked, ArtefactState.ACTIVE, at]
+        where_params += [ArtefactState.ACTIVE, at]
     for n, purpose in enumerate(wanted):
         # a current grant: explicit, or (no event yet) the jurisdiction's default
         joins += [

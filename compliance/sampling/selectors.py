@@ -31,7 +31,7 @@ from django.db import connection
 
 from compliance.consent.models import Purpose
 from compliance.core.sql import pg_array
-from compliance.eligibility.rules import eligible_sql
+from compliance.eligibility.rules import artefact_category_sql, eligible_sql
 from compliance.recordings.models import Artefact, ArtefactState, Category, Recording
 
 from .models import HANDED_OUT, ReviewItem
@@ -92,7 +92,8 @@ def candidates_sql(
     )
     joins = list(rule.joins)
     join_params = list(rule.join_params)
-    # Only table names (from model metadata) and placeholders are interpolated.
+    # Only table names (from model metadata), placeholders and categories
+    # (artefact_category_sql) are interpolated.
     where = [
         *rule.where,
         # never handed out before
@@ -120,10 +121,11 @@ def candidates_sql(
         columns += ", tx.text"
         at = connection.ops.adapt_datetimefield_value(now)
         joins.append(
-            f"LEFT JOIN {artefact} tx ON tx.recording_id = r.id AND tx.category = %s"
+            f"LEFT JOIN {artefact} tx ON tx.recording_id = r.id"
+            f" AND tx.category = {artefact_category_sql(Category.TRANSCRIPT)}"
             " AND tx.state = %s AND (tx.expires_at IS NULL OR tx.expires_at > %s)"
         )
-        join_params += [Category.TRANSCRIPT, ArtefactState.ACTIVE, at]
+        join_params += [ArtefactState.ACTIVE, at]
     sql = (
         f"SELECT {columns} FROM {recording} r {' '.join(joins)}"  # noqa: S608
         f" WHERE {' AND '.join(where)}"

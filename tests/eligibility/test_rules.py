@@ -2,6 +2,7 @@
 that they agree with each other and with a plain-Python statement of the
 rule in docs/domain.md."""
 
+import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentDefault, ConsentState, Purpose
 from compliance.eligibility.rules import (
+    PURPOSE_NEEDS,
     EligibleSql,
     Facts,
     Reason,
@@ -410,3 +412,37 @@ def test_a_pool_connection_that_failed_is_replaced(monkeypatch):
 
     rules._facts_pool().submit(break_connection).result()
     assert facts_for(ids, purpose=HUMAN) == first
+
+
+@postgres_only()
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("purpose", "indexes"),
+    [
+        (HUMAN, ["artefact_one_audio"]),
+        (TRAINING, ["artefact_one_audio", "artefact_one_transcript"]),
+    ],
+)
+def test_the_prepared_facts_query_reads_each_category_from_its_own_covering_index(purpose, indexes):
+    """The facts query is prepared and planned once, for any parameters: a category's
+    partial index serves that generic plan only if the category is written into the
+    statement. With the category as a parameter the plan falls back to the index of
+    every artefact and visits the table."""
+    from compliance.eligibility import rules
+
+    sql = rules._facts_sql("postgresql", 1, True, PURPOSE_NEEDS[purpose])
+    numbered = iter(range(1, sql.count("%s") + 1))
+    prepared = re.sub("%s", lambda _: f"${next(numbered)}", sql)
+    now = connection.ops.adapt_datetimefield_value(datetime.now(UTC))
+    params = ["US", *["active", now] * len(PURPOSE_NEEDS[purpose]), purpose, purpose, ["r"]]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("SET LOCAL enable_seqscan = off")  # the test's tables are tiny
+        cursor.execute(f"PREPARE facts_plan AS {prepared}")
+        cursor.execute(f"EXPLAIN EXECUTE facts_plan({', '.join(['%s'] * len(params))})", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE facts_plan")
+
+    covered = re.findall(r"Index Only Scan using (\w+) on recordings_artefact", plan)
+    assert covered == indexes, plan
+    assert plan.count(" on recordings_artefact") == len(indexes), plan

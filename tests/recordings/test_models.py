@@ -1,16 +1,17 @@
-"""A recording's copies of its profile's `is_child` and its account's `jurisdiction`,
-which the eligibility rule reads instead of the profile and the account: the database
-keeps them right on every path (migration recordings/0009)."""
+"""What the database keeps right about a recording on every path: its copies of its
+profile's `is_child` and its account's `jurisdiction`, which the eligibility rule reads
+instead of the profile and the account (migration recordings/0009), and the one audio
+and one transcript it may hold (recordings/0010)."""
 
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from compliance.consent.models import Purpose
 from compliance.eligibility.selectors import eligibility_check
-from compliance.recordings.models import Recording
+from compliance.recordings.models import Artefact, Recording
 from tests.factories import (
     AccountFactory,
     ConsentDefaultFactory,
@@ -89,3 +90,14 @@ def test_a_recording_whose_profile_is_deleted_keeps_no_facts_and_no_jurisdiction
     )
     assert not eligible
     assert "no_consent" in reasons
+
+
+def test_a_recording_holds_one_audio_one_transcript_and_any_number_of_annotations():
+    recording = RecordingFactory()
+    for category in ("audio", "transcript", "annotation", "annotation"):
+        Artefact.objects.create(recording=recording, category=category)
+
+    for category in ("audio", "transcript"):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Artefact.objects.create(recording=recording, category=category)
+    assert recording.artefacts.count() == 4
