@@ -1,7 +1,7 @@
 """Scale benchmark: does ten times the data cost more per request?
 
     .venv/bin/python bench/scale.py [--sizes 1000000,10000000] [--duration 15]
-        [--connections 16] [--batches 20] [--draws 20] [--rounds 3] [--keep-db]
+        [--connections 16] [--batches 20] [--draws 20] [--draws-dense] [--rounds 3] [--keep-db]
         [--seed-only] [--skip-purge] [--skip-spread] [--purge-rounds 1]
         [--private-cluster DIR [--port N]]
 
@@ -40,7 +40,11 @@ What it does, on this machine only (127.0.0.1):
      request (a burst of other work on the machine falls on both): a 10,000-id POST
      /api/v1/eligibility/batch, --batches times a size, p50 ms; then a 1,000-item POST
      /api/v1/samples (human review, reviewers in DE), --draws times a size, p50 ms
-     (the review items are removed before and after);
+     (the review items are removed before and after), each draw right after a
+     CHECKPOINT (untimed), so that each writes its locked rows' pages into the WAL
+     whole, as a server that draws a few samples between two checkpoints does at any
+     size (--draws-dense: without it, when dozens of draws in a row spare the small
+     tables' pages that cost and not the large ones'; docs/capacity.md);
    - the CPU of the gunicorn workers and of PostgreSQL per request of each kind;
    - purge, on a copy of the seeded database (CREATE DATABASE ... TEMPLATE, so the
      seeded one stays reusable; dropped after): the audio files are written only for
@@ -539,12 +543,16 @@ def _taking_turns(
     count: int,
     name: str,
     request: Callable[[_Side, int], float],
+    before: Callable[[], object] | None = None,
 ) -> dict[int, list[float]]:
     """`count` requests a size, the sizes taking turns request by request: each one's
-    milliseconds (`request(side, n)`), by size, its CPU counted under `name`."""
+    milliseconds (`request(side, n)`), by size, its CPU counted under `name`; `before`
+    runs before each request, neither timed nor counted."""
     times: dict[int, list[float]] = {side.f.size: [] for side in sides}
     for n in range(count):
         for side in in_turn(sides, n + round_):
+            if before is not None:
+                before()
             one = functools.partial(request, side, n)
             times[side.f.size].append(
                 _counted(side.f, name, side.server, side.pg, lambda _: 1, one)
@@ -590,6 +598,7 @@ def measure_interleaved(figures: list[SizeFigures], args: argparse.Namespace, ro
         draw_ms = _taking_turns(
             sides, round_, args.draws, "1,000-item draw",
             lambda side, _: api_draw(side.client, DRAW_SIZE, LOCATION)[0],
+            None if args.draws_dense else lambda: pg_conn.execute("CHECKPOINT"),
         )  # fmt: skip
         for side in sides:
             side.f.batch_ms += batch_ms[side.f.size]
@@ -826,6 +835,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--batches", type=int, default=20, help="10k-id eligibility batches a size a round"
     )
     parser.add_argument("--draws", type=int, default=20, help="1,000-item sample draws, likewise")
+    parser.add_argument(
+        "--draws-dense",
+        action="store_true",
+        help="no CHECKPOINT before each draw: the draws then share their checkpoint cycles,"
+        " which spares the smaller tables' pages their full-page images (docs/capacity.md)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="HTTP rounds, sizes alternating")
     parser.add_argument("--keep-db", action="store_true", help="reuse seeded databases")
     parser.add_argument("--seed-only", action="store_true", help="seed, measure nothing")
