@@ -11,10 +11,10 @@ shallower than `artefact_rule` was (docs/capacity.md, "One index a category").
 
 In one transaction, so no reader or writer sees the table with neither key: writes to
 the artefacts wait while the indexes are built (about 20 s at 10M recordings on the
-bench's machine). A deployment that cannot pause its writes that long builds the two
-unique indexes first, under these names, with CREATE UNIQUE INDEX CONCURRENTLY (the
-statements `sqlmigrate recordings 0010` prints, with CONCURRENTLY), and fakes this
-migration after dropping the two old ones."""
+bench's machine). A deployment that cannot pause its writes that long builds the three
+new indexes first, under these names, CONCURRENTLY (the statements that `sqlmigrate
+recordings 0010` prints, with CONCURRENTLY added), drops the two old ones, and then
+fakes this migration (`migrate recordings 0010 --fake`)."""
 
 import compliance.core.constraints
 from django.db import migrations, models
