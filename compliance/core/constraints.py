@@ -18,11 +18,11 @@ class CoveringUniqueConstraint(UniqueConstraint):
     """
 
     def _on(self, schema_editor: Any) -> UniqueConstraint:
-        if not self.include or schema_editor.connection.features.supports_covering_indexes:
+        if schema_editor.connection.features.supports_covering_indexes:
             return self
-        plain = self.clone()
-        plain.include = ()
-        return plain
+        _, args, kwargs = self.deconstruct()
+        kwargs.pop("include", None)
+        return UniqueConstraint(*args, **kwargs)
 
     def constraint_sql(self, model: Any, schema_editor: Any) -> Any:
         return UniqueConstraint.constraint_sql(self._on(schema_editor), model, schema_editor)

@@ -122,6 +122,11 @@ def artefact_category_sql(category: str) -> str:
     return f"'{Category(category).value}'"
 
 
+# What the facts query's text depends on besides the vendor and the count of ids:
+# whether a reviewer location is asked about, and the artefact categories needed.
+FactsShape = tuple[bool, tuple[str, ...]]
+
+
 @lru_cache(maxsize=64)
 def _facts_sql(vendor: str, count: int, with_location: bool, needs: tuple[str, ...]) -> str:
     """One query for the facts of many recordings.
@@ -223,7 +228,7 @@ def facts_pool_close() -> None:
 
 
 def _read_facts(
-    db: BaseDatabaseWrapper, chunks: list[list[str]], head: list[Any], shape: tuple[bool, int]
+    db: BaseDatabaseWrapper, chunks: list[list[str]], head: list[Any], shape: FactsShape
 ) -> dict[str, Facts]:
     postgresql = db.vendor == "postgresql"
     active = RecordingState.ACTIVE
@@ -253,7 +258,7 @@ def _read_facts(
 
 
 def _read_facts_in_pool(
-    chunks: list[list[str]], head: list[Any], shape: tuple[bool, int]
+    chunks: list[list[str]], head: list[Any], shape: FactsShape
 ) -> dict[str, Facts]:
     """`_read_facts` on the pool thread's own connection; one that failed or outlived
     CONN_MAX_AGE is replaced first, as Django does between requests."""
@@ -284,7 +289,7 @@ def facts_for(
     if reviewer_location is not None:
         head.append(reviewer_location)
     head += [ArtefactState.ACTIVE, at] * len(needs) + [purpose, purpose]
-    shape = (reviewer_location is not None, needs)
+    shape: FactsShape = (reviewer_location is not None, needs)
     chunks = [
         list(external_ids[start : start + FACTS_CHUNK])
         for start in range(0, len(external_ids), FACTS_CHUNK)
