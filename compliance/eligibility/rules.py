@@ -127,6 +127,17 @@ def artefact_category_sql(category: str) -> str:
 FactsShape = tuple[bool, tuple[str, ...]]
 
 
+def _past_retention_sql(category: str) -> str:
+    """EXISTS: the recording `r`'s artefact of `category` is no longer usable (tombstoned
+    or past its expiry). Parameters: the active state, then now."""
+    artefact = Artefact._meta.db_table
+    return (
+        f"EXISTS (SELECT 1 FROM {artefact} x WHERE x.recording_id = r.id"  # noqa: S608
+        f" AND x.category = {artefact_category_sql(category)}"
+        " AND (x.state <> %s OR x.expires_at <= %s))"
+    )
+
+
 @lru_cache(maxsize=64)
 def _facts_sql(vendor: str, count: int, with_location: bool, needs: tuple[str, ...]) -> str:
     """One query for the facts of many recordings.
@@ -141,7 +152,6 @@ def _facts_sql(vendor: str, count: int, with_location: bool, needs: tuple[str, .
     state = ConsentState._meta.db_table
     default = ConsentDefault._meta.db_table
     rule = TransferRule._meta.db_table
-    artefact = Artefact._meta.db_table
     if vendor == "postgresql":
         ids = "= ANY(%s::varchar[])"
     else:
@@ -154,12 +164,7 @@ def _facts_sql(vendor: str, count: int, with_location: bool, needs: tuple[str, .
         if with_location
         else "FALSE"
     )
-    expired = " OR ".join(
-        f"EXISTS (SELECT 1 FROM {artefact} x WHERE x.recording_id = r.id"  # noqa: S608
-        f" AND x.category = {artefact_category_sql(category)}"
-        " AND (x.state <> %s OR x.expires_at <= %s))"
-        for category in needs
-    )
+    expired = " OR ".join(_past_retention_sql(category) for category in needs)
     return (
         f"SELECT r.external_id, r.state, r.sensitive, r.false_wake, r.is_child,"  # noqa: S608
         f" r.jurisdiction, cs.granted, cd.granted, {transfer}, ({expired})"
@@ -393,11 +398,7 @@ def eligible_sql(
         if category in present:
             continue
         # no artefact that a purpose needs is past its retention
-        where.append(
-            f"NOT EXISTS (SELECT 1 FROM {artefact} y WHERE y.recording_id = r.id"  # noqa: S608
-            f" AND y.category = {artefact_category_sql(category)}"
-            " AND (y.state <> %s OR y.expires_at <= %s))"
-        )
+        where.append(f"NOT {_past_retention_sql(category)}")
         where_params += [ArtefactState.ACTIVE, at]
     for n, purpose in enumerate(wanted):
         # a current grant: explicit, or (no event yet) the jurisdiction's default
