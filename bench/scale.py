@@ -46,6 +46,11 @@ What it does, on this machine only (127.0.0.1):
      size (--draws-dense: without it, when dozens of draws in a row spare the small
      tables' pages that cost and not the large ones'; docs/capacity.md);
    - the CPU of the gunicorn workers and of PostgreSQL per request of each kind;
+   - the floor, a reference and not a goal: 1,000 random keys probed in the
+     recordings' primary key (FLOOR_SQL), 30 times a size, the sizes taking turns; at
+     the largest size also over the smallest size's number of keys. What the
+     simplest look-up gains at 10x on this machine, for the figures above to be read
+     against (docs/capacity.md, "The floor");
    - purge, on a copy of the seeded database (CREATE DATABASE ... TEMPLATE, so the
      seeded one stays reusable; dropped after): the audio files are written only for
      the slice that expires (the rest of the storage keys name no file), then the
@@ -431,6 +436,8 @@ class SizeFigures:
     purge: dict[str, float] | None = None  # the contiguous slice
     purge_spread: dict[str, float] | None = None  # the spread slice (the median round)
     purge_spread_rates: list[float] = field(default_factory=list)  # every round's
+    floor_ms: list[float] = field(default_factory=list)  # FLOOR_SQL over all the keys
+    floor_narrow_ms: list[float] = field(default_factory=list)  # over the smallest size's
     # CPU seconds and requests: name -> [gunicorn workers, PostgreSQL (backends and
     # writers), requests], summed over the rounds
     cpu: dict[str, list[float]] = field(default_factory=dict)
@@ -606,6 +613,51 @@ def measure_interleaved(figures: list[SizeFigures], args: argparse.Namespace, ro
             side.server.check_workers()
             with connect(db_name(side.f.size)) as conn:
                 conn.execute("DELETE FROM sampling_reviewitem")
+
+
+# The floor: a reference, not a goal. The simplest look-up there is, FLOOR_KEYS random
+# keys probed in the recordings' primary key (an index-only scan of one B-tree, as deep
+# at 1M as at 10M here, the same pages read a probe), timed at every size the same way,
+# the sizes taking turns. What it gains at the larger size is this machine's own
+# price for ten times the data (the touched pages spread over ten times the memory),
+# which no schema avoids: the growth of the requests above it is to be read against it
+# (docs/capacity.md, "The floor"). At the largest size it is timed twice: over all the
+# keys, and over the smallest size's number of keys (the same index, its memory
+# touched no more widely than at the smallest size).
+FLOOR_SQL = "SELECT count(*) FROM recordings_recording WHERE id = ANY(%s::bigint[])"
+FLOOR_KEYS = 1_000
+FLOOR_QUERIES = 30  # a size a round
+
+
+def measure_floor(figures: list[SizeFigures], round_: int) -> None:
+    """FLOOR_SQL, FLOOR_QUERIES times a size, prepared, the sizes taking turns query by
+    query; at the largest size also over the smallest size's keys."""
+    smallest = figures[0].size
+    rng = random.Random(round_)
+    with contextlib.ExitStack() as stack:
+        conns = {f.size: stack.enter_context(connect(db_name(f.size))) for f in figures}
+        kinds = [(f, f.size, f.floor_ms) for f in figures]
+        if len(figures) > 1:
+            kinds.append((figures[-1], smallest, figures[-1].floor_narrow_ms))
+        for size, conn in conns.items():  # prepared, and its plan checked
+            plan = conn.execute("EXPLAIN (COSTS OFF) " + FLOOR_SQL, [[1, 2]]).fetchall()
+            if not any("Index Only Scan" in line for (line,) in plan):
+                say(f"  floor at {label(size)}: not an index-only scan: {plan}")
+            for _ in range(3):
+                conn.execute(FLOOR_SQL, [[1]], prepare=True)
+        times: dict[int, list[float]] = {id(out): [] for _, _, out in kinds}
+        for n in range(FLOOR_QUERIES):
+            for f, keys, out in in_turn(kinds, n + round_):
+                ids = [rng.randint(1, keys) for _ in range(FLOOR_KEYS)]
+                step = time.perf_counter()
+                conns[f.size].execute(FLOOR_SQL, [ids], prepare=True).fetchone()
+                times[id(out)].append((time.perf_counter() - step) * 1000)
+        for f, keys, out in kinds:
+            out += times[id(out)]
+            say(
+                f"  floor at {label(f.size)}, {FLOOR_KEYS:,} probes over {label(keys)} keys:"
+                f" p50 {percentile(times[id(out)], 50):.2f} ms"
+            )
 
 
 def write_expiring_files(db: str, size: int, at: str | None) -> int:
@@ -808,6 +860,22 @@ def report(figures: list[SizeFigures]) -> None:
         seeded = "reused" if f.seeding_s is None else f"{f.seeding_s:,.0f} s"
         lines.append((f"seeding {label(f.size)}", seeded))
     lines += [(name, figure) for name, figure, _ in rows]
+    if small.floor_ms and large.floor_ms:
+        floor = ratio_line(
+            f"floor: {FLOOR_KEYS:,} primary-key probes p50 ms (reference, not a goal)",
+            percentile(small.floor_ms, 50),
+            percentile(large.floor_ms, 50),
+            False,
+        )
+        lines.append(floor[:2])
+    if small.floor_ms and large.floor_narrow_ms:
+        narrow = ratio_line(
+            f"floor at {label(large.size)} over {label(small.size)} of its keys",
+            percentile(small.floor_ms, 50),
+            percentile(large.floor_narrow_ms, 50),
+            False,
+        )
+        lines.append(narrow[:2])
     for f in figures:
         if len(f.purge_spread_rates) > 1:
             rates = ", ".join(f"{r:,.0f}" for r in sorted(f.purge_spread_rates))
@@ -908,6 +976,7 @@ def run(args: argparse.Namespace) -> list[SizeFigures]:
         for f in in_turn(figures, round_):
             measure_single(f.size, f, args, gen)
         measure_interleaved(figures, args, round_)
+        measure_floor(figures, round_)
     if not args.skip_purge:
         measure_purge(
             figures,
