@@ -90,7 +90,10 @@ class ExpiryReading(Protocol):
     check of its per-process copy of the policies): `_write` reads that row with the
     statement that locks the profiles, one round trip fewer, and hands it to `given`."""
 
-    reads: str  # a statement giving one row, with no parameters
+    @property
+    def reads(self) -> str:
+        """A statement giving one row, with no parameters."""
+        ...
 
     def __call__(self, now: datetime) -> ExpirySchedule: ...
 

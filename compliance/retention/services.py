@@ -35,12 +35,13 @@ from compliance.recordings.services import ExpirySchedule
 from .models import AppliesTo, DeletionRequest, LegalHold, RetentionPolicy
 from .selectors import (
     JURISDICTION_GROUPS,
-    POLICY_STAMP_SQL,
+    POLICY_LOCK_KEY,
     WILDCARD,
     PolicyTable,
     effective_expiry,
     hold_filter,
     is_valid_jurisdiction,
+    policy_stamp_sql,
     policy_table,
 )
 
@@ -79,17 +80,21 @@ def profiles_lock_shared(profile_ids: list[int]) -> None:
         )
 
 
-def _expiry_rows(artefacts: Q, after_id: int, limit: int) -> tuple[int, list[tuple]]:
-    """The next batch of active artefacts after `after_id`, locked, with what their
-    expiry follows from, and the last id looked at (0: nothing is left).
+def _expiry_rows(
+    artefacts: Q, after_id: int, limit: int, up_to: int | None = None
+) -> tuple[int, list[tuple]]:
+    """The next batch of active artefacts after `after_id` (and no later than `up_to`),
+    locked, with what their expiry follows from, and the last id looked at (0: nothing
+    is left).
 
     Locks in the codebase's order: first the profiles (found by a read without
     locks), then the artefacts, FOR NO KEY UPDATE in id order and only those still
     `active`: a row a purge has claimed (`purging`) or finished (`purged`) is neither
     waited for nor written. Locking the artefacts without their profiles
     first deadlocked with the purge's claim, which takes the profiles first."""
+    bounded = Q(id__gt=after_id) if up_to is None else Q(id__gt=after_id, id__lte=up_to)
     peeked = list(
-        Artefact.objects.filter(artefacts, state=ArtefactState.ACTIVE, id__gt=after_id)
+        Artefact.objects.filter(artefacts, bounded, state=ArtefactState.ACTIVE)
         .order_by("id")
         .values_list("id", "recording__profile_id")[:limit]
     )
@@ -105,16 +110,18 @@ def _expiry_rows(artefacts: Q, after_id: int, limit: int) -> tuple[int, list[tup
     return peeked[-1][0], rows
 
 
-def artefacts_reschedule(*, artefacts: Q, now: datetime, table: PolicyTable | None = None) -> int:
-    """Recompute `expires_at` for the active artefacts matching `artefacts`; returns how
-    many changed. Idempotent, in id-ordered batches of one transaction each (inside
-    the caller's, when it has one)."""
+def artefacts_reschedule(
+    *, artefacts: Q, now: datetime, table: PolicyTable | None = None, up_to: int | None = None
+) -> int:
+    """Recompute `expires_at` for the active artefacts matching `artefacts` (with ids up
+    to `up_to`, when given); returns how many changed. Idempotent, in id-ordered batches
+    of one transaction each (inside the caller's, when it has one)."""
     table = table or policy_table(at=now)
     changed_total = 0
     last_id = 0
     while True:
         with transaction.atomic():
-            last_id, rows = _expiry_rows(artefacts, last_id, RESCHEDULE_BATCH)
+            last_id, rows = _expiry_rows(artefacts, last_id, RESCHEDULE_BATCH, up_to)
             if not last_id:
                 return changed_total
             changed = []
@@ -184,7 +191,9 @@ class _ArtefactsExpiryAt:
     (see `artefacts_schedule_new` for why there). The ingest reads the policies' stamp
     with its profile lock (`reads`, one statement for both) and calls `given`."""
 
-    reads = POLICY_STAMP_SQL
+    @property
+    def reads(self) -> str:
+        return policy_stamp_sql()
 
     def __call__(self, now: datetime) -> ExpirySchedule:
         return self._schedule(policy_table(at=now))
@@ -224,20 +233,46 @@ def _policy_scope(policy: RetentionPolicy) -> Q:
     return q
 
 
+def artefacts_scheduled_so_far() -> int | None:
+    """The highest artefact id that a reschedule of the versions read before this call
+    must look at: every artefact written later is scheduled under those versions.
+
+    On PostgreSQL, every read of the policies' stamp holds POLICY_LOCK_KEY shared until
+    its transaction ends (selectors.policy_stamp_sql), so taking it exclusively waits
+    for every write that scheduled artefacts under the versions it read before now, and
+    any write after that reads them anew. Without the bound, a reschedule under a
+    steady ingest never ran out of new artefacts to look at, and its version was never
+    marked applied. Call it outside a transaction, as the tasks do: the lock is held,
+    and ingests wait, until the transaction ends. None on SQLite, whose writers take
+    turns: the reschedule then reads until nothing is left."""
+    if connection.vendor != "postgresql":
+        return None
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [POLICY_LOCK_KEY])
+        # a statement of its own: its snapshot is taken after the lock was granted
+        cursor.execute(f"SELECT coalesce(max(id), 0) FROM {Artefact._meta.db_table}")  # noqa: S608
+        return int(cursor.fetchone()[0])
+
+
 def retention_policies_apply(*, now: datetime | None = None) -> int:
     """Reschedule the scope of every version that has come into force (or been
-    retired) and is not applied yet. Run by beat every minute and after each policy
-    change. Rescheduling is idempotent, so two runs at once only repeat work; a run
-    that dies leaves the version unapplied for the next one."""
+    retired) and is not applied yet: the artefacts written until now
+    (`artefacts_scheduled_so_far`; later ones are scheduled under the version). Run by
+    beat every minute and after each policy change. Rescheduling is idempotent, so two
+    runs at once only repeat work; a run that dies leaves the version unapplied for
+    the next one."""
     now = now or timezone.now()
-    table = policy_table(at=now)
     pending = list(
         RetentionPolicy.objects.filter(applied_at__isnull=True, effective_from__lte=now).order_by(
             "effective_from"
         )
     )
+    if not pending:
+        return 0
+    up_to = artefacts_scheduled_so_far()
+    table = policy_table(at=now)
     for policy in pending:
-        artefacts_reschedule(artefacts=_policy_scope(policy), now=now, table=table)
+        artefacts_reschedule(artefacts=_policy_scope(policy), now=now, table=table, up_to=up_to)
         RetentionPolicy.objects.filter(pk=policy.pk, applied_at__isnull=True).update(applied_at=now)
     return len(pending)
 

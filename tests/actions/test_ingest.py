@@ -147,8 +147,17 @@ def test_the_policies_stamp_is_read_by_the_statement_that_locks_the_profiles():
     with CaptureQueriesContext(connection) as queries:
         recording_create(data=_input(2), actor="client:t")
 
-    reads = [q["sql"] for q in queries.captured_queries if "retention_retentionpolicy" in q["sql"]]
+    # on PostgreSQL through the function that takes the policies' lock first
+    # (retention/migrations/0002_policy_stamp_function.py)
+    stamp = (
+        "retention_policy_stamp("
+        if connection.vendor == "postgresql"
+        else "retention_retentionpolicy"
+    )
+    reads = [q["sql"] for q in queries.captured_queries if stamp in q["sql"]]
     assert len(reads) == 1
     assert "accounts_profile" in reads[0]
     if connection.vendor == "postgresql":
         assert "FOR SHARE OF p" in reads[0]
+        direct = [q for q in queries.captured_queries if "retention_retentionpolicy" in q["sql"]]
+        assert not direct  # only ever through the function, after its lock

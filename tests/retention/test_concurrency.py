@@ -1,4 +1,5 @@
-"""Races on PostgreSQL: two purges at once, and a hold placed while a purge runs."""
+"""Races on PostgreSQL: two purges at once, a hold placed while a purge runs, and a
+policy applied while recordings arrive."""
 
 import threading
 import time
@@ -11,8 +12,10 @@ from django.utils import timezone
 from compliance.actions.profiles import profile_retention_set
 from compliance.ledger.models import LedgerEntry
 from compliance.ledger.selectors import ledger_verify
+from compliance.recordings import services as recording_services
 from compliance.recordings.models import Artefact, Recording
 from compliance.retention import deletion_requests, purge
+from compliance.retention import services as retention_services
 from compliance.retention.services import (
     deletion_request_create,
     legal_hold_place,
@@ -322,3 +325,72 @@ def test_a_purge_that_waited_for_a_retention_change_purges_by_the_new_expiry(ing
     assert set(
         Artefact.objects.filter(recording__in=recordings).values_list("state", "expires_at")
     ) == {("active", None)}
+
+
+def test_a_policy_applied_while_an_ingest_is_in_flight_reschedules_what_it_writes(
+    ingest, monkeypatch
+):
+    """An ingest that read the policies before a new version committed, and writes its
+    artefacts after that version's reschedule began, still ends under the new version:
+    the reschedule waits for it before it decides how far to look."""
+    retention_policy_create(jurisdiction="*", category="audio", retention_days=30, actor="t")
+    retention_policies_apply()
+    profile = ProfileFactory()
+    scheduled, go = threading.Event(), threading.Event()
+    write_rows = recording_services._write_rows
+
+    def paused_after_scheduling(*args, **kwargs):
+        if not scheduled.is_set():  # the first ingest only: its expiry is computed
+            scheduled.set()
+            go.wait(20)
+        return write_rows(*args, **kwargs)
+
+    monkeypatch.setattr(recording_services, "_write_rows", paused_after_scheduling)
+    ingesting = _in_thread(lambda: ingest(profile, external_id="in-flight"))
+    assert scheduled.wait(10)
+    newer = retention_policy_create(jurisdiction="*", category="audio", retention_days=5, actor="t")
+    applying = _in_thread(retention_policies_apply)
+    waited = _wait_for_lock_wait(5)
+    go.set()
+    for thread, errors in (ingesting, applying):
+        thread.join(30)
+        assert not errors, errors
+
+    audio = Artefact.objects.get(recording__external_id="in-flight", category="audio")
+    assert audio.expiry_basis == f"policy:{newer.pk}"
+    assert audio.expires_at == audio.recording.recorded_at + timedelta(days=5)
+    newer.refresh_from_db()
+    assert newer.applied_at is not None
+    assert waited, "the reschedule should have waited for the ingest in flight"
+
+
+def test_a_policy_is_applied_while_recordings_keep_arriving(ingest, monkeypatch):
+    """Under a steady ingest the reschedule still ends and marks its version applied:
+    it looks at the artefacts written before it began, and every one written after is
+    scheduled under the version already."""
+    retention_policy_create(jurisdiction="*", category="audio", retention_days=30, actor="t")
+    retention_policies_apply()
+    profile = ProfileFactory()
+    for _ in range(3):
+        ingest(profile)
+    newer = retention_policy_create(jurisdiction="*", category="audio", retention_days=5, actor="t")
+    expiry_rows = retention_services._expiry_rows
+    batches: list[int] = []
+
+    def with_a_recording_arriving_first(*args, **kwargs):
+        batches.append(1)
+        if len(batches) > 20:
+            raise AssertionError("the reschedule keeps chasing the recordings arriving")
+        thread, errors = _in_thread(lambda: ingest(profile))
+        thread.join(30)
+        assert not errors, errors
+        return expiry_rows(*args, **kwargs)
+
+    monkeypatch.setattr(retention_services, "_expiry_rows", with_a_recording_arriving_first)
+    assert retention_policies_apply() == 1
+
+    newer.refresh_from_db()
+    assert newer.applied_at is not None
+    audio = Artefact.objects.filter(category="audio", state="active")
+    assert audio.count() == 3 + len(batches)
+    assert set(audio.values_list("expiry_basis", flat=True)) == {f"policy:{newer.pk}"}
