@@ -4,6 +4,7 @@ import pytest
 
 from compliance.retention.models import RetentionPolicy
 from compliance.retention.selectors import PolicyTable, effective_expiry
+from tests.conftest import postgres_only
 
 RECORDED = datetime(2026, 1, 1, tzinfo=UTC)
 CREATED = RECORDED + timedelta(minutes=1)
@@ -80,3 +81,27 @@ def test_effective_retention_is_the_shorter_of_policy_and_choice(
     )
     assert expiry.expires_at == expected
     assert expiry.basis.split(":")[0] == basis
+
+
+@postgres_only()
+@pytest.mark.django_db
+def test_reading_the_policies_takes_their_lock_and_is_planned_as_one_row():
+    """The stamp's function (migration 0002) holds the policies' lock shared for the rest
+    of the transaction, and is planned as the one row it returns: with PostgreSQL's
+    default guess (1,000 rows) the ingest's profile look-up, which reads the stamp in
+    the same statement, became a nested loop over every profile."""
+    from django.db import connection, transaction
+
+    from compliance.retention.selectors import POLICY_LOCK_KEY, _policy_stamp
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prorows FROM pg_proc WHERE proname = 'retention_policy_stamp'")
+        assert cursor.fetchone()[0] == 1
+        with transaction.atomic():
+            _policy_stamp()
+            cursor.execute(
+                "SELECT mode FROM pg_locks WHERE locktype = 'advisory'"
+                " AND pid = pg_backend_pid() AND objid = %s",
+                [POLICY_LOCK_KEY & 0xFFFFFFFF],
+            )
+            assert [mode for (mode,) in cursor.fetchall()] == ["ShareLock"]

@@ -9,7 +9,9 @@ after the lock is granted, and the ingest still reads it in the statement that l
 its profiles (one round trip). `retention_policies_apply` takes the lock exclusively
 before it bounds its reschedule (services.artefacts_scheduled_so_far): every write that
 read the stamp before then has committed, and every later one reads the versions it
-applies.
+applies. `ROWS 1`: planned as the one row it returns (PostgreSQL's guess for a function
+returning a table is 1,000 rows, which turned the ingest's profile look-up into a
+nested loop over every profile).
 """
 
 from django.db import migrations
@@ -23,7 +25,7 @@ BEGIN
     RETURN QUERY SELECT count(*), max(p.id), count(p.retired_at), max(p.created_at)
         FROM retention_retentionpolicy p;
 END;
-$$ LANGUAGE plpgsql VOLATILE;
+$$ LANGUAGE plpgsql VOLATILE ROWS 1;
 """
 _DROP = "DROP FUNCTION IF EXISTS retention_policy_stamp(bigint);"
 
