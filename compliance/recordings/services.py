@@ -818,11 +818,25 @@ def annotation_create(*, recording: Recording, text: str, expiry: Expiry) -> Art
         size_bytes=len(text.encode()),
     )
     if recording.profile is not None:
-        expiry(timezone.now())(
+        _scheduled_now(expiry)(
             artefacts=[artefact], profile=recording.profile, recorded_at=recording.recorded_at
         )
     artefact.save()
     return artefact
+
+
+def _scheduled_now(expiry: Expiry) -> ExpirySchedule:
+    """The schedule of artefacts created now. For an `ExpiryReading`, its row is read
+    first and the time taken after it, as `_write` does: retention relies on a write
+    that read the policies after a version's reschedule began also scheduling at a time
+    no earlier (`artefacts_scheduled_so_far`)."""
+    reads: str | None = getattr(expiry, "reads", None)
+    if reads is None:
+        return expiry(timezone.now())
+    with bound_cursor() as cursor:
+        cursor.execute(reads)
+        read = tuple(cursor.fetchone())
+    return cast(ExpiryReading, expiry).given(timezone.now(), read)
 
 
 def _discard(key: str) -> None:

@@ -68,37 +68,41 @@ POLICY_STAMP_SQL = (
     f" FROM {RetentionPolicy._meta.db_table}"
 )
 
-# On PostgreSQL every read of the stamp first takes this advisory lock, shared, for the
-# rest of its transaction (the function `retention_policy_stamp`, migration 0002, reads
-# the stamp after the lock is granted, with a snapshot of its own). So a write that
-# schedules artefacts under the versions it read holds the lock until it commits, and
-# `retention_policies_apply`, by taking the lock exclusively once, waits for every such
-# write in flight: after that, every artefact not yet written will be scheduled under
-# the versions it applies (services.artefacts_scheduled_so_far).
+# On PostgreSQL a write that creates artefacts reads the stamp through the function
+# `retention_policy_stamp` (migration 0002), which first takes this advisory lock,
+# shared, for the rest of the transaction, and then reads the stamp with a snapshot of
+# its own. So a write that schedules new artefacts under the versions it read holds the
+# lock until it commits, and `retention_policies_apply`, by taking the lock exclusively
+# once, waits for every such write in flight: after that, every artefact not yet
+# written will be scheduled under the versions it applies
+# (services.artefacts_scheduled_so_far). Readers that create nothing do not take it.
 POLICY_LOCK_KEY = 0x4541_5253_484F_50  # beside the ledger's (...54-56)
 _POLICY_STAMP_LOCKED_SQL = f"SELECT * FROM retention_policy_stamp({POLICY_LOCK_KEY})"  # noqa: S608
 
 
-def policy_stamp_sql() -> str:
-    """The statement that reads the stamp, on this connection's database: one row, no
-    parameters (recordings' `ExpiryReading.reads`)."""
-    return _POLICY_STAMP_LOCKED_SQL if connection.vendor == "postgresql" else POLICY_STAMP_SQL
+def policy_stamp_sql(*, for_new_artefacts: bool = False) -> str:
+    """The statement that reads the stamp: one row, no parameters. `for_new_artefacts`:
+    for a write that schedules the artefacts it creates under what it reads (on
+    PostgreSQL it then holds the policies' lock until it ends; see above)."""
+    if for_new_artefacts and connection.vendor == "postgresql":
+        return _POLICY_STAMP_LOCKED_SQL
+    return POLICY_STAMP_SQL
 
 
-def _policy_stamp() -> tuple[Any, ...]:
+def policy_stamp(*, for_new_artefacts: bool = False) -> tuple[Any, ...]:
     # SQL as written: the ORM compiling this aggregate cost more than running it
     with bound_cursor() as cursor:
-        cursor.execute(policy_stamp_sql())
+        cursor.execute(policy_stamp_sql(for_new_artefacts=for_new_artefacts))
         return tuple(cursor.fetchone())
 
 
 def _policy_versions(stamp: tuple[Any, ...] | None = None) -> tuple[RetentionPolicy, ...]:
     """Every version, oldest first, current as of this read: call it inside the
     transaction whose writes depend on it, so they never follow a superseded version.
-    `stamp`: `policy_stamp_sql()`'s row, read in that transaction by the caller."""
+    `stamp`: `policy_stamp()`'s row, read in that transaction by the caller."""
     global _versions_cache
     if stamp is None:
-        stamp = _policy_stamp()
+        stamp = policy_stamp()
     cached = _versions_cache
     if cached is not None and cached[0] == stamp:
         return cached[1]

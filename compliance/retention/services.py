@@ -41,6 +41,7 @@ from .selectors import (
     effective_expiry,
     hold_filter,
     is_valid_jurisdiction,
+    policy_stamp,
     policy_stamp_sql,
     policy_table,
 )
@@ -170,7 +171,7 @@ def artefacts_schedule_new(
     per-process copy of the policies against the table there), so that no artefact
     is scheduled under a version superseded before that transaction began.
     """
-    table = table or policy_table(at=timezone.now())
+    table = table or policy_table(at=timezone.now(), stamp=policy_stamp(for_new_artefacts=True))
     for artefact in artefacts:
         expiry = effective_expiry(
             table=table,
@@ -193,10 +194,11 @@ class _ArtefactsExpiryAt:
 
     @property
     def reads(self) -> str:
-        return policy_stamp_sql()
+        return policy_stamp_sql(for_new_artefacts=True)
 
     def __call__(self, now: datetime) -> ExpirySchedule:
-        return self._schedule(policy_table(at=now))
+        stamp = policy_stamp(for_new_artefacts=True)
+        return self._schedule(policy_table(at=now, stamp=stamp))
 
     def given(self, now: datetime, read: tuple[Any, ...]) -> ExpirySchedule:
         return self._schedule(policy_table(at=now, stamp=read))

@@ -4,14 +4,20 @@ called inside the write's transaction."""
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from compliance.actions.ingest import recording_create, recordings_register
 from compliance.recordings.models import Artefact
 from compliance.recordings.services import RecordingInput, annotation_create, recordings_store
 from compliance.retention.models import RetentionPolicy
-from compliance.retention.services import retention_policy_create, retention_policy_retire
+from compliance.retention.selectors import POLICY_LOCK_KEY
+from compliance.retention.services import (
+    artefacts_expiry_at,
+    retention_policy_create,
+    retention_policy_retire,
+)
+from tests.conftest import postgres_only
 from tests.factories import ProfileFactory, RecordingFactory
 
 pytestmark = pytest.mark.django_db
@@ -75,6 +81,30 @@ def test_an_annotation_refuses_to_be_written_outside_a_transaction():
         annotation_create(recording=recording, text="a note", expiry=lambda now: None)
 
     assert not Artefact.objects.filter(category="annotation").exists()
+
+
+@postgres_only()
+def test_an_annotation_is_scheduled_under_the_policies_lock():
+    """As an ingest does, an annotation reads the policies holding their lock until its
+    transaction ends (what a policy's reschedule waits for: retention's
+    `artefacts_scheduled_so_far`)."""
+    ProfileFactory(external_id="p-1")
+    recording = recording_create(data=_input(1), actor="client:t")
+    policy = retention_policy_create(
+        jurisdiction="*", category="annotation", retention_days=7, actor="t"
+    )
+
+    with transaction.atomic():
+        note = annotation_create(recording=recording, text="a note", expiry=artefacts_expiry_at)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT mode FROM pg_locks WHERE locktype = 'advisory'"
+                " AND pid = pg_backend_pid() AND objid = %s",
+                [POLICY_LOCK_KEY & 0xFFFFFFFF],
+            )
+            assert [mode for (mode,) in cursor.fetchall()] == ["ShareLock"]
+
+    assert note.expiry_basis == f"policy:{policy.pk}"
 
 
 # --- the policies kept per process, checked in the ingest's transaction -------------------

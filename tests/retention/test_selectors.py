@@ -85,23 +85,27 @@ def test_effective_retention_is_the_shorter_of_policy_and_choice(
 
 @postgres_only()
 @pytest.mark.django_db
-def test_reading_the_policies_takes_their_lock_and_is_planned_as_one_row():
-    """The stamp's function (migration 0002) holds the policies' lock shared for the rest
-    of the transaction, and is planned as the one row it returns: with PostgreSQL's
+def test_reading_the_policies_for_new_artefacts_takes_their_lock_and_is_one_row():
+    """The stamp's function (migration 0002), which a write that creates artefacts reads
+    the policies through, holds the policies' lock shared for the rest of the
+    transaction, and is planned as the one row it returns: with PostgreSQL's
     default guess (1,000 rows) the ingest's profile look-up, which reads the stamp in
     the same statement, became a nested loop over every profile."""
     from django.db import connection, transaction
 
-    from compliance.retention.selectors import POLICY_LOCK_KEY, _policy_stamp
+    from compliance.retention.selectors import POLICY_LOCK_KEY, policy_stamp
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT prorows FROM pg_proc WHERE proname = 'retention_policy_stamp'")
         assert cursor.fetchone()[0] == 1
+        held = (
+            "SELECT mode FROM pg_locks WHERE locktype = 'advisory'"
+            " AND pid = pg_backend_pid() AND objid = %s"
+        )
         with transaction.atomic():
-            _policy_stamp()
-            cursor.execute(
-                "SELECT mode FROM pg_locks WHERE locktype = 'advisory'"
-                " AND pid = pg_backend_pid() AND objid = %s",
-                [POLICY_LOCK_KEY & 0xFFFFFFFF],
-            )
+            policy_stamp()  # a reader that creates nothing takes no lock
+            cursor.execute(held, [POLICY_LOCK_KEY & 0xFFFFFFFF])
+            assert cursor.fetchall() == []
+            policy_stamp(for_new_artefacts=True)
+            cursor.execute(held, [POLICY_LOCK_KEY & 0xFFFFFFFF])
             assert [mode for (mode,) in cursor.fetchall()] == ["ShareLock"]
