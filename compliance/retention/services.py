@@ -239,10 +239,11 @@ def artefacts_scheduled_so_far() -> int | None:
     """The highest artefact id that a reschedule of the versions read before this call
     must look at: every artefact written later is scheduled under those versions.
 
-    On PostgreSQL, every read of the policies' stamp holds POLICY_LOCK_KEY shared until
-    its transaction ends (selectors.policy_stamp_sql), so taking it exclusively waits
+    On PostgreSQL, every write that creates artefacts reads the policies' stamp holding
+    POLICY_LOCK_KEY shared until its transaction ends (selectors.policy_stamp_sql), and
+    takes the time it schedules at after that read. So taking the lock exclusively waits
     for every write that scheduled artefacts under the versions it read before now, and
-    any write after that reads them anew. Without the bound, a reschedule under a
+    any write after that reads them anew, at a time they are in force. Without the bound, a reschedule under a
     steady ingest never ran out of new artefacts to look at, and its version was never
     marked applied. Call it outside a transaction, as the tasks do: the lock is held,
     and ingests wait, until the transaction ends. None on SQLite, whose writers take
