@@ -16,12 +16,13 @@ so none of these can wait for each other in a cycle.
 """
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
@@ -171,7 +172,9 @@ def artefacts_schedule_new(
     per-process copy of the policies against the table there), so that no artefact
     is scheduled under a version superseded before that transaction began.
     """
-    table = table or policy_table(at=timezone.now(), stamp=policy_stamp(for_new_artefacts=True))
+    if table is None:
+        stamp = policy_stamp(for_new_artefacts=True)  # before the time: see ExpiryAt
+        table = policy_table(at=timezone.now(), stamp=stamp)
     for artefact in artefacts:
         expiry = effective_expiry(
             table=table,
@@ -197,8 +200,10 @@ class _ArtefactsExpiryAt:
         return policy_stamp_sql(for_new_artefacts=True)
 
     def __call__(self, now: datetime) -> ExpirySchedule:
+        # A write schedules at a time no earlier than its read of the policies (what
+        # `artefacts_scheduled_so_far` relies on), whenever the caller took `now`.
         stamp = policy_stamp(for_new_artefacts=True)
-        return self._schedule(policy_table(at=now, stamp=stamp))
+        return self._schedule(policy_table(at=max(now, timezone.now()), stamp=stamp))
 
     def given(self, now: datetime, read: tuple[Any, ...]) -> ExpirySchedule:
         return self._schedule(policy_table(at=now, stamp=read))
@@ -235,49 +240,86 @@ def _policy_scope(policy: RetentionPolicy) -> Q:
     return q
 
 
+# Held by the one run of `retention_policies_apply` at a time: two runs at once, each
+# with the table of its own moment, could each write a row last, the older table
+# after the newer.
+_APPLY_LOCK_KEY = 0x4541_5253_484F_51  # beside POLICY_LOCK_KEY
+
+
+@contextmanager
+def _holding(key: int) -> Iterator[None]:
+    """PostgreSQL's advisory lock `key`, exclusive, for the session, released on
+    leaving: whether or not the caller is in a transaction, it is held only as long as
+    the body runs. Inside a transaction the body runs in a savepoint, so that the
+    transaction can still release the lock after an error. Nothing on SQLite."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
 def artefacts_scheduled_so_far() -> int | None:
-    """The highest artefact id that a reschedule of the versions read before this call
-    must look at: every artefact written later is scheduled under those versions.
+    """The highest artefact id that a reschedule of the versions in force now must look
+    at: every artefact written later is scheduled under those versions.
 
     On PostgreSQL, every write that creates artefacts reads the policies' stamp holding
     POLICY_LOCK_KEY shared until its transaction ends (selectors.policy_stamp_sql), and
     takes the time it schedules at after that read. So taking the lock exclusively waits
-    for every write that scheduled artefacts under the versions it read before now, and
-    any write after that reads them anew, at a time they are in force. Without the bound, a reschedule under a
-    steady ingest never ran out of new artefacts to look at, and its version was never
-    marked applied. Call it outside a transaction, as the tasks do: the lock is held,
-    and ingests wait, until the transaction ends. None on SQLite, whose writers take
+    for every write that read the policies before, and any write after that reads them
+    anew, at a later time than the caller's next `timezone.now()`. Without the bound, a
+    reschedule under a steady ingest never ran out of new artefacts to look at, and its
+    version was never marked applied. The lock is held for the one read of the highest
+    id (new writes wait behind it meanwhile). None on SQLite, whose writers take
     turns: the reschedule then reads until nothing is left."""
     if connection.vendor != "postgresql":
         return None
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [POLICY_LOCK_KEY])
+    with _holding(POLICY_LOCK_KEY), connection.cursor() as cursor:
         # a statement of its own: its snapshot is taken after the lock was granted
         cursor.execute(f"SELECT coalesce(max(id), 0) FROM {Artefact._meta.db_table}")  # noqa: S608
         return int(cursor.fetchone()[0])
+
+
+def _pending(now: datetime) -> QuerySet[RetentionPolicy]:
+    """Versions in force or retired by `now` whose scope is not rescheduled yet. A
+    retirement dated after `now` waits for a later run: the table at `now` still has
+    the version in force."""
+    return RetentionPolicy.objects.filter(
+        Q(retired_at__isnull=True) | Q(retired_at__lte=now),
+        applied_at__isnull=True,
+        effective_from__lte=now,
+    )
 
 
 def retention_policies_apply(*, now: datetime | None = None) -> int:
     """Reschedule the scope of every version that has come into force (or been
     retired) and is not applied yet: the artefacts written until now
     (`artefacts_scheduled_so_far`; later ones are scheduled under the version). Run by
-    beat every minute and after each policy change. Rescheduling is idempotent, so two
-    runs at once only repeat work; a run that dies leaves the version unapplied for
-    the next one."""
-    now = now or timezone.now()
-    pending = list(
-        RetentionPolicy.objects.filter(applied_at__isnull=True, effective_from__lte=now).order_by(
-            "effective_from"
-        )
-    )
-    if not pending:
+    beat every minute and after each policy change, one run at a time (a second waits
+    for the first, then finds what is left); a run that dies leaves the version
+    unapplied for the next one. The time is taken after the bound, so that every
+    artefact within it was scheduled earlier, under a table no newer than this run's.
+    A version is marked applied only as this run read it: one retired meanwhile stays
+    pending for the retirement's own run."""
+    if not _pending(now or timezone.now()).exists():
         return 0
-    up_to = artefacts_scheduled_so_far()
-    table = policy_table(at=now)
-    for policy in pending:
-        artefacts_reschedule(artefacts=_policy_scope(policy), now=now, table=table, up_to=up_to)
-        RetentionPolicy.objects.filter(pk=policy.pk, applied_at__isnull=True).update(applied_at=now)
-    return len(pending)
+    with _holding(_APPLY_LOCK_KEY):
+        up_to = artefacts_scheduled_so_far()
+        at = now or timezone.now()
+        pending = list(_pending(at).order_by("effective_from"))
+        table = policy_table(at=at)
+        for policy in pending:
+            artefacts_reschedule(artefacts=_policy_scope(policy), now=at, table=table, up_to=up_to)
+            RetentionPolicy.objects.filter(
+                pk=policy.pk, applied_at__isnull=True, retired_at=policy.retired_at
+            ).update(applied_at=at)
+        return len(pending)
 
 
 _RANGE_FIELDS = {
