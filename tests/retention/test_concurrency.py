@@ -22,6 +22,7 @@ from compliance.retention.services import (
     legal_hold_place,
     retention_policies_apply,
     retention_policy_create,
+    retention_policy_retire,
 )
 from tests.conftest import postgres_only
 from tests.factories import ProfileFactory
@@ -412,3 +413,79 @@ def test_a_policy_is_applied_while_recordings_keep_arriving(ingest, monkeypatch)
     audio = Artefact.objects.filter(category="audio", state="active")
     assert audio.count() == 3 + len(batches)
     assert set(audio.values_list("expiry_basis", flat=True)) == {f"policy:{newer.pk}"}
+
+
+def test_a_version_retired_while_its_reschedule_runs_stays_pending_for_the_next_run(
+    ingest, monkeypatch
+):
+    """A run marks a version applied only as it read it: retired meanwhile, the version
+    is left for the next run, which reschedules its scope without it."""
+    profile = ProfileFactory()
+    ingest(profile)
+    policy = retention_policy_create(
+        jurisdiction="*", category="audio", retention_days=5, actor="t"
+    )
+    reschedule = retention_services.artefacts_reschedule
+
+    def retired_meanwhile(**kwargs):
+        changed = reschedule(**kwargs)
+        thread, errors = _in_thread(lambda: retention_policy_retire(policy=policy, actor="t"))
+        thread.join(30)
+        assert not errors, errors
+        return changed
+
+    monkeypatch.setattr(retention_services, "artefacts_reschedule", retired_meanwhile)
+    retention_policies_apply()
+    policy.refresh_from_db()
+    assert policy.retired_at is not None
+    assert policy.applied_at is None, "a retirement it never read was marked applied"
+
+    monkeypatch.setattr(retention_services, "artefacts_reschedule", reschedule)
+    retention_policies_apply(now=timezone.now() + timedelta(seconds=1))
+    policy.refresh_from_db()
+    assert policy.applied_at is not None
+    audio = Artefact.objects.get(category="audio")
+    assert audio.expiry_basis != f"policy:{policy.pk}"
+
+
+def test_two_policy_runs_take_turns(ingest):
+    """A second run waits for the first (each writes with the table of its own moment:
+    at once, an older table could write a row after a newer one)."""
+    retention_policy_create(jurisdiction="*", category="audio", retention_days=5, actor="t")
+    holding, release = threading.Event(), threading.Event()
+
+    def a_run_in_progress() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [retention_services._APPLY_LOCK_KEY])
+            holding.set()
+            release.wait(20)
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [retention_services._APPLY_LOCK_KEY])
+
+    first = _in_thread(a_run_in_progress)
+    assert holding.wait(10)
+    runs: list[int] = []
+    second = _in_thread(lambda: runs.append(retention_policies_apply()))
+    waited = _wait_for_advisory(retention_services._APPLY_LOCK_KEY, 15)
+    assert runs == []  # still waiting
+    release.set()
+    for thread, errors in (first, second):
+        thread.join(30)
+        assert not errors, errors
+
+    assert waited, "the second run should have waited for the first"
+    assert runs == [1]
+
+
+def _wait_for_advisory(key: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND objid = %s AND mode = 'ExclusiveLock' AND NOT granted",
+                [key & 0xFFFFFFFF],
+            )
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.05)
+    return False
