@@ -860,22 +860,13 @@ def report(figures: list[SizeFigures]) -> None:
         seeded = "reused" if f.seeding_s is None else f"{f.seeding_s:,.0f} s"
         lines.append((f"seeding {label(f.size)}", seeded))
     lines += [(name, figure) for name, figure, _ in rows]
-    if small.floor_ms and large.floor_ms:
-        floor = ratio_line(
-            f"floor: {FLOOR_KEYS:,} primary-key probes p50 ms (reference, not a goal)",
-            percentile(small.floor_ms, 50),
-            percentile(large.floor_ms, 50),
-            False,
-        )
-        lines.append(floor[:2])
-    if small.floor_ms and large.floor_narrow_ms:
-        narrow = ratio_line(
-            f"floor at {label(large.size)} over {label(small.size)} of its keys",
-            percentile(small.floor_ms, 50),
-            percentile(large.floor_narrow_ms, 50),
-            False,
-        )
-        lines.append(narrow[:2])
+    floor = f"floor: {FLOOR_KEYS:,} primary-key probes p50 ms (reference, not a goal)"
+    narrow = f"floor at {label(large.size)} over {label(small.size)} of its keys"
+    floors = [(floor, large.floor_ms), (narrow, large.floor_narrow_ms)]
+    for name, at_large in floors:
+        if small.floor_ms and at_large:
+            small_ms, large_ms = percentile(small.floor_ms, 50), percentile(at_large, 50)
+            lines.append(ratio_line(name, small_ms, large_ms, False)[:2])
     for f in figures:
         if len(f.purge_spread_rates) > 1:
             rates = ", ".join(f"{r:,.0f}" for r in sorted(f.purge_spread_rates))

@@ -163,18 +163,15 @@ def artefacts_schedule_new(
     artefacts: Iterable[Artefact],
     profile: Profile,
     recorded_at: datetime,
-    table: PolicyTable | None = None,
+    table: PolicyTable,
 ) -> None:
     """Set the expiry of artefacts being created (before they are saved).
 
     `table` lets an ingest of many recordings resolve the policies once; it must be
-    read inside the transaction that writes the artefacts (`policy_table` checks the
-    per-process copy of the policies against the table there), so that no artefact
-    is scheduled under a version superseded before that transaction began.
+    read inside the transaction that writes the artefacts, through the policies' lock
+    (`_ArtefactsExpiryAt`), so that no artefact is scheduled under a version superseded
+    before that transaction began or missed by a version's reschedule.
     """
-    if table is None:
-        stamp = policy_stamp(for_new_artefacts=True)  # before the time: see ExpiryAt
-        table = policy_table(at=timezone.now(), stamp=stamp)
     for artefact in artefacts:
         expiry = effective_expiry(
             table=table,

@@ -352,7 +352,7 @@ def test_a_policy_applied_while_an_ingest_is_in_flight_reschedules_what_it_write
     assert scheduled.wait(10)
     newer = retention_policy_create(jurisdiction="*", category="audio", retention_days=5, actor="t")
     applying = _in_thread(retention_policies_apply)
-    waited = _wait_for_the_policies_lock(15)
+    waited = _wait_for_advisory(POLICY_LOCK_KEY, 15)
     go.set()
     for thread, errors in (ingesting, applying):
         thread.join(30)
@@ -364,23 +364,6 @@ def test_a_policy_applied_while_an_ingest_is_in_flight_reschedules_what_it_write
     newer.refresh_from_db()
     assert newer.applied_at is not None
     assert waited, "the reschedule should have waited for the ingest in flight"
-
-
-def _wait_for_the_policies_lock(seconds: float) -> bool:
-    """Until another backend waits for the policies' lock exclusively (the reschedule's
-    bound, `artefacts_scheduled_so_far`)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND objid = %s AND mode = 'ExclusiveLock' AND NOT granted",
-                [POLICY_LOCK_KEY & 0xFFFFFFFF],
-            )
-            if cursor.fetchone()[0]:
-                return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_policy_is_applied_while_recordings_keep_arriving(ingest, monkeypatch):
@@ -477,6 +460,8 @@ def test_two_policy_runs_take_turns(ingest):
 
 
 def _wait_for_advisory(key: int, seconds: float) -> bool:
+    """Until another backend waits for the advisory lock `key` exclusively (the
+    policies' lock: the reschedule's bound; a run's own lock: the next run)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with connection.cursor() as cursor:
