@@ -26,12 +26,13 @@ def consent_set(
     the same notice changes nothing and writes nothing.
 
     A withdrawal revokes the profile's open review items for the purpose in the same
-    transaction, while the consent-state row is still locked (docs/invariants.md): a
-    draw or clip access that held the row first is revoked here, one that comes after
-    sees the withdrawal. Locks: consent state FOR UPDATE, then review items (the
-    revocation's UPDATE), the ledger last. `at` is when the person decided, when that
-    was before now (an import of earlier decisions, the demo's history): the event
-    carries it and the ledger entry, appended now, names it as `decided_at`.
+    transaction, while the profile's consent lock is still held (docs/invariants.md): a
+    draw or clip access that held the lock first is revoked here, one that comes after
+    sees the withdrawal. Locks: the consent lock and the consent state FOR UPDATE, then
+    review items (the revocation's UPDATE), the ledger last. `at` is when the person
+    decided, when that was before now (an import of earlier decisions, the demo's
+    history): the event carries it and the ledger entry, appended now, names it as
+    `decided_at`.
     """
     state, event = consent_record(
         profile=profile,

@@ -21,9 +21,8 @@ def profile_create(
     actor: str,
     at: datetime | None = None,
 ) -> Profile:
-    """A new profile with a consent-state row per purpose, which the opt-out and the
-    hand-off lock to meet on; both in the transaction of its ledger entry. `at`: see
-    `profile_insert`."""
+    """A new profile with a consent-state row per purpose, in the transaction of its
+    ledger entry. `at`: see `profile_insert`."""
     profile = profile_insert(
         external_id=external_id,
         account_external_id=account_external_id,

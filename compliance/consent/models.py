@@ -43,10 +43,9 @@ class ConsentEvent(models.Model):
 class ConsentState(models.Model):
     """The current state per (profile, purpose), written in the event's transaction.
 
-    One row exists per profile and purpose from the profile's creation on, so the
-    hand-off to a reviewer always has a row to lock against a concurrent withdrawal
-    (docs/reliability.md). `granted` is NULL until the first event: the jurisdiction's
-    default applies then.
+    One row exists per profile and purpose from the profile's creation on. `granted`
+    is NULL until the first event: the jurisdiction's default applies then. An opt-out
+    and a hand-off meet on the profile's `ConsentLock`, not on this row.
     """
 
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="consent_states")
@@ -74,6 +73,32 @@ class ConsentState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.profile_id}/{self.purpose}={self.granted}"
+
+
+# How many rows `ConsentLock` holds. Migration 0003 created exactly these; changing the
+# number needs a migration that adds or removes rows to match, in the same release.
+CONSENT_LOCKS = 16_384
+
+
+class ConsentLock(models.Model):
+    """Where an opt-out and a hand-off to a reviewer meet: a fixed table of
+    `CONSENT_LOCKS` rows, the profile `p` on row `p % CONSENT_LOCKS`.
+
+    An opt-out locks its profile's row FOR UPDATE; a hand-off (a sample draw, a clip
+    access) locks its profiles' rows FOR KEY SHARE, which conflicts with that and with
+    nothing else, so hand-offs go side by side. The rows are never updated: a lock
+    writes only the row's header, on one of some seventy pages whatever the number of
+    profiles, where locking the profiles' own consent-state rows wrote a page of a
+    table that grows with them (docs/reliability.md, "Opt-out against hand-off";
+    docs/capacity.md, "The opt-out's lock"). Two profiles on one row wait for each
+    other's opt-outs and hand-offs as if they were one: an opt-out may wait for a draw
+    of another profile, never longer than that draw.
+    """
+
+    id = models.IntegerField(primary_key=True)
+
+    def __str__(self) -> str:
+        return f"consent lock {self.id}"
 
 
 class ConsentDefault(models.Model):

@@ -8,7 +8,7 @@ response is sent.
 
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from compliance.accounts.models import Profile
@@ -17,7 +17,15 @@ from compliance.core.errors import ApplicationError, Conflict, Unprocessable, fi
 from compliance.core.transactions import require_transaction
 from compliance.ledger.services import ledger_append
 
-from .models import Channel, ConsentDefault, ConsentEvent, ConsentState, Purpose
+from .models import (
+    CONSENT_LOCKS,
+    Channel,
+    ConsentDefault,
+    ConsentEvent,
+    ConsentLock,
+    ConsentState,
+    Purpose,
+)
 from .purposes import validate_purpose
 
 
@@ -38,16 +46,17 @@ def consent_record(
     actor: str,
     at: datetime | None = None,
 ) -> tuple[ConsentState, ConsentEvent | None]:
-    """The rows of a consent change: the event and the profile's current state, the state
-    row locked FOR UPDATE until the transaction ends. Returns the state and the new
-    event (None: the same answer under the same notice, nothing written).
+    """The rows of a consent change: the event and the profile's current state, the
+    profile's `ConsentLock` row and its state row locked FOR UPDATE until the transaction
+    ends. Returns the state and the new event (None: the same answer under the same
+    notice, nothing written).
 
     For the action `compliance.actions.consent.consent_set`, which, in the same
-    transaction and with the row still locked, stops what a withdrawal must stop and
-    writes the ledger entry. The lock is what orders this change against a concurrent
-    change and against a hand-off that locks the row (docs/reliability.md, "Opt-out
-    against hand-off"), so it refuses to run outside a transaction, on every database
-    (SQLite has no row locks to refuse it).
+    transaction and with the rows still locked, stops what a withdrawal must stop and
+    writes the ledger entry. The consent lock orders this change against a hand-off
+    (`consent_locks_take`); the state row's, against a concurrent change of the same
+    state (docs/reliability.md, "Opt-out against hand-off"). So it refuses to run
+    outside a transaction, on every database (SQLite has no row locks to refuse it).
     `at` is when the person decided, when that was before now (an import of earlier
     decisions, the demo's history): the event carries it.
     """
@@ -69,6 +78,7 @@ def consent_record(
                 "granted", "child_profile", "A child's profile can never be granted human review."
             ),
         )
+    _consent_lock_hold(profile)
     state, _ = ConsentState.objects.select_for_update().get_or_create(
         profile=profile, purpose=purpose
     )
@@ -93,31 +103,73 @@ def consent_record(
     return state, event
 
 
-def consent_states_lock(*, profile_ids: list[int], purposes: list[str]) -> None:
-    """The hand-off's side of the opt-out lock: the profiles' state rows for `purposes`,
-    FOR NO KEY UPDATE (it conflicts with `consent_record`'s FOR UPDATE), in id order.
+def consent_lock_of(profile_id: int) -> int:
+    """The `ConsentLock` row of the profile `profile_id`."""
+    return profile_id % CONSENT_LOCKS
 
-    Every state row exists from the profile's creation; one found missing is created
-    first, so that there is always a row for the opt-out and the hand-off to meet on.
-    """
+
+def _consent_locks_share(rows: list[int], *, skip_locked: bool) -> set[int]:
+    """Lock `rows` (sorted) FOR KEY SHARE, in row order; the rows locked. Raw SQL:
+    Django's select_for_update() has no FOR KEY SHARE, and FOR NO KEY UPDATE would make
+    two hand-offs of profiles on one row queue behind each other for nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {ConsentLock._meta.db_table} WHERE id = ANY(%s)"  # noqa: S608
+            f" ORDER BY id FOR KEY SHARE{' SKIP LOCKED' if skip_locked else ''}",
+            [rows],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _consent_locks_create(rows: list[int]) -> None:
+    """Create whichever of `rows` is missing. Migration 0003 creates them all; a table
+    emptied since (`manage.py flush`, a test's flush) fills again as it is used. An
+    insert of a row that another transaction is inserting waits for it, as a lock would."""
+    ConsentLock.objects.bulk_create([ConsentLock(pk=row) for row in rows], ignore_conflicts=True)
+
+
+def _consent_locks_held(profile_ids: list[int], *, skip_locked: bool) -> set[int]:
+    """The profiles among `profile_ids` whose consent locks this transaction now holds
+    FOR KEY SHARE: all of them, waiting for opt-outs, unless `skip_locked`."""
+    require_transaction("consent_locks_take")
     if not profile_ids:
-        return
-    states = ConsentState.objects.filter(profile_id__any_of=profile_ids, purpose__in=purposes)
-    locked = set(
-        states.order_by("pk").select_for_update(no_key=True).values_list("profile_id", "purpose")
-    )
-    missing = [(p, u) for p in profile_ids for u in purposes if (p, u) not in locked]
-    if missing:
-        ConsentState.objects.bulk_create(
-            [ConsentState(profile_id=p, purpose=u) for p, u in missing], ignore_conflicts=True
-        )
-        list(
-            ConsentState.objects.filter(profile_id__in={p for p, _ in missing})
-            .filter(purpose__in=purposes)
-            .order_by("pk")
-            .select_for_update(no_key=True)
-            .values_list("pk", flat=True)
-        )
+        return set()
+    rows = sorted({consent_lock_of(p) for p in profile_ids})
+    if connection.vendor != "postgresql":
+        # SQLite has no row locks: its writers take turns on the whole database.
+        return set(profile_ids)
+    held = _consent_locks_share(rows, skip_locked=skip_locked)
+    if len(held) < len(rows) and not skip_locked:
+        # Rows missing. Not created for SKIP LOCKED, which must not wait: creating a row
+        # that another transaction is creating waits for it; its profiles are left out.
+        missing = [row for row in rows if row not in held]
+        _consent_locks_create(missing)
+        held |= _consent_locks_share(missing, skip_locked=False)
+    return {p for p in profile_ids if consent_lock_of(p) in held}
+
+
+def consent_locks_take(*, profile_ids: list[int]) -> None:
+    """The hand-off's side of the opt-out lock (a draw, a clip access): the profiles'
+    consent locks, FOR KEY SHARE, waiting for an opt-out that holds one. Until the
+    transaction ends, an opt-out of these profiles waits for it; a re-check in a later
+    statement sees every opt-out that committed before it was granted."""
+    _consent_locks_held(profile_ids, skip_locked=False)
+
+
+def consent_locks_take_free(*, profile_ids: list[int]) -> set[int]:
+    """As `consent_locks_take`, without waiting (SKIP LOCKED): the profiles whose locks
+    were free or already held by this transaction. A lock skipped is one that an
+    opt-out may hold; its profiles are left out."""
+    return _consent_locks_held(profile_ids, skip_locked=True)
+
+
+def _consent_lock_hold(profile: Profile) -> None:
+    """The opt-out's side: the profile's consent lock FOR UPDATE, which waits for every
+    hand-off that holds it and keeps new ones out until the transaction ends."""
+    lock = ConsentLock.objects.select_for_update().filter(pk=consent_lock_of(profile.pk))
+    if not lock.values_list("pk", flat=True):
+        _consent_locks_create([consent_lock_of(profile.pk)])
+        list(lock.values_list("pk", flat=True))
 
 
 @transaction.atomic

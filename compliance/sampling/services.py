@@ -7,24 +7,24 @@ opt-out, after the rule has been re-checked in that same transaction; links live
 minutes; every fetch re-checks.
 
 THE TRANSACTIONS (an opt-out against a hand-off; a purge against a hand-off)
-The lock order of the whole codebase is account -> profile -> consent state ->
-recording -> artefact -> review item -> reviewer (quota) row -> ledger append, last.
-Sampling keeps it: every lock below is taken in that order, or with SKIP LOCKED.
-- Draw, one transaction: pick candidates; lock their profiles' consent-state rows FOR
-  NO KEY UPDATE (conflicts with the opt-out's FOR UPDATE; a missing row is created
-  first, so that a profile on its jurisdiction's default has a row to meet on); then
-  their recording rows FOR NO KEY UPDATE (a purge's tombstoning waits for the draw, or
-  the draw for it); re-check the rule for every candidate in a new statement, which
-  under READ COMMITTED sees every opt-out and purge that committed before the locks
-  were granted; create the items; lock the reviewer row and count the quota, this
-  draw's items included (two draws of one reviewer are ordered there); one ledger
-  entry.
-- Withdrawal: the action `consent_set` (compliance/actions/consent.py) locks the state
-  row FOR UPDATE, saves it, and calls `review_items_revoke_for_profile` in its
-  transaction: every open item of the profile is revoked. Its UPDATE runs after its
-  lock was granted, so it sees every item of a draw that held the lock before it.
-- Audio fetch and annotation, one transaction: lock the consent-state rows (no key),
-  then the recording (no key: a purge's tombstoning, which locks the recording and
+The lock order of the whole codebase is account -> profile -> consent lock -> consent
+state -> recording -> artefact -> review item -> reviewer (quota) row -> ledger append,
+last. Sampling keeps it: every lock below is taken in that order, or with SKIP LOCKED.
+- Draw, one transaction: pick candidates; lock their profiles' consent locks FOR KEY
+  SHARE (`consent_locks_take`: rows of a small fixed table, `ConsentLock`, which
+  conflict with the opt-out's FOR UPDATE and with nothing else); then their recording
+  rows FOR NO KEY UPDATE (a purge's tombstoning waits for the draw, or the draw for
+  it); re-check the rule for every candidate in a new statement, which under READ
+  COMMITTED sees every opt-out and purge that committed before the locks were granted;
+  create the items; lock the reviewer row and count the quota, this draw's items
+  included (two draws of one reviewer are ordered there); one ledger entry.
+- Withdrawal: the action `consent_set` (compliance/actions/consent.py) locks the
+  profile's consent lock FOR UPDATE and its state row, saves it, and calls
+  `review_items_revoke_for_profile` in its transaction: every open item of the profile
+  is revoked. Its UPDATE runs after its lock was granted, so it sees every item of a
+  draw that held the lock before it.
+- Audio fetch and annotation, one transaction: take the profile's consent lock, then
+  lock the recording (no key: a purge's tombstoning, which locks the recording and
   then revokes its items, waits for the access, or the access for it), then the item
   FOR UPDATE; re-check with `facts_for` + `decide`; record the access in the ledger,
   allowed or refused.
@@ -56,9 +56,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from compliance.accounts.models import Profile
-from compliance.consent.models import ConsentState, Purpose
+from compliance.consent.models import Purpose
 from compliance.consent.purposes import validate_purpose
-from compliance.consent.services import consent_states_lock
+from compliance.consent.services import consent_locks_take, consent_locks_take_free
 from compliance.core.countries import is_country
 from compliance.core.errors import (
     ApplicationError,
@@ -318,8 +318,8 @@ def _items_by_profile(handed: dict[int, str], names: Names) -> dict[str, dict[st
 
 
 def _profiles_of(ids: list[int]) -> list[int]:
-    """The profiles of the picked recordings, read without a lock: their consent rows
-    are locked before the recordings (the lock order), and `_lock_recordings` keeps only
+    """The profiles of the picked recordings, read without a lock: their consent locks
+    are taken before the recordings (the lock order), and `_lock_recordings` keeps only
     the recordings whose profile is among those locked."""
     rows = Recording.objects.filter(pk__any_of=ids).values_list("profile_id", flat=True)
     return sorted({p for p in rows if p is not None})
@@ -338,7 +338,7 @@ def _locked_names(recordings: QuerySet[Recording]) -> QuerySet[Recording, tuple]
 
 def _lock_recordings(ids: list[int], profiles: list[int]) -> Names:
     """Lock the picked recordings FOR NO KEY UPDATE, in id order, after their profiles'
-    consent rows; those whose profile is among `profiles` (the ones locked), with their
+    consent locks; those whose profile is among `profiles` (the ones locked), with their
     names.
 
     A purge tombstones a recording under FOR UPDATE and then revokes its open items:
@@ -356,13 +356,13 @@ def _lock_recordings(ids: list[int], profiles: list[int]) -> Names:
     }
 
 
-def _lock_what_is_free(ids: list[int], purposes: list[str]) -> Names:
+def _lock_what_is_free(ids: list[int]) -> Names:
     """For a top-up round, which already holds locks: lock without waiting (SKIP
     LOCKED), so that two draws topping up cannot deadlock (it takes the recordings
-    before the consent rows, against the lock order, which SKIP LOCKED makes safe), and
-    keep the recordings, with their names,
-    whose row and whose profile's consent rows were all free. A consent row skipped
-    is one that an opt-out may hold: that recording is simply not handed out."""
+    before the consent locks, against the lock order, which SKIP LOCKED makes safe), and
+    keep the recordings, with their names, whose row and whose profile's consent lock
+    were both free. A consent lock skipped is one that an opt-out may hold: that
+    recording is simply not handed out."""
     recordings = {
         pk: (profile, (recording, profile_name or ""))
         for pk, profile, recording, profile_name in _locked_names(
@@ -372,16 +372,11 @@ def _lock_what_is_free(ids: list[int], purposes: list[str]) -> Names:
         )
     }
     profiles = sorted({p for p, _ in recordings.values() if p is not None})
-    held = set(
-        ConsentState.objects.filter(profile_id__any_of=profiles, purpose__in=purposes)
-        .order_by("pk")
-        .select_for_update(no_key=True, skip_locked=True)
-        .values_list("profile_id", "purpose")
-    )
+    held = consent_locks_take_free(profile_ids=profiles)
     return {
         pk: names
         for pk, (profile, names) in recordings.items()
-        if profile is not None and all((profile, u) in held for u in purposes)
+        if profile is not None and profile in held
     }
 
 
@@ -447,7 +442,6 @@ def sample_draw(
     now = now or timezone.now()
     # Uniformity is what a sample needs, not secrecy; the seed is unpredictable anyway.
     rng = rng or random.Random(secrets.randbits(64))  # noqa: S311
-    purposes = reviewable_purposes(scope.purpose)
     lifetime = review_item_seconds(with_reviewer=reviewer is not None)
     expires_at = now + timedelta(seconds=lifetime)
     items: list[DrawnItem] = []
@@ -466,10 +460,10 @@ def sample_draw(
             )
             if rounds == 1:
                 profiles = _profiles_of(picked)
-                consent_states_lock(profile_ids=profiles, purposes=purposes)
+                consent_locks_take(profile_ids=profiles)
                 held = _lock_recordings(picked, profiles)
             else:
-                held = _lock_what_is_free(picked, purposes)
+                held = _lock_what_is_free(picked)
             names.update(held)
             # A new statement after the locks: it sees every withdrawal, purge and draw
             # that committed before they were granted.
@@ -722,9 +716,7 @@ def _hand_off(
         # after the locks.
         recording = Recording.objects.select_related("profile__account").get(pk=item.recording_id)
         if recording.profile_id is not None:
-            consent_states_lock(
-                profile_ids=[recording.profile_id], purposes=reviewable_purposes(item.purpose)
-            )
+            consent_locks_take(profile_ids=[recording.profile_id])
         # The recording before the item, as the lock order has it: a purge locks the
         # recording and then revokes its items, and an annotation's insert needs a lock
         # on the recording too (its foreign key); taken after the item, the two would

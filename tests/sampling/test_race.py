@@ -328,7 +328,8 @@ def test_concurrent_draws_never_hand_out_one_recording_twice():
 
 
 def test_a_draw_of_a_profile_on_its_default_makes_the_opt_out_wait_and_then_revoke_it():
-    # given a profile without a consent-state row: the draw must create one to lock
+    # given a profile without a consent-state row (the draw meets the opt-out on the
+    # profile's consent lock, which needs none)
     [recording] = _world(1, on_default=True)
     assert not ConsentState.objects.exists()
     holding, release = threading.Event(), threading.Event()
@@ -452,11 +453,46 @@ def test_a_draw_holding_the_recording_makes_the_purge_wait_and_then_revoke_its_i
     assert ReviewItem.objects.get(pk=item).close_reason == "purged"
 
 
+# --- hand-offs of one profile -----------------------------------------------------------
+
+
+def test_a_draw_holding_a_profiles_consent_lock_does_not_make_its_clip_access_wait(
+    monkeypatch,
+):
+    """Hand-offs share the consent lock (FOR KEY SHARE): only an opt-out waits for them."""
+    # given one profile with two recordings, the second already drawn
+    first, second = _world(2)
+    Recording.objects.filter(pk=second.pk).update(profile=first.profile)
+    [item] = _draw_minute(1)
+    locked, go = threading.Event(), threading.Event()
+    recheck = services.candidates_recheck
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        # the draw of the first recording holds the profile's lock, and the recording's
+        locked.set()
+        assert go.wait(30)
+        return recheck(*args, **kwargs)
+
+    monkeypatch.setattr(services, "candidates_recheck", paused)
+    drawer = _Thread(lambda: _draw_minute(0))
+    drawer.start()
+    try:
+        assert locked.wait(30)
+
+        # then the clip of the second recording is served meanwhile
+        fetcher = _Thread(lambda: _fetchable(item))
+        fetcher.start()
+        assert fetcher.outcome(timeout=10), "the clip access waited for the draw"
+    finally:
+        go.set()
+    assert len(drawer.outcome()) == 1
+
+
 # --- the lock order ----------------------------------------------------------------------
 
 
 def test_a_writer_locking_consent_then_recording_and_a_draw_do_not_deadlock():
-    """The agreed order puts consent states before recordings: a transaction that
+    """The agreed order puts consent locks before recordings: a transaction that
     withdraws and then changes the recording (as any writer may) must not deadlock with
     a draw that picked that recording."""
     [recording] = _world(1)
@@ -464,7 +500,7 @@ def test_a_writer_locking_consent_then_recording_and_a_draw_do_not_deadlock():
 
     def writer() -> None:
         with transaction.atomic():
-            _withdraw(recording.profile)  # the consent-state row, FOR UPDATE
+            _withdraw(recording.profile)  # the profile's consent lock, FOR UPDATE
             holding.set()
             assert go.wait(30)
             Recording.objects.filter(pk=recording.pk).update(sensitive=True)
@@ -475,7 +511,7 @@ def test_a_writer_locking_consent_then_recording_and_a_draw_do_not_deadlock():
     drawer = _Thread(lambda: _draw_minute(0))
     drawer.start()
     time.sleep(BLOCKED)
-    assert drawer.is_alive(), "the draw did not wait for the consent row"
+    assert drawer.is_alive(), "the draw did not wait for the consent lock"
     go.set()
 
     writing.outcome()  # a deadlock would abort one of the two

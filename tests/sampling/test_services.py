@@ -37,7 +37,7 @@ pytestmark = pytest.mark.django_db
 # Statements per clip access, the ledger's append included (on PostgreSQL one statement:
 # the advisory lock, the chain's head and the entry; elsewhere the head and the entry).
 # Pinned: a new read of the recording, or of anything else, on this path shows up here
-# first. One of them locks the recording between the consent rows and the item (the
+# first. One of them locks the recording between the consent lock and the item (the
 # lock order).
 _LEDGER_APPEND = 1 if connection.vendor == "postgresql" else 2
 GATE_AUDIO_QUERIES = 10 + _LEDGER_APPEND
