@@ -159,3 +159,24 @@ def test_the_migration_backfills_every_leaf_and_leaves_the_trigger_on():
     assert backfilled == expected
     with pytest.raises(Exception, match="append-only"), transaction.atomic():
         sql(f"UPDATE {TABLE} SET kind = 'x' WHERE seq = 1", [])  # noqa: S608
+
+
+def _append_functions() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(r"SELECT proname FROM pg_proc WHERE proname LIKE 'ledger\_append\_%'")
+        return {row[0] for row in cursor.fetchall()}
+
+
+@postgres_only()
+@pytest.mark.django_db(transaction=True)
+def test_the_append_has_one_function_and_undoing_0010_brings_the_old_one_back():
+    assert _append_functions() == {"ledger_append_entry"}
+    executor = MigrationExecutor(connection)
+    executor.migrate([("ledger", "0009_append_entry_function")])
+    try:
+        assert _append_functions() == {"ledger_append_entry", "ledger_append_head"}
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes("ledger"))
+    assert _append_functions() == {"ledger_append_entry"}
