@@ -92,6 +92,23 @@ def voice_clip() -> Path:
     return VOICE_DIR / "turn-on-lights.wav"
 
 
+def advisory_waiter(key: int, mode: str, seconds: float) -> bool:
+    """Whether, within `seconds`, another backend comes to wait for PostgreSQL's
+    advisory lock `key` in `mode` (pg_locks' name: 'ExclusiveLock', 'ShareLock')."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND objid = %s AND mode = %s AND NOT granted",
+                [key & 0xFFFFFFFF, mode],
+            )
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def postgres_only() -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         connection.vendor != "postgresql",

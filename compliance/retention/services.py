@@ -16,7 +16,7 @@ so none of these can wait for each other in a cycle.
 """
 
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
@@ -204,6 +204,15 @@ class _ArtefactsExpiryAt:
 
     def given(self, now: datetime, read: tuple[Any, ...]) -> ExpirySchedule:
         return self._schedule(policy_table(at=now, stamp=read))
+
+    def read_first(self) -> Callable[[datetime], ExpirySchedule]:
+        """The policies' stamp read now, their lock taken: for a write that locks rows
+        before it creates artefacts (an annotation), so that it waits behind
+        `retention_policies_apply`, if at all, before it holds them. The expiry of what
+        it then creates, in the same transaction, from this read."""
+        read = policy_stamp(for_new_artefacts=True)
+        read_at = timezone.now()
+        return lambda now: self.given(max(now, read_at), read)
 
     @staticmethod
     def _schedule(table: PolicyTable) -> ExpirySchedule:

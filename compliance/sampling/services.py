@@ -72,7 +72,7 @@ from compliance.core.sql import pg_array
 from compliance.eligibility.rules import decide, facts_for
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category, Recording
-from compliance.recordings.services import annotation_create
+from compliance.recordings.services import Expiry, annotation_create
 from compliance.retention.services import artefacts_expiry_at
 
 from .links import link_seconds
@@ -702,14 +702,18 @@ def _hand_off(
     action: str,
     now: datetime,
     deliver: Callable[[ReviewItem, str, Recording], tuple[T | None, list[str]]],
+    before_locks: Callable[[], None] | None = None,
 ) -> T:
     """Lock, re-check and either refuse (recorded, the item closed) or
     `deliver(item, audio key, recording)` inside the same transaction. Raises the
     refusal after the transaction commits, so that the refusal and its ledger entry are
-    kept."""
+    kept. `before_locks`: what the transaction must do before it locks anything (an
+    annotation's read of the retention policies)."""
     refusal: ApplicationError | None = None
     result: T | None = None
     with transaction.atomic():
+        if before_locks is not None:
+            before_locks()
         # The one read of the recording row, with the profile and account that an
         # annotation's retention needs. Whatever may change under the access (state,
         # flags, owner, consent) is judged by the re-check below, which reads afresh
@@ -813,12 +817,29 @@ def review_item_annotate(
         raise _invalid("validation_error", "text", f"At most {MAX_ANNOTATION_CHARS} characters.")
     now = now or timezone.now()
     item = _item_for(item_id, caller, "annotate")
+    expiry: Expiry | None = None
+
+    def read_policies() -> None:
+        # Before the hand-off's locks, as the ingest reads them before its own: a
+        # `retention_policies_apply` waiting for the writes in flight makes a new
+        # reader wait behind it, and this one then holds no lock that a withdrawal or
+        # a purge of the recording would wait for (docs/architecture.md, "Lock order").
+        nonlocal expiry
+        expiry = artefacts_expiry_at.read_first()
 
     def deliver(locked: ReviewItem, key: str, recording: Recording) -> tuple[Artefact, list[str]]:
-        artefact = annotation_create(recording=recording, text=text, expiry=artefacts_expiry_at)
+        assert expiry is not None  # read_policies ran first, in this transaction
+        artefact = annotation_create(recording=recording, text=text, expiry=expiry)
         locked.state, locked.closed_at, locked.close_reason = ReviewItemState.DONE, now, "annotated"
         locked.annotation = artefact
         locked.save(update_fields=["state", "closed_at", "close_reason", "annotation"])
         return artefact, []
 
-    return _hand_off(item, caller=caller, action="annotate", now=now, deliver=deliver)
+    return _hand_off(
+        item,
+        caller=caller,
+        action="annotate",
+        now=now,
+        deliver=deliver,
+        before_locks=read_policies,
+    )

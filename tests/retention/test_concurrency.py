@@ -24,7 +24,7 @@ from compliance.retention.services import (
     retention_policy_create,
     retention_policy_retire,
 )
-from tests.conftest import postgres_only
+from tests.conftest import advisory_waiter, postgres_only
 from tests.factories import ProfileFactory
 
 pytestmark = [postgres_only(), pytest.mark.django_db(transaction=True)]
@@ -352,7 +352,7 @@ def test_a_policy_applied_while_an_ingest_is_in_flight_reschedules_what_it_write
     assert scheduled.wait(10)
     newer = retention_policy_create(jurisdiction="*", category="audio", retention_days=5, actor="t")
     applying = _in_thread(retention_policies_apply)
-    waited = _wait_for_advisory(POLICY_LOCK_KEY, 15)
+    waited = advisory_waiter(POLICY_LOCK_KEY, "ExclusiveLock", 15)
     go.set()
     for thread, errors in (ingesting, applying):
         thread.join(30)
@@ -448,7 +448,7 @@ def test_two_policy_runs_take_turns(ingest):
     assert holding.wait(10)
     runs: list[int] = []
     second = _in_thread(lambda: runs.append(retention_policies_apply()))
-    waited = _wait_for_advisory(retention_services._APPLY_LOCK_KEY, 15)
+    waited = advisory_waiter(retention_services._APPLY_LOCK_KEY, "ExclusiveLock", 15)
     assert runs == []  # still waiting
     release.set()
     for thread, errors in (first, second):
@@ -457,20 +457,3 @@ def test_two_policy_runs_take_turns(ingest):
 
     assert waited, "the second run should have waited for the first"
     assert runs == [1]
-
-
-def _wait_for_advisory(key: int, seconds: float) -> bool:
-    """Until another backend waits for the advisory lock `key` exclusively (the
-    policies' lock: the reschedule's bound; a run's own lock: the next run)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND objid = %s AND mode = 'ExclusiveLock' AND NOT granted",
-                [key & 0xFFFFFFFF],
-            )
-            if cursor.fetchone()[0]:
-                return True
-        time.sleep(0.05)
-    return False

@@ -25,6 +25,7 @@ from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Artefact, Recording
 from compliance.retention import purge
+from compliance.retention.selectors import POLICY_LOCK_KEY
 from compliance.sampling import services
 from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.services import (
@@ -33,7 +34,7 @@ from compliance.sampling.services import (
     review_item_audio_open,
     sample_draw,
 )
-from tests.conftest import postgres_only
+from tests.conftest import advisory_waiter, postgres_only
 from tests.factories import ReviewerFactory
 
 from .conftest import CLIP, HUMAN, LINK
@@ -488,6 +489,43 @@ def test_a_draw_holding_a_profiles_consent_lock_does_not_make_its_clip_access_wa
     assert len(drawer.outcome()) == 1
 
 
+def test_an_annotation_queued_behind_the_policies_holds_nothing_a_withdrawal_waits_for():
+    """`retention_policies_apply` takes the policies' lock exclusively for one read, and
+    writes that create artefacts queue behind it meanwhile. An annotation queues there
+    before it takes its hand-off's locks, so an opt-out does not wait with it."""
+    [recording] = _world(1)
+    [item] = _draw_minute(0)
+    holding, release = threading.Event(), threading.Event()
+
+    def apply_bound() -> None:  # as artefacts_scheduled_so_far holds it
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [POLICY_LOCK_KEY])
+            holding.set()
+            assert release.wait(30)
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [POLICY_LOCK_KEY])
+
+    bound = _Thread(apply_bound)
+    bound.start()
+    assert holding.wait(30)
+    annotator = _Thread(lambda: review_item_annotate(item_id=item, text="x", caller=LINK))
+    annotator.start()
+    try:
+        assert advisory_waiter(POLICY_LOCK_KEY, "ShareLock", 15), "the annotation did not queue"
+
+        opt_out = _Thread(lambda: _withdraw(recording.profile))
+        opt_out.start()
+        opt_out.outcome(timeout=10)  # stuck: it waited for the queued annotation's locks
+    finally:
+        release.set()
+    bound.outcome()
+
+    # then the annotation, let through, re-checks under its locks and is refused
+    with pytest.raises(ApplicationError):
+        annotator.outcome()
+    assert ReviewItem.objects.get(pk=item).state == ReviewItemState.REVOKED
+    assert not Artefact.objects.filter(category="annotation").exists()
+
+
 # --- the lock order ----------------------------------------------------------------------
 
 
@@ -530,14 +568,20 @@ def test_an_annotation_and_a_purge_of_its_recording_do_not_deadlock(monkeypatch)
     checked, go = threading.Event(), threading.Event()
     expiry_at = services.artefacts_expiry_at
 
-    def paused(now: datetime) -> Any:
-        # the gate has re-checked and holds its locks, the annotation not yet inserted;
-        # the purge now runs into them
-        checked.set()
-        assert go.wait(30)
-        return expiry_at(now)
+    class Paused:
+        def read_first(self) -> Callable[[datetime], Any]:
+            expiry = expiry_at.read_first()
 
-    monkeypatch.setattr(services, "artefacts_expiry_at", paused)
+            def paused(now: datetime) -> Any:
+                # the gate has re-checked and holds its locks, the annotation not yet
+                # inserted; the purge now runs into them
+                checked.set()
+                assert go.wait(30)
+                return expiry(now)
+
+            return paused
+
+    monkeypatch.setattr(services, "artefacts_expiry_at", Paused())
     annotator = _Thread(
         lambda: review_item_annotate(item_id=item, text="x", caller=LINK, now=BEFORE_EXPIRY)
     )
