@@ -84,15 +84,15 @@ class ConsentLock(models.Model):
     """Where an opt-out and a hand-off to a reviewer meet: a fixed table of
     `CONSENT_LOCKS` rows, the profile `p` on row `p % CONSENT_LOCKS`.
 
-    An opt-out locks its profile's row FOR UPDATE; a hand-off (a sample draw, a clip
-    access) locks its profiles' rows FOR KEY SHARE, which conflicts with that and with
-    nothing else, so hand-offs go side by side. The rows are never updated: a lock
-    writes only the row's header, on one of some seventy pages whatever the number of
-    profiles, where locking the profiles' own consent-state rows wrote a page of a
-    table that grows with them (docs/reliability.md, "Opt-out against hand-off";
-    docs/capacity.md, "The opt-out's lock"). Two profiles on one row wait for each
-    other's opt-outs and hand-offs as if they were one: an opt-out may wait for a draw
-    of another profile, never longer than that draw.
+    A withdrawal locks its profile's row FOR UPDATE; a hand-off (a sample draw, a clip
+    access, an annotation) locks its profiles' rows FOR KEY SHARE, which conflicts with
+    that and with nothing else, so hand-offs go side by side. The rows are never
+    updated: a lock writes only the row's header, on one of some seventy pages whatever
+    the number of profiles, where locking the profiles' own consent-state rows wrote a
+    page of a table that grows with them (docs/capacity.md, "The opt-out's lock"). Two
+    profiles on one row are one to the lock: a withdrawal waits until no hand-off holds
+    its row, a draw of another profile included (docs/reliability.md, "Opt-out against
+    hand-off", says how long that can be).
     """
 
     id = models.IntegerField(primary_key=True)

@@ -47,16 +47,16 @@ def consent_record(
     at: datetime | None = None,
 ) -> tuple[ConsentState, ConsentEvent | None]:
     """The rows of a consent change: the event and the profile's current state, the
-    profile's `ConsentLock` row and its state row locked FOR UPDATE until the transaction
-    ends. Returns the state and the new event (None: the same answer under the same
-    notice, nothing written).
+    state row locked FOR UPDATE until the transaction ends, and for a withdrawal the
+    profile's consent lock before it. Returns the state and the new event (None: the
+    same answer under the same notice, nothing written).
 
     For the action `compliance.actions.consent.consent_set`, which, in the same
     transaction and with the rows still locked, stops what a withdrawal must stop and
-    writes the ledger entry. The consent lock orders this change against a hand-off
-    (`consent_locks_take`); the state row's, against a concurrent change of the same
-    state (docs/reliability.md, "Opt-out against hand-off"). So it refuses to run
-    outside a transaction, on every database (SQLite has no row locks to refuse it).
+    writes the ledger entry. The consent lock orders a withdrawal against a hand-off
+    (`consent_locks_take`); the state row's, any change against a concurrent change of
+    the same state (docs/reliability.md, "Opt-out against hand-off"). So it refuses to
+    run outside a transaction, on every database (SQLite has no row locks to refuse it).
     `at` is when the person decided, when that was before now (an import of earlier
     decisions, the demo's history): the event carries it.
     """
@@ -78,7 +78,10 @@ def consent_record(
                 "granted", "child_profile", "A child's profile can never be granted human review."
             ),
         )
-    _consent_lock_hold(profile)
+    if not granted:
+        # Only a withdrawal must shut hand-offs out; a grant that a hand-off misses
+        # leaves a profile out once more, which the next hand-off makes up.
+        consent_lock_hold(profile=profile)
     state, _ = ConsentState.objects.select_for_update().get_or_create(
         profile=profile, purpose=purpose
     )
@@ -131,7 +134,7 @@ def _consent_locks_create(rows: list[int]) -> None:
 def _consent_locks_held(profile_ids: list[int], *, skip_locked: bool) -> set[int]:
     """The profiles among `profile_ids` whose consent locks this transaction now holds
     FOR KEY SHARE: all of them, waiting for opt-outs, unless `skip_locked`."""
-    require_transaction("consent_locks_take")
+    require_transaction("consent_locks_take_free" if skip_locked else "consent_locks_take")
     if not profile_ids:
         return set()
     rows = sorted({consent_lock_of(p) for p in profile_ids})
@@ -145,7 +148,15 @@ def _consent_locks_held(profile_ids: list[int], *, skip_locked: bool) -> set[int
         missing = [row for row in rows if row not in held]
         _consent_locks_create(missing)
         held |= _consent_locks_share(missing, skip_locked=False)
+        _require_all(missing, held)
     return {p for p in profile_ids if consent_lock_of(p) in held}
+
+
+def _require_all(rows: list[int], held: set[int]) -> None:
+    """Refuse to go on unguarded: a row created (or found created) a statement ago and
+    gone at the next can only have been deleted meanwhile (a flush)."""
+    if not held.issuperset(rows):
+        raise RuntimeError(f"consent lock rows {sorted(set(rows) - held)[:5]} vanished")
 
 
 def consent_locks_take(*, profile_ids: list[int]) -> None:
@@ -163,13 +174,17 @@ def consent_locks_take_free(*, profile_ids: list[int]) -> set[int]:
     return _consent_locks_held(profile_ids, skip_locked=True)
 
 
-def _consent_lock_hold(profile: Profile) -> None:
-    """The opt-out's side: the profile's consent lock FOR UPDATE, which waits for every
-    hand-off that holds it and keeps new ones out until the transaction ends."""
-    lock = ConsentLock.objects.select_for_update().filter(pk=consent_lock_of(profile.pk))
+def consent_lock_hold(*, profile: Profile) -> None:
+    """The opt-out's side: the profile's consent lock FOR UPDATE. It waits until no
+    hand-off holds the row (a `FOR KEY SHARE` asked for meanwhile is granted beside the
+    others, not queued behind it: docs/reliability.md), and keeps new ones out until the
+    transaction ends. For `consent_record`'s withdrawals, and for a recovery's replay of
+    one."""
+    row = consent_lock_of(profile.pk)
+    lock = ConsentLock.objects.select_for_update().filter(pk=row)
     if not lock.values_list("pk", flat=True):
-        _consent_locks_create([consent_lock_of(profile.pk)])
-        list(lock.values_list("pk", flat=True))
+        _consent_locks_create([row])
+        _require_all([row], set(lock.values_list("pk", flat=True)))
 
 
 @transaction.atomic

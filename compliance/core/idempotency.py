@@ -19,11 +19,11 @@ answer again, and nothing is created twice.
 Transactions and locks. The key row is inserted and committed on its own before the
 request runs: a second request with the key then conflicts on the unique (caller, key)
 and sees it in flight. The request's writes run in one transaction that first locks its
-key row (so the key row comes before the whole codebase's lock order: account ->
-profile -> consent state -> recording -> artefact -> review item -> ledger append),
-and last writes the answer into it (a view that stores a file before its rows, as the
-recording ingest does, can thus leave a file whose rows rolled back; the storage sweep
-deletes such files). An attempt that crashed holds its key only until
+key row (so the key row comes before the whole codebase's lock order: account -> profile
+-> consent lock -> consent state -> recording -> artefact -> review item -> ledger
+append), and last writes the answer into it (a view that stores a file before its rows,
+as the recording ingest does, can thus leave a file whose rows rolled back; the storage
+sweep deletes such files). An attempt that crashed holds its key only until
 `locked_until` (IDEMPOTENCY_IN_FLIGHT_SECONDS); then the next attempt takes the row over
 with a conditional UPDATE on the old token, under NOWAIT, so of two retries one wins.
 """

@@ -21,9 +21,10 @@ run verified or an officer accepted, before it calls it intact; and a broken fin
 stands until an officer acknowledges it (`ledger_acknowledge`), whatever later runs
 find.
 
-Locks, in the codebase's order (account -> profile -> consent state -> recording ->
-artefact -> review item -> reviewer quota row -> ledger append last): the verification
-lock (an advisory lock) and then verification run rows come before the ledger append.
+Locks, in the codebase's order (account -> profile -> consent lock -> consent state ->
+recording -> artefact -> review item -> reviewer quota row -> ledger append last): the
+verification lock (an advisory lock) and then verification run rows come before the
+ledger append.
 """
 
 import base64

@@ -9,11 +9,11 @@ with one multi-row `INSERT ... ON CONFLICT (external_id) DO NOTHING` and their
 artefacts with one more (on PostgreSQL one statement, which also appends the ledger
 entry when every item was created: see `_rows_sql`).
 
-LOCK ORDER (the whole codebase's: account -> profile -> consent state -> recording
--> artefact -> review item -> ledger append last): the profiles FOR SHARE (ordered
-by id), then the new recordings (inserted ordered by external id, so two batches
-that overlap wait for each other in the same order and never deadlock), then the
-new artefacts (audio ordered by storage key, for the same reason), then the ledger.
+LOCK ORDER (the whole codebase's: account -> profile -> consent lock -> consent state
+-> recording -> artefact -> review item -> ledger append last): the profiles FOR SHARE
+(ordered by id), then the new recordings (inserted ordered by external id, so two
+batches that overlap wait for each other in the same order and never deadlock), then
+the new artefacts (audio ordered by storage key, for the same reason), then the ledger.
 The profile lock is the one a retention-choice change takes FOR UPDATE before it
 reschedules the profile's artefacts: an ingest either sees the new choice or its
 artefacts exist when the reschedule reads them, never neither.

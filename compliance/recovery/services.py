@@ -30,8 +30,8 @@ rows were not in the backup and the ledger does not hold enough to rebuild them.
 
 Lock order (docs/architecture.md#lock-order): the import holds the checkpointer's and
 the append lock for its whole transaction, so nothing else writes the ledger; the rows
-here are written in the order account -> profile -> consent state -> recording ->
-artefact -> review item, as each entry's own change did.
+here are written in the order account -> profile -> consent lock -> consent state ->
+recording -> artefact -> review item, as each entry's own change did.
 """
 
 import logging
@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from compliance.accounts.models import Account, Profile
 from compliance.consent.models import ConsentEvent, ConsentState, Purpose
+from compliance.consent.services import consent_lock_hold
 from compliance.core.audit import audit_bulk_change
 from compliance.core.storage import DELETE_OBJECTS_MAX, storage_delete
 from compliance.ledger.models import LedgerEntry
@@ -144,6 +145,8 @@ class _Replay:
             return False
         payload = entry.payload
         purpose = payload["purpose"]
+        if not granted:
+            consent_lock_hold(profile=profile)  # as consent_record does
         state, _ = ConsentState.objects.select_for_update().get_or_create(
             profile=profile, purpose=purpose
         )

@@ -6,12 +6,12 @@ tombstones (no content, no file, the purge time, reason and policy). Deletion re
 (deletion_requests.py) purge through the same batches; the storage sweep
 (storage_sweep.py) settles files and rows a crash left apart.
 
-LOCK ORDER, the one the whole codebase keeps: account -> profile -> consent state ->
-recording -> artefact -> review item -> (reviewer quota row) -> ledger append last.
-Here: the claim locks profiles, then artefacts; the finish locks recordings, then
-artefacts, then review items, then the ledger. A retention-choice change and a
-policy's reschedule lock profiles before artefacts too. Taken the other way round
-(artefacts, then profiles), a claim deadlocked with a retention-choice change.
+LOCK ORDER, the one the whole codebase keeps: account -> profile -> consent lock ->
+consent state -> recording -> artefact -> review item -> (reviewer quota row) -> ledger
+append last. Here: the claim locks profiles, then artefacts; the finish locks
+recordings, then artefacts, then review items, then the ledger. A retention-choice
+change and a policy's reschedule lock profiles before artefacts too. Taken the other way
+round (artefacts, then profiles), a claim deadlocked with a retention-choice change.
 
 THE STEPS, for one batch (steps 1 and 3 are a transaction each):
 1. claim: read the due artefacts' profiles, lock those FOR SHARE (the lock a hold takes

@@ -7,12 +7,12 @@ ingest, recomputed for one profile when its user changes their choice, and for a
 policy's scope when a version comes into force or is retired (a Celery task, in
 batches, since a scope can hold millions of artefacts).
 
-LOCK ORDER, the one the whole codebase keeps: account -> profile -> consent state ->
-recording -> artefact -> review item -> (reviewer quota row) -> ledger append last. A
-reschedule locks the profiles of a batch FOR SHARE, then the batch's active artefacts
-in id order; a retention-choice change holds its profile before that; a hold locks
-profiles before it is written. The purge's claim locks profiles before artefacts too,
-so none of these can wait for each other in a cycle.
+LOCK ORDER, the one the whole codebase keeps: account -> profile -> consent lock ->
+consent state -> recording -> artefact -> review item -> (reviewer quota row) -> ledger
+append last. A reschedule locks the profiles of a batch FOR SHARE, then the batch's
+active artefacts in id order; a retention-choice change holds its profile before that; a
+hold locks profiles before it is written. The purge's claim locks profiles before
+artefacts too, so none of these can wait for each other in a cycle.
 """
 
 import secrets
@@ -80,6 +80,20 @@ def profiles_lock_shared(profile_ids: list[int]) -> None:
             f"SELECT id FROM {Profile._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608
             [profile_ids],
         )
+
+
+def profile_lock_shared(profile: Profile) -> Profile:
+    """`profiles_lock_shared` for one profile, read afresh by the locking statement (its
+    retention choice as of the lock, for a writer that schedules by it), its account
+    kept from `profile` (an account's facts never change once created)."""
+    if connection.vendor != "postgresql":
+        return profile  # SQLite: the transaction already excludes every other writer
+    [locked] = Profile.objects.raw(
+        f"SELECT * FROM {Profile._meta.db_table} WHERE id = %s FOR SHARE",  # noqa: S608
+        [profile.pk],
+    )
+    locked.account = profile.account
+    return locked
 
 
 def _expiry_rows(

@@ -73,7 +73,7 @@ from compliance.eligibility.rules import decide, facts_for
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category, Recording
 from compliance.recordings.services import Expiry, annotation_create
-from compliance.retention.services import artefacts_expiry_at
+from compliance.retention.services import artefacts_expiry_at, profile_lock_shared
 
 from .links import link_seconds
 from .models import DEFAULT_DAILY_QUOTA, Reviewer, ReviewItem, ReviewItemState
@@ -532,7 +532,7 @@ def review_items_revoke_for_profile(
     """Revoke the profile's open items that needed `purpose`; how many.
 
     Called by the action `consent_set` inside its transaction, after consent saved the
-    withdrawal with the state row locked FOR UPDATE. Withdrawing human review revokes
+    withdrawal holding the profile's consent lock FOR UPDATE. Withdrawing human review revokes
     every item (people hear them all); another purpose, the items drawn for it.
     """
     with transaction.atomic():
@@ -703,12 +703,16 @@ def _hand_off(
     now: datetime,
     deliver: Callable[[ReviewItem, str, Recording], tuple[T | None, list[str]]],
     before_locks: Callable[[], None] | None = None,
+    reads_retention: bool = False,
 ) -> T:
     """Lock, re-check and either refuse (recorded, the item closed) or
     `deliver(item, audio key, recording)` inside the same transaction. Raises the
     refusal after the transaction commits, so that the refusal and its ledger entry are
     kept. `before_locks`: what the transaction must do before it locks anything (an
-    annotation's read of the retention policies)."""
+    annotation's read of the retention policies). `reads_retention`: `deliver` schedules
+    artefacts by the profile's retention choice, so the profile is locked FOR SHARE and
+    read afresh first, as the ingest locks it: a retention-choice change (FOR NO KEY
+    UPDATE) either committed before, or waits and then reschedules what this creates."""
     refusal: ApplicationError | None = None
     result: T | None = None
     with transaction.atomic():
@@ -719,6 +723,8 @@ def _hand_off(
         # flags, owner, consent) is judged by the re-check below, which reads afresh
         # after the locks.
         recording = Recording.objects.select_related("profile__account").get(pk=item.recording_id)
+        if recording.profile is not None and reads_retention:
+            recording.profile = profile_lock_shared(recording.profile)
         if recording.profile_id is not None:
             consent_locks_take(profile_ids=[recording.profile_id])
         # The recording before the item, as the lock order has it: a purge locks the
@@ -820,10 +826,9 @@ def review_item_annotate(
     expiry: Expiry | None = None
 
     def read_policies() -> None:
-        # Before the hand-off's locks, as the ingest reads them before its own: a
-        # `retention_policies_apply` waiting for the writes in flight makes a new
-        # reader wait behind it, and this one then holds no lock that a withdrawal or
-        # a purge of the recording would wait for (docs/architecture.md, "Lock order").
+        # Before the hand-off's locks, as the ingest reads them before its own
+        # (docs/architecture.md, "Lock order"): a `retention_policies_apply` waiting for
+        # the writes in flight makes this one wait behind it while it holds no row lock.
         nonlocal expiry
         expiry = artefacts_expiry_at.read_first()
 
@@ -842,4 +847,5 @@ def review_item_annotate(
         now=now,
         deliver=deliver,
         before_locks=read_policies,
+        reads_retention=True,
     )

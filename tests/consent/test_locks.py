@@ -83,6 +83,7 @@ def test_an_opt_out_locks_its_profiles_consent_lock():
         assert rows <= _rows_locked(ConsentLock._meta.db_table)
 
 
+@postgres_only()
 def test_a_missing_row_is_created_by_a_side_that_may_wait():
     # given a table that lost rows (manage.py flush empties it)
     profile = ProfileFactory()

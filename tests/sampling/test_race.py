@@ -18,14 +18,18 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
-from compliance.accounts.models import Account, Profile
+from compliance.accounts.models import Account, Profile, RetentionChoice
 from compliance.actions.consent import consent_set
-from compliance.consent.models import ConsentDefault, ConsentState
+from compliance.actions.profiles import profile_retention_set
+from compliance.consent import services as consent_services
+from compliance.consent.models import ConsentDefault, ConsentLock, ConsentState
+from compliance.consent.services import consent_lock_of
 from compliance.core.errors import ApplicationError
 from compliance.ledger.models import LedgerEntry
 from compliance.recordings.models import Artefact, Recording
 from compliance.retention import purge
 from compliance.retention.selectors import POLICY_LOCK_KEY
+from compliance.retention.services import profile_reschedule
 from compliance.sampling import services
 from compliance.sampling.models import ReviewItem, ReviewItemState
 from compliance.sampling.services import (
@@ -514,7 +518,7 @@ def test_an_annotation_queued_behind_the_policies_holds_nothing_a_withdrawal_wai
 
         opt_out = _Thread(lambda: _withdraw(recording.profile))
         opt_out.start()
-        opt_out.outcome(timeout=10)  # stuck: it waited for the queued annotation's locks
+        opt_out.outcome(timeout=10)  # fails as stuck if it waits for the annotation's locks
     finally:
         release.set()
     bound.outcome()
@@ -524,6 +528,39 @@ def test_an_annotation_queued_behind_the_policies_holds_nothing_a_withdrawal_wai
         annotator.outcome()
     assert ReviewItem.objects.get(pk=item).state == ReviewItemState.REVOKED
     assert not Artefact.objects.filter(category="annotation").exists()
+
+
+def test_an_annotation_waits_for_a_retention_choice_change_of_its_profile_and_follows_it():
+    """The change locks the profile and reschedules the profile's artefacts; an
+    annotation takes the profile FOR SHARE before it reads the choice for its own
+    expiry, as the ingest does. It waits, then schedules by the new choice, where
+    reading the choice unlocked it scheduled by the old one after the reschedule."""
+    [recording] = _world(1)
+    [item] = _draw_minute(0)
+    holding, release = threading.Event(), threading.Event()
+
+    def change() -> None:
+        profile_retention_set(
+            profile=recording.profile, choice=RetentionChoice.EIGHTEEN_MONTHS, actor="race"
+        )
+
+    changer = _Thread(_held(change, holding, release))
+    changer.start()
+    assert holding.wait(30)
+    annotator = _Thread(lambda: review_item_annotate(item_id=item, text="x", caller=LINK))
+    annotator.start()
+    time.sleep(BLOCKED)
+    assert annotator.is_alive(), "the annotation did not wait for the choice change"
+    release.set()
+    changer.outcome()
+    annotation = annotator.outcome()
+
+    # then its expiry is the new choice's: rescheduling the profile now changes nothing
+    scheduled = Artefact.objects.get(pk=annotation.pk).expires_at
+    assert scheduled is not None
+    with transaction.atomic():
+        profile_reschedule(profile=recording.profile)
+    assert Artefact.objects.get(pk=annotation.pk).expires_at == scheduled
 
 
 # --- the lock order ----------------------------------------------------------------------
@@ -695,7 +732,7 @@ def test_a_top_up_round_skips_a_recording_a_purge_holds(monkeypatch):
 
 
 def test_an_opt_out_of_model_training_makes_a_training_draw_wait_and_leave_it_out():
-    # a draw for model training needs both grants, and locks both rows
+    # a draw for model training needs both grants; a withdrawal of either holds it
     [recording] = _world(1)
     ConsentState.objects.update(granted=True)
     holding, release = threading.Event(), threading.Event()
@@ -725,31 +762,38 @@ def test_an_opt_out_of_model_training_makes_a_training_draw_wait_and_leave_it_ou
     assert not ReviewItem.objects.exists()
 
 
-def test_a_consent_row_created_by_another_just_before_the_draw_creates_it_is_locked_too(
+def _lock_row_missing(profile: Profile) -> None:
+    """The profile's consent lock row gone, as after a flush: the side that may wait
+    creates it."""
+    ConsentLock.objects.filter(pk=consent_lock_of(profile.pk)).delete()
+
+
+def test_a_consent_lock_row_created_by_another_just_before_the_draw_creates_it_is_locked_too(
     monkeypatch,
 ):
-    """The draw found no row and goes to create it; a grant creates and commits it first,
-    so the draw's insert does nothing. The row must still be locked by the draw: an
-    opt-out then waits for the draw and revokes its item."""
-    [recording] = _world(1, on_default=True)
-    create = ConsentState.objects.bulk_create
+    """The draw found no row and goes to create it; another hand-off creates and commits
+    it first, so the draw's insert does nothing. The row must still be locked by the
+    draw: an opt-out then waits for the draw and revokes its item."""
+    [recording] = _world(1)
+    _lock_row_missing(recording.profile)
+    create = consent_services._consent_locks_create
+    first = threading.Lock()
 
-    def grant_first(*args: Any, **kwargs: Any) -> Any:
-        grant = _Thread(
-            lambda: consent_set(
-                profile=recording.profile,
-                purpose=HUMAN,
-                granted=True,
-                channel="app",
-                notice_version="v1",
-                actor="race",
-            )
-        )
-        grant.start()
-        grant.outcome()
-        return create(*args, **kwargs)
+    def another_first(rows: list[int]) -> None:
+        if not first.acquire(blocking=False):
+            return create(rows)  # the other hand-off's own creation
 
-    monkeypatch.setattr(ConsentState.objects, "bulk_create", grant_first)
+        def hand_off() -> None:
+            with transaction.atomic():
+                consent_services.consent_locks_take(profile_ids=[recording.profile.pk])
+
+        other = _Thread(hand_off)
+        other.start()
+        other.outcome()
+        assert ConsentLock.objects.filter(pk__in=rows).count() == len(rows)
+        return create(rows)
+
+    monkeypatch.setattr(consent_services, "_consent_locks_create", another_first)
     holding, release = threading.Event(), threading.Event()
     drawer = _Thread(_held(lambda: _draw_minute(0), holding, release))
     drawer.start()
@@ -765,3 +809,22 @@ def test_a_consent_row_created_by_another_just_before_the_draw_creates_it_is_loc
     opt_out.outcome()
 
     assert ReviewItem.objects.get(pk=item).state == ReviewItemState.REVOKED
+
+
+def test_an_opt_out_whose_lock_row_is_missing_creates_it_and_the_draw_waits():
+    [recording] = _world(1)
+    _lock_row_missing(recording.profile)
+    holding, release = threading.Event(), threading.Event()
+    opt_out = _Thread(_held(lambda: _withdraw(recording.profile), holding, release))
+    opt_out.start()
+    assert holding.wait(30)
+
+    drawer = _Thread(lambda: _draw_minute(0))
+    drawer.start()
+    time.sleep(BLOCKED)
+    assert drawer.is_alive(), "the draw did not wait for the opt-out's lock"
+    release.set()
+    opt_out.outcome()
+
+    assert drawer.outcome() == []
+    assert not ReviewItem.objects.exists()
