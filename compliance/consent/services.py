@@ -111,14 +111,14 @@ def consent_lock_of(profile_id: int) -> int:
     return profile_id % CONSENT_LOCKS
 
 
-def _consent_locks_share(rows: list[int], *, skip_locked: bool) -> set[int]:
-    """Lock `rows` (sorted) FOR KEY SHARE, in row order; the rows locked. Raw SQL:
-    Django's select_for_update() has no FOR KEY SHARE, and FOR NO KEY UPDATE would make
-    two hand-offs of profiles on one row queue behind each other for nothing."""
+def _consent_locks(rows: list[int], mode: str, *, skip_locked: bool = False) -> set[int]:
+    """Lock `rows` (sorted) in `mode`, in row order; the rows locked. Raw SQL: Django's
+    select_for_update() has no FOR KEY SHARE, the hand-offs' mode (FOR NO KEY UPDATE
+    would make two hand-offs of profiles on one row queue behind each other)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id FROM {ConsentLock._meta.db_table} WHERE id = ANY(%s)"  # noqa: S608
-            f" ORDER BY id FOR KEY SHARE{' SKIP LOCKED' if skip_locked else ''}",
+            f" ORDER BY id {mode}{' SKIP LOCKED' if skip_locked else ''}",
             [rows],
         )
         return {row[0] for row in cursor.fetchall()}
@@ -131,32 +131,29 @@ def _consent_locks_create(rows: list[int]) -> None:
     ConsentLock.objects.bulk_create([ConsentLock(pk=row) for row in rows], ignore_conflicts=True)
 
 
-def _consent_locks_held(profile_ids: list[int], *, skip_locked: bool) -> set[int]:
-    """The profiles among `profile_ids` whose consent locks this transaction now holds
-    FOR KEY SHARE: all of them, waiting for opt-outs, unless `skip_locked`."""
-    require_transaction("consent_locks_take_free" if skip_locked else "consent_locks_take")
+def _consent_locks_held(
+    profile_ids: list[int], mode: str, *, skip_locked: bool = False
+) -> set[int]:
+    """The profiles among `profile_ids` whose consent locks this transaction now holds in
+    `mode`: all of them, waiting for the holders that conflict, unless `skip_locked`."""
     if not profile_ids:
         return set()
-    rows = sorted({consent_lock_of(p) for p in profile_ids})
     if connection.vendor != "postgresql":
         # SQLite has no row locks: its writers take turns on the whole database.
         return set(profile_ids)
-    held = _consent_locks_share(rows, skip_locked=skip_locked)
+    rows = sorted({consent_lock_of(p) for p in profile_ids})
+    held = _consent_locks(rows, mode, skip_locked=skip_locked)
     if len(held) < len(rows) and not skip_locked:
         # Rows missing. Not created for SKIP LOCKED, which must not wait: creating a row
         # that another transaction is creating waits for it; its profiles are left out.
         missing = [row for row in rows if row not in held]
         _consent_locks_create(missing)
-        held |= _consent_locks_share(missing, skip_locked=False)
-        _require_all(missing, held)
+        held |= _consent_locks(missing, mode)
+        if not held.issuperset(missing):
+            # created (or found created) a statement ago and gone now: deleted meanwhile
+            # (a flush). Refuse rather than go on unguarded.
+            raise RuntimeError(f"consent lock rows {sorted(set(missing) - held)[:5]} vanished")
     return {p for p in profile_ids if consent_lock_of(p) in held}
-
-
-def _require_all(rows: list[int], held: set[int]) -> None:
-    """Refuse to go on unguarded: a row created (or found created) a statement ago and
-    gone at the next can only have been deleted meanwhile (a flush)."""
-    if not held.issuperset(rows):
-        raise RuntimeError(f"consent lock rows {sorted(set(rows) - held)[:5]} vanished")
 
 
 def consent_locks_take(*, profile_ids: list[int]) -> None:
@@ -164,14 +161,16 @@ def consent_locks_take(*, profile_ids: list[int]) -> None:
     consent locks, FOR KEY SHARE, waiting for an opt-out that holds one. Until the
     transaction ends, an opt-out of these profiles waits for it; a re-check in a later
     statement sees every opt-out that committed before it was granted."""
-    _consent_locks_held(profile_ids, skip_locked=False)
+    require_transaction("consent_locks_take")
+    _consent_locks_held(profile_ids, "FOR KEY SHARE")
 
 
 def consent_locks_take_free(*, profile_ids: list[int]) -> set[int]:
     """As `consent_locks_take`, without waiting (SKIP LOCKED): the profiles whose locks
     were free or already held by this transaction. A lock skipped is one that an
     opt-out may hold; its profiles are left out."""
-    return _consent_locks_held(profile_ids, skip_locked=True)
+    require_transaction("consent_locks_take_free")
+    return _consent_locks_held(profile_ids, "FOR KEY SHARE", skip_locked=True)
 
 
 def consent_lock_hold(*, profile: Profile) -> None:
@@ -180,11 +179,8 @@ def consent_lock_hold(*, profile: Profile) -> None:
     others, not queued behind it: docs/reliability.md), and keeps new ones out until the
     transaction ends. For `consent_record`'s withdrawals, and for a recovery's replay of
     one."""
-    row = consent_lock_of(profile.pk)
-    lock = ConsentLock.objects.select_for_update().filter(pk=row)
-    if not lock.values_list("pk", flat=True):
-        _consent_locks_create([row])
-        _require_all([row], set(lock.values_list("pk", flat=True)))
+    require_transaction("consent_lock_hold")
+    _consent_locks_held([profile.pk], "FOR UPDATE")
 
 
 @transaction.atomic

@@ -634,7 +634,7 @@ def _write(items: list[_Item], *, actor: str, ledger: bool, expiry: Expiry) -> _
                 )
         pending = [i for i in pending if i.index not in written.results]
         now = timezone.now()
-        schedule = cast(ExpiryReading, expiry).given(now, read) if read is not None else expiry(now)
+        schedule = _schedule_at(now, expiry, read)
         # Only a registered key can be taken meanwhile (an upload's key is new): only
         # then is the savepoint worth its two statements.
         registers = any(i.data.audio_key for i in pending)
@@ -807,8 +807,39 @@ def recording_store(*, data: RecordingInput, actor: str, expiry: Expiry) -> Reco
     return recording
 
 
-def annotation_create(*, recording: Recording, text: str, expiry: Expiry) -> Artefact:
-    """A reviewer's annotation of `recording`, an artefact with its own expiry. For
+def annotation_schedule(*, recording: Recording, expiry: Expiry) -> ExpirySchedule | None:
+    """How an annotation of `recording` will be scheduled, read as the ingest reads it
+    (`_locked_profiles`): the recording's profile locked FOR SHARE and read afresh, with
+    an `ExpiryReading`'s row in the same statement, so that a retention-choice change or
+    a policy's reschedule either came before or waits for this transaction. For
+    sampling, before the hand-off's other locks (the lock order). `recording.profile`
+    becomes the row read. None: the recording has no profile (any more)."""
+    require_transaction("annotation_schedule")
+    if recording.profile is None:
+        return None
+    profiles, read = _locked_profiles(
+        [recording.profile.external_id], reads=getattr(expiry, "reads", None)
+    )
+    profile = profiles.get(recording.profile.external_id)
+    if profile is None:
+        return None
+    recording.profile = profile
+    return _schedule_at(timezone.now(), expiry, read)
+
+
+def _schedule_at(now: datetime, expiry: Expiry, read: tuple[Any, ...] | None) -> ExpirySchedule:
+    """The schedule at `now`, a time taken after `read` was read (an `ExpiryReading`'s
+    row; None for a plain `Expiry`): retention relies on a write that read the policies
+    after a version's reschedule began also scheduling at a time no earlier
+    (`artefacts_scheduled_so_far`)."""
+    return cast(ExpiryReading, expiry).given(now, read) if read is not None else expiry(now)
+
+
+def annotation_create(
+    *, recording: Recording, text: str, schedule: ExpirySchedule | None
+) -> Artefact:
+    """A reviewer's annotation of `recording`, an artefact with its own expiry, by
+    `schedule` (`annotation_schedule`'s, read earlier in the same transaction). For
     sampling, which accepts it inside the transaction that holds the review item."""
     require_transaction("annotation_create")
     artefact = Artefact(
@@ -817,26 +848,10 @@ def annotation_create(*, recording: Recording, text: str, expiry: Expiry) -> Art
         text=text,
         size_bytes=len(text.encode()),
     )
-    if recording.profile is not None:
-        _scheduled_now(expiry)(
-            artefacts=[artefact], profile=recording.profile, recorded_at=recording.recorded_at
-        )
+    if schedule is not None and recording.profile is not None:
+        schedule(artefacts=[artefact], profile=recording.profile, recorded_at=recording.recorded_at)
     artefact.save()
     return artefact
-
-
-def _scheduled_now(expiry: Expiry) -> ExpirySchedule:
-    """The schedule of artefacts created now. For an `ExpiryReading`, its row is read
-    first and the time taken after it, as `_write` does: retention relies on a write
-    that read the policies after a version's reschedule began also scheduling at a time
-    no earlier (`artefacts_scheduled_so_far`)."""
-    reads: str | None = getattr(expiry, "reads", None)
-    if reads is None:
-        return expiry(timezone.now())
-    with bound_cursor() as cursor:
-        cursor.execute(reads)
-        read = tuple(cursor.fetchone())
-    return cast(ExpiryReading, expiry).given(timezone.now(), read)
 
 
 def _discard(key: str) -> None:

@@ -16,7 +16,7 @@ artefacts too, so none of these can wait for each other in a cycle.
 """
 
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
@@ -80,20 +80,6 @@ def profiles_lock_shared(profile_ids: list[int]) -> None:
             f"SELECT id FROM {Profile._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608
             [profile_ids],
         )
-
-
-def profile_lock_shared(profile: Profile) -> Profile:
-    """`profiles_lock_shared` for one profile, read afresh by the locking statement (its
-    retention choice as of the lock, for a writer that schedules by it), its account
-    kept from `profile` (an account's facts never change once created)."""
-    if connection.vendor != "postgresql":
-        return profile  # SQLite: the transaction already excludes every other writer
-    [locked] = Profile.objects.raw(
-        f"SELECT * FROM {Profile._meta.db_table} WHERE id = %s FOR SHARE",  # noqa: S608
-        [profile.pk],
-    )
-    locked.account = profile.account
-    return locked
 
 
 def _expiry_rows(
@@ -218,15 +204,6 @@ class _ArtefactsExpiryAt:
 
     def given(self, now: datetime, read: tuple[Any, ...]) -> ExpirySchedule:
         return self._schedule(policy_table(at=now, stamp=read))
-
-    def read_first(self) -> Callable[[datetime], ExpirySchedule]:
-        """The policies' stamp read now, their lock taken: for a write that locks rows
-        before it creates artefacts (an annotation), so that it waits behind
-        `retention_policies_apply`, if at all, before it holds them. The expiry of what
-        it then creates, in the same transaction, from this read."""
-        read = policy_stamp(for_new_artefacts=True)
-        read_at = timezone.now()
-        return lambda now: self.given(max(now, read_at), read)
 
     @staticmethod
     def _schedule(table: PolicyTable) -> ExpirySchedule:

@@ -72,8 +72,12 @@ from compliance.core.sql import pg_array
 from compliance.eligibility.rules import decide, facts_for
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category, Recording
-from compliance.recordings.services import Expiry, annotation_create
-from compliance.retention.services import artefacts_expiry_at, profile_lock_shared
+from compliance.recordings.services import (
+    ExpirySchedule,
+    annotation_create,
+    annotation_schedule,
+)
+from compliance.retention.services import artefacts_expiry_at
 
 from .links import link_seconds
 from .models import DEFAULT_DAILY_QUOTA, Reviewer, ReviewItem, ReviewItemState
@@ -702,29 +706,23 @@ def _hand_off(
     action: str,
     now: datetime,
     deliver: Callable[[ReviewItem, str, Recording], tuple[T | None, list[str]]],
-    before_locks: Callable[[], None] | None = None,
-    reads_retention: bool = False,
+    before_locks: Callable[[Recording], None] | None = None,
 ) -> T:
     """Lock, re-check and either refuse (recorded, the item closed) or
     `deliver(item, audio key, recording)` inside the same transaction. Raises the
     refusal after the transaction commits, so that the refusal and its ledger entry are
-    kept. `before_locks`: what the transaction must do before it locks anything (an
-    annotation's read of the retention policies). `reads_retention`: `deliver` schedules
-    artefacts by the profile's retention choice, so the profile is locked FOR SHARE and
-    read afresh first, as the ingest locks it: a retention-choice change (FOR NO KEY
-    UPDATE) either committed before, or waits and then reschedules what this creates."""
+    kept. `before_locks(recording)`: what the transaction must do before it locks the
+    hand-off's rows (an annotation's read of its retention, which comes earlier in the
+    lock order)."""
     refusal: ApplicationError | None = None
     result: T | None = None
     with transaction.atomic():
+        # The one read of the recording row, with its profile. Whatever may change under
+        # the access (state, flags, owner, consent) is judged by the re-check below,
+        # which reads afresh after the locks.
+        recording = Recording.objects.select_related("profile").get(pk=item.recording_id)
         if before_locks is not None:
-            before_locks()
-        # The one read of the recording row, with the profile and account that an
-        # annotation's retention needs. Whatever may change under the access (state,
-        # flags, owner, consent) is judged by the re-check below, which reads afresh
-        # after the locks.
-        recording = Recording.objects.select_related("profile__account").get(pk=item.recording_id)
-        if recording.profile is not None and reads_retention:
-            recording.profile = profile_lock_shared(recording.profile)
+            before_locks(recording)
         if recording.profile_id is not None:
             consent_locks_take(profile_ids=[recording.profile_id])
         # The recording before the item, as the lock order has it: a purge locks the
@@ -823,18 +821,18 @@ def review_item_annotate(
         raise _invalid("validation_error", "text", f"At most {MAX_ANNOTATION_CHARS} characters.")
     now = now or timezone.now()
     item = _item_for(item_id, caller, "annotate")
-    expiry: Expiry | None = None
+    schedule: ExpirySchedule | None = None
 
-    def read_policies() -> None:
-        # Before the hand-off's locks, as the ingest reads them before its own
-        # (docs/architecture.md, "Lock order"): a `retention_policies_apply` waiting for
-        # the writes in flight makes this one wait behind it while it holds no row lock.
-        nonlocal expiry
-        expiry = artefacts_expiry_at.read_first()
+    def read_retention(recording: Recording) -> None:
+        # As the ingest reads it, before its other locks (docs/architecture.md, "Lock
+        # order"): the policies and the profile FOR SHARE, in one statement. Queued
+        # behind a `retention_policies_apply`, it holds no row lock yet; a
+        # retention-choice change either came first or waits and reschedules this.
+        nonlocal schedule
+        schedule = annotation_schedule(recording=recording, expiry=artefacts_expiry_at)
 
     def deliver(locked: ReviewItem, key: str, recording: Recording) -> tuple[Artefact, list[str]]:
-        assert expiry is not None  # read_policies ran first, in this transaction
-        artefact = annotation_create(recording=recording, text=text, expiry=expiry)
+        artefact = annotation_create(recording=recording, text=text, schedule=schedule)
         locked.state, locked.closed_at, locked.close_reason = ReviewItemState.DONE, now, "annotated"
         locked.annotation = artefact
         locked.save(update_fields=["state", "closed_at", "close_reason", "annotation"])
@@ -846,6 +844,5 @@ def review_item_annotate(
         action="annotate",
         now=now,
         deliver=deliver,
-        before_locks=read_policies,
-        reads_retention=True,
+        before_locks=read_retention,
     )

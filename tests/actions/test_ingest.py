@@ -9,7 +9,12 @@ from django.utils import timezone
 
 from compliance.actions.ingest import recording_create, recordings_register
 from compliance.recordings.models import Artefact
-from compliance.recordings.services import RecordingInput, annotation_create, recordings_store
+from compliance.recordings.services import (
+    RecordingInput,
+    annotation_create,
+    annotation_schedule,
+    recordings_store,
+)
 from compliance.retention.models import RetentionPolicy
 from compliance.retention.selectors import POLICY_LOCK_KEY
 from compliance.retention.services import (
@@ -78,7 +83,7 @@ def test_an_annotation_refuses_to_be_written_outside_a_transaction():
     recording = RecordingFactory()
 
     with pytest.raises(RuntimeError, match="inside the transaction"):
-        annotation_create(recording=recording, text="a note", expiry=lambda now: None)
+        annotation_create(recording=recording, text="a note", schedule=None)
 
     assert not Artefact.objects.filter(category="annotation").exists()
 
@@ -95,7 +100,8 @@ def test_an_annotation_is_scheduled_under_the_policies_lock():
     )
 
     with transaction.atomic():
-        note = annotation_create(recording=recording, text="a note", expiry=artefacts_expiry_at)
+        schedule = annotation_schedule(recording=recording, expiry=artefacts_expiry_at)
+        note = annotation_create(recording=recording, text="a note", schedule=schedule)
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT mode FROM pg_locks WHERE locktype = 'advisory'"

@@ -124,6 +124,12 @@ def _withdraw(profile: Profile) -> None:
     )
 
 
+def _lock_row_missing(profile: Profile) -> None:
+    """The profile's consent lock row gone, as after a flush: the side that may wait
+    creates it."""
+    ConsentLock.objects.filter(pk=consent_lock_of(profile.pk)).delete()
+
+
 def _fetchable(item_id: str) -> bool:
     try:
         clip = review_item_audio_open(item_id=item_id, caller=LINK)
@@ -192,8 +198,13 @@ def test_a_draw_holding_its_locks_makes_the_opt_out_wait_and_then_revoke_it():
     assert not _fetchable(item)
 
 
-def test_an_opt_out_holding_its_lock_makes_the_draw_wait_and_leave_the_profile_out():
+@pytest.mark.parametrize("lock_row", ["present", "missing"])
+def test_an_opt_out_holding_its_lock_makes_the_draw_wait_and_leave_the_profile_out(lock_row):
+    # "missing": the profile's consent lock row gone (as after a flush): the opt-out
+    # creates it, and the draw waits all the same
     [recording] = _world(1)
+    if lock_row == "missing":
+        _lock_row_missing(recording.profile)
     holding, release = threading.Event(), threading.Event()
     opt_out = _Thread(_held(lambda: _withdraw(recording.profile), holding, release))
     opt_out.start()
@@ -603,22 +614,16 @@ def test_an_annotation_and_a_purge_of_its_recording_do_not_deadlock(monkeypatch)
     [item] = _draw_minute(0, now=BEFORE_EXPIRY)
     _due(recording)
     checked, go = threading.Event(), threading.Event()
-    expiry_at = services.artefacts_expiry_at
+    create = services.annotation_create
 
-    class Paused:
-        def read_first(self) -> Callable[[datetime], Any]:
-            expiry = expiry_at.read_first()
+    def paused(**kwargs: Any) -> Any:
+        # the gate has re-checked and holds its locks, the annotation not yet inserted;
+        # the purge now runs into them
+        checked.set()
+        assert go.wait(30)
+        return create(**kwargs)
 
-            def paused(now: datetime) -> Any:
-                # the gate has re-checked and holds its locks, the annotation not yet
-                # inserted; the purge now runs into them
-                checked.set()
-                assert go.wait(30)
-                return expiry(now)
-
-            return paused
-
-    monkeypatch.setattr(services, "artefacts_expiry_at", Paused())
+    monkeypatch.setattr(services, "annotation_create", paused)
     annotator = _Thread(
         lambda: review_item_annotate(item_id=item, text="x", caller=LINK, now=BEFORE_EXPIRY)
     )
@@ -762,12 +767,6 @@ def test_an_opt_out_of_model_training_makes_a_training_draw_wait_and_leave_it_ou
     assert not ReviewItem.objects.exists()
 
 
-def _lock_row_missing(profile: Profile) -> None:
-    """The profile's consent lock row gone, as after a flush: the side that may wait
-    creates it."""
-    ConsentLock.objects.filter(pk=consent_lock_of(profile.pk)).delete()
-
-
 def test_a_consent_lock_row_created_by_another_just_before_the_draw_creates_it_is_locked_too(
     monkeypatch,
 ):
@@ -809,22 +808,3 @@ def test_a_consent_lock_row_created_by_another_just_before_the_draw_creates_it_i
     opt_out.outcome()
 
     assert ReviewItem.objects.get(pk=item).state == ReviewItemState.REVOKED
-
-
-def test_an_opt_out_whose_lock_row_is_missing_creates_it_and_the_draw_waits():
-    [recording] = _world(1)
-    _lock_row_missing(recording.profile)
-    holding, release = threading.Event(), threading.Event()
-    opt_out = _Thread(_held(lambda: _withdraw(recording.profile), holding, release))
-    opt_out.start()
-    assert holding.wait(30)
-
-    drawer = _Thread(lambda: _draw_minute(0))
-    drawer.start()
-    time.sleep(BLOCKED)
-    assert drawer.is_alive(), "the draw did not wait for the opt-out's lock"
-    release.set()
-    opt_out.outcome()
-
-    assert drawer.outcome() == []
-    assert not ReviewItem.objects.exists()

@@ -38,15 +38,14 @@ pytestmark = pytest.mark.django_db
 # the advisory lock, the chain's head and the entry; elsewhere the head and the entry).
 # Pinned: a new read of the recording, or of anything else, on this path shows up here
 # first. One of them locks the recording between the consent lock and the item (the
-# lock order). On PostgreSQL the consent lock is a statement of its own, and an
-# annotation also locks its recording's profile FOR SHARE, read afresh (its retention
-# choice, which the annotation's expiry follows); SQLite, which takes no row locks,
-# runs neither.
+# lock order). On PostgreSQL the consent lock is a statement of its own; SQLite, which
+# takes no row locks, runs none. An annotation reads the policies and its profile
+# afresh (locked FOR SHARE on PostgreSQL) in one statement, as the ingest does.
 _POSTGRESQL = connection.vendor == "postgresql"
 _LEDGER_APPEND = 1 if _POSTGRESQL else 2
-_ROW_LOCKS = 1 if _POSTGRESQL else 0  # the consent lock; for an annotation, the profile too
-GATE_AUDIO_QUERIES = 9 + _ROW_LOCKS + _LEDGER_APPEND
-GATE_ANNOTATE_QUERIES = 11 + 2 * _ROW_LOCKS + _LEDGER_APPEND
+_CONSENT_LOCK = 1 if _POSTGRESQL else 0
+GATE_AUDIO_QUERIES = 9 + _CONSENT_LOCK + _LEDGER_APPEND
+GATE_ANNOTATE_QUERIES = 11 + _CONSENT_LOCK + _LEDGER_APPEND
 
 
 def _draw(size: int = 10, purpose: str = HUMAN, now: datetime | None = None, **fields) -> list[str]:
