@@ -293,6 +293,39 @@ def test_a_future_policy_applies_only_from_its_effective_time(ingest):
         assert purge.purge_expired().purged == 1
 
 
+def test_a_policy_run_reschedules_with_the_table_of_a_time_after_its_bound(ingest, monkeypatch):
+    """A run takes its time after its bound (`artefacts_scheduled_so_far`): an artefact
+    written just before the bound, under a version that came into force a moment
+    earlier, keeps that version. With the time taken first, the run would reschedule it
+    with the older table of its own moment."""
+    older = retention_policy_create(
+        jurisdiction="*", category="audio", retention_days=30, actor="test"
+    )
+    starts = timezone.now() + timedelta(minutes=1)
+    newer = retention_policy_create(
+        jurisdiction="*", category="audio", retention_days=40, effective_from=starts, actor="test"
+    )
+    bound = services.artefacts_scheduled_so_far
+    arrived: list[Recording] = []
+    with time_machine.travel(timezone.now(), tick=True) as clock:
+
+        def a_recording_arrives_as_the_bound_is_read() -> int | None:
+            clock.shift(timedelta(minutes=2))
+            arrived.append(ingest(external_id="arrived"))
+            return bound()
+
+        monkeypatch.setattr(
+            services, "artefacts_scheduled_so_far", a_recording_arrives_as_the_bound_is_read
+        )
+        retention_policies_apply()
+
+    audio = arrived[0].artefacts.get(category="audio")
+    assert audio.expiry_basis == f"policy:{newer.pk}", f"rescheduled under {older.pk}"
+    assert audio.expires_at == arrived[0].recorded_at + timedelta(days=40)
+    newer.refresh_from_db()
+    assert newer.applied_at is not None
+
+
 @pytest.mark.parametrize("step", ["claimed", "unlinked"])
 def test_a_purge_killed_between_steps_is_finished_by_the_next_run(ingest, step):
     _policy(10)
