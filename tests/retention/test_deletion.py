@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 
 import pytest
@@ -365,3 +366,28 @@ def test_a_rerun_request_finishes_what_its_dead_predecessor_had_claimed(ingest):
     assert set(
         Artefact.objects.filter(recording__in=recordings).values_list("state", flat=True)
     ) == {"purged"}
+
+
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data; boundary=zz", "multipart/form-data; boundary=other"]
+)
+def test_a_range_sent_under_a_multipart_header_is_refused_not_read_as_everything(
+    platform, ingest, content_type
+):
+    """A JSON body under a multipart header parses as no fields at all: taken as given,
+    it would be a request for everything (both bounds are optional)."""
+    profile = ProfileFactory()
+    kept = ingest(profile, days_ago=10)
+
+    response = platform.generic(
+        "POST",
+        f"/api/v1/profiles/{profile.external_id}/deletion-requests",
+        json.dumps({"from": timezone.now().isoformat()}),
+        content_type=content_type,
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "malformed_request"
+    assert not DeletionRequest.objects.exists()
+    kept.refresh_from_db()
+    assert kept.state == "active"
