@@ -13,7 +13,14 @@ from rest_framework.views import APIView
 from compliance.actions.ingest import recording_create, recordings_register
 from compliance.api.lean import LeanJsonPost
 from compliance.core.errors import ApplicationError, field_error
-from compliance.core.fields import AwareDateTimeField, ExternalIdField, StrictCharField
+from compliance.core.fields import (
+    OUT_OF_RANGE_MESSAGE,
+    AwareDateTimeField,
+    ExternalIdField,
+    StrictCharField,
+    is_url_segment,
+    year_in_range,
+)
 from compliance.core.idempotency import idempotent
 from compliance.edge import parsing
 from compliance.edge.callers import actor_of
@@ -239,6 +246,21 @@ def _text(raw: dict, name: str, *, required: bool = True) -> str | None:
     return value
 
 
+_NOT_A_SEGMENT = ExternalIdField.default_error_messages["not_a_segment"]
+
+
+def _name(raw: dict, name: str, *, segment: bool = False) -> str:
+    """An id as the single POST reads one: surrounding blanks trimmed, never blank, and
+    for the recording's own (`segment`) one URL segment, as its ExternalIdField wants,
+    so that both paths register the same ids and each can be asked for by `{id}`."""
+    value = (_text(raw, name) or "").strip()
+    if not value:
+        raise ApplicationError("validation_error", f"{name} may not be blank.")
+    if segment and not is_url_segment(value):
+        raise ApplicationError("validation_error", f"{name}: {_NOT_A_SEGMENT}")
+    return value
+
+
 def _batch_item(raw: object) -> RecordingInput | IngestResult:
     """One item of the batch, parsed as strictly as the single POST parses its body;
     a refusal is that item's result, not the request's."""
@@ -257,15 +279,16 @@ def _batch_item(raw: object) -> RecordingInput | IngestResult:
                 "validation_error",
                 "recorded_at must be an ISO 8601 date-time with a time zone.",
             )
-        recorded_at.astimezone(UTC)  # OverflowError: no UTC time to store
+        if not year_in_range(recorded_at.astimezone(UTC)):  # OverflowError: no UTC time
+            raise ApplicationError("validation_error", f"recorded_at: {OUT_OF_RANGE_MESSAGE}")
         audio_size = raw.get("audio_size")
         if audio_size is not None and (
             not isinstance(audio_size, int) or isinstance(audio_size, bool)
         ):
             raise ApplicationError("validation_error", "audio_size must be a whole number.")
         data = RecordingInput(
-            external_id=_text(raw, "external_id") or "",
-            profile_external_id=_text(raw, "profile") or "",
+            external_id=_name(raw, "external_id", segment=True),
+            profile_external_id=_name(raw, "profile"),
             recorded_at=recorded_at,
             transcript=_text(raw, "transcript", required=False),
             flags=parsing.flags(raw.get("flags"), Flag),

@@ -87,9 +87,14 @@ class ExternalIdField(StrictCharField):
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
-        if "/" in value or value in (".", "..") or _CONTROL.search(value):
+        if not is_url_segment(value):
             self.fail("not_a_segment")
         return value
+
+
+def is_url_segment(value: str) -> bool:
+    """Whether `value` can be an external id: one segment of a URL (ExternalIdField)."""
+    return "/" not in value and value not in (".", "..") and _CONTROL.search(value) is None
 
 
 class AwareDateTimeField(serializers.DateTimeField):

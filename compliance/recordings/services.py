@@ -600,6 +600,27 @@ def _keys_in_use(keys: Sequence[str]) -> set[str]:
     )
 
 
+def _names_shared(items: Sequence[_Item]) -> bool:
+    """Whether two of `items` name the same external id or the same audio object."""
+    ids = {i.data.external_id for i in items}
+    keys = [i.data.audio_key for i in items if i.data.audio_key]
+    return len(ids) < len(items) or len(set(keys)) < len(keys)
+
+
+def _profiles_known(external_ids: Iterable[str]) -> set[str]:
+    return set(
+        Profile.objects.filter(external_id__in=list(external_ids))
+        .values_list("external_id", flat=True)
+        .order_by()
+    )
+
+
+def _unknown_profile(data: RecordingInput) -> IngestResult:
+    return IngestResult(
+        data.external_id, "error", "unknown_profile", f"No profile {data.profile_external_id!r}."
+    )
+
+
 def _key_in_use(external_id: str) -> IngestResult:
     return IngestResult(
         external_id,
@@ -626,12 +647,7 @@ def _write(items: list[_Item], *, actor: str, ledger: bool, expiry: Expiry) -> _
         )
         for item in pending:
             if item.data.profile_external_id not in profiles:
-                written.results[item.index] = IngestResult(
-                    item.data.external_id,
-                    "error",
-                    "unknown_profile",
-                    f"No profile {item.data.profile_external_id!r}.",
-                )
+                written.results[item.index] = _unknown_profile(item.data)
         pending = [i for i in pending if i.index not in written.results]
         now = timezone.now()
         schedule = _schedule_at(now, expiry, read)
@@ -913,9 +929,7 @@ def recordings_store(
             fields=field_error("recordings", "max_length", f"At most {MAX_BATCH} recordings."),
         )
     results: dict[int, IngestResult] = {}
-    first_of: dict[str, int] = {}  # external id -> index of the item that stands for it
-    repeats: list[int] = []
-    candidates: list[_Item] = []
+    checked: list[_Item] = []
     for index, data in enumerate(items):
         if isinstance(data, IngestResult):
             results[index] = data
@@ -925,40 +939,57 @@ def recordings_store(
         except ApplicationError as refused:
             results[index] = IngestResult(data.external_id, "error", refused.code, refused.message)
             continue
-        if data.external_id in first_of:
-            repeats.append(index)
-            continue
-        first_of[data.external_id] = index
-        candidates.append(_Item(index=index, data=data))
+        checked.append(_Item(index=index, data=data))
 
-    found = _existing([c.data.external_id for c in candidates])
+    # an external id already taken: each item is judged against what is stored
+    found = _existing(sorted({i.data.external_id for i in checked}))
     fresh: list[_Item] = []
-    for item in candidates:
+    for item in checked:
         if item.data.external_id in found:
             results[item.index] = _classify(item.data, found[item.data.external_id])
         else:
             fresh.append(item)
 
-    # an object is owned once: by a recording already, or by the first item naming it
-    in_use = _keys_in_use([i.data.audio_key for i in fresh if i.data.audio_key])
-    claimed: set[str] = set()
-    to_check: list[_Item] = []
-    for item in fresh:
-        key = item.data.audio_key
-        if key is None:
-            continue
-        if key in in_use or key in claimed:
-            results[item.index] = _key_in_use(item.data.external_id)
-        else:
-            claimed.add(key)
-            to_check.append(item)
+    # An external id or an object named by several items goes to the first of them
+    # that can be written: one that fails for its own reasons (an unknown profile, its
+    # object missing or not as described) holds neither, so those are found first.
+    if _names_shared(fresh):
+        known = _profiles_known({i.data.profile_external_id for i in fresh})
+        for item in fresh:
+            if item.data.profile_external_id not in known:
+                results[item.index] = _unknown_profile(item.data)
+    in_use = _keys_in_use(
+        [i.data.audio_key for i in fresh if i.data.audio_key and i.index not in results]
+    )
+    to_check = [
+        i
+        for i in fresh
+        if i.data.audio_key and i.data.audio_key not in in_use and i.index not in results
+    ]
     if to_check:
         with ThreadPoolExecutor(min(STORAGE_THREADS, len(to_check))) as pool:
             for item, refusal in zip(to_check, pool.map(_storage_check, to_check), strict=True):
                 if refusal is not None:
                     results[item.index] = refusal
 
-    ready = [i for i in fresh if i.index not in results]
+    first_of: dict[str, int] = {}  # external id -> index of the item that stands for it
+    claimed: set[str] = set()  # the objects of those items
+    repeats: list[int] = []
+    ready: list[_Item] = []
+    for item in fresh:
+        if item.index in results:
+            continue
+        if item.data.external_id in first_of:
+            repeats.append(item.index)
+            continue
+        key = item.data.audio_key
+        if key and (key in in_use or key in claimed):
+            results[item.index] = _key_in_use(item.data.external_id)
+            continue
+        first_of[item.data.external_id] = item.index
+        if key:
+            claimed.add(key)
+        ready.append(item)
     if ready:
         written = _write(ready, actor=actor, ledger=True, expiry=expiry)
         results.update(written.results)
@@ -967,9 +998,7 @@ def recordings_store(
         data = items[index]
         assert isinstance(data, RecordingInput)
         first = first_of[data.external_id]
-        earlier = items[first]
-        assert isinstance(earlier, RecordingInput)
-        if data != earlier:
+        if data != items[first]:
             results[index] = IngestResult(
                 data.external_id,
                 "error",

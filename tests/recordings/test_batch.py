@@ -377,6 +377,63 @@ def test_an_external_id_twice_in_one_batch_is_created_once(platform, profile):
     assert Recording.objects.count() == 1
 
 
+def test_an_item_that_fails_on_its_own_does_not_hold_its_external_id(platform, profile):
+    """The first item naming an id fails for its own reason (its profile): a later
+    item with that id and other data is judged on its own, not as a conflict with it."""
+    results = _post(platform, [_item(1, profile="nobody"), _item(1), _item(1)])
+
+    assert _codes(results) == ["unknown_profile", "created", "exists"]
+    assert Recording.objects.get(external_id="r-1").profile == profile
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [{"audio_size": 5}, {"audio_sha256": "0" * 64}, {"profile": "nobody"}],
+    ids=["size", "sha256", "profile"],
+)
+def test_an_item_that_fails_on_its_own_does_not_hold_its_audio_key(platform, profile, failing):
+    key = _put("ingest/a.wav")
+    good = {"audio_key": key, "audio_sha256": hashlib.sha256(CLIP).hexdigest()}
+
+    results = _post(platform, [_item(1, audio_key=key, **failing), _item(2, **good)])
+
+    assert _codes(results)[1] == "created"
+    assert _codes(results)[0] != "created"
+    assert Artefact.objects.get(storage_key=key).recording.external_id == "r-2"
+
+
+@pytest.mark.parametrize("external_id", ["a/b", ".", "..", "x\ny", "tab\there", " ", "", "x" * 129])
+def test_an_external_id_the_single_post_refuses_is_refused_here_too(platform, profile, external_id):
+    """Every id the batch registers can be asked for by `{id}`, as the single POST's."""
+    [result] = _post(platform, [_item(1, external_id=external_id)])
+    single = platform.post("/api/v1/recordings", _item(2, external_id=external_id), format="json")
+
+    assert result["status"] == "error"
+    assert result["error"]["code"] == "validation_error"
+    assert single.status_code == 400
+    assert not Recording.objects.exists()
+
+
+def test_blanks_around_an_id_are_trimmed_as_the_single_post_trims_them(platform, profile):
+    [result] = _post(platform, [_item(1, external_id=" r-1 ", profile=" p-1 ")])
+
+    assert result["status"] == "created"
+    assert platform.get("/api/v1/recordings/r-1").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "recorded_at", ["1970-01-01T00:00:00+14:00", "1969-12-31T23:59:59Z", "9001-01-01T00:00:00Z"]
+)
+def test_a_time_outside_the_years_the_single_post_takes_is_refused(platform, profile, recorded_at):
+    [result] = _post(platform, [_item(1, recorded_at=recorded_at)])
+    single = platform.post("/api/v1/recordings", _item(2, recorded_at=recorded_at), format="json")
+
+    assert result["status"] == "error", result
+    assert result["error"]["code"] == "validation_error"
+    assert single.status_code == 400
+    assert not Recording.objects.exists()
+
+
 # --- the request as a whole -----------------------------------------------------------
 
 
