@@ -26,7 +26,7 @@ from compliance.edge import parsing
 from compliance.edge.callers import actor_of
 from compliance.edge.parsing import StrictInput, unknown_fields
 from compliance.edge.permissions import ScopeRequired, find_for_caller, scope_or_officer
-from compliance.recordings.models import Category, Flag, Recording
+from compliance.recordings.models import Category, Flag, Recording, RecordingState
 from compliance.recordings.selectors import recording_for_caller
 from compliance.recordings.services import MAX_BATCH, IngestResult, RecordingInput
 
@@ -40,8 +40,8 @@ class ArtefactOutput(serializers.Serializer):
 class RecordingOutput(serializers.Serializer):
     id = serializers.CharField(source="external_id")
     external_id = serializers.CharField()
-    profile = serializers.SerializerMethodField()
-    recorded_at = serializers.DateTimeField()
+    profile = serializers.SerializerMethodField(help_text="null once purged")
+    recorded_at = serializers.DateTimeField(allow_null=True, help_text="null once purged")
     state = serializers.CharField()
     flags = serializers.ListField(child=serializers.CharField())
     transcript = serializers.SerializerMethodField()
@@ -49,6 +49,9 @@ class RecordingOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     purged_at = serializers.DateTimeField(allow_null=True)
     purge_reason = serializers.CharField(allow_null=True)
+    purge_policy = serializers.CharField(
+        allow_null=True, help_text="when purged: the policy or choice that applied"
+    )
 
     def get_profile(self, recording: Recording) -> str | None:
         return recording.profile.external_id if recording.profile else None
@@ -60,10 +63,34 @@ class RecordingOutput(serializers.Serializer):
         return None
 
     def to_representation(self, recording: Recording) -> dict:
+        if recording.state == RecordingState.PURGED:
+            return _tombstone(recording)
         data = super().to_representation(recording)
-        if recording.state != "purged":
-            data["purge_reason"] = None
+        data["purge_reason"] = data["purge_policy"] = None
         return data
+
+
+def _tombstone(recording: Recording) -> dict:
+    """A purged recording as the API answers it: its id, the purge's time, reason and
+    policy, and nothing about the person or what they said (docs/domain.md,
+    "Tombstone"). The fields of a live recording stay, empty, so a client reads
+    one shape."""
+    return {
+        "id": recording.external_id,
+        "external_id": recording.external_id,
+        "profile": None,
+        "recorded_at": None,
+        "state": recording.state,
+        "flags": [],
+        "transcript": None,
+        "artefacts": [],
+        "created_at": _TIME.to_representation(recording.created_at),
+        "purged_at": (
+            None if recording.purged_at is None else _TIME.to_representation(recording.purged_at)
+        ),
+        "purge_reason": recording.purge_reason,
+        "purge_policy": recording.purge_policy or None,
+    }
 
 
 _TIME = serializers.DateTimeField()
@@ -98,6 +125,7 @@ def _created(recording: Recording) -> dict:
         "created_at": _TIME.to_representation(recording.created_at),
         "purged_at": None,
         "purge_reason": None,
+        "purge_policy": None,
     }
 
 

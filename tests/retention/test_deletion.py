@@ -391,3 +391,35 @@ def test_a_range_sent_under_a_multipart_header_is_refused_not_read_as_everything
     assert not DeletionRequest.objects.exists()
     kept.refresh_from_db()
     assert kept.state == "active"
+
+
+def test_a_deleted_recording_answers_as_a_tombstone_with_nothing_personal(platform, ingest):
+    """Its id, the purge's time, reason and policy; not whose it was, when it was said,
+    what was said or its flags."""
+    profile = ProfileFactory()
+    recording = ingest(profile, days_ago=2)
+    Recording.objects.filter(pk=recording.pk).update(sensitive=True)
+    deletion = deletion_request_create(
+        profile=profile, recorded_from=None, recorded_to=None, actor="t"
+    )
+    deletion_requests.deletion_request_run(public_id=deletion.public_id)
+
+    body = platform.get(f"/api/v1/recordings/{recording.external_id}").json()
+
+    assert body["state"] == "purged"
+    assert body["purged_at"] and body["purge_reason"] == "deletion_request"
+    assert body["purge_policy"] == (Recording.objects.get(pk=recording.pk).purge_policy or None)
+    assert body["id"] == body["external_id"] == recording.external_id
+    assert (body["profile"], body["recorded_at"], body["transcript"]) == (None, None, None)
+    assert (body["flags"], body["artefacts"]) == ([], [])
+    assert profile.external_id not in json.dumps(body)
+
+
+def test_a_live_recording_answers_no_purge_fields(platform, ingest):
+    recording = ingest()
+
+    body = platform.get(f"/api/v1/recordings/{recording.external_id}").json()
+
+    assert (body["purged_at"], body["purge_reason"], body["purge_policy"]) == (None, None, None)
+    assert body["profile"] == recording.profile.external_id
+    assert body["transcript"] == "turn on the lights"
