@@ -1,5 +1,5 @@
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -104,7 +104,14 @@ class ConsentDetailApi(_ProfileConsentApi):
         return Response(self._output(profile, _purpose(purpose)))
 
     @extend_schema(
-        request=ConsentDetailInput, responses={200: ConsentStateOutput}, operation_id="consents_set"
+        request=ConsentDetailInput,
+        responses={
+            200: ConsentStateOutput,
+            422: OpenApiResponse(
+                description="`child_profile`: a child's profile is never granted human review"
+            ),
+        },
+        operation_id="consents_set",
     )
     def put(self, request: Request, profile_id: str, purpose: str) -> Response:
         profile = self.profile(request, profile_id)

@@ -1,7 +1,12 @@
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -145,11 +150,28 @@ class LegalHoldOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     released_at = serializers.DateTimeField(allow_null=True)
 
-    def to_representation(self, instance: Any) -> dict:
-        data = super().to_representation(instance)
-        # the contract's names, beside the explicit ones
-        data["from"], data["to"] = data["recorded_from"], data["recorded_to"]
-        return data
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {**super().get_fields(), **_range_output()}
+
+
+def _range_output() -> dict[str, serializers.Field]:
+    """The contract's `from` and `to` (Python keywords, so not declarable as class
+    attributes), beside the explicit `recorded_from` and `recorded_to`."""
+    return {
+        "from": serializers.DateTimeField(source="recorded_from", read_only=True, allow_null=True),
+        "to": serializers.DateTimeField(source="recorded_to", read_only=True, allow_null=True),
+    }
+
+
+def _range_input() -> dict[str, serializers.Field]:
+    return {
+        "from": AwareDateTimeField(
+            required=False, allow_null=True, help_text="recorded at or after"
+        ),
+        "to": AwareDateTimeField(
+            required=False, allow_null=True, help_text="recorded at or before"
+        ),
+    }
 
 
 class LegalHoldInput(StrictInput):
@@ -157,24 +179,9 @@ class LegalHoldInput(StrictInput):
     profile = StrictCharField(max_length=128, required=False)
     reason = StrictCharField(max_length=2000)
     case_reference = StrictCharField(max_length=200)
-    extra_fields = frozenset({"from", "to"})
 
-    def to_internal_value(self, data: Any) -> dict:
-        values = super().to_internal_value(data)
-        dates = AwareDateTimeField()
-        errors: dict[str, list[Any]] = {}  # ErrorDetail strings
-        for name in ("from", "to"):
-            raw = data.get(name) if hasattr(data, "get") else None
-            if raw is None:
-                values[name] = None
-                continue
-            try:
-                values[name] = dates.to_internal_value(raw)
-            except serializers.ValidationError as error:
-                errors[name] = list(error.detail)
-        if errors:
-            raise serializers.ValidationError(errors)
-        return values
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {**super().get_fields(), **_range_input()}
 
 
 class _HoldApi(APIView):
@@ -217,8 +224,8 @@ class LegalHoldListCreateApi(_HoldApi):
         hold = legal_hold_place(
             account=account,
             profile=profile,
-            recorded_from=values["from"],
-            recorded_to=values["to"],
+            recorded_from=values.get("from"),
+            recorded_to=values.get("to"),
             reason=values["reason"],
             case_reference=values["case_reference"],
             actor=actor_of(request.user),
@@ -265,20 +272,15 @@ class DeletionRequestOutput(serializers.Serializer):
     def get_confirmations(self, request: DeletionRequest) -> dict[str, Any]:
         return deletion_request_confirmations(receipt=request.receipt)
 
-    def to_representation(self, instance: Any) -> dict:
-        data = super().to_representation(instance)
-        data["from"], data["to"] = data["recorded_from"], data["recorded_to"]
-        return data
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {**super().get_fields(), **_range_output()}
 
 
 class DeletionRequestCreateApi(APIView):
     permission_classes = [scope_or_officer({"POST": "deletions:write"}, owner=True)]
 
     @extend_schema(
-        request=inline_serializer(
-            "DeletionRequestInput",
-            {"from": AwareDateTimeField(required=False), "to": AwareDateTimeField(required=False)},
-        ),
+        request=inline_serializer("DeletionRequestInput", _range_input()),
         responses={202: DeletionRequestOutput},
         operation_id="deletion_requests_create",
     )
@@ -342,7 +344,10 @@ class DeletionReceiptApi(APIView):
     permission_classes = [scope_or_officer({"GET": "deletions:write"}, owner=True)]
 
     @extend_schema(
-        responses={200: DeletionReceiptOutput},
+        responses={
+            200: DeletionReceiptOutput,
+            409: OpenApiResponse(description="`deletion_not_done`: the request is not done yet"),
+        },
         operation_id="deletion_requests_receipt",
         description="409 `deletion_not_done` until the request is done.",
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.http import FileResponse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
@@ -22,7 +23,12 @@ from compliance.accounts.selectors import profile_for_caller
 from compliance.clients.authentication import ApiKeyAuthentication
 from compliance.consent.models import Purpose
 from compliance.consent.reports import consent_rates_over_time
-from compliance.core.errors import ApplicationError, PermissionDenied, field_error
+from compliance.core.errors import (
+    ApplicationError,
+    PermissionDenied,
+    Unauthenticated,
+    field_error,
+)
 from compliance.core.fields import AwareDateTimeField, StrictCharField
 from compliance.core.idempotency import idempotent
 from compliance.edge import parsing
@@ -68,7 +74,9 @@ class SampleDrawInput(parsing.StrictInput):
     purpose = serializers.ChoiceField(choices=Purpose.values)
     size = serializers.IntegerField(min_value=1, max_value=SAMPLE_SIZE_LIMIT)
     reviewer_location = StrictCharField(
-        required=False, help_text="ISO 3166-1 alpha-2; defaults to the reviewer's location"
+        required=False,
+        help_text="ISO 3166-1 alpha-2. Required, unless `reviewer` is given: then it"
+        " defaults to that reviewer's location.",
     )
     reviewer = StrictCharField(
         required=False,
@@ -206,15 +214,21 @@ class _ReviewItemApi(APIView):
             return Caller(user=user, via_link=False, actor=actor_of(user))
         if link_problem is not None:
             raise link_problem
-        raise PermissionDenied("not_authenticated", "Sign in, or use the item's signed link.")
+        raise Unauthenticated("not_authenticated", "Sign in, or use the item's signed link.")
 
 
 class ReviewItemAudioApi(_ReviewItemApi):
     @extend_schema(
         parameters=[OpenApiParameter("sig", str, required=False, description="from audio_url")],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(description="the clip"),
-            403: OpenApiResponse(description="no session and no valid link"),
+            (200, "audio/*"): OpenApiResponse(
+                response=OpenApiTypes.BINARY,
+                description="the clip, in its own media type (audio/x-wav, audio/mpeg, ...)",
+            ),
+            401: OpenApiResponse(description="`not_authenticated`: no session and no link"),
+            403: OpenApiResponse(
+                description="`invalid_link` or `link_expired`, and no reviewer's session"
+            ),
             404: OpenApiResponse(description="no such item for this caller"),
             410: OpenApiResponse(description="revoked, expired or done"),
         },

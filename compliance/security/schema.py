@@ -43,6 +43,7 @@ ERRORS_ALWAYS = {
     "401": "No credentials, or an invalid or revoked API key",
     "403": "Not allowed: a missing scope, or not an officer",
     "404": "Not found, or not yours",
+    "406": "The Accept header asks for nothing this answers in",
     "429": "Throttled; retry after the Retry-After header's seconds",
 }
 ERRORS_WITH_BODY = {

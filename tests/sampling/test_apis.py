@@ -361,7 +361,7 @@ def test_without_a_session_or_a_link_the_audio_is_refused(draw):
 
     response = fetch(APIClient(), f"/api/v1/review-items/{item['id']}/audio")
 
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json()["error"]["code"] == "not_authenticated"
 
 
