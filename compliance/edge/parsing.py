@@ -147,7 +147,8 @@ class StrictInput(serializers.Serializer):
 
 
 def id_list(raw: Any, *, field: str, limit: int, max_length: int = 128) -> list[str]:
-    """A non-empty list of at most `limit` ids, each a string of 1 to `max_length`."""
+    """A non-empty list of at most `limit` ids, each a string of 1 to `max_length`; the
+    first that is not is named by its path, `recordings.3`."""
     if not isinstance(raw, list) or not raw:
         raise refuse(
             field,
@@ -165,8 +166,11 @@ def id_list(raw: Any, *, field: str, limit: int, max_length: int = 128) -> list[
             message=f"At most {limit} {field} per batch; got {len(raw)}.",
         )
     if not all(isinstance(i, str) and 0 < len(i) <= max_length for i in raw):
+        first = next(
+            n for n, i in enumerate(raw) if not (isinstance(i, str) and 0 < len(i) <= max_length)
+        )
         raise refuse(
-            field,
+            f"{field}.{first}",  # the path of the first bad id (docs/domain.md, "Errors")
             "invalid_id",
             f"Each id must be a string of 1 to {max_length} characters.",
             code="validation_error",

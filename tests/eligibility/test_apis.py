@@ -97,7 +97,8 @@ def test_bad_eligibility_questions_are_400(asker, query, code, field):
         ({"purpose": "listening", "recordings": ["r"]}, "purpose", "unknown"),
         ({"purpose": "human_review"}, "recordings", "required"),
         ({"purpose": "human_review", "recordings": "r"}, "recordings", "invalid"),
-        ({"purpose": "human_review", "recordings": [7]}, "recordings", "invalid_id"),
+        ({"purpose": "human_review", "recordings": [7]}, "recordings.0", "invalid_id"),
+        ({"purpose": "human_review", "recordings": ["r", "", None]}, "recordings.1", "invalid_id"),
     ],
 )
 def test_the_fast_path_answers_the_one_envelope_with_field_codes_and_sentences(
