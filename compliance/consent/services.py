@@ -70,6 +70,13 @@ def consent_record(
                 "channel", "invalid", f"Must be one of {', '.join(Channel.values)}."
             ),
         )
+    if not notice_version.isprintable():
+        # a receipt and the ledger quote it: no line break, control or direction override
+        raise ApplicationError(
+            "validation_error",
+            "notice_version must be printable text on one line.",
+            fields=field_error("notice_version", "invalid", "Must be printable text on one line."),
+        )
     if granted and purpose == Purpose.HUMAN_REVIEW and profile.is_child:
         raise Unprocessable(
             "child_profile",

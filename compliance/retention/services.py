@@ -28,7 +28,7 @@ from django.utils import timezone
 from compliance.accounts.models import Account, Profile
 from compliance.core.audit import audit_bulk_change
 from compliance.core.enqueue import enqueue_on_commit
-from compliance.core.errors import ApplicationError, FieldError
+from compliance.core.errors import ApplicationError, FieldError, field_error
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category
 from compliance.recordings.services import ExpirySchedule
@@ -495,6 +495,13 @@ def legal_hold_place(
                 for k, v in (("reason", reason), ("case_reference", case_reference))
                 if not v.strip()
             },
+        )
+    if not case_reference.isprintable():
+        # the holds' lists and the ledger quote it: one line, nothing hidden in it
+        raise ApplicationError(
+            "validation_error",
+            "case_reference must be printable text on one line.",
+            fields=field_error("case_reference", "invalid", "Must be printable text on one line."),
         )
     profile_ids = (
         [profile.pk]

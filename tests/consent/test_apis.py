@@ -61,6 +61,19 @@ def test_put_sets_the_consent_and_answers_the_current_state(platform, profile):
     assert _state(profile) is True
 
 
+@pytest.mark.parametrize("notice", ["v\u0001", "2026\u202e-01", "line\nbreak"])
+def test_a_notice_version_that_is_not_one_printable_line_is_refused(platform, profile, notice):
+    response = platform.put(
+        "/api/v1/profiles/p-1/consents/model_training",
+        {"granted": True, "notice_version": notice, "channel": "api"},
+        format="json",
+    )
+
+    assert response.status_code == 400, response.content
+    assert "notice_version" in response.json()["error"]["fields"]
+    assert not ConsentEvent.objects.exists()
+
+
 def test_a_client_that_names_no_channel_is_recorded_as_api(platform, profile):
     response = platform.put(
         "/api/v1/profiles/p-1/consents/model_training",

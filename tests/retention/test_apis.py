@@ -189,6 +189,8 @@ def test_holds_are_placed_listed_and_released(platform, ingest):
         ({"account": "nobody", "reason": "r", "case_reference": "c"}, "unknown_account"),
         ({"profile": "P", "reason": "", "case_reference": "c"}, "validation_error"),
         ({"profile": "P", "case_reference": "c"}, "validation_error"),
+        ({"profile": "P", "reason": "r", "case_reference": "CASE\u202e-1"}, "validation_error"),
+        ({"profile": "P", "reason": "r", "case_reference": "CASE\n2"}, "validation_error"),
     ],
 )
 def test_bad_holds_are_refused_and_write_nothing(platform, body, code):
