@@ -107,6 +107,17 @@ def profile_retention_choice_set(*, profile: Profile, choice: str) -> RetentionC
     return RetentionChoiceChange(locked, changed=True, previous=previous)
 
 
+# Invisible characters that belong inside a name: the joiners of emoji sequences and of
+# scripts such as Persian and the Indic ones (U+200C, U+200D), and the tags of
+# subdivision flags (U+E0020-U+E007F). Every other one (a direction override such as
+# U+202E, which could make a name read as something else) is refused.
+_JOINERS = frozenset("\u200c\u200d") | frozenset(map(chr, range(0xE0020, 0xE0080)))
+
+
+def _printable_name(name: str) -> bool:
+    return all(c.isprintable() or c in _JOINERS for c in name)
+
+
 def profile_rename(*, profile: Profile, display_name: str) -> Profile:
     """Give a profile the name its owner calls it by ("" takes the name away).
 
@@ -114,7 +125,7 @@ def profile_rename(*, profile: Profile, display_name: str) -> Profile:
     and a name a person typed must not be kept in a record that is never rewritten.
     """
     name = " ".join(display_name.split()) if isinstance(display_name, str) else None
-    if name is None or len(name) > DISPLAY_NAME_MAX or not name.isprintable():
+    if name is None or len(name) > DISPLAY_NAME_MAX or not _printable_name(name):
         raise ApplicationError(
             "validation_error",
             f"display_name must be printable text of at most {DISPLAY_NAME_MAX} characters.",

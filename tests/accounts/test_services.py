@@ -143,7 +143,30 @@ def test_a_profile_gets_a_display_name_with_its_spaces_tidied_and_no_ledger_entr
     assert profile.name == profile.external_id
 
 
-@pytest.mark.parametrize("name", ["x" * 61, "bell\x07", None])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467 Family",  # joined by U+200D
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian, with U+200C
+        "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f speaker",
+        "\u2764\ufe0f kitchen",
+    ],
+    ids=["emoji-zwj", "persian-zwnj", "flag-tags", "variation-selector"],
+)
+def test_joiners_and_tags_that_belong_in_a_name_are_kept(name):
+    from compliance.accounts.services import profile_rename
+
+    profile = ProfileFactory()
+
+    profile_rename(profile=profile, display_name=name)
+
+    profile.refresh_from_db()
+    assert profile.display_name == name
+
+
+@pytest.mark.parametrize(
+    "name", ["x" * 61, "bell\x07", None, "right\u202eto left", "isolate\u2066", "soft\u00adhyphen"]
+)
 def test_a_display_name_that_is_too_long_or_not_printable_is_refused(name):
     from compliance.accounts.services import profile_rename
 

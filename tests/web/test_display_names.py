@@ -31,9 +31,39 @@ def test_a_name_longer_than_the_limit_is_refused_with_a_sentence(owner_client, h
     )
 
     assert response.status_code == 400
-    assert "a name may have at most 60 characters" in response.content.decode()
-    assert 'maxlength="60"' in response.content.decode()
+    page = response.content.decode()
+    assert "That name was not saved: it is longer than 60 characters." in page
+    assert 'maxlength="60"' in page
+    assert f'value="{"x" * 61}"' in page  # what was typed, to be shortened, not lost
     assert Profile.objects.get(pk=household.adult.pk).display_name == ""
+
+
+def test_a_name_with_a_direction_override_is_refused_for_that_and_kept_to_mend(
+    owner_client, household
+):
+    Profile.objects.filter(pk=household.adult.pk).update(display_name="Old")
+
+    response = owner_client.post(
+        f"/privacy/profiles/{household.adult.external_id}/name/",
+        {"display_name": "Kitchen \u202espeaker"},
+    )
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "it holds an invisible control character" in page
+    assert 'value="Kitchen \u202espeaker"' in page
+    assert Profile.objects.get(pk=household.adult.pk).display_name == "Old"
+
+
+def test_an_emoji_sequence_is_a_name(owner_client, household):
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467 Family speaker"
+
+    response = owner_client.post(
+        f"/privacy/profiles/{household.adult.external_id}/name/", {"display_name": family}
+    )
+
+    assert response.status_code == 302
+    assert Profile.objects.get(pk=household.adult.pk).display_name == family
 
 
 def test_nobody_names_someone_elses_profile(owner_client, household):

@@ -87,6 +87,7 @@ def _overview_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
             (value, RETENTION_LABELS[value], RETENTION_MEANING[value]) for value in RETENTION_LABELS
         ],
         "errors": {},
+        "typed_names": {},  # what a refused rename was given, shown again to be mended
         "display_name_max": DISPLAY_NAME_MAX,
         **extra,
     }
@@ -227,14 +228,24 @@ def retention_change(request: HttpRequest, profile_id: str) -> HttpResponse:
 def profile_rename_view(request: HttpRequest, profile_id: str) -> HttpResponse:
     """The name the person calls a profile by; the pages show it instead of the id."""
     profile = _own_profile(request, profile_id)
+    typed = request.POST.get("display_name", "")
     try:
-        profile_rename(profile=profile, display_name=request.POST.get("display_name", ""))
+        profile_rename(profile=profile, display_name=typed)
     except ApplicationError:
-        error = gettext(
-            "That name was not saved: a name may have at most %(limit)d characters, "
-            "without line breaks or control characters."
-        ) % {"limit": DISPLAY_NAME_MAX}
-        context = _overview_context(request, errors={f"{profile.external_id}:rename": error})
+        if len(" ".join(typed.split())) > DISPLAY_NAME_MAX:
+            error = gettext("That name was not saved: it is longer than %(limit)d characters.") % {
+                "limit": DISPLAY_NAME_MAX
+            }
+        else:
+            error = gettext(
+                "That name was not saved: it holds an invisible control character "
+                "(such as one that reverses the text's direction). Type it again without it."
+            )
+        context = _overview_context(
+            request,
+            errors={f"{profile.external_id}:rename": error},
+            typed_names={profile.external_id: typed},
+        )
         return render(request, "web/privacy/index.html", context, status=400)
     if profile.display_name:
         message = gettext("Saved: the profile %(id)s is now called “%(name)s”.") % {
