@@ -110,7 +110,9 @@ def test_the_sequence_and_time_columns_never_wrap(officer_client, household):
     assert "white-space: nowrap" in rule
 
 
-def test_the_subject_is_the_profiles_name_and_the_actor_a_username(officer_client, officer):
+def test_the_subject_is_the_profiles_name_beside_its_id_and_the_actor_a_username(
+    officer_client, officer
+):
     user, _device = officer
     from tests.web.conftest import make_household
 
@@ -126,10 +128,30 @@ def test_the_subject_is_the_profiles_name_and_the_actor_a_username(officer_clien
     page = officer_client.get("/officer/ledger/").content.decode()
 
     newest = page.split('<td class="subject"', 1)[1].split("</tr>", 1)[0]
-    assert 'title="profile:prof-bob">Bob&#x27;s phone</td>' in newest
+    assert (
+        'title="profile:prof-bob">Bob&#x27;s phone<br><span class="mono small">profile:prof-bob'
+        "</span></td>" in newest
+    )
     assert f"<td>{user.get_username()}</td>" in newest
     assert f"user:{user.pk}" not in newest
     assert "purpose:</span> human review" in newest
+
+
+def test_a_name_chosen_to_look_like_another_profiles_id_does_not_hide_the_subject(
+    officer_client,
+):
+    """A user names their profile after someone else's id: the entry still shows, in
+    plain sight, the profile it is about."""
+    from tests.web.conftest import make_household
+
+    alice = make_household("alice")
+    Profile.objects.filter(pk=alice.adult.pk).update(display_name="prof-bob")
+    _record("consent.withdrawn", subject=f"profile:{alice.adult.external_id}", actor="t")
+
+    page = officer_client.get("/officer/ledger/").content.decode()
+
+    newest = page.split('<td class="subject"', 1)[1].split("</td>", 1)[0]
+    assert f'<span class="mono small">profile:{alice.adult.external_id}</span>' in newest
 
 
 def test_details_name_countries_durations_and_lists():
