@@ -98,9 +98,14 @@ def consent_receipt_latest(*, profile: Profile, purpose: str) -> dict[str, Any]:
         .first()
     )
     if current.source != "explicit" or event is None:
+        where = (
+            "the jurisdiction's default"
+            if current.source == "default"
+            else "no choice and no default: not granted"
+        )
         raise NotFound(
             "no_consent_event",
-            f"No consent event for {purpose}: the current state ({current.source}) comes from "
-            "the jurisdiction's default, not from anything this person gave.",
+            f"No consent event for {purpose}: the current state comes from {where},"
+            " not from anything this person gave.",
         )
     return consent_receipt(event=event)

@@ -114,6 +114,9 @@ def test_an_officer_finds_a_profile_and_downloads_its_evidence_and_receipts(offi
     links = page.content.decode()
     assert "/officer/profiles/prof-alice/evidence.json" in links
     assert f"/officer/deletions/{chosen.public_id}/receipt.jws" in links
+    # a receipt only where the person chose: no link to one that does not exist
+    assert "/officer/profiles/prof-alice/consents/human_review/receipt.jws" in links
+    assert "/officer/profiles/prof-alice/consents/model_training/receipt.jws" not in links
     assert missing.status_code == 404
     _attachment(officer_client.get("/officer/profiles/prof-alice/evidence.json"), ".json")
     _attachment(

@@ -22,6 +22,7 @@ from compliance.accounts.selectors import profile_get
 from compliance.consent.evidence import profile_evidence
 from compliance.consent.models import Purpose
 from compliance.consent.receipts import consent_receipt_latest
+from compliance.consent.selectors import consent_current
 from compliance.core.errors import ApplicationError, NotFound
 from compliance.retention.models import DeletionRequest
 from compliance.retention.receipts import deletion_receipt, purge_receipts
@@ -157,7 +158,12 @@ def officer_evidence(request: HttpRequest) -> HttpResponse:
             profile = None
         context["profile"] = profile
         if profile is not None:
-            context["purposes"] = [(p, PURPOSE_LABELS.get(p, p)) for p in Purpose.values]
+            # a receipt exists only where the person chose (not a default, not nothing)
+            context["purposes"] = [
+                (c.purpose, PURPOSE_LABELS.get(c.purpose, c.purpose))
+                for c in consent_current(profile=profile)
+                if c.source == "explicit"
+            ]
             context["deletions"] = selectors.deletion_requests_of_profile(profile=profile, limit=20)
     status = 404 if profile_id and context["profile"] is None else 200
     return render(request, "web/officer/evidence.html", context, status=status)
