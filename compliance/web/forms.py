@@ -157,7 +157,8 @@ class DeletionForm(forms.Form):
             self.add_error(None, _("Choose the recording to delete."))
         if scope == "range":
             start, end = data.get("date_from"), data.get("date_to")
-            if start is None and end is None:
+            unreadable = "date_from" in self.errors or "date_to" in self.errors
+            if start is None and end is None and not unreadable:
                 self.add_error("date_from", _("Give a first day, a last day, or both."))
             elif start and end and start > end:
                 self.add_error("date_to", _("The last day must not lie before the first."))

@@ -10,6 +10,7 @@ injected into the page): nothing is fetched from the network.
 import os
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ import pytest
 from django.utils import timezone
 
 from compliance.accounts.services import profile_rename
+from compliance.retention import deletion_requests
 from compliance.retention.services import deletion_request_create
+from compliance.sampling.models import ReviewItem
 from compliance.webhooks.models import Subscription
 from compliance.webhooks.services import subscription_create
 from tests.web import test_e2e
@@ -138,6 +141,26 @@ def _household() -> Any:
         profile=home.child, recorded_from=None, recorded_to=None, actor="test"
     )
     home.deletion = deletion
+    # The longest words the recordings page shows, which must wrap on a phone: who heard
+    # a clip and where, and a finished request for one recording in the table of them.
+    now = timezone.now()
+    for n, (state, closed_at) in enumerate([("delivered", None), ("done", now)]):
+        ReviewItem.objects.create(
+            id=f"item-{n}",
+            recording=home.recordings[n],
+            purpose="human_review",
+            reviewer_location="US",
+            state=state,
+            created_at=now - timedelta(hours=2),
+            expires_at=now + timedelta(hours=6),
+            delivered_at=now - timedelta(hours=1),
+            closed_at=closed_at,
+        )
+    long_ago = now - timedelta(days=3000)
+    one = deletion_request_create(
+        profile=home.adult, recorded_from=long_ago, recorded_to=long_ago, actor="test"
+    )
+    deletion_requests.deletion_request_run(public_id=one.public_id)
     return home
 
 

@@ -287,6 +287,18 @@ def test_a_backwards_range_is_a_400_on_the_form(owner_client, household):
     assert not DeletionRequest.objects.exists()
 
 
+def test_an_unreadable_day_is_named_alone_not_as_a_missing_range(owner_client, household):
+    response = owner_client.post(
+        f"/privacy/profiles/{household.adult.external_id}/deletions/",
+        {"scope": "range", "date_from": "2026-13-45", "date_to": "yesterday"},
+    )
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Give a first day, a last day, or both." not in page
+    assert not DeletionRequest.objects.exists()
+
+
 def test_a_held_recording_is_reported_as_kept_on_the_progress_page(owner_client, household):
     legal_hold_place(
         profile=household.adult, reason="litigation", case_reference="C-1", actor="officer"
