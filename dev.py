@@ -388,11 +388,25 @@ def set_run_environment() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 
-def manage(python: Path, *args: str) -> None:
-    """One management command; stop `run` if it fails."""
+def manage(python: Path, *args: str, keep_output: bool = False) -> str:
+    """One management command; stop `run` if it fails. With `keep_output`, what it
+    writes to stdout is also returned (it is shown as it comes all the same)."""
     say(f"$ manage.py {' '.join(args)}")
-    if subprocess.run([str(python), "manage.py", *args], cwd=REPO, check=False).returncode != 0:
+    command = [str(python), "manage.py", *args]
+    if not keep_output:
+        if subprocess.run(command, cwd=REPO, check=False).returncode != 0:
+            raise fail(f"manage.py {args[0]} failed; see its output above")
+        return ""
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        lines = []
+        for line in child.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
+    if child.returncode != 0:
         raise fail(f"manage.py {args[0]} failed; see its output above")
+    return "".join(lines)
 
 
 # Run by the venv's python (psycopg is there, not in the standard library): exits 0
@@ -580,15 +594,18 @@ class Supervisor:
         return 0
 
 
-def print_banner(port: int) -> None:
+def print_banner(port: int, demo: str = "") -> None:
+    """The URLs, and the demo's logins and key again (`demo`, what seed_demo printed):
+    by now the seed's log and the worker's lie between them and the terminal's end."""
     base = f"http://127.0.0.1:{port}"
+    logins = "".join(f"    {line}\n" for line in demo.strip().splitlines())
     say(
         "\n"
         "  Earshot is running (Ctrl-C stops it):\n"
         f"    app       {base}/\n"
         f"    API docs  {base}/api/docs/\n"
         f"    admin     {base}/admin/\n"
-        f"    health    {base}/healthz\n"
+        f"    health    {base}/healthz\n" + (f"\n  The demo:\n{logins}" if logins else "")
     )
 
 
@@ -606,8 +623,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     ensure_database(python)
     manage(python, "migrate", "--noinput")
     manage(python, "collectstatic", "--noinput")
-    if not options.no_seed:
-        manage(python, "seed_demo")
+    demo = "" if options.no_seed else manage(python, "seed_demo", keep_output=True)
 
     supervisor = Supervisor()
     supervisor.install_signal_handlers()
@@ -633,7 +649,7 @@ def cmd_run(argv: Sequence[str]) -> int:
             break
         supervisor.children[name] = start_child(name, command)
     if supervisor.wait_for_web(port):
-        print_banner(port)
+        print_banner(port, demo)
     return supervisor.watch()
 
 

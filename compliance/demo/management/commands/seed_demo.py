@@ -31,7 +31,8 @@ class Command(BaseCommand):
             "Demo profiles: " + ", ".join(DEMO_PROFILES) + f"; {DEMO_HISTORY_PROFILES} more "
             "households with 90 days of history (profiles prof-demo-001 ...)"
         )
-        self.stdout.write(f"API key of service client {DEMO_CLIENT!r} (all scopes):")
-        self.stdout.write(credentials.api_key)
         if checkpoint is not None:
             self.stdout.write(f"Ledger checkpoint signed: tree size {checkpoint.tree_size}.")
+        # the key last, alone on its line: scripts take the last line (README)
+        self.stdout.write(f"API key of service client {DEMO_CLIENT!r} (all scopes):")
+        self.stdout.write(credentials.api_key)
