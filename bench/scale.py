@@ -57,9 +57,10 @@ What it does, on this machine only (127.0.0.1):
      project's purge loop (compliance.retention.purge.purge_expired, what `manage.py
      purge_expired` and the beat run) in one process, recordings purged a second:
      first the contiguous slice (due now), then the spread slice (purged at the time
-     it falls due; --skip-spread leaves it out; --purge-rounds N times at each size,
-     each on a fresh copy of the copy whose contiguous slice is purged, the sizes
-     taking turns round by round, and the median round reported).
+     it falls due, on a copy of the copy whose contiguous slice is purged;
+     --skip-spread leaves it out). --purge-rounds N purges each slice N times at each
+     size, each time on a fresh copy, the sizes taking turns round by round, and
+     reports the median round.
 5. Prints each figure at every size and the ratio of the largest to the smallest size.
    A figure worse by more than 20% at the larger size FAILS.
 
@@ -433,7 +434,8 @@ class SizeFigures:
     singles: list[LoadResult] = field(default_factory=list)
     batch_ms: list[float] = field(default_factory=list)
     draw_ms: list[float] = field(default_factory=list)
-    purge: dict[str, float] | None = None  # the contiguous slice
+    purge: dict[str, float] | None = None  # the contiguous slice (the median round)
+    purge_rates: list[float] = field(default_factory=list)  # every round's
     purge_spread: dict[str, float] | None = None  # the spread slice (the median round)
     purge_spread_rates: list[float] = field(default_factory=list)  # every round's
     floor_ms: list[float] = field(default_factory=list)  # FLOOR_SQL over all the keys
@@ -735,10 +737,10 @@ def purge_once(
 
 
 @contextmanager
-def purged_copy(size: int, f: SizeFigures, prewarm: bool) -> Iterator[tuple[str, datetime]]:
+def purged_copy(size: int, prewarm: bool) -> Iterator[tuple[str, datetime, dict[str, float]]]:
     """A copy of the seeded database (so that it stays reusable) whose contiguous slice
-    (the oldest recordings, the realistic case) is purged, measured into `f.purge`;
-    yields the copy's name and when the spread slice falls due. Dropped on exit."""
+    (the oldest recordings, the realistic case) is purged; yields the copy's name, when
+    the spread slice falls due and the purge's figures. Dropped on exit."""
     db = db_name(size)
     copy = f"{db}_purge"
     step = time.perf_counter()
@@ -747,17 +749,37 @@ def purged_copy(size: int, f: SizeFigures, prewarm: bool) -> Iterator[tuple[str,
         pg.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{db}" STRATEGY FILE_COPY')
     say(f"  copied {db} to {copy}: {time.perf_counter() - step:.1f} s")
     try:
-        f.purge = purge_once(copy, size, "contiguous", None, prewarm)
+        run = purge_once(copy, size, "contiguous", None, prewarm)
         with connect(copy) as conn:
             (due,) = conn.execute(
                 "SELECT max(expires_at) + interval '1 second' FROM recordings_artefact"
                 " WHERE expiry_basis = %s",
                 [SPREAD_BASIS],
             ).fetchone()
-        yield copy, due
+        yield copy, due, run
     finally:
         with connect("postgres") as pg:
             pg.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+
+
+def purge_contiguous_once(size: int, name: str, prewarm: bool) -> dict[str, float]:
+    """The contiguous slice once more, on a fresh copy of the seeded database (dropped
+    after)."""
+    again = f"{db_name(size)}_contiguous"
+    with connect("postgres") as pg:
+        pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
+        pg.execute(f'CREATE DATABASE "{again}" TEMPLATE "{db_name(size)}" STRATEGY FILE_COPY')
+    try:
+        return purge_once(again, size, name, None, prewarm)
+    finally:
+        with connect("postgres") as pg:
+            pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
+
+
+def _median_run(runs: list[dict[str, float]]) -> tuple[dict[str, float], list[float]]:
+    """The median round of `runs` by rate, and every round's rate, slowest first."""
+    done = sorted(runs, key=lambda run: _rate(run) or 0.0)
+    return done[len(done) // 2], [_rate(run) or 0.0 for run in done]
 
 
 def purge_spread_once(
@@ -779,16 +801,27 @@ def purge_spread_once(
 def measure_purge(
     figures: list[SizeFigures], spread: bool, rounds: int = 1, prewarm: bool = False
 ) -> None:
-    """The purge at every size: the contiguous slice once, then, with `spread`, the
-    spread slice `rounds` times a size, each on a fresh copy, the median round
-    reported. The spread rounds take turns between the sizes (which goes first
+    """The purge at every size: the contiguous slice, then, with `spread`, the spread
+    slice, each `rounds` times a size on a fresh copy, the median round reported. The
+    rounds after the first take turns between the sizes (which goes first
     alternating): run one size's rounds after the other's, the machine's drift over
-    those minutes moved the ratio by a fifth (docs/capacity.md)."""
+    those minutes moved the ratio by a fifth (docs/capacity.md), and a single round of
+    the contiguous slice, 2-3 s at the smaller size, measured 0.76x and 0.93x in two
+    runs of the same code."""
     with contextlib.ExitStack() as stack:
         copies = {}
+        contiguous: dict[int, list[dict[str, float]]] = {}
         for f in figures:
             heading(f"Purging {db_name(f.size)}")
-            copies[f.size] = stack.enter_context(purged_copy(f.size, f, prewarm))
+            copy, due, run = stack.enter_context(purged_copy(f.size, prewarm))
+            copies[f.size] = (copy, due)
+            contiguous[f.size] = [run]
+        for n in range(1, rounds):
+            for f in in_turn(figures, n):
+                name = f"contiguous (round {n + 1} of {rounds}) at {label(f.size)}"
+                contiguous[f.size].append(purge_contiguous_once(f.size, name, prewarm))
+        for f in figures:
+            f.purge, f.purge_rates = _median_run(contiguous[f.size])
         if not spread:
             return
         runs: dict[int, list[dict[str, float]]] = {f.size: [] for f in figures}
@@ -798,9 +831,7 @@ def measure_purge(
                 name = f"spread (round {n + 1} of {rounds}) at {label(f.size)}"
                 runs[f.size].append(purge_spread_once(f.size, copy, due, name, prewarm))
         for f in figures:
-            done = sorted(runs[f.size], key=lambda run: _rate(run) or 0.0)
-            f.purge_spread = done[len(done) // 2]
-            f.purge_spread_rates = [_rate(run) or 0.0 for run in done]
+            f.purge_spread, f.purge_spread_rates = _median_run(runs[f.size])
 
 
 # --------------------------------------------------------------------------- report
@@ -842,7 +873,10 @@ def report(figures: list[SizeFigures]) -> None:
             False,
         ),
         ratio_line(
-            "purge recordings/s (contiguous slice)", small.purge_rate, large.purge_rate, True
+            "purge recordings/s (contiguous slice; median of rounds)",
+            small.purge_rate,
+            large.purge_rate,
+            True,
         ),
         ratio_line(
             "purge recordings/s (spread slice, worst case; median of rounds)",
@@ -867,10 +901,12 @@ def report(figures: list[SizeFigures]) -> None:
         if small.floor_ms and at_large:
             small_ms, large_ms = percentile(small.floor_ms, 50), percentile(at_large, 50)
             lines.append(ratio_line(name, small_ms, large_ms, False)[:2])
-    for f in figures:
-        if len(f.purge_spread_rates) > 1:
-            rates = ", ".join(f"{r:,.0f}" for r in sorted(f.purge_spread_rates))
-            lines.append((f"spread purge rounds at {label(f.size)}, recordings/s", rates))
+    for slice_, rounds in (("contiguous", "purge_rates"), ("spread", "purge_spread_rates")):
+        for f in figures:
+            rates = getattr(f, rounds)
+            if len(rates) > 1:
+                listed = ", ".join(f"{r:,.0f}" for r in sorted(rates))
+                lines.append((f"{slice_} purge rounds at {label(f.size)}, recordings/s", listed))
     for f in figures:
         for name, (app_ms, pg_ms) in f.cpu_ms().items():
             lines.append(
@@ -908,7 +944,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--purge-rounds",
         type=int,
         default=1,
-        help="spread-slice purges at each size, each on a fresh copy; the median reported",
+        help="purges of each slice at each size, each on a fresh copy; the median reported",
     )
     parser.add_argument(
         "--skip-spread", action="store_true", help="purge the contiguous slice only"
