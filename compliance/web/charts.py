@@ -21,8 +21,12 @@ MARKERS = ("circle", "square", "triangle", "diamond", "circle", "square", "trian
 WIDTH = 640
 HEIGHT = 260
 # Room for axis text of 17 units: at the narrowest the SVG is drawn (the stylesheet's
-# min-width, 460 px) that is 12.2 px on the screen.
-LEFT, RIGHT, TOP, BOTTOM = 78, 18, 22, 50
+# min-width, 460 px) that is 12.2 px on the screen. On the left, the y axis's title
+# (its baseline at Y_TITLE_X) and beside it tick labels of up to ~70 units ("12.5 min",
+# "2.1 Tage") that end 8 units short of the axis; on the right, half of the last
+# x label ("12-07", ~45 units), which is centred on the axis's end.
+LEFT, RIGHT, TOP, BOTTOM = 100, 30, 22, 50
+Y_TITLE_X = 14
 FONT_UNITS = 17
 NARROWEST_PX = 460
 
@@ -98,6 +102,8 @@ class Chart:
     # minutes on 29 of 30 days"); set by the page that knows what matters.
     summary: str = ""
     legend_series: tuple[Series, ...] = field(default=())
+
+    y_title_x: int = Y_TITLE_X
 
     @property
     def plot_height(self) -> int:

@@ -3,7 +3,7 @@ under /privacy/, the privacy officers' dashboard and forms under /officer/."""
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from .views import downloads, language, officer, privacy, reports, webhooks
+from .views import downloads, icon, language, officer, privacy, reports, webhooks
 
 app_name = "web"
 
@@ -87,6 +87,7 @@ officer_pages = [
 ]
 
 urlpatterns = [
+    path("favicon.ico", icon.favicon),
     path("language/", language.switch_language, name="language"),
     path("privacy/", include(privacy_pages)),
     path("officer/", include(officer_pages)),

@@ -59,3 +59,14 @@ def test_the_ledger_status_mark_is_an_svg_with_a_text_alternative(officer_client
     for mark in marks:
         assert 'role="img"' in mark
         assert re.search(r'aria-label="[^"]+"', mark)
+
+
+@pytest.mark.django_db
+def test_the_site_has_an_icon_linked_from_its_pages_and_at_favicon_ico(client):
+    page = client.get("/").content.decode()
+    favicon = client.get("/favicon.ico")
+
+    assert '<link rel="icon" href="/static/web/earshot.svg" type="image/svg+xml">' in page
+    assert favicon.status_code == 301
+    assert favicon["Location"] == "/static/web/earshot.svg"
+    assert (ROOT / "compliance/web/static/web/earshot.svg").read_text().startswith("<svg")
