@@ -228,16 +228,22 @@ def page_refusal(error: ApplicationError, *, fallback: Any = FIELDS_BELOW) -> Ap
 
 def apply_refusal(form: Any, error: ApplicationError) -> None:
     """Put a service's refusal on the form, in sentences: the refusal above the form and
-    each field's complaint on the field when the form has it (once per field)."""
-    form.add_error(None, refusal_sentence(error))
-    for name, problems in error.fields.items():
-        target = FORM_FIELDS.get(name, name)
-        if target not in form.fields:
-            continue
-        for problem in problems:
-            sentence = field_sentence(name, problem)
-            if sentence not in form.errors.get(target, []):
-                form.add_error(target, sentence)
+    each field's complaint on the field when the form has it (once per field). Where the
+    refusal's sentence is a field's own, the form says it once, on the field, and
+    points there from above."""
+    on_fields = [
+        (target, field_sentence(name, problem))
+        for name, problems in error.fields.items()
+        if (target := FORM_FIELDS.get(name, name)) in form.fields
+        for problem in problems
+    ]
+    summary = refusal_sentence(error)
+    if summary in {sentence for _, sentence in on_fields}:
+        summary = str(FIELDS_BELOW)
+    form.add_error(None, summary)
+    for target, sentence in on_fields:
+        if sentence not in form.errors.get(target, []):
+            form.add_error(target, sentence)
 
 
 # --- the ledger page ---------------------------------------------------------------------

@@ -85,6 +85,18 @@ def test_a_url_the_safety_checks_refuse_is_a_400_on_the_form_and_nothing_is_adde
     assert not Subscription.objects.exists()
 
 
+def test_a_refusal_that_is_a_fields_own_sentence_is_said_once_on_the_field(officer_client):
+    response = officer_client.post(
+        "/officer/webhooks/", {"url": "http://example.org/hook", "events": ["*"]}
+    )
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert page.count("Webhook URLs must use https.") == 1
+    assert "please check the fields marked below" in page
+    assert response.context["form"].errors["url"] == ["Webhook URLs must use https."]
+
+
 def test_the_page_shows_each_subscription_state_failed_count_and_last_delivery(
     officer_client, local_allowed
 ):
