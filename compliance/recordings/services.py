@@ -526,6 +526,25 @@ def _same(data: RecordingInput, found: dict[str, Any]) -> bool:
     )
 
 
+def _same_item(a: RecordingInput, b: RecordingInput) -> bool:
+    """Whether two items of one batch describe one recording, as `_same` judges a resend
+    against what is stored: flags as a set, a size or a digest compared only where both
+    give one."""
+    return (
+        a.profile_external_id == b.profile_external_id
+        and a.recorded_at == b.recorded_at
+        and a.transcript == b.transcript
+        and set(a.flags) == set(b.flags)
+        and (a.audio_key or None) == (b.audio_key or None)
+        and _agree(a.audio_size, b.audio_size)
+        and _agree(a.audio_sha256, b.audio_sha256)
+    )
+
+
+def _agree(a: object, b: object) -> bool:
+    return a is None or b is None or a == b
+
+
 def _existing(external_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The recordings with these external ids, as `_same` compares them: one query for
     the recordings, one more for their artefacts when there are any."""
@@ -878,35 +897,70 @@ def _discard(key: str) -> None:
 # --- many recordings, audio already stored --------------------------------------------
 
 
-def _storage_check(item: _Item) -> IngestResult | None:
-    """The object `item` names exists and matches what was said of it; records its size."""
-    data = item.data
-    key = data.audio_key
-    assert key is not None
+@dataclass(frozen=True)
+class _Stored:
+    """What the storage holds at a key: its size, and its SHA-256 when an item asked."""
+
+    size: int | None  # None: no object there
+    sha256: str | None = None
+
+
+def _stored(key: str, digest: bool) -> _Stored:
     if not default_storage.exists(key):
-        return IngestResult(data.external_id, "error", "audio_missing", "No object at audio_key.")
+        return _Stored(None)
     size = default_storage.size(key)
-    if data.audio_size is not None and data.audio_size != size:
+    if not digest:
+        return _Stored(size)
+    hashed = hashlib.sha256()
+    with default_storage.open(key, "rb") as stored:
+        for chunk in iter(lambda: stored.read(1 << 20), b""):
+            hashed.update(chunk)
+    return _Stored(size, hashed.hexdigest())
+
+
+def _storage_refusal(item: _Item, stored: _Stored) -> IngestResult | None:
+    """Whether the object `item` names exists and is what the item says of it; records
+    its size when it is."""
+    data = item.data
+    if stored.size is None:
+        return IngestResult(data.external_id, "error", "audio_missing", "No object at audio_key.")
+    if data.audio_size is not None and data.audio_size != stored.size:
         return IngestResult(
             data.external_id,
             "error",
             "audio_mismatch",
-            f"The object has {size} bytes, not {data.audio_size}.",
+            f"The object has {stored.size} bytes, not {data.audio_size}.",
         )
-    if data.audio_sha256 is not None:
-        digest = hashlib.sha256()
-        with default_storage.open(key, "rb") as stored:
-            for chunk in iter(lambda: stored.read(1 << 20), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != data.audio_sha256:
-            return IngestResult(
-                data.external_id,
-                "error",
-                "audio_mismatch",
-                "The object's SHA-256 differs from audio_sha256.",
-            )
-    item.audio_key, item.audio_size = key, size
+    if data.audio_sha256 is not None and data.audio_sha256 != stored.sha256:
+        return IngestResult(
+            data.external_id,
+            "error",
+            "audio_mismatch",
+            "The object's SHA-256 differs from audio_sha256.",
+        )
+    assert data.audio_key is not None
+    item.audio_key, item.audio_size = data.audio_key, stored.size
     return None
+
+
+def _storage_refusals(items: list[_Item]) -> dict[int, IngestResult]:
+    """Each item's refusal by what the storage holds, each object looked at once however
+    many items name it (and read whole only if one of them gives its SHA-256)."""
+    digest: dict[str, bool] = {}
+    for item in items:
+        assert item.data.audio_key is not None
+        key = item.data.audio_key
+        digest[key] = digest.get(key, False) or item.data.audio_sha256 is not None
+    keys = list(digest)
+    with ThreadPoolExecutor(min(STORAGE_THREADS, len(keys))) as pool:
+        stored = dict(zip(keys, pool.map(_stored, keys, [digest[k] for k in keys]), strict=True))
+    refusals = {}
+    for item in items:
+        assert item.data.audio_key is not None
+        refusal = _storage_refusal(item, stored[item.data.audio_key])
+        if refusal is not None:
+            refusals[item.index] = refusal
+    return refusals
 
 
 def recordings_store(
@@ -967,10 +1021,7 @@ def recordings_store(
         if i.data.audio_key and i.data.audio_key not in in_use and i.index not in results
     ]
     if to_check:
-        with ThreadPoolExecutor(min(STORAGE_THREADS, len(to_check))) as pool:
-            for item, refusal in zip(to_check, pool.map(_storage_check, to_check), strict=True):
-                if refusal is not None:
-                    results[item.index] = refusal
+        results.update(_storage_refusals(to_check))
 
     first_of: dict[str, int] = {}  # external id -> index of the item that stands for it
     claimed: set[str] = set()  # the objects of those items
@@ -998,7 +1049,9 @@ def recordings_store(
         data = items[index]
         assert isinstance(data, RecordingInput)
         first = first_of[data.external_id]
-        if data != items[first]:
+        earlier = items[first]
+        assert isinstance(earlier, RecordingInput)
+        if not _same_item(data, earlier):
             results[index] = IngestResult(
                 data.external_id,
                 "error",

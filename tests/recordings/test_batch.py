@@ -387,19 +387,53 @@ def test_an_item_that_fails_on_its_own_does_not_hold_its_external_id(platform, p
 
 
 @pytest.mark.parametrize(
-    "failing",
-    [{"audio_size": 5}, {"audio_sha256": "0" * 64}, {"profile": "nobody"}],
+    ("failing", "code"),
+    [
+        ({"audio_size": 5}, "audio_mismatch"),
+        ({"audio_sha256": "0" * 64}, "audio_mismatch"),
+        ({"profile": "nobody"}, "unknown_profile"),
+    ],
     ids=["size", "sha256", "profile"],
 )
-def test_an_item_that_fails_on_its_own_does_not_hold_its_audio_key(platform, profile, failing):
+def test_an_item_that_fails_on_its_own_does_not_hold_its_audio_key(
+    platform, profile, failing, code
+):
     key = _put("ingest/a.wav")
     good = {"audio_key": key, "audio_sha256": hashlib.sha256(CLIP).hexdigest()}
 
     results = _post(platform, [_item(1, audio_key=key, **failing), _item(2, **good)])
 
-    assert _codes(results)[1] == "created"
-    assert _codes(results)[0] != "created"
+    assert _codes(results) == [code, "created"]
     assert Artefact.objects.get(storage_key=key).recording.external_id == "r-2"
+
+
+def test_an_object_named_by_many_items_is_looked_at_once(platform, profile, monkeypatch):
+    """However many items name it (resends in one batch, say), the storage is asked
+    once, and the object read whole once for their digests."""
+    key = _put("ingest/a.wav")
+    digest = hashlib.sha256(CLIP).hexdigest()
+    asked: list[tuple[str, bool]] = []
+    stored = services._stored
+    monkeypatch.setattr(services, "_stored", lambda k, d: asked.append((k, d)) or stored(k, d))
+
+    results = _post(platform, [_item(1, audio_key=key, audio_sha256=digest)] * 50)
+
+    assert _codes(results) == ["created"] + ["exists"] * 49
+    assert asked == [(key, True)]
+
+
+def test_a_repeat_with_its_flags_in_another_order_is_the_same_recording(platform, profile):
+    """Judged as a resend is judged against what is stored: flags as a set, and a size
+    compared only where both items give one."""
+    key = _put("ingest/a.wav")
+    first = _item(1, flags=["sensitive", "false_wake"], audio_key=key, audio_size=len(CLIP))
+    again = _item(1, flags=["false_wake", "sensitive"], audio_key=key)
+
+    results = _post(platform, [first, again])
+    later = _post(platform, [again])
+
+    assert _codes(results) == ["created", "exists"]
+    assert _codes(later) == ["exists"]
 
 
 @pytest.mark.parametrize("external_id", ["a/b", ".", "..", "x\ny", "tab\there", " ", "", "x" * 129])
