@@ -222,6 +222,8 @@ class RequestGuardMiddleware:
     - a body larger than REQUEST_MAX_BYTES, judged by its Content-Length before a
       byte of it is read or spooled to disk (413). Django's DATA_UPLOAD_MAX_MEMORY_SIZE
       still limits what is read into memory, MAX_AUDIO_BYTES the audio file itself;
+    - a body sent with Transfer-Encoding (chunked), which Django, reading by the
+      Content-Length, would take for an empty one (411 length_required);
     - a NUL character in the path, the query string or a header (400
       malformed_request), or a NUL or lone surrogate in a JSON body (400
       validation_error naming the fields): no field holds one, and PostgreSQL refuses
@@ -244,6 +246,16 @@ class RequestGuardMiddleware:
         if length > settings.REQUEST_MAX_BYTES:
             return _refusal(
                 request, 413, "payload_too_large", "The request body exceeds the size limit."
+            )
+        if request.META.get("HTTP_TRANSFER_ENCODING"):
+            # Django reads a body by its Content-Length: a chunked one, which has none,
+            # would reach the view as an empty body (for a deletion request with a
+            # range, a request for everything).
+            return _refusal(
+                request,
+                411,
+                "length_required",
+                "Send the body with a Content-Length; a chunked body is not read.",
             )
         query = request.META.get("QUERY_STRING", "")
         if (

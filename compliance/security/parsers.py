@@ -45,8 +45,7 @@ class MultiPartParser(parsers.MultiPartParser):
         parsed = super().parse(stream, media_type, parser_context)
         if not parsed.data and not parsed.files and _has_content(parser_context):
             raise ParseError(
-                "The multipart body holds no part: the boundary its Content-Type names is"
-                " not in it."
+                "The multipart body holds no part (is the boundary its Content-Type names in it?)."
             )
         _check(parsed.data)
         return parsed

@@ -48,6 +48,7 @@ ERRORS_ALWAYS = {
 }
 ERRORS_WITH_BODY = {
     "409": "Conflicts with the current state",
+    "411": "A chunked body (Transfer-Encoding): send it with a Content-Length",
     "413": "The request body exceeds the size limit",
     "415": "Unsupported media type",
 }

@@ -423,3 +423,23 @@ def test_a_live_recording_answers_no_purge_fields(platform, ingest):
     assert (body["purged_at"], body["purge_reason"], body["purge_policy"]) == (None, None, None)
     assert body["profile"] == recording.profile.external_id
     assert body["transcript"] == "turn on the lights"
+
+
+def test_a_range_sent_chunked_is_refused_not_read_as_everything(platform, ingest):
+    """A chunked body has no Content-Length, and Django reads a body by it: the range
+    would reach the view as no body at all, a request for everything."""
+    profile = ProfileFactory()
+    kept = ingest(profile, days_ago=10)
+
+    response = platform.post(
+        f"/api/v1/profiles/{profile.external_id}/deletion-requests",
+        {"from": timezone.now().isoformat()},
+        format="json",
+        HTTP_TRANSFER_ENCODING="chunked",
+    )
+
+    assert response.status_code == 411, response.content
+    assert response.json()["error"]["code"] == "length_required"
+    assert not DeletionRequest.objects.exists()
+    kept.refresh_from_db()
+    assert kept.state == "active"
