@@ -8,6 +8,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.fields import empty
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -163,14 +164,19 @@ def _range_output() -> dict[str, serializers.Field]:
     }
 
 
+class _RangeBound(AwareDateTimeField):
+    """A range's end: absent or null, no bound. A form's empty field is refused as any
+    text that is not a time is: DRF would read it as null, a hold with no start where
+    the client sent something."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        return dictionary.get(self.field_name, empty)
+
+
 def _range_input() -> dict[str, serializers.Field]:
     return {
-        "from": AwareDateTimeField(
-            required=False, allow_null=True, help_text="recorded at or after"
-        ),
-        "to": AwareDateTimeField(
-            required=False, allow_null=True, help_text="recorded at or before"
-        ),
+        "from": _RangeBound(required=False, allow_null=True, help_text="recorded at or after"),
+        "to": _RangeBound(required=False, allow_null=True, help_text="recorded at or before"),
     }
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from compliance.accounts.models import Profile
 from compliance.core.countries import require_country
 from compliance.core.errors import ApplicationError, Conflict, Unprocessable, field_error
+from compliance.core.fields import is_printable_line
 from compliance.core.transactions import require_transaction
 from compliance.ledger.services import ledger_append
 
@@ -70,7 +71,7 @@ def consent_record(
                 "channel", "invalid", f"Must be one of {', '.join(Channel.values)}."
             ),
         )
-    if not notice_version.isprintable():
+    if not is_printable_line(notice_version):
         # a receipt and the ledger quote it: no line break, control or direction override
         raise ApplicationError(
             "validation_error",

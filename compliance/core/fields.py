@@ -2,6 +2,7 @@
 "12", a naive time for UTC): in a compliance record, a guessed value is a wrong value."""
 
 import re
+import unicodedata
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -90,6 +91,13 @@ class ExternalIdField(StrictCharField):
         if not is_url_segment(value):
             self.fail("not_a_segment")
         return value
+
+
+def is_printable_line(value: str) -> bool:
+    """Text on one line that shows all it holds: no control character, line break or
+    invisible format character (a direction override could make it read as something
+    else); spaces of any width are text (a no-break space in a pasted case number)."""
+    return all(c.isprintable() or unicodedata.category(c) == "Zs" for c in value)
 
 
 def is_url_segment(value: str) -> bool:

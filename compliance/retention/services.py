@@ -29,6 +29,7 @@ from compliance.accounts.models import Account, Profile
 from compliance.core.audit import audit_bulk_change
 from compliance.core.enqueue import enqueue_on_commit
 from compliance.core.errors import ApplicationError, FieldError, field_error
+from compliance.core.fields import is_printable_line
 from compliance.ledger.services import ledger_append
 from compliance.recordings.models import Artefact, ArtefactState, Category
 from compliance.recordings.services import ExpirySchedule
@@ -496,7 +497,7 @@ def legal_hold_place(
                 if not v.strip()
             },
         )
-    if not case_reference.isprintable():
+    if not is_printable_line(case_reference):
         # the holds' lists and the ledger quote it: one line, nothing hidden in it
         raise ApplicationError(
             "validation_error",

@@ -202,6 +202,28 @@ def test_bad_holds_are_refused_and_write_nothing(platform, body, code):
     assert not LegalHold.objects.exists()
 
 
+def test_a_case_reference_with_a_no_break_space_is_one_printable_line(platform):
+    ProfileFactory(external_id="P")
+    body = {"profile": "P", "reason": "r", "case_reference": "AZ\u00a012/2026"}
+
+    response = platform.post("/api/v1/legal-holds", body, format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["case_reference"] == "AZ\u00a012/2026"
+
+
+@pytest.mark.parametrize("field", ["from", "to"])
+def test_a_forms_empty_range_end_is_refused_not_read_as_no_bound(platform, field):
+    ProfileFactory(external_id="P")
+    body = {"profile": "P", "reason": "r", "case_reference": "c", field: ""}
+
+    response = platform.post("/api/v1/legal-holds", body, format="multipart")
+
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["fields"]
+    assert not LegalHold.objects.exists()
+
+
 def test_the_retention_report_shows_overdue_lag_and_gaps(api_client_with_scopes, ingest, platform):
     ProfileFactory(account__jurisdiction="FR")
     platform.post(
