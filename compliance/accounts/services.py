@@ -1,3 +1,4 @@
+import re
 from datetime import datetime
 from typing import NamedTuple
 
@@ -108,14 +109,22 @@ def profile_retention_choice_set(*, profile: Profile, choice: str) -> RetentionC
 
 
 # Invisible characters that belong inside a name: the joiners of emoji sequences and of
-# scripts such as Persian and the Indic ones (U+200C, U+200D), and the tags of
-# subdivision flags (U+E0020-U+E007F). Every other one (a direction override such as
-# U+202E, which could make a name read as something else) is refused.
-_JOINERS = frozenset("\u200c\u200d") | frozenset(map(chr, range(0xE0020, 0xE0080)))
+# scripts such as Persian and the Indic ones (U+200C, U+200D), and the tags of a
+# subdivision's flag (U+1F3F4, then tags, then U+E007F). Every other one (a direction
+# override such as U+202E, which could make a name read as something else; tags
+# outside a flag, which could hide text) is refused, as is a name with nothing to see.
+_JOINERS = frozenset("\u200c\u200d")
+_FLAG = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
 
 
 def _printable_name(name: str) -> bool:
-    return all(c.isprintable() or c in _JOINERS for c in name)
+    """Whether `name` can be shown as it is ("" takes the name away)."""
+    if not name:
+        return True
+    rest = _FLAG.sub("\U0001f3f4", name)
+    return all(c.isprintable() or c in _JOINERS for c in rest) and any(
+        c.isprintable() and not c.isspace() for c in rest
+    )
 
 
 def profile_rename(*, profile: Profile, display_name: str) -> Profile:

@@ -88,7 +88,7 @@ def _tombstone(recording: Recording) -> dict:
         "purged_at": (
             None if recording.purged_at is None else _TIME.to_representation(recording.purged_at)
         ),
-        "purge_reason": recording.purge_reason,
+        "purge_reason": recording.purge_reason or None,
         "purge_policy": recording.purge_policy or None,
     }
 

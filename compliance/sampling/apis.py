@@ -192,6 +192,15 @@ class _ReviewItemApi(APIView):
 
     authentication_classes = [SessionAuthentication]
     permission_classes: list[Any] = []
+    # A 401 names the ways in (RFC 9110 wants a challenge with every 401): neither is a
+    # registered scheme, but each is what a reviewer's client can do.
+    CHALLENGE = 'Session realm="earshot", SignedLink realm="earshot"'
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        if response.status_code == status.HTTP_401_UNAUTHORIZED:
+            response["WWW-Authenticate"] = self.CHALLENGE
+        return response
 
     def caller(self, request: Request, item_id: str) -> Caller:
         user = request.user

@@ -165,7 +165,17 @@ def test_joiners_and_tags_that_belong_in_a_name_are_kept(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["x" * 61, "bell\x07", None, "right\u202eto left", "isolate\u2066", "soft\u00adhyphen"]
+    "name",
+    [
+        "x" * 61,
+        "bell\x07",
+        None,
+        "right\u202eto left",
+        "isolate\u2066",
+        "soft\u00adhyphen",
+        "\u200d\u200c",  # joiners and nothing to see
+        "hidden\U000e0041\U000e0042",  # tags outside a flag
+    ],
 )
 def test_a_display_name_that_is_too_long_or_not_printable_is_refused(name):
     from compliance.accounts.services import profile_rename

@@ -363,6 +363,7 @@ def test_without_a_session_or_a_link_the_audio_is_refused(draw):
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"] == 'Session realm="earshot", SignedLink realm="earshot"'
 
 
 def test_a_tampered_or_borrowed_signature_is_refused(draw):
