@@ -400,10 +400,15 @@ def manage(python: Path, *args: str, keep_output: bool = False) -> str:
     with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         lines = []
-        for line in child.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            lines.append(line)
+        try:
+            for line in child.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                lines.append(line)
+        except BaseException:  # Ctrl-C: stop the command too, as subprocess.run does
+            child.kill()
+            child.wait()
+            raise
     if child.returncode != 0:
         raise fail(f"manage.py {args[0]} failed; see its output above")
     return "".join(lines)

@@ -137,3 +137,24 @@ def test_the_image_serves_with_the_same_gunicorn_limits_as_dev_py():
 
     assert quoted in " ".join(cmd.replace("\\\n", " ").split())
     assert "--limit-request-line" in dev.GUNICORN_LIMITS
+
+
+def test_a_commands_output_is_shown_and_kept_for_the_banner(capsys):
+    """`run` shows the seed's lines as they come and repeats them under the URLs."""
+    import sys
+
+    kept = dev.manage(Path(sys.executable), "--version", keep_output=True)
+    dev.print_banner(8000, "Demo data loaded.\nAPI key:\nesk_secret\n")
+
+    shown = capsys.readouterr().out
+    assert kept.strip() and kept in shown
+    banner = shown.split("Earshot is running", 1)[1]
+    assert "  The demo:\n    Demo data loaded.\n    API key:\n    esk_secret\n" in banner
+    assert banner.rstrip().endswith("esk_secret")  # the key last, as the README says
+
+
+def test_a_failing_command_stops_run_even_when_its_output_is_kept():
+    import sys
+
+    with pytest.raises(SystemExit):
+        dev.manage(Path(sys.executable), "no_such_command", keep_output=True)
