@@ -737,18 +737,28 @@ def purge_once(
 
 
 @contextmanager
+def database_copy(template: str, copy: str) -> Iterator[str]:
+    """`copy`, a fresh copy of the database `template` (CREATE DATABASE ... TEMPLATE, so
+    the template stays as it is); dropped on exit."""
+    with connect("postgres") as pg:
+        pg.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+        pg.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+    try:
+        yield copy
+    finally:
+        with connect("postgres") as pg:
+            pg.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+
+
+@contextmanager
 def purged_copy(size: int, prewarm: bool) -> Iterator[tuple[str, datetime, dict[str, float]]]:
     """A copy of the seeded database (so that it stays reusable) whose contiguous slice
     (the oldest recordings, the realistic case) is purged; yields the copy's name, when
     the spread slice falls due and the purge's figures. Dropped on exit."""
     db = db_name(size)
-    copy = f"{db}_purge"
     step = time.perf_counter()
-    with connect("postgres") as pg:
-        pg.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
-        pg.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{db}" STRATEGY FILE_COPY')
-    say(f"  copied {db} to {copy}: {time.perf_counter() - step:.1f} s")
-    try:
+    with database_copy(db, f"{db}_purge") as copy:
+        say(f"  copied {db} to {copy}: {time.perf_counter() - step:.1f} s")
         run = purge_once(copy, size, "contiguous", None, prewarm)
         with connect(copy) as conn:
             (due,) = conn.execute(
@@ -757,23 +767,12 @@ def purged_copy(size: int, prewarm: bool) -> Iterator[tuple[str, datetime, dict[
                 [SPREAD_BASIS],
             ).fetchone()
         yield copy, due, run
-    finally:
-        with connect("postgres") as pg:
-            pg.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
 
 
 def purge_contiguous_once(size: int, name: str, prewarm: bool) -> dict[str, float]:
-    """The contiguous slice once more, on a fresh copy of the seeded database (dropped
-    after)."""
-    again = f"{db_name(size)}_contiguous"
-    with connect("postgres") as pg:
-        pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
-        pg.execute(f'CREATE DATABASE "{again}" TEMPLATE "{db_name(size)}" STRATEGY FILE_COPY')
-    try:
-        return purge_once(again, size, name, None, prewarm)
-    finally:
-        with connect("postgres") as pg:
-            pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
+    """The contiguous slice once more, on a fresh copy of the seeded database."""
+    with database_copy(db_name(size), f"{db_name(size)}_contiguous") as copy:
+        return purge_once(copy, size, name, None, prewarm)
 
 
 def _median_run(runs: list[dict[str, float]]) -> tuple[dict[str, float], list[float]]:
@@ -786,16 +785,9 @@ def purge_spread_once(
     size: int, copy: str, due: datetime, name: str, prewarm: bool
 ) -> dict[str, float]:
     """The spread slice (the worst case), purged at the time it falls due, on a fresh
-    copy of `copy` (dropped after)."""
-    again = f"{db_name(size)}_spread"
-    with connect("postgres") as pg:
-        pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
-        pg.execute(f'CREATE DATABASE "{again}" TEMPLATE "{copy}" STRATEGY FILE_COPY')
-    try:
+    copy of `copy`."""
+    with database_copy(copy, f"{db_name(size)}_spread") as again:
         return purge_once(again, size, name, due.isoformat(), prewarm)
-    finally:
-        with connect("postgres") as pg:
-            pg.execute(f'DROP DATABASE IF EXISTS "{again}" WITH (FORCE)')
 
 
 def measure_purge(

@@ -63,34 +63,17 @@ class RecordingOutput(serializers.Serializer):
         return None
 
     def to_representation(self, recording: Recording) -> dict:
-        if recording.state == RecordingState.PURGED:
-            return _tombstone(recording)
         data = super().to_representation(recording)
-        data["purge_reason"] = data["purge_policy"] = None
+        if recording.state != RecordingState.PURGED:
+            data["purge_reason"] = data["purge_policy"] = None
+            return data
+        # A tombstone: its id, the purge's time, reason and policy, and nothing about the
+        # person or what they said (docs/domain.md, "Tombstone"); the fields of a live
+        # recording stay, empty, so a client reads one shape.
+        data.update(profile=None, recorded_at=None, flags=[], transcript=None, artefacts=[])
+        data["purge_reason"] = data["purge_reason"] or None
+        data["purge_policy"] = data["purge_policy"] or None
         return data
-
-
-def _tombstone(recording: Recording) -> dict:
-    """A purged recording as the API answers it: its id, the purge's time, reason and
-    policy, and nothing about the person or what they said (docs/domain.md,
-    "Tombstone"). The fields of a live recording stay, empty, so a client reads
-    one shape."""
-    return {
-        "id": recording.external_id,
-        "external_id": recording.external_id,
-        "profile": None,
-        "recorded_at": None,
-        "state": recording.state,
-        "flags": [],
-        "transcript": None,
-        "artefacts": [],
-        "created_at": _TIME.to_representation(recording.created_at),
-        "purged_at": (
-            None if recording.purged_at is None else _TIME.to_representation(recording.purged_at)
-        ),
-        "purge_reason": recording.purge_reason or None,
-        "purge_policy": recording.purge_policy or None,
-    }
 
 
 _TIME = serializers.DateTimeField()

@@ -165,10 +165,11 @@ def id_list(raw: Any, *, field: str, limit: int, max_length: int = 128) -> list[
             code="batch_too_large",
             message=f"At most {limit} {field} per batch; got {len(raw)}.",
         )
-    if not all(isinstance(i, str) and 0 < len(i) <= max_length for i in raw):
-        first = next(
-            n for n, i in enumerate(raw) if not (isinstance(i, str) and 0 < len(i) <= max_length)
-        )
+    first = next(
+        (n for n, i in enumerate(raw) if not (isinstance(i, str) and 0 < len(i) <= max_length)),
+        None,
+    )
+    if first is not None:
         raise refuse(
             f"{field}.{first}",  # the path of the first bad id (docs/domain.md, "Errors")
             "invalid_id",

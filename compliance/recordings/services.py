@@ -526,23 +526,19 @@ def _same(data: RecordingInput, found: dict[str, Any]) -> bool:
     )
 
 
-def _same_item(a: RecordingInput, b: RecordingInput) -> bool:
-    """Whether two items of one batch describe one recording, as `_same` judges a resend
-    against what is stored: flags as a set, a size or a digest compared only where both
-    give one."""
-    return (
-        a.profile_external_id == b.profile_external_id
-        and a.recorded_at == b.recorded_at
-        and a.transcript == b.transcript
-        and set(a.flags) == set(b.flags)
-        and (a.audio_key or None) == (b.audio_key or None)
-        and _agree(a.audio_size, b.audio_size)
-        and _agree(a.audio_sha256, b.audio_sha256)
-    )
-
-
-def _agree(a: object, b: object) -> bool:
-    return a is None or b is None or a == b
+def _as_found(item: _Item) -> dict[str, Any]:
+    """An item that passed its storage check, as `_existing` gives a stored recording:
+    a later item of the batch with its id is judged by `_same`, as a resend is. (A
+    digest needs no comparison: each item that gives one was checked against the same
+    object.)"""
+    data = item.data
+    return {
+        "profile": data.profile_external_id,
+        "recorded_at": data.recorded_at,
+        "flags": data.flags,
+        "transcript": data.transcript,
+        "audio": (item.audio_key, item.audio_size) if item.audio_key else None,
+    }
 
 
 def _existing(external_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -1023,7 +1019,7 @@ def recordings_store(
     if to_check:
         results.update(_storage_refusals(to_check))
 
-    first_of: dict[str, int] = {}  # external id -> index of the item that stands for it
+    first_of: dict[str, _Item] = {}  # external id -> the item that stands for it
     claimed: set[str] = set()  # the objects of those items
     repeats: list[int] = []
     ready: list[_Item] = []
@@ -1037,7 +1033,7 @@ def recordings_store(
         if key and (key in in_use or key in claimed):
             results[item.index] = _key_in_use(item.data.external_id)
             continue
-        first_of[item.data.external_id] = item.index
+        first_of[item.data.external_id] = item
         if key:
             claimed.add(key)
         ready.append(item)
@@ -1049,17 +1045,15 @@ def recordings_store(
         data = items[index]
         assert isinstance(data, RecordingInput)
         first = first_of[data.external_id]
-        earlier = items[first]
-        assert isinstance(earlier, RecordingInput)
-        if not _same_item(data, earlier):
+        if not _same(data, _as_found(first)):
             results[index] = IngestResult(
                 data.external_id,
                 "error",
                 "conflict",
                 "An earlier item of this batch has this external id and other data.",
             )
-        elif results[first].status == "error":
-            results[index] = results[first]
+        elif results[first.index].status == "error":
+            results[index] = results[first.index]
         else:
             results[index] = IngestResult(data.external_id, "exists")
     logger.info(

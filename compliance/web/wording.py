@@ -484,7 +484,11 @@ def _profile_names(keys: set[str]) -> dict[str, str]:
     from compliance.accounts.models import Profile
 
     found = Profile.objects.filter(external_id__in=keys).only("external_id", "display_name")
-    return {profile.external_id: profile.name for profile in found}
+    # The id beside the name: the name is its owner's choice, and could pose as another
+    # profile's id ("prof-bob" on prof-alice's profile).
+    return {
+        p.external_id: f"{p.display_name} ({p.external_id})" for p in found if p.display_name
+    }
 
 
 def _pk_keys(keys: set[str]) -> list[int]:

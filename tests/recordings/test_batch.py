@@ -422,6 +422,17 @@ def test_an_object_named_by_many_items_is_looked_at_once(platform, profile, monk
     assert asked == [(key, True)]
 
 
+def test_a_repeat_whose_digest_or_size_is_not_the_objects_is_refused_not_exists(platform, profile):
+    """Each item is checked against the object it names, a repeat too: only then may a
+    repeat be judged the same recording without comparing digests."""
+    key = _put("ingest/a.wav")
+    good = _item(1, audio_key=key, audio_sha256=hashlib.sha256(CLIP).hexdigest())
+
+    results = _post(platform, [good, {**good, "audio_sha256": "0" * 64}, {**good, "audio_size": 5}])
+
+    assert _codes(results) == ["created", "audio_mismatch", "audio_mismatch"]
+
+
 def test_a_repeat_with_its_flags_in_another_order_is_the_same_recording(platform, profile):
     """Judged as a resend is judged against what is stored: flags as a set, and a size
     compared only where both items give one."""
