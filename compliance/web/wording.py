@@ -486,9 +486,7 @@ def _profile_names(keys: set[str]) -> dict[str, str]:
     found = Profile.objects.filter(external_id__in=keys).only("external_id", "display_name")
     # The id beside the name: the name is its owner's choice, and could pose as another
     # profile's id ("prof-bob" on prof-alice's profile).
-    return {
-        p.external_id: f"{p.display_name} ({p.external_id})" for p in found if p.display_name
-    }
+    return {p.external_id: f"{p.display_name} ({p.external_id})" for p in found if p.display_name}
 
 
 def _pk_keys(keys: set[str]) -> list[int]:
